@@ -1,0 +1,359 @@
+//! One error type for everything the client does.
+//!
+//! etcd reports its own failures as gRPC statuses whose message starts with `etcdserver:`.
+//! [`Error::Etcd`] keeps the original [`tonic::Status`] (code, message, metadata) and adds a
+//! named [`EtcdErrorKind`] so callers can match on meaning instead of on strings. Input that etcd
+//! would refuse, or that can never be right, is refused before anything goes on the wire with
+//! [`Error::InvalidArgument`], which names the argument.
+
+use std::time::Duration;
+
+/// Shorthand for `Result<T, etcd_lock::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to etcd or using a lock.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument was refused before anything was sent.
+    #[error("invalid argument `{argument}`: {reason}")]
+    InvalidArgument {
+        /// The name of the refused argument (`key`, `ttl`, `endpoints`, ...).
+        argument: &'static str,
+        /// What is wrong with it and what would be accepted.
+        reason: String,
+    },
+
+    /// No endpoint could be reached within the connect timeout.
+    #[error("could not connect to etcd at {endpoints}: {reason} (is etcd running and reachable? check --endpoints)")]
+    Connect {
+        /// The endpoints that were tried, comma separated.
+        endpoints: String,
+        /// The last connection error seen.
+        reason: String,
+    },
+
+    /// A request did not complete within the client's request timeout.
+    #[error(
+        "{method} timed out after {after:?} (raise the request timeout or check cluster health)"
+    )]
+    Timeout {
+        /// The gRPC method, e.g. `/etcdserverpb.KV/Range`.
+        method: &'static str,
+        /// The timeout that expired.
+        after: Duration,
+    },
+
+    /// etcd answered with one of its own, known errors.
+    #[error("{kind}: {}", status.message())]
+    Etcd {
+        /// What the error means.
+        kind: EtcdErrorKind,
+        /// The status as received (code and message kept).
+        status: Box<tonic::Status>,
+    },
+
+    /// Any other gRPC status (transport failure, unknown server error, ...).
+    #[error("gRPC error {:?}: {}", status.code(), status.message())]
+    Status {
+        /// The status as received.
+        status: Box<tonic::Status>,
+    },
+
+    /// A watch could not start (or was stopped) because its revision was compacted away.
+    #[error("watch revision was compacted; the oldest revision still available is {compact_revision} (restart from it, or re-read the current state)")]
+    WatchCompacted {
+        /// The current compaction revision reported by etcd.
+        compact_revision: i64,
+    },
+
+    /// A watch was cancelled by the server or the stream ended.
+    #[error("watch stopped: {reason}")]
+    WatchClosed {
+        /// Why the watch ended, as far as the client knows.
+        reason: String,
+    },
+
+    /// The session's lease expired, was revoked, or could not be kept alive.
+    #[error("session lost: lease {lease:x} is gone (expired, revoked, or keep-alive failed); open a new session")]
+    SessionLost {
+        /// The lease ID of the lost session.
+        lease: i64,
+    },
+
+    /// A keep-alive answered TTL 0: the lease expired or was revoked.
+    #[error("lease {lease:x} expired or was revoked")]
+    LeaseExpired {
+        /// The lease ID.
+        lease: i64,
+    },
+
+    /// `try_lock` found the lock held by someone else.
+    #[error("lock {name} is held by another session")]
+    Locked {
+        /// The lock name.
+        name: String,
+    },
+
+    /// The lock was not held any more when the operation ran (unlocked twice, or its key deleted).
+    #[error("lock key {key} is not held (already released or its lease expired)")]
+    NotHeld {
+        /// The lock key that was expected.
+        key: String,
+    },
+
+    /// The same session already holds (or waits for) this lock name.
+    #[error("session already holds or waits for lock {name}; a session owns one key per name")]
+    AlreadyHeld {
+        /// The lock name.
+        name: String,
+    },
+
+    /// The server sent something the client cannot interpret (missing field, unexpected shape).
+    #[error("unexpected response from etcd: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    pub(crate) fn invalid(argument: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            argument,
+            reason: reason.into(),
+        }
+    }
+
+    /// Classifies a gRPC status received from etcd.
+    pub fn from_status(status: tonic::Status) -> Self {
+        match EtcdErrorKind::from_message(status.message()) {
+            Some(kind) => Error::Etcd {
+                kind,
+                status: Box::new(status),
+            },
+            None => Error::Status {
+                status: Box::new(status),
+            },
+        }
+    }
+
+    /// The gRPC code of a server-side error (`None` for client-side errors).
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            Error::Etcd { status, .. } | Error::Status { status } => Some(status.code()),
+            Error::WatchCompacted { .. } => Some(tonic::Code::OutOfRange),
+            _ => None,
+        }
+    }
+
+    /// The named etcd error, if this is one.
+    pub fn etcd_kind(&self) -> Option<EtcdErrorKind> {
+        match self {
+            Error::Etcd { kind, .. } => Some(*kind),
+            Error::WatchCompacted { .. } => Some(EtcdErrorKind::Compacted),
+            Error::LeaseExpired { .. } => Some(EtcdErrorKind::LeaseNotFound),
+            _ => None,
+        }
+    }
+
+    /// True for "required revision has been compacted", from a request or a watch.
+    pub fn is_compacted(&self) -> bool {
+        self.etcd_kind() == Some(EtcdErrorKind::Compacted)
+    }
+
+    /// True when the lease named in the request does not exist (expired or revoked).
+    pub fn is_lease_not_found(&self) -> bool {
+        self.etcd_kind() == Some(EtcdErrorKind::LeaseNotFound)
+    }
+
+    /// True when the session (its lease) is gone.
+    pub fn is_session_lost(&self) -> bool {
+        matches!(self, Error::SessionLost { .. })
+    }
+
+    /// True when the request never reached a server that could answer it, or the answer was
+    /// "unavailable" (down member, no leader, ...). Such failures are worth retrying elsewhere.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Connect { .. }) || self.code() == Some(tonic::Code::Unavailable)
+    }
+
+    /// True for a client-side timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+}
+
+/// etcd's own errors, identified by the message etcd sends (its `rpctypes` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EtcdErrorKind {
+    /// `etcdserver: key is not provided`
+    EmptyKey,
+    /// `etcdserver: key not found` (put with `ignore_value`/`ignore_lease` on a missing key)
+    KeyNotFound,
+    /// `etcdserver: value is provided` (value given together with `ignore_value`)
+    ValueProvided,
+    /// `etcdserver: lease is provided` (lease given together with `ignore_lease`)
+    LeaseProvided,
+    /// `etcdserver: too many operations in txn request` (server flag `--max-txn-ops`, default 128)
+    TooManyOps,
+    /// `etcdserver: duplicate key given in txn request`
+    DuplicateKey,
+    /// `etcdserver: mvcc: required revision has been compacted`
+    Compacted,
+    /// `etcdserver: mvcc: required revision is a future revision`
+    FutureRevision,
+    /// `etcdserver: mvcc: database space exceeded`
+    NoSpace,
+    /// `etcdserver: requested lease not found`
+    LeaseNotFound,
+    /// `etcdserver: lease already exists`
+    LeaseExists,
+    /// `etcdserver: too large lease TTL`
+    LeaseTtlTooLarge,
+    /// `etcdserver: request is too large` (server flag `--max-request-bytes`, default 1.5 MiB)
+    RequestTooLarge,
+    /// `etcdserver: too many requests`
+    TooManyRequests,
+    /// `etcdserver: no leader`
+    NoLeader,
+    /// `etcdserver: not leader`
+    NotLeader,
+    /// `etcdserver: leader changed`
+    LeaderChanged,
+    /// `etcdserver: request timed out` (and its variants): the request may or may not apply
+    ServerTimeout,
+    /// `etcdserver: server stopped`
+    Stopped,
+    /// `etcdserver: unhealthy cluster`
+    Unhealthy,
+    /// `etcdserver: permission denied`
+    PermissionDenied,
+    /// `etcdserver: invalid auth token`
+    InvalidAuthToken,
+    /// `etcdserver: authentication failed, invalid user ID or password`
+    AuthFailed,
+    /// `etcdserver: authentication is not enabled`
+    AuthNotEnabled,
+    /// `etcdserver: user name not found`
+    UserNotFound,
+    /// `etcdserver: user name already exists`
+    UserExists,
+    /// `etcdserver: role name not found`
+    RoleNotFound,
+    /// `etcdserver: role name already exists`
+    RoleExists,
+    /// `etcdserver: root user does not exist` / `does not have root role`
+    RootUserMissing,
+    /// `etcdserver: member not found`
+    MemberNotFound,
+    /// `etcdserver: corrupt cluster`
+    Corrupt,
+}
+
+impl EtcdErrorKind {
+    /// Maps an `etcdserver: ...` status message to its kind; `None` when it is not one of etcd's.
+    pub fn from_message(message: &str) -> Option<Self> {
+        use EtcdErrorKind::*;
+        let m = message.strip_prefix("etcdserver: ")?;
+        let kind = match m {
+            "key is not provided" => EmptyKey,
+            "key not found" => KeyNotFound,
+            "value is provided" => ValueProvided,
+            "lease is provided" => LeaseProvided,
+            "too many operations in txn request" => TooManyOps,
+            "duplicate key given in txn request" => DuplicateKey,
+            "mvcc: required revision has been compacted" => Compacted,
+            "mvcc: required revision is a future revision" => FutureRevision,
+            "mvcc: database space exceeded" => NoSpace,
+            "requested lease not found" => LeaseNotFound,
+            "lease already exists" => LeaseExists,
+            "too large lease TTL" => LeaseTtlTooLarge,
+            "request is too large" => RequestTooLarge,
+            "too many requests" => TooManyRequests,
+            "no leader" => NoLeader,
+            "not leader" => NotLeader,
+            "leader changed" => LeaderChanged,
+            "server stopped" => Stopped,
+            "unhealthy cluster" => Unhealthy,
+            "permission denied" => PermissionDenied,
+            "invalid auth token" => InvalidAuthToken,
+            "authentication failed, invalid user ID or password" => AuthFailed,
+            "authentication is not enabled" => AuthNotEnabled,
+            "user name not found" => UserNotFound,
+            "user name already exists" => UserExists,
+            "role name not found" => RoleNotFound,
+            "role name already exists" => RoleExists,
+            "root user does not exist" | "root user does not have root role" => RootUserMissing,
+            "member not found" => MemberNotFound,
+            "corrupt cluster" => Corrupt,
+            m if m.starts_with("request timed out") => ServerTimeout,
+            _ => return None,
+        };
+        Some(kind)
+    }
+}
+
+impl std::fmt::Display for EtcdErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use EtcdErrorKind::*;
+        let text = match self {
+            EmptyKey => "empty key",
+            KeyNotFound => "key not found",
+            ValueProvided => "value given with ignore_value",
+            LeaseProvided => "lease given with ignore_lease",
+            TooManyOps => "too many operations in one txn",
+            DuplicateKey => "duplicate key in txn",
+            Compacted => "revision compacted",
+            FutureRevision => "future revision",
+            NoSpace => "database space exceeded",
+            LeaseNotFound => "lease not found",
+            LeaseExists => "lease already exists",
+            LeaseTtlTooLarge => "lease TTL too large",
+            RequestTooLarge => "request too large",
+            TooManyRequests => "too many requests",
+            NoLeader => "no leader",
+            NotLeader => "not leader",
+            LeaderChanged => "leader changed",
+            ServerTimeout => "server-side timeout (the request may have been applied)",
+            Stopped => "server stopped",
+            Unhealthy => "unhealthy cluster",
+            PermissionDenied => "permission denied",
+            InvalidAuthToken => "invalid auth token",
+            AuthFailed => "authentication failed",
+            AuthNotEnabled => "authentication not enabled",
+            UserNotFound => "user not found",
+            UserExists => "user already exists",
+            RoleNotFound => "role not found",
+            RoleExists => "role already exists",
+            RootUserMissing => "root user missing",
+            MemberNotFound => "member not found",
+            Corrupt => "corrupt cluster",
+        };
+        f.write_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_etcd_messages_and_keeps_the_code() {
+        let e = Error::from_status(tonic::Status::out_of_range(
+            "etcdserver: mvcc: required revision has been compacted",
+        ));
+        assert!(e.is_compacted());
+        assert_eq!(e.code(), Some(tonic::Code::OutOfRange));
+        let e = Error::from_status(tonic::Status::unavailable(
+            "etcdserver: request timed out, possibly due to previous leader failure",
+        ));
+        assert_eq!(e.etcd_kind(), Some(EtcdErrorKind::ServerTimeout));
+        assert!(e.is_unavailable());
+        let e = Error::from_status(tonic::Status::internal("boom"));
+        assert!(matches!(e, Error::Status { .. }));
+    }
+
+    #[test]
+    fn result_stays_small() {
+        assert!(std::mem::size_of::<Error>() <= 48);
+    }
+}

@@ -1,0 +1,298 @@
+//! Locating installed etcd binaries (see [`EtcdBinary`]).
+
+use std::path::{Path, PathBuf};
+
+use super::TestkitError;
+
+/// Environment variable naming the cache folder that `scripts/install-etcd` fills.
+pub const CACHE_ENV: &str = "ETCD_LOCK_CACHE";
+/// Environment variable restricting [`EtcdBinary::installed`], e.g. `3.5.1,3.4.23`.
+pub const VERSIONS_ENV: &str = "ETCD_LOCK_VERSIONS";
+/// Prefix of the per-version override variables, e.g. `ETCD_BIN_3_5_1=/path/to/etcd`.
+pub const BIN_ENV_PREFIX: &str = "ETCD_BIN_";
+
+/// One installed etcd version: the `etcd` server binary and the `etcdctl` next to it.
+///
+/// Binaries are looked up, in this order:
+/// 1. `ETCD_BIN_<version with dots as underscores>` (e.g. `ETCD_BIN_3_5_1=/opt/etcd/etcd`);
+///    `etcdctl` is expected in the same folder;
+/// 2. `<cache>/v<version>/etcd` and `<cache>/v<version>/etcdctl`, where `<cache>` is
+///    [`EtcdBinary::cache_dir`]. `scripts/install-etcd` installs there.
+///
+/// Only the existence of `etcd` is checked; `etcdctl` is needed only by
+/// [`Cluster::etcdctl`](super::Cluster::etcdctl).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdBinary {
+    version: String,
+    etcd: PathBuf,
+    etcdctl: PathBuf,
+}
+
+impl EtcdBinary {
+    /// Finds an installed etcd version such as `"3.5.1"` (a leading `v` is accepted).
+    ///
+    /// Fails with [`TestkitError::NotInstalled`], whose message names
+    /// `scripts/install-etcd`, when the version is not installed.
+    pub fn find(version: &str) -> Result<EtcdBinary, TestkitError> {
+        Lookup::from_env().find(version)
+    }
+
+    /// All installed versions, newest first.
+    ///
+    /// When `ETCD_LOCK_VERSIONS` is set (comma separated, e.g. `3.5.1,3.4.23`),
+    /// only those versions are returned; listed versions that are not installed
+    /// are silently skipped (use [`EtcdBinary::matrix`] to make that an error).
+    pub fn installed() -> Vec<EtcdBinary> {
+        Lookup::from_env().installed()
+    }
+
+    /// The versions a test matrix should run against, newest first.
+    ///
+    /// With `ETCD_LOCK_VERSIONS` set, every listed version must be installed;
+    /// without it, all installed versions are used and at least one must exist.
+    /// Unlike [`EtcdBinary::installed`], this never silently yields fewer versions
+    /// than asked for, so a misconfigured CI job fails instead of testing nothing.
+    pub fn matrix() -> Result<Vec<EtcdBinary>, TestkitError> {
+        Lookup::from_env().matrix()
+    }
+
+    /// Uses explicitly given binaries, bypassing all lookup rules.
+    pub fn from_paths(
+        version: impl Into<String>,
+        etcd: impl Into<PathBuf>,
+        etcdctl: impl Into<PathBuf>,
+    ) -> EtcdBinary {
+        EtcdBinary {
+            version: normalize(&version.into()),
+            etcd: etcd.into(),
+            etcdctl: etcdctl.into(),
+        }
+    }
+
+    /// The cache folder: `$ETCD_LOCK_CACHE`; else the first `.cache/etcd` found
+    /// walking up from the current directory; else `.cache/etcd` in this crate's
+    /// source folder.
+    pub fn cache_dir() -> PathBuf {
+        Lookup::from_env().cache
+    }
+
+    /// The version, without a leading `v` (e.g. `3.5.1`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Path of the `etcd` server executable.
+    pub fn etcd_path(&self) -> &Path {
+        &self.etcd
+    }
+
+    /// Path of the `etcdctl` executable.
+    pub fn etcdctl_path(&self) -> &Path {
+        &self.etcdctl
+    }
+}
+
+/// `ETCD_BIN_3_5_1` for `3.5.1`.
+pub(crate) fn override_var(version: &str) -> String {
+    let v: String = normalize(version)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{BIN_ENV_PREFIX}{v}")
+}
+
+fn normalize(version: &str) -> String {
+    let v = version.trim();
+    v.strip_prefix('v').unwrap_or(v).to_string()
+}
+
+/// Sort key: numeric components, then releases above pre-releases, then the raw string.
+fn version_key(version: &str) -> (Vec<u64>, bool, String) {
+    let core = version.split(['-', '+']).next().unwrap_or("");
+    let nums = core.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    (nums, !version.contains('-'), version.to_string())
+}
+
+/// The inputs of binary lookup, separated from the process environment for testing.
+#[derive(Debug, Clone)]
+struct Lookup {
+    cache: PathBuf,
+    /// `(version, etcd path)` from `ETCD_BIN_*` variables.
+    overrides: Vec<(String, PathBuf)>,
+    /// Parsed `ETCD_LOCK_VERSIONS`, if set and non-empty.
+    only: Option<Vec<String>>,
+}
+
+impl Lookup {
+    fn from_env() -> Lookup {
+        let cache = match std::env::var_os(CACHE_ENV) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => walk_up_for_cache().unwrap_or_else(|| {
+                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/etcd"))
+            }),
+        };
+        let overrides = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let k = k.into_string().ok()?;
+                let ver = k.strip_prefix(BIN_ENV_PREFIX)?.replace('_', ".");
+                (!v.is_empty()).then(|| (ver, PathBuf::from(v)))
+            })
+            .collect();
+        let only = std::env::var(VERSIONS_ENV)
+            .ok()
+            .and_then(|s| parse_versions(&s));
+        Lookup {
+            cache,
+            overrides,
+            only,
+        }
+    }
+
+    fn find(&self, version: &str) -> Result<EtcdBinary, TestkitError> {
+        let version = normalize(version);
+        let mut searched = Vec::new();
+        let var = override_var(&version);
+        if let Some((_, etcd)) = self.overrides.iter().find(|(v, _)| override_var(v) == var) {
+            if etcd.is_file() {
+                let etcdctl = etcd.with_file_name("etcdctl");
+                return Ok(EtcdBinary::from_paths(version, etcd.clone(), etcdctl));
+            }
+            searched.push(etcd.clone());
+        }
+        let dir = self.cache.join(format!("v{version}"));
+        let etcd = dir.join("etcd");
+        if etcd.is_file() {
+            return Ok(EtcdBinary::from_paths(version, etcd, dir.join("etcdctl")));
+        }
+        searched.push(etcd);
+        Err(TestkitError::NotInstalled { version, searched })
+    }
+
+    fn installed(&self) -> Vec<EtcdBinary> {
+        let mut versions: Vec<String> = self.overrides.iter().map(|(v, _)| v.clone()).collect();
+        if let Ok(entries) = std::fs::read_dir(&self.cache) {
+            for entry in entries.flatten() {
+                if let Some(v) = entry.file_name().to_str().and_then(|n| n.strip_prefix('v')) {
+                    versions.push(v.to_string());
+                }
+            }
+        }
+        if let Some(only) = &self.only {
+            versions.retain(|v| only.contains(v));
+        }
+        let mut found: Vec<EtcdBinary> =
+            versions.iter().filter_map(|v| self.find(v).ok()).collect();
+        sort_newest_first(&mut found);
+        found.dedup_by(|a, b| a.version == b.version);
+        found
+    }
+
+    fn matrix(&self) -> Result<Vec<EtcdBinary>, TestkitError> {
+        match &self.only {
+            Some(only) => {
+                let mut found = only
+                    .iter()
+                    .map(|v| self.find(v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                sort_newest_first(&mut found);
+                Ok(found)
+            }
+            None => {
+                let found = self.installed();
+                if found.is_empty() {
+                    return Err(TestkitError::NotInstalled {
+                        version: "(any)".to_string(),
+                        searched: vec![self.cache.join("v*/etcd")],
+                    });
+                }
+                Ok(found)
+            }
+        }
+    }
+}
+
+fn sort_newest_first(bins: &mut [EtcdBinary]) {
+    bins.sort_by_key(|b| std::cmp::Reverse(version_key(&b.version)));
+}
+
+fn parse_versions(s: &str) -> Option<Vec<String>> {
+    let list: Vec<String> = s
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(normalize)
+        .collect();
+    (!list.is_empty()).then_some(list)
+}
+
+fn walk_up_for_cache() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .map(|d| d.join(".cache").join("etcd"))
+        .find(|d| d.is_dir())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_install(root: &Path, version: &str) -> PathBuf {
+        let dir = root.join(format!("v{version}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("etcd"), b"").unwrap();
+        std::fs::write(dir.join("etcdctl"), b"").unwrap();
+        dir.join("etcd")
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("testkit-bin-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn lookup_rules() {
+        let root = scratch("rules");
+        let cache = root.join("cache");
+        fake_install(&cache, "3.4.23");
+        fake_install(&cache, "3.10.0");
+        let custom = fake_install(&root.join("custom"), "3.5.1");
+        let mut l = Lookup {
+            cache: cache.clone(),
+            overrides: vec![("3.5.1".into(), custom.clone())],
+            only: None,
+        };
+        let names: Vec<String> = l.installed().iter().map(|b| b.version.clone()).collect();
+        assert_eq!(names, ["3.10.0", "3.5.1", "3.4.23"]);
+        assert_eq!(l.find("v3.5.1").unwrap().etcd_path(), custom);
+        assert_eq!(
+            l.find("3.5.1").unwrap().etcdctl_path(),
+            custom.with_file_name("etcdctl")
+        );
+
+        l.only = parse_versions(" v3.4.23, 9.9.9 ");
+        let names: Vec<String> = l.installed().iter().map(|b| b.version.clone()).collect();
+        assert_eq!(names, ["3.4.23"]);
+        let err = l.matrix().unwrap_err().to_string();
+        assert!(
+            err.contains("9.9.9") && err.contains("scripts/install-etcd"),
+            "{err}"
+        );
+        assert!(err.contains("ETCD_BIN_9_9_9"), "{err}");
+
+        l.only = None;
+        l.cache = root.join("nowhere");
+        l.overrides.clear();
+        assert!(l.installed().is_empty());
+        assert!(l.matrix().is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn override_names() {
+        assert_eq!(override_var("v3.5.1"), "ETCD_BIN_3_5_1");
+        assert!(parse_versions(" , ").is_none());
+        assert!(version_key("3.6.0") > version_key("3.6.0-rc.1"));
+        assert!(version_key("3.10.0") > version_key("3.9.9"));
+    }
+}

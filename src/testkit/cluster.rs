@@ -1,0 +1,314 @@
+//! Starting and observing a set of members (see [`Cluster`] and [`ClusterBuilder`]).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::member::{MemberConfig, ERROR_TAIL_LINES, POLL};
+use super::tempdir::TempDir;
+use super::{ports, EtcdBinary, Member, TestkitError};
+
+/// How often a start is retried with fresh ports after a port collision.
+const START_ATTEMPTS: usize = 5;
+
+/// Configures and starts a [`Cluster`]; created by [`Cluster::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a ClusterBuilder does nothing until .start() is called"]
+pub struct ClusterBuilder {
+    binary: EtcdBinary,
+    members: usize,
+    data_in_shm: bool,
+    args: Vec<String>,
+    start_timeout: Duration,
+}
+
+impl ClusterBuilder {
+    /// Number of members (default 1).
+    pub fn members(mut self, n: usize) -> Self {
+        self.members = n;
+        self
+    }
+
+    /// Puts the data folders on `/dev/shm` when it exists (default `false`):
+    /// much faster fsync, useful for benchmarks.
+    pub fn data_in_shm(mut self, yes: bool) -> Self {
+        self.data_in_shm = yes;
+        self
+    }
+
+    /// Adds one extra etcd flag for every member, e.g. `"--auth-token-ttl=2"`.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds several extra etcd flags for every member.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// How long [`ClusterBuilder::start`] and [`Member::restart`] wait for health
+    /// (default 20 s).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Starts the members and waits until every one is healthy.
+    ///
+    /// If a port turns out to be taken ("address already in use"), the whole
+    /// cluster is restarted on fresh ports, up to 5 times. Any other early exit,
+    /// or not becoming healthy within the start timeout, is an error carrying
+    /// the tail of the members' logs.
+    pub fn start(self) -> Result<Cluster, TestkitError> {
+        if self.members == 0 {
+            return Err(TestkitError::InvalidConfig(
+                "a cluster needs at least one member".into(),
+            ));
+        }
+        let dir = TempDir::create(self.data_in_shm)?;
+        let mut last_conflict = String::new();
+        for attempt in 1..=START_ATTEMPTS {
+            match self.try_start(&dir, attempt)? {
+                Ok(members) => {
+                    return Ok(Cluster {
+                        binary: self.binary,
+                        members,
+                        dir,
+                    })
+                }
+                Err(log_tail) => last_conflict = log_tail,
+            }
+        }
+        Err(TestkitError::StartFailed {
+            what: format!("ports were taken on each of {START_ATTEMPTS} start attempts"),
+            log_tail: last_conflict,
+        })
+    }
+
+    /// One attempt on fresh ports. `Ok(Err(log))` means a port collision.
+    fn try_start(
+        &self,
+        dir: &TempDir,
+        attempt: usize,
+    ) -> Result<Result<Vec<Member>, String>, TestkitError> {
+        let ports = ports::free_ports(self.members * 2)?;
+        let name = |i: usize| format!("m{i}");
+        let initial_cluster = (0..self.members)
+            .map(|i| format!("{}=http://127.0.0.1:{}", name(i), ports[2 * i + 1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::with_capacity(self.members);
+        for i in 0..self.members {
+            let member_dir = dir.path().join(name(i));
+            if member_dir.exists() {
+                std::fs::remove_dir_all(&member_dir).map_err(|e| {
+                    TestkitError::io(format!("cleaning {}", member_dir.display()), e)
+                })?;
+            }
+            members.push(Member::spawn(MemberConfig {
+                name: name(i),
+                client_port: ports[2 * i],
+                peer_port: ports[2 * i + 1],
+                dir: member_dir,
+                etcd: self.binary.etcd_path().to_path_buf(),
+                initial_cluster: initial_cluster.clone(),
+                token: format!("{}-{attempt}", dir.unique_name()),
+                extra_args: self.args.clone(),
+                start_timeout: self.start_timeout,
+            })?);
+        }
+        let deadline = Instant::now() + self.start_timeout;
+        loop {
+            for m in members.iter_mut() {
+                if let Some(status) = m.poll_exit() {
+                    if m.port_conflict() {
+                        return Ok(Err(m.log_tail(ERROR_TAIL_LINES)));
+                    }
+                    return Err(TestkitError::StartFailed {
+                        what: format!(
+                            "etcd {} member {} exited during start ({status})",
+                            self.binary.version(),
+                            m.name()
+                        ),
+                        log_tail: m.log_tail(ERROR_TAIL_LINES),
+                    });
+                }
+            }
+            if members.iter().all(Member::is_healthy) {
+                return Ok(Ok(members));
+            }
+            if Instant::now() >= deadline {
+                if let Some(m) = members.iter().find(|m| m.port_conflict()) {
+                    return Ok(Err(m.log_tail(ERROR_TAIL_LINES)));
+                }
+                return Err(TestkitError::Timeout {
+                    what: format!(
+                        "etcd {} cluster of {} not healthy after {:?}",
+                        self.binary.version(),
+                        self.members,
+                        self.start_timeout
+                    ),
+                    log_tail: unhealthy_tails(&members),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+fn unhealthy_tails<'a>(members: impl IntoIterator<Item = &'a Member>) -> String {
+    members
+        .into_iter()
+        .filter(|m| !m.is_healthy())
+        .map(|m| format!("[{}]\n{}", m.name(), m.log_tail(ERROR_TAIL_LINES)))
+        .collect()
+}
+
+/// A running etcd cluster of one or more [`Member`]s on 127.0.0.1.
+///
+/// Dropping it kills every member and removes the temporary data folder.
+#[derive(Debug)]
+pub struct Cluster {
+    binary: EtcdBinary,
+    members: Vec<Member>,
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// Starts configuring a cluster running `binary`.
+    pub fn builder(binary: &EtcdBinary) -> ClusterBuilder {
+        ClusterBuilder {
+            binary: binary.clone(),
+            members: 1,
+            data_in_shm: false,
+            args: Vec::new(),
+            start_timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// Starts a single-member cluster with default settings.
+    pub fn single(binary: &EtcdBinary) -> Result<Cluster, TestkitError> {
+        Cluster::builder(binary).start()
+    }
+
+    /// Starts a three-member cluster with default settings.
+    pub fn three(binary: &EtcdBinary) -> Result<Cluster, TestkitError> {
+        Cluster::builder(binary).members(3).start()
+    }
+
+    /// The client URL of every member (`http://127.0.0.1:PORT`), in member order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::endpoint).collect()
+    }
+
+    /// All members, in order `m0`, `m1`, ...
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// Member `i`.
+    ///
+    /// # Panics
+    /// If `i` is not smaller than the number of members.
+    pub fn member(&self, i: usize) -> &Member {
+        &self.members[i]
+    }
+
+    /// Member `i`, mutably (to kill or restart it).
+    ///
+    /// # Panics
+    /// If `i` is not smaller than the number of members.
+    pub fn member_mut(&mut self, i: usize) -> &mut Member {
+        &mut self.members[i]
+    }
+
+    /// The index of the leader, read from each running, unpaused member's
+    /// `/metrics` (`etcd_server_is_leader 1`).
+    ///
+    /// `None` when no member, or more than one (a stale leader during an
+    /// election), claims leadership.
+    pub fn leader(&self) -> Option<usize> {
+        let mut leaders = (0..self.members.len()).filter(|&i| self.members[i].is_leader());
+        let first = leaders.next()?;
+        leaders.next().is_none().then_some(first)
+    }
+
+    /// Polls [`Cluster::leader`] until it returns a member or `timeout` passes.
+    pub fn wait_leader(&self, timeout: Duration) -> Result<usize, TestkitError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.leader() {
+                return Ok(i);
+            }
+            if Instant::now() >= deadline {
+                return Err(TestkitError::Timeout {
+                    what: format!("no single leader after {timeout:?}"),
+                    log_tail: self.live_tails(),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Polls until every running, unpaused member is healthy or `timeout` passes.
+    pub fn wait_healthy(&self, timeout: Duration) -> Result<(), TestkitError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let live = || {
+                self.members
+                    .iter()
+                    .filter(|m| m.pid().is_some() && !m.is_paused())
+            };
+            if live().all(Member::is_healthy) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(TestkitError::Timeout {
+                    what: format!("cluster not healthy after {timeout:?}"),
+                    log_tail: unhealthy_tails(live()),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// An `etcdctl` command with `ETCDCTL_API=3` and `--endpoints` set to all members.
+    pub fn etcdctl(&self) -> Command {
+        let mut cmd = Command::new(self.binary.etcdctl_path());
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints().join(",")));
+        cmd
+    }
+
+    /// The etcd binary the cluster runs.
+    pub fn binary(&self) -> &EtcdBinary {
+        &self.binary
+    }
+
+    /// The temporary folder holding every member's data folder and log;
+    /// removed when the cluster is dropped.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn live_tails(&self) -> String {
+        self.members
+            .iter()
+            .filter(|m| m.pid().is_some())
+            .map(|m| format!("[{}]\n{}", m.name(), m.log_tail(ERROR_TAIL_LINES)))
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Kill every member before `dir` (declared last) removes their folders.
+        self.members.clear();
+    }
+}

@@ -1,0 +1,119 @@
+//! The single error type of the testkit.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while finding etcd binaries or running members.
+///
+/// Messages are meant to be read by a human in a failing test: start and
+/// readiness failures carry the tail of the member's log.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TestkitError {
+    /// The requested etcd version is not installed where the testkit looks.
+    NotInstalled {
+        /// The requested version, without a leading `v` (e.g. `3.5.1`).
+        version: String,
+        /// The executables that were looked for and not found.
+        searched: Vec<PathBuf>,
+    },
+    /// An I/O operation failed (creating a directory, spawning a process, ...).
+    Io {
+        /// What the testkit was doing.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A member exited, or could not be started, while it was being started.
+    StartFailed {
+        /// What failed, naming the member.
+        what: String,
+        /// The last lines of the relevant member log(s).
+        log_tail: String,
+    },
+    /// Something did not become true before its deadline.
+    Timeout {
+        /// What was being waited for.
+        what: String,
+        /// The last lines of the relevant member log(s).
+        log_tail: String,
+    },
+    /// Sending a signal with the `kill` command failed.
+    Signal {
+        /// The signal name, e.g. `STOP`.
+        signal: &'static str,
+        /// The target process id.
+        pid: u32,
+        /// Why it failed.
+        detail: String,
+    },
+    /// The operation needs a running member, but the member is not running.
+    NotRunning {
+        /// The member's name.
+        member: String,
+    },
+    /// The requested configuration is invalid (e.g. zero members).
+    InvalidConfig(String),
+}
+
+impl TestkitError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        TestkitError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for TestkitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TestkitError::NotInstalled { version, searched } => {
+                write!(f, "etcd {version} is not installed (looked for")?;
+                for (i, p) in searched.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { ", " };
+                    write!(f, "{sep}{}", p.display())?;
+                }
+                write!(
+                    f,
+                    "); run `scripts/install-etcd` to install it into the cache, \
+                     or set {} to the path of an etcd binary",
+                    super::binary::override_var(version)
+                )
+            }
+            TestkitError::Io { context, source } => write!(f, "{context}: {source}"),
+            TestkitError::StartFailed { what, log_tail } => {
+                write!(f, "{what}")?;
+                write_tail(f, log_tail)
+            }
+            TestkitError::Timeout { what, log_tail } => {
+                write!(f, "timed out: {what}")?;
+                write_tail(f, log_tail)
+            }
+            TestkitError::Signal {
+                signal,
+                pid,
+                detail,
+            } => write!(f, "kill -{signal} {pid} failed: {detail}"),
+            TestkitError::NotRunning { member } => write!(f, "member {member} is not running"),
+            TestkitError::InvalidConfig(msg) => write!(f, "invalid testkit configuration: {msg}"),
+        }
+    }
+}
+
+fn write_tail(f: &mut fmt::Formatter<'_>, tail: &str) -> fmt::Result {
+    if tail.trim().is_empty() {
+        Ok(())
+    } else {
+        write!(f, "\n--- log tail ---\n{}", tail.trim_end())
+    }
+}
+
+impl std::error::Error for TestkitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TestkitError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! One etcd server process (see [`Member`]).
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{http, TestkitError};
+
+/// Read timeout of a `/health` request.
+pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between two polls while waiting for something.
+pub(crate) const POLL: Duration = Duration::from_millis(25);
+/// Lines of log included in error messages.
+pub(crate) const ERROR_TAIL_LINES: usize = 30;
+/// Lines returned by [`Member::log`].
+const LOG_LINES: usize = 200;
+
+/// Everything needed to run one member; built by the cluster.
+#[derive(Debug)]
+pub(crate) struct MemberConfig {
+    pub(crate) name: String,
+    pub(crate) client_port: u16,
+    pub(crate) peer_port: u16,
+    /// Folder holding `data/` and `etcd.log`; created if missing.
+    pub(crate) dir: PathBuf,
+    pub(crate) etcd: PathBuf,
+    /// `m0=http://127.0.0.1:P0,m1=...`
+    pub(crate) initial_cluster: String,
+    pub(crate) token: String,
+    pub(crate) extra_args: Vec<String>,
+    pub(crate) start_timeout: Duration,
+}
+
+/// One etcd server process of a [`Cluster`](super::Cluster).
+///
+/// The process listens on `127.0.0.1` only; its stdout and stderr go to
+/// [`Member::log_path`]. Dropping a `Member` kills the process (also when
+/// the test panics), so no etcd process outlives its `Member`.
+#[derive(Debug)]
+pub struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    dir: PathBuf,
+    etcd: PathBuf,
+    /// All flags except `--initial-cluster-state`.
+    args: Vec<String>,
+    start_timeout: Duration,
+    child: Option<Child>,
+    paused: AtomicBool,
+}
+
+impl Member {
+    /// Creates the member folder and starts etcd with `--initial-cluster-state=new`.
+    /// Does not wait for it to become healthy.
+    pub(crate) fn spawn(cfg: MemberConfig) -> Result<Member, TestkitError> {
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        let data = cfg.dir.join("data");
+        let mut args = vec![
+            format!("--name={}", cfg.name),
+            format!("--data-dir={}", data.display()),
+            format!("--listen-client-urls={}", url(cfg.client_port)),
+            format!("--advertise-client-urls={}", url(cfg.client_port)),
+            format!("--listen-peer-urls={}", url(cfg.peer_port)),
+            format!("--initial-advertise-peer-urls={}", url(cfg.peer_port)),
+            format!("--initial-cluster={}", cfg.initial_cluster),
+            format!("--initial-cluster-token={}", cfg.token),
+            "--logger=zap".to_string(),
+            "--log-outputs=stderr".to_string(),
+        ];
+        args.extend(cfg.extra_args);
+        std::fs::create_dir_all(&cfg.dir)
+            .map_err(|e| TestkitError::io(format!("creating {}", cfg.dir.display()), e))?;
+        let mut member = Member {
+            name: cfg.name,
+            client_port: cfg.client_port,
+            peer_port: cfg.peer_port,
+            dir: cfg.dir,
+            etcd: cfg.etcd,
+            args,
+            start_timeout: cfg.start_timeout,
+            child: None,
+            paused: AtomicBool::new(false),
+        };
+        member.start_process("new")?;
+        Ok(member)
+    }
+
+    fn start_process(&mut self, state: &str) -> Result<(), TestkitError> {
+        let log_path = self.log_path();
+        let open_err = |e| TestkitError::io(format!("opening {}", log_path.display()), e);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(open_err)?;
+        let log2 = log.try_clone().map_err(open_err)?;
+        let mut cmd = Command::new(&self.etcd);
+        cmd.args(&self.args)
+            .arg(format!("--initial-cluster-state={state}"))
+            .stdin(Stdio::null())
+            .stdout(log2)
+            .stderr(log);
+        // etcd reads ETCD_* variables as flags and warns about unknown ones; hide
+        // the testkit's own variables (but keep e.g. ETCD_UNSUPPORTED_ARCH).
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("ETCD_LOCK_") || k.starts_with(super::binary::BIN_ENV_PREFIX) {
+                cmd.env_remove(&key);
+            }
+        }
+        let child = cmd.spawn().map_err(|e| {
+            TestkitError::io(
+                format!("starting {} for member {}", self.etcd.display(), self.name),
+                e,
+            )
+        })?;
+        self.child = Some(child);
+        self.paused.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The member name (`m0`, `m1`, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The client URL, `http://127.0.0.1:<client_port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The client port on 127.0.0.1 (gRPC, `/health`, `/metrics`).
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
+    /// The peer (raft) port on 127.0.0.1.
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
+    }
+
+    /// The process id, or `None` when the member was killed or has exited.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The etcd `--data-dir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The file receiving the process' stdout and stderr (kept across restarts).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("etcd.log")
+    }
+
+    /// The last 200 lines of the member's log.
+    pub fn log(&self) -> String {
+        self.log_tail(LOG_LINES)
+    }
+
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        match std::fs::read(self.log_path()) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let all: Vec<&str> = text.lines().collect();
+                let mut tail = all[all.len().saturating_sub(lines)..].join("\n");
+                tail.push('\n');
+                tail
+            }
+            Err(e) => format!("<log {} unreadable: {e}>\n", self.log_path().display()),
+        }
+    }
+
+    /// True when the log reports that a port was taken by someone else.
+    pub(crate) fn port_conflict(&self) -> bool {
+        self.log_tail(usize::MAX).contains("address already in use")
+    }
+
+    /// Reaps the process if it exited; returns its exit status then.
+    pub(crate) fn poll_exit(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        self.paused.store(false, Ordering::SeqCst);
+        Some(status)
+    }
+
+    /// Whether the process is alive (a paused process counts as running).
+    pub fn is_running(&mut self) -> bool {
+        self.poll_exit();
+        self.child.is_some()
+    }
+
+    /// Whether [`Member::pause`] was called without a later [`Member::resume`].
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Whether `GET /health` answers `{"health":"true"}`.
+    ///
+    /// Returns `false` right away for a killed or paused member.
+    pub fn is_healthy(&self) -> bool {
+        self.child.is_some()
+            && !self.is_paused()
+            && http::is_healthy(self.client_port, HEALTH_TIMEOUT)
+    }
+
+    /// Whether `/metrics` reports `etcd_server_is_leader 1`; `false` when killed,
+    /// paused or unreachable.
+    pub fn is_leader(&self) -> bool {
+        self.child.is_some()
+            && !self.is_paused()
+            && http::is_leader(self.client_port, HEALTH_TIMEOUT) == Some(true)
+    }
+
+    /// Polls [`Member::is_healthy`] until it holds or `timeout` passes.
+    pub fn wait_healthy(&self, timeout: Duration) -> Result<(), TestkitError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.is_healthy() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(TestkitError::Timeout {
+                    what: format!("member {} not healthy after {timeout:?}", self.name),
+                    log_tail: self.log_tail(ERROR_TAIL_LINES),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Sends SIGKILL and reaps the process. Does nothing if it is not running.
+    /// The data folder is kept, so [`Member::restart`] can bring it back.
+    pub fn kill(&mut self) -> Result<(), TestkitError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        self.paused.store(false, Ordering::SeqCst);
+        let killed = child.kill();
+        let waited = child.wait();
+        let what = format!("killing member {} (pid {})", self.name, child.id());
+        killed.map_err(|e| TestkitError::io(what.clone(), e))?;
+        waited.map_err(|e| TestkitError::io(what, e))?;
+        Ok(())
+    }
+
+    /// Freezes the process with SIGSTOP (it keeps its sockets but stops answering).
+    ///
+    /// Returns once the kernel reports the process stopped (checked via `/proc`).
+    pub fn pause(&self) -> Result<(), TestkitError> {
+        let pid = self.running_pid()?;
+        signal(pid, "STOP")?;
+        self.paused.store(true, Ordering::SeqCst);
+        wait_proc_state(pid, true);
+        Ok(())
+    }
+
+    /// Continues a paused process with SIGCONT.
+    pub fn resume(&self) -> Result<(), TestkitError> {
+        let pid = self.running_pid()?;
+        signal(pid, "CONT")?;
+        self.paused.store(false, Ordering::SeqCst);
+        wait_proc_state(pid, false);
+        Ok(())
+    }
+
+    /// Kills the member if it runs, starts it again on the same ports and data
+    /// folder, and waits (up to the cluster's start timeout) until it is healthy.
+    ///
+    /// A member only becomes healthy when its cluster has quorum: to bring back
+    /// several members of a cluster that lost quorum, use
+    /// [`Member::restart_no_wait`] on each, then [`Cluster::wait_healthy`](super::Cluster::wait_healthy).
+    pub fn restart(&mut self) -> Result<(), TestkitError> {
+        self.restart_no_wait()?;
+        let deadline = Instant::now() + self.start_timeout;
+        loop {
+            if let Some(status) = self.poll_exit() {
+                return Err(TestkitError::StartFailed {
+                    what: format!("member {} exited during restart ({status})", self.name),
+                    log_tail: self.log_tail(ERROR_TAIL_LINES),
+                });
+            }
+            if self.is_healthy() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(TestkitError::Timeout {
+                    what: format!(
+                        "member {} not healthy {:?} after restart",
+                        self.name, self.start_timeout
+                    ),
+                    log_tail: self.log_tail(ERROR_TAIL_LINES),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Like [`Member::restart`] but returns right after starting the process.
+    pub fn restart_no_wait(&mut self) -> Result<(), TestkitError> {
+        self.kill()?;
+        let marker = format!("--- testkit: restarting member {} ---\n", self.name);
+        let _ = OpenOptions::new()
+            .append(true)
+            .open(self.log_path())
+            .and_then(|mut f| std::io::Write::write_all(&mut f, marker.as_bytes()));
+        self.start_process("existing")
+    }
+
+    fn running_pid(&self) -> Result<u32, TestkitError> {
+        self.pid().ok_or_else(|| TestkitError::NotRunning {
+            member: self.name.clone(),
+        })
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if self.paused.load(Ordering::SeqCst) {
+                let _ = signal(child.id(), "CONT");
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `kill -<sig> <pid>`.
+fn signal(pid: u32, sig: &'static str) -> Result<(), TestkitError> {
+    let fail = |detail: String| TestkitError::Signal {
+        signal: sig,
+        pid,
+        detail,
+    };
+    let out = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| fail(format!("cannot run `kill`: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
+/// Waits (at most 1 s) until `/proc/<pid>/stat` shows the process stopped (`T`)
+/// or not stopped. Best effort: returns at once where `/proc` is unavailable.
+fn wait_proc_state(pid: u32, stopped: bool) {
+    let path = Path::new("/proc").join(pid.to_string()).join("stat");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        let Ok(stat) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        // "pid (comm) S ...": the state follows the last ')'.
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        if matches!(state, Some("T") | Some("t")) == stopped {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
