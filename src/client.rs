@@ -132,6 +132,7 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     pub(crate) wire: Option<Arc<dyn WireSink>>,
     watch_hub: OnceLock<WatchHub>,
+    pub(crate) lock_watches: crate::lock::waiters::Registry,
 }
 
 /// A connection to an etcd cluster. Clone it freely: clones share connections and counters.
@@ -499,6 +500,7 @@ impl ClientBuilder {
                 counters: Counters::default(),
                 wire: self.wire,
                 watch_hub: OnceLock::new(),
+                lock_watches: Default::default(),
             }),
         })
     }

@@ -11,6 +11,8 @@
 //! | [`lease`] | `Lease/LeaseGrant`, `LeaseRevoke`, `LeaseKeepAlive`, `LeaseTimeToLive`, `LeaseLeases` |
 //! | [`watch`] | `Watch/Watch`, many watches on one stream |
 //! | [`maintenance`] | `Maintenance/Status`, `Cluster/MemberList` |
+//! | [`session`] | a lease kept alive, with a "lost" signal |
+//! | [`lock`] | [`lock::RecipeLock`] and [`lock::ServiceLock`] behind [`lock::Locker`] |
 //! | [`wire`] | the wire log hook |
 //! | [`proto`] | the generated messages and clients |
 //! | [`error`] | the one [`Error`] type |
@@ -20,8 +22,10 @@ pub mod client;
 pub mod error;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod proto;
+pub mod session;
 pub mod txn;
 pub mod watch;
 pub mod wire;
@@ -31,4 +35,6 @@ pub mod testkit;
 
 pub use client::{Client, ClientOptions, ClientStats};
 pub use error::{Error, EtcdErrorKind, Result};
+pub use lock::{LockGuard, Locker, RecipeLock, ServiceLock};
 pub use proto::mvccpb::KeyValue;
+pub use session::{Session, SessionOptions};

@@ -75,14 +75,14 @@ impl ClusterBuilder {
         let mut last_conflict = String::new();
         for attempt in 1..=START_ATTEMPTS {
             match self.try_start(&dir, attempt)? {
-                Ok(members) => {
+                Attempt::Started(members) => {
                     return Ok(Cluster {
                         binary: self.binary,
                         members,
                         dir,
                     })
                 }
-                Err(log_tail) => last_conflict = log_tail,
+                Attempt::PortTaken(log_tail) => last_conflict = log_tail,
             }
         }
         Err(TestkitError::StartFailed {
@@ -91,12 +91,8 @@ impl ClusterBuilder {
         })
     }
 
-    /// One attempt on fresh ports. `Ok(Err(log))` means a port collision.
-    fn try_start(
-        &self,
-        dir: &TempDir,
-        attempt: usize,
-    ) -> Result<Result<Vec<Member>, String>, TestkitError> {
+    /// One attempt on fresh ports.
+    fn try_start(&self, dir: &TempDir, attempt: usize) -> Result<Attempt, TestkitError> {
         let ports = ports::free_ports(self.members * 2)?;
         let name = |i: usize| format!("m{i}");
         let initial_cluster = (0..self.members)
@@ -128,7 +124,7 @@ impl ClusterBuilder {
             for m in members.iter_mut() {
                 if let Some(status) = m.poll_exit() {
                     if m.port_conflict() {
-                        return Ok(Err(m.log_tail(ERROR_TAIL_LINES)));
+                        return Ok(Attempt::PortTaken(m.log_tail(ERROR_TAIL_LINES)));
                     }
                     return Err(TestkitError::StartFailed {
                         what: format!(
@@ -141,11 +137,11 @@ impl ClusterBuilder {
                 }
             }
             if members.iter().all(Member::is_healthy) {
-                return Ok(Ok(members));
+                return Ok(Attempt::Started(members));
             }
             if Instant::now() >= deadline {
                 if let Some(m) = members.iter().find(|m| m.port_conflict()) {
-                    return Ok(Err(m.log_tail(ERROR_TAIL_LINES)));
+                    return Ok(Attempt::PortTaken(m.log_tail(ERROR_TAIL_LINES)));
                 }
                 return Err(TestkitError::Timeout {
                     what: format!(
@@ -162,6 +158,14 @@ impl ClusterBuilder {
     }
 }
 
+/// Outcome of one start attempt that did not hit a hard error.
+enum Attempt {
+    /// Every member is healthy.
+    Started(Vec<Member>),
+    /// A port was taken by someone else; carries the log tail.
+    PortTaken(String),
+}
+
 fn unhealthy_tails<'a>(members: impl IntoIterator<Item = &'a Member>) -> String {
     members
         .into_iter()
@@ -174,6 +178,7 @@ fn unhealthy_tails<'a>(members: impl IntoIterator<Item = &'a Member>) -> String 
 ///
 /// Dropping it kills every member and removes the temporary data folder.
 #[derive(Debug)]
+#[must_use = "dropping a Cluster kills its members"]
 pub struct Cluster {
     binary: EtcdBinary,
     members: Vec<Member>,
@@ -310,5 +315,31 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         // Kill every member before `dir` (declared last) removes their folders.
         self.members.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn retries_on_fresh_ports_when_a_port_is_taken() {
+        let Some(bin) = EtcdBinary::installed().into_iter().next() else {
+            eprintln!("no etcd installed (scripts/install-etcd): skipped");
+            return;
+        };
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let peer = ports::free_ports(1).unwrap()[0];
+        ports::FORCED.with(|f| *f.borrow_mut() = vec![port, peer]);
+        let cluster = Cluster::single(&bin).unwrap();
+        let m = cluster.member(0);
+        assert_ne!(m.client_port(), port);
+        assert!(m.is_healthy());
+        assert!(
+            !m.log().contains("address already in use"),
+            "log of attempt 1 kept"
+        );
     }
 }

@@ -1,12 +1,12 @@
 //! One etcd server process (see [`Member`]).
 
 use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{http, TestkitError};
+use super::{http, signal, TestkitError};
 
 /// Read timeout of a `/health` request.
 pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -253,18 +253,18 @@ impl Member {
     /// Returns once the kernel reports the process stopped (checked via `/proc`).
     pub fn pause(&self) -> Result<(), TestkitError> {
         let pid = self.running_pid()?;
-        signal(pid, "STOP")?;
+        signal::send(pid, "STOP")?;
         self.paused.store(true, Ordering::SeqCst);
-        wait_proc_state(pid, true);
+        signal::wait_stopped(pid, true);
         Ok(())
     }
 
     /// Continues a paused process with SIGCONT.
     pub fn resume(&self) -> Result<(), TestkitError> {
         let pid = self.running_pid()?;
-        signal(pid, "CONT")?;
+        signal::send(pid, "CONT")?;
         self.paused.store(false, Ordering::SeqCst);
-        wait_proc_state(pid, false);
+        signal::wait_stopped(pid, false);
         Ok(())
     }
 
@@ -322,55 +322,10 @@ impl Drop for Member {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if self.paused.load(Ordering::SeqCst) {
-                let _ = signal(child.id(), "CONT");
+                let _ = signal::send(child.id(), "CONT");
             }
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-/// Runs `kill -<sig> <pid>`.
-fn signal(pid: u32, sig: &'static str) -> Result<(), TestkitError> {
-    let fail = |detail: String| TestkitError::Signal {
-        signal: sig,
-        pid,
-        detail,
-    };
-    let out = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| fail(format!("cannot run `kill`: {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(fail(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
-    }
-}
-
-/// Waits (at most 1 s) until `/proc/<pid>/stat` shows the process stopped (`T`)
-/// or not stopped. Best effort: returns at once where `/proc` is unavailable.
-fn wait_proc_state(pid: u32, stopped: bool) {
-    let path = Path::new("/proc").join(pid.to_string()).join("stat");
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < deadline {
-        let Ok(stat) = std::fs::read_to_string(&path) else {
-            return;
-        };
-        // "pid (comm) S ...": the state follows the last ')'.
-        let state = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().next());
-        if matches!(state, Some("T") | Some("t")) == stopped {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(2));
     }
 }

@@ -12,7 +12,8 @@
 //!   test failover.
 //!
 //! Every process is killed and every folder removed on drop, also when the
-//! test panics.
+//! test panics. (Only a test process that is itself killed with SIGKILL, or
+//! aborts, leaves its etcd children and `etcd-testkit-*` temp folders behind.)
 //!
 //! # Example
 //!
@@ -55,6 +56,7 @@ mod error;
 mod http;
 mod member;
 mod ports;
+mod signal;
 mod tempdir;
 
 pub use binary::{EtcdBinary, BIN_ENV_PREFIX, CACHE_ENV, VERSIONS_ENV};

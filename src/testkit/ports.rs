@@ -16,8 +16,22 @@ const REMEMBER: usize = 4096;
 
 static RECENT: Mutex<VecDeque<u16>> = Mutex::new(VecDeque::new());
 
+#[cfg(test)]
+thread_local! {
+    /// Unit tests put ports here to be returned by the next `free_ports` call
+    /// on the same thread, to provoke port collisions.
+    pub(crate) static FORCED: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Returns `n` distinct free ports on 127.0.0.1.
 pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, TestkitError> {
+    #[cfg(test)]
+    {
+        let forced = FORCED.with(|f| std::mem::take(&mut *f.borrow_mut()));
+        if forced.len() == n {
+            return Ok(forced);
+        }
+    }
     let mut recent = RECENT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

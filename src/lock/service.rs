@@ -1,0 +1,99 @@
+//! The server-side lock: etcd's `v3lockpb.Lock` service (`Lock/Lock`, `Lock/Unlock`).
+//!
+//! etcd runs the same recipe as Go's `concurrency.Mutex` inside the server, with the same key
+//! layout, so this flavour and [`super::RecipeLock`] exclude each other. `Lock/Lock` blocks on
+//! the server until the lock is held, then returns the key; one `KV/Range` of that key reads
+//! its create revision, the fencing token (the Lock answer's header revision is not it when
+//! the call had to wait).
+
+use crate::client::{Client, Retry};
+use crate::error::Result;
+use crate::kv::GetOptions;
+use crate::proto::v3lockpb as pb;
+use crate::proto::v3lockpb::lock_client::LockClient;
+use crate::session::Session;
+
+use super::guard::{Flavour, LockGuard, PendingKey};
+use super::{key_for, prefix_for, Locker};
+
+pub(crate) const LOCK: &str = "/v3lockpb.Lock/Lock";
+pub(crate) const UNLOCK: &str = "/v3lockpb.Lock/Unlock";
+
+/// etcd's server-side lock service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServiceLock;
+
+impl ServiceLock {
+    /// A service locker.
+    pub fn new() -> Self {
+        ServiceLock
+    }
+}
+
+/// `Lock/Unlock{key}`.
+pub(crate) async fn unlock_key(client: &Client, key: Vec<u8>) -> Result<()> {
+    let req = pb::UnlockRequest { key };
+    client
+        .unary(UNLOCK, Retry::NotSent, req, |ch, r| async move {
+            LockClient::new(ch).unlock(r).await
+        })
+        .await
+        .map(|_| ())
+}
+
+impl Locker for ServiceLock {
+    /// Sends `Lock/Lock{name, lease}` (no request timeout: it blocks server-side until the lock
+    /// is ours), then `KV/Range(key)` for the fencing token. A dropped call is cancelled on the
+    /// server, which then deletes its waiter key; the key is also deleted from here in case the
+    /// server had already granted it.
+    async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
+        let prefix = prefix_for(name)?;
+        let claim = session.claim(name).await?;
+        if session.is_lost() {
+            return Err(session.lost_error());
+        }
+        let client = session.client();
+        let mut pending = PendingKey::new(key_for(&prefix, session.lease()), claim);
+        let req = pb::LockRequest {
+            name: name.to_vec(),
+            lease: session.lease(),
+        };
+        let call = client.unary_timeout(LOCK, Retry::NotSent, None, req, |ch, r| async move {
+            LockClient::new(ch).lock(r).await
+        });
+        let lost = session.lost();
+        let response = tokio::select! {
+            r = call => r,
+            _ = lost => return Err(session.lost_error()),
+        };
+        let key = match response {
+            Ok(r) => r.key,
+            Err(e) if e.is_lease_not_found() => {
+                pending.forget();
+                return Err(session.lost_error());
+            }
+            Err(e) => return Err(e),
+        };
+        let found = client
+            .get_with(key.clone(), GetOptions::new().with_keys_only())
+            .await?;
+        let Some(token) = found.first().map(|kv| kv.create_revision) else {
+            pending.forget();
+            return Err(session.lost_error());
+        };
+        pending.set_token(token);
+        let claim = pending.disarm();
+        Ok(LockGuard::new(
+            name.to_vec(),
+            key,
+            token,
+            session.clone(),
+            Flavour::Service,
+            claim,
+        ))
+    }
+
+    fn flavour(&self) -> &'static str {
+        "service"
+    }
+}

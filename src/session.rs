@@ -1,0 +1,362 @@
+//! A session: one lease kept alive by a background task, and a signal that fires when the lease
+//! is lost. Locks and elections attach their keys to the session's lease, so a crashed process's
+//! keys vanish when its TTL runs out.
+//!
+//! On the wire: `Lease/LeaseGrant` at creation (unless an existing lease is adopted), then one
+//! `LeaseKeepAlive` message every TTL/3 on a long-lived stream, `Lease/LeaseRevoke` on
+//! [`Session::close`] (and, in the background, when the last handle is dropped).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::lease::{check_ttl, LeaseKeeper};
+
+/// Default session TTL, as in Go's `concurrency.NewSession`: 60 s.
+pub const DEFAULT_TTL_SECS: i64 = 60;
+
+/// Options of [`Session::with_options`].
+#[derive(Debug, Clone)]
+#[must_use]
+#[non_exhaustive]
+pub struct SessionOptions {
+    ttl: i64,
+    lease: Option<i64>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            ttl: DEFAULT_TTL_SECS,
+            lease: None,
+        }
+    }
+}
+
+impl SessionOptions {
+    /// TTL 60 s, a new lease.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Lease TTL in seconds (1 ..= etcd's maximum). Keep-alives go out every TTL/3.
+    pub fn with_ttl(mut self, ttl_secs: i64) -> Self {
+        self.ttl = ttl_secs;
+        self
+    }
+    /// Adopt an existing lease instead of granting one (its TTL is taken from etcd).
+    pub fn with_lease(mut self, lease: i64) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    client: Client,
+    lease: i64,
+    ttl: i64,
+    /// Milliseconds since `epoch` after which the lease must be presumed expired.
+    deadline_ms: AtomicU64,
+    epoch: Instant,
+    lost: AtomicBool,
+    lost_tx: watch::Sender<bool>,
+    closed: AtomicBool,
+    /// Lock and election names this session currently holds or waits for; `true` while a
+    /// cancelled wait's key is still being cleaned up.
+    names: Mutex<HashMap<Vec<u8>, bool>>,
+}
+
+impl Shared {
+    fn mark_lost(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+        self.lost_tx.send_replace(true);
+    }
+
+    fn refreshed(&self, sent_at: Instant, ttl: i64) {
+        let deadline = sent_at.duration_since(self.epoch) + Duration::from_secs(ttl.max(0) as u64);
+        self.deadline_ms
+            .fetch_max(deadline.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    fn expired_locally(&self) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        now >= self.deadline_ms.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug)]
+struct Owner {
+    shared: Arc<Shared>,
+    keeper: JoinHandle<()>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.keeper.abort();
+        if self.shared.closed.swap(true, Ordering::SeqCst)
+            || self.shared.lost.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        // Safety net: revoke in the background when a runtime is there to run it.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let client = self.shared.client.clone();
+            let lease = self.shared.lease;
+            handle.spawn(async move {
+                let _ = client.lease_revoke(lease).await;
+            });
+        }
+    }
+}
+
+/// A lease with a keep-alive task. Clones share the lease; the lease is revoked by
+/// [`Session::close`] or, in the background, when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Session {
+    owner: Arc<Owner>,
+}
+
+impl Session {
+    /// Grants a lease with the default 60 s TTL and starts keeping it alive.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcd_lock::Client) -> Result<(), etcd_lock::Error> {
+    /// let session = etcd_lock::Session::new(&client).await?;
+    /// println!("lease {:x}", session.lease());
+    /// session.close().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn new(client: &Client) -> Result<Session> {
+        Self::with_options(client, SessionOptions::new()).await
+    }
+
+    /// Grants (or adopts) a lease per `options` and starts keeping it alive. Adopting sends
+    /// one `LeaseKeepAlive` to learn the lease's TTL; an unknown lease fails with
+    /// [`Error::LeaseExpired`].
+    pub async fn with_options(client: &Client, options: SessionOptions) -> Result<Session> {
+        let started = Instant::now();
+        let (lease, ttl, keeper) = match options.lease {
+            None => {
+                check_ttl(options.ttl)?;
+                let granted = client.lease_grant(options.ttl).await?;
+                (granted.id(), granted.ttl(), None)
+            }
+            Some(lease) => {
+                let (keeper, first) = client.lease_keep_alive(lease).await?;
+                (lease, first.ttl(), Some(keeper))
+            }
+        };
+        let (lost_tx, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            lease,
+            ttl,
+            deadline_ms: AtomicU64::new(0),
+            epoch: started,
+            lost: AtomicBool::new(false),
+            lost_tx,
+            closed: AtomicBool::new(false),
+            names: Mutex::new(HashMap::new()),
+        });
+        shared.refreshed(started, ttl);
+        let keeper = tokio::spawn(keep_alive(Arc::clone(&shared), keeper));
+        Ok(Session {
+            owner: Arc::new(Owner { shared, keeper }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.owner.shared
+    }
+
+    /// The lease ID.
+    pub fn lease(&self) -> i64 {
+        self.shared().lease
+    }
+
+    /// The lease TTL in seconds, as granted by etcd.
+    pub fn ttl(&self) -> i64 {
+        self.shared().ttl
+    }
+
+    /// The client this session's requests go through.
+    pub fn client(&self) -> &Client {
+        &self.shared().client
+    }
+
+    /// True once the lease is known lost (expired, revoked, keep-alive failing past the TTL) or
+    /// the session was closed. Cheap: an atomic load and a clock read, no RPC.
+    pub fn is_lost(&self) -> bool {
+        let s = self.shared();
+        s.lost.load(Ordering::SeqCst) || s.closed.load(Ordering::SeqCst) || s.expired_locally()
+    }
+
+    /// Resolves when the session is lost (immediately if it already is).
+    pub fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.shared().lost_tx.subscribe();
+        let shared = Arc::clone(&self.owner.shared);
+        async move {
+            loop {
+                if *rx.borrow_and_update() || shared.expired_locally() {
+                    return;
+                }
+                let left = shared
+                    .deadline_ms
+                    .load(Ordering::SeqCst)
+                    .saturating_sub(shared.epoch.elapsed().as_millis() as u64);
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(Duration::from_millis(left.max(1))) => {}
+                }
+            }
+        }
+    }
+
+    /// Stops the keep-alive and revokes the lease (`Lease/LeaseRevoke`), which deletes every key
+    /// of this session, including lock keys. Other clones see the session as lost.
+    pub async fn close(self) -> Result<()> {
+        let s = self.shared();
+        self.owner.keeper.abort();
+        if s.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let result = s.client.lease_revoke(s.lease).await;
+        s.mark_lost();
+        match result {
+            Ok(_) => Ok(()),
+            // Already gone: nothing left to revoke.
+            Err(e) if e.is_lease_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Marks `name` as in use by this session. Fails with [`Error::AlreadyHeld`] if a guard or a
+    /// waiting `lock()` of this session uses it; waits while a cancelled wait's key is still
+    /// being deleted in the background (so that delete cannot hit the new key).
+    pub(crate) async fn claim(&self, name: &[u8]) -> Result<NameClaim> {
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let mut names = self
+                    .shared()
+                    .names
+                    .lock()
+                    .map_err(|_| Error::Protocol("session state poisoned".into()))?;
+                match names.get(name) {
+                    None => {
+                        names.insert(name.to_vec(), false);
+                        return Ok(NameClaim {
+                            session: self.clone(),
+                            name: name.to_vec(),
+                        });
+                    }
+                    Some(true) if Instant::now() < give_up => {}
+                    Some(_) => {
+                        return Err(Error::AlreadyHeld {
+                            name: String::from_utf8_lossy(name).into_owned(),
+                        })
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// The error to report when an operation finds this session's lease gone.
+    pub(crate) fn lost_error(&self) -> Error {
+        self.shared().mark_lost();
+        Error::SessionLost {
+            lease: self.lease(),
+        }
+    }
+}
+
+/// Releases a name claimed with [`Session::claim`] when dropped.
+#[derive(Debug)]
+pub(crate) struct NameClaim {
+    session: Session,
+    name: Vec<u8>,
+}
+
+impl NameClaim {
+    /// Marks the name as "being cleaned up": a new claim waits until this one is dropped.
+    pub(crate) fn cleaning(&self) {
+        if let Ok(mut names) = self.session.shared().names.lock() {
+            if let Some(flag) = names.get_mut(&self.name) {
+                *flag = true;
+            }
+        }
+    }
+
+    /// The session that owns the claim.
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl Drop for NameClaim {
+    fn drop(&mut self) {
+        if let Ok(mut names) = self.session.shared().names.lock() {
+            names.remove(&self.name);
+        }
+    }
+}
+
+/// The keep-alive loop: one refresh every TTL/3; on failure, reopen the stream (possibly on
+/// another endpoint) with backoff until the lease's deadline has passed, then report lost.
+async fn keep_alive(shared: Arc<Shared>, mut keeper: Option<LeaseKeeper>) {
+    let period = Duration::from_millis((shared.ttl.max(1) as u64 * 1000) / 3)
+        .max(Duration::from_millis(300));
+    let mut next = tokio::time::Instant::now() + period;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        tokio::time::sleep_until(next).await;
+        let sent_at = Instant::now();
+        let result = match keeper.as_mut() {
+            Some(k) => match tokio::time::timeout(period, k.keep_alive()).await {
+                Ok(r) => r.map(|r| r.ttl()),
+                Err(_) => Err(Error::Timeout {
+                    method: crate::lease::KEEP_ALIVE,
+                    after: period,
+                }),
+            },
+            None => match shared.client.lease_keep_alive(shared.lease).await {
+                Ok((k, first)) => {
+                    keeper = Some(k);
+                    Ok(first.ttl())
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(ttl) => {
+                shared.refreshed(sent_at, ttl);
+                backoff = Duration::from_millis(100);
+                next = tokio::time::Instant::now() + period;
+            }
+            Err(Error::LeaseExpired { .. }) => {
+                shared.mark_lost();
+                return;
+            }
+            Err(e) if e.is_lease_not_found() => {
+                shared.mark_lost();
+                return;
+            }
+            Err(_) => {
+                keeper = None;
+                if shared.expired_locally() {
+                    shared.mark_lost();
+                    return;
+                }
+                next = tokio::time::Instant::now() + backoff;
+                backoff = (backoff * 2).min(period);
+            }
+        }
+    }
+}
