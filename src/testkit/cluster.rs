@@ -136,7 +136,7 @@ impl ClusterBuilder {
                     });
                 }
             }
-            if members.iter().all(Member::is_healthy) {
+            if members.iter().all(Member::is_ready) {
                 return Ok(Attempt::Started(members));
             }
             if Instant::now() >= deadline {
@@ -150,7 +150,7 @@ impl ClusterBuilder {
                         self.members,
                         self.start_timeout
                     ),
-                    log_tail: unhealthy_tails(&members),
+                    log_tail: tails(&members),
                 });
             }
             std::thread::sleep(POLL);
@@ -166,10 +166,10 @@ enum Attempt {
     PortTaken(String),
 }
 
-fn unhealthy_tails<'a>(members: impl IntoIterator<Item = &'a Member>) -> String {
+/// The log tails of `members`, each under a `[name]` header.
+fn tails<'a>(members: impl IntoIterator<Item = &'a Member>) -> String {
     members
         .into_iter()
-        .filter(|m| !m.is_healthy())
         .map(|m| format!("[{}]\n{}", m.name(), m.log_tail(ERROR_TAIL_LINES)))
         .collect()
 }
@@ -254,7 +254,7 @@ impl Cluster {
             if Instant::now() >= deadline {
                 return Err(TestkitError::Timeout {
                     what: format!("no single leader after {timeout:?}"),
-                    log_tail: self.live_tails(),
+                    log_tail: tails(self.members.iter().filter(|m| m.pid().is_some())),
                 });
             }
             std::thread::sleep(POLL);
@@ -276,7 +276,7 @@ impl Cluster {
             if Instant::now() >= deadline {
                 return Err(TestkitError::Timeout {
                     what: format!("cluster not healthy after {timeout:?}"),
-                    log_tail: unhealthy_tails(live()),
+                    log_tail: tails(live()),
                 });
             }
             std::thread::sleep(POLL);
@@ -300,14 +300,6 @@ impl Cluster {
     /// removed when the cluster is dropped.
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    fn live_tails(&self) -> String {
-        self.members
-            .iter()
-            .filter(|m| m.pid().is_some())
-            .map(|m| format!("[{}]\n{}", m.name(), m.log_tail(ERROR_TAIL_LINES)))
-            .collect()
     }
 }
 

@@ -16,6 +16,17 @@ pub(crate) const POLL: Duration = Duration::from_millis(25);
 pub(crate) const ERROR_TAIL_LINES: usize = 30;
 /// Lines returned by [`Member::log`].
 const LOG_LINES: usize = 200;
+/// Written to the log before each restart.
+const RESTART_MARKER: &str = "--- testkit: restarting member";
+/// Log messages (zap and capnslog, 3.4 and 3.5) printed only after etcd bound
+/// all its ports. Without one, a healthy answer may come from another process
+/// that grabbed the port first.
+const LISTENING_MARKERS: [&str; 4] = [
+    "now serving peer/client/metrics",
+    "ready to serve client requests",
+    "serving client traffic",
+    "serving insecure client requests",
+];
 
 /// Everything needed to run one member; built by the cluster.
 #[derive(Debug)]
@@ -175,9 +186,23 @@ impl Member {
         }
     }
 
+    /// The log written since the last (re)start.
+    fn current_log(&self) -> String {
+        let bytes = std::fs::read(self.log_path()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let start = text.rfind(RESTART_MARKER).unwrap_or(0);
+        text[start..].to_string()
+    }
+
     /// True when the log reports that a port was taken by someone else.
     pub(crate) fn port_conflict(&self) -> bool {
-        self.log_tail(usize::MAX).contains("address already in use")
+        self.current_log().contains("address already in use")
+    }
+
+    /// Healthy, and the process itself (not an intruder on its port) listens.
+    pub(crate) fn is_ready(&self) -> bool {
+        let log = self.current_log();
+        LISTENING_MARKERS.iter().any(|m| log.contains(m)) && self.is_healthy()
     }
 
     /// Reaps the process if it exited; returns its exit status then.
@@ -284,7 +309,7 @@ impl Member {
                     log_tail: self.log_tail(ERROR_TAIL_LINES),
                 });
             }
-            if self.is_healthy() {
+            if self.is_ready() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -303,7 +328,7 @@ impl Member {
     /// Like [`Member::restart`] but returns right after starting the process.
     pub fn restart_no_wait(&mut self) -> Result<(), TestkitError> {
         self.kill()?;
-        let marker = format!("--- testkit: restarting member {} ---\n", self.name);
+        let marker = format!("{RESTART_MARKER} {} ---\n", self.name);
         let _ = OpenOptions::new()
             .append(true)
             .open(self.log_path())

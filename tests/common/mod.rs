@@ -1,0 +1,82 @@
+//! Shared helpers for integration tests: every test runs once per etcd version, each run on
+//! its own freshly started server(s) from the testkit.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use etcd_lock::testkit::{Cluster, EtcdBinary};
+use etcd_lock::{Client, ClientOptions};
+
+/// The etcd versions every integration test runs against (CI installs both).
+pub const VERSIONS: [&str; 2] = ["3.5.1", "3.4.23"];
+
+/// Declares one `#[tokio::test]` per etcd version for an `async fn(&EtcdBinary)`:
+/// `per_version!(my_case);` -> `my_case::v3_5_1`, `my_case::v3_4_23`.
+#[macro_export]
+macro_rules! per_version {
+    ($($case:ident),+ $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_5_1() {
+                let bin = $crate::common::binary("3.5.1");
+                super::$case(&bin).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_4_23() {
+                let bin = $crate::common::binary("3.4.23");
+                super::$case(&bin).await;
+            }
+        }
+    )+};
+}
+
+/// The installed binary of `version`; panics with the install hint when it is missing.
+pub fn binary(version: &str) -> EtcdBinary {
+    match EtcdBinary::find(version) {
+        Ok(bin) => bin,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A single member on free loopback ports.
+pub fn single(bin: &EtcdBinary) -> Cluster {
+    match Cluster::single(bin) {
+        Ok(c) => c,
+        Err(e) => panic!("starting etcd {}: {e}", bin.version()),
+    }
+}
+
+/// A 3-member cluster on free loopback ports.
+pub fn three(bin: &EtcdBinary) -> Cluster {
+    match Cluster::three(bin) {
+        Ok(c) => c,
+        Err(e) => panic!("starting 3-member etcd {}: {e}", bin.version()),
+    }
+}
+
+/// A client for every endpoint of `cluster`.
+pub async fn client(cluster: &Cluster) -> Client {
+    client_with(cluster, ClientOptions::new()).await
+}
+
+/// A client with options.
+pub async fn client_with(cluster: &Cluster, options: ClientOptions) -> Client {
+    match Client::connect_with(cluster.endpoints(), options).await {
+        Ok(c) => c,
+        Err(e) => panic!("connecting to {:?}: {e}", cluster.endpoints()),
+    }
+}
+
+/// A key prefix unique within this test process.
+pub fn unique(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("t/{name}/{}/", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Unwraps a result or panics with the error's Display text (clearer than `{:?}`).
+pub fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}

@@ -1,0 +1,525 @@
+//! Both lock flavours against real etcd 3.5.1 and 3.4.23: exclusion, order, interop with
+//! `etcdctl lock`, crash and pause of a holder process, cancellation, RPC counts.
+#![cfg(feature = "testkit")]
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::ok;
+use etcd_lock::kv::GetOptions;
+use etcd_lock::lock::{Locker, RecipeLock, ServiceLock};
+use etcd_lock::testkit::EtcdBinary;
+use etcd_lock::{Client, Error, Session, SessionOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Runs a lock test once per flavour.
+macro_rules! both_flavours {
+    ($($case:ident),+ $(,)?) => {$(
+        mod $case {
+            use super::*;
+            async fn recipe(bin: &EtcdBinary) { super::$case(bin, RecipeLock::new()).await }
+            async fn service(bin: &EtcdBinary) { super::$case(bin, ServiceLock::new()).await }
+            per_version!(recipe, service);
+        }
+    )+};
+}
+
+both_flavours!(
+    mutual_exclusion,
+    waiters_acquire_in_queue_order,
+    fencing_tokens_increase,
+    cancelled_wait_leaves_no_key,
+    crashed_holder_is_replaced_after_ttl,
+    paused_holder_loses_and_is_fenced,
+    same_session_twice_is_refused,
+);
+per_version!(
+    uncontended_recipe_is_one_rpc,
+    try_lock_reports_locked,
+    flavours_and_etcdctl_exclude_each_other,
+);
+
+async fn session(client: &Client, ttl: i64) -> Session {
+    ok(Session::with_options(client, SessionOptions::new().with_ttl(ttl)).await)
+}
+
+async fn keys_under(client: &Client, name: &str) -> Vec<String> {
+    let resp = ok(client
+        .get_with(
+            format!("{name}/"),
+            GetOptions::new().with_prefix().with_keys_only(),
+        )
+        .await);
+    resp.kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+        .collect()
+}
+
+/// Polls until `name/` holds exactly `want` keys (bounded).
+async fn wait_key_count(client: &Client, name: &str, want: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let keys = keys_under(client, name).await;
+        if keys.len() == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {want} keys under {name}/, found {keys:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn mutual_exclusion<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
+    let cluster = common::single(bin);
+    let name = common::unique("mutex");
+    let counter_key = format!("{name}counter");
+    let inside = Arc::new(AtomicBool::new(false));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let client = common::client(&cluster).await;
+        let (locker, inside, overlaps) = (locker.clone(), inside.clone(), overlaps.clone());
+        let (name, counter_key) = (name.clone(), counter_key.clone());
+        tasks.push(tokio::spawn(async move {
+            let session = session(&client, 10).await;
+            for _ in 0..50 {
+                let guard = ok(locker.lock(&session, name.as_bytes()).await);
+                if inside.swap(true, Ordering::SeqCst) {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                let current = ok(client.get(counter_key.clone()).await)
+                    .first()
+                    .map(|kv| {
+                        String::from_utf8_lossy(&kv.value)
+                            .parse::<u64>()
+                            .unwrap_or(0)
+                    })
+                    .unwrap_or(0);
+                tokio::task::yield_now().await;
+                ok(client
+                    .put(counter_key.clone(), (current + 1).to_string())
+                    .await);
+                inside.store(false, Ordering::SeqCst);
+                ok(locker.unlock(guard).await);
+            }
+            ok(session.close().await);
+        }));
+    }
+    for t in tasks {
+        ok(t.await);
+    }
+    let client = common::client(&cluster).await;
+    let value = ok(client.get(counter_key).await);
+    assert_eq!(
+        value.first().map(|kv| kv.value.clone()),
+        Some(b"400".to_vec())
+    );
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0, "two holders at once");
+    assert!(keys_under(&client, &name).await.is_empty());
+}
+
+async fn waiters_acquire_in_queue_order<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
+    let cluster = common::single(bin);
+    let name = common::unique("order");
+    let client = common::client(&cluster).await;
+    let first = session(&client, 10).await;
+    let holder = ok(locker.lock(&first, name.as_bytes()).await);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let waiter_client = common::client(&cluster).await;
+        let (locker, order, task_name) = (locker.clone(), order.clone(), name.clone());
+        tasks.push(tokio::spawn(async move {
+            let (client, name) = (waiter_client, task_name);
+            let s = session(&client, 10).await;
+            let g = ok(locker.lock(&s, name.as_bytes()).await);
+            order.lock().map(|mut o| o.push(i)).ok();
+            ok(g.unlock().await);
+            ok(s.close().await);
+        }));
+        // Queue them one by one: the next starts only once this one's key exists.
+        wait_key_count(&client, &name, i + 2, Duration::from_secs(5)).await;
+    }
+    ok(holder.unlock().await);
+    for t in tasks {
+        ok(t.await);
+    }
+    let order = order.lock().map(|o| o.clone()).unwrap_or_default();
+    assert_eq!(order, vec![0, 1, 2, 3]);
+    ok(first.close().await);
+}
+
+async fn fencing_tokens_increase<L: Locker>(bin: &EtcdBinary, locker: L) {
+    let cluster = common::single(bin);
+    let name = common::unique("fence");
+    let client = common::client(&cluster).await;
+    let mut last = 0;
+    for _ in 0..3 {
+        let s = session(&client, 10).await;
+        let g = ok(locker.lock(&s, name.as_bytes()).await);
+        assert!(
+            g.fencing_token() > last,
+            "token {} after {last}",
+            g.fencing_token()
+        );
+        assert_eq!(g.key_str(), format!("{name}/{:x}", s.lease()));
+        // The token is the key's create revision.
+        let kv = ok(client.get(g.key().to_vec()).await);
+        assert_eq!(
+            kv.first().map(|kv| kv.create_revision),
+            Some(g.fencing_token())
+        );
+        ok(g.put(format!("{name}data"), "x").await);
+        last = g.fencing_token();
+        ok(g.unlock().await);
+        ok(s.close().await);
+    }
+}
+
+async fn cancelled_wait_leaves_no_key<L: Locker>(bin: &EtcdBinary, locker: L) {
+    let cluster = common::single(bin);
+    let name = common::unique("cancel");
+    let client = common::client(&cluster).await;
+    let holder_session = session(&client, 10).await;
+    let guard = ok(locker.lock(&holder_session, name.as_bytes()).await);
+    let waiter_session = session(&client, 10).await;
+    let attempt = tokio::time::timeout(
+        Duration::from_millis(400),
+        locker.lock(&waiter_session, name.as_bytes()),
+    )
+    .await;
+    assert!(attempt.is_err(), "the lock should still be held");
+    // Only the holder's key remains once the background cleanup ran.
+    wait_key_count(&client, &name, 1, Duration::from_secs(3)).await;
+    assert_eq!(keys_under(&client, &name).await, vec![guard.key_str()]);
+    // The same session can wait again right away, and gets the lock once it is free.
+    let again = locker.lock(&waiter_session, name.as_bytes());
+    ok(guard.unlock().await);
+    let g2 = ok(tokio::time::timeout(Duration::from_secs(5), again)
+        .await
+        .map_err(|_| "timeout"));
+    let g2 = ok(g2);
+    ok(g2.unlock().await);
+    ok(holder_session.close().await);
+    ok(waiter_session.close().await);
+    assert!(keys_under(&client, &name).await.is_empty());
+}
+
+async fn same_session_twice_is_refused<L: Locker>(bin: &EtcdBinary, locker: L) {
+    let cluster = common::single(bin);
+    let name = common::unique("twice");
+    let client = common::client(&cluster).await;
+    let s = session(&client, 10).await;
+    let g = ok(locker.lock(&s, name.as_bytes()).await);
+    let second = locker.lock(&s, name.as_bytes()).await;
+    assert!(
+        matches!(second, Err(Error::AlreadyHeld { .. })),
+        "{second:?}"
+    );
+    assert!(matches!(
+        locker.lock(&s, b"").await,
+        Err(Error::InvalidArgument {
+            argument: "name",
+            ..
+        })
+    ));
+    // Revoke the lease behind the guard's back. The recipe's DeleteRange sees that nothing was
+    // deleted and reports it; `Lock/Unlock` answers the same either way, so the service flavour
+    // reports an error only once the session has noticed the loss.
+    ok(client.lease_revoke(s.lease()).await);
+    let unlocked = g.unlock().await;
+    match locker.flavour() {
+        "recipe" => assert!(
+            matches!(
+                unlocked,
+                Err(Error::SessionLost { .. }) | Err(Error::NotHeld { .. })
+            ),
+            "{unlocked:?}"
+        ),
+        _ => assert!(
+            matches!(unlocked, Ok(()) | Err(Error::SessionLost { .. })),
+            "{unlocked:?}"
+        ),
+    }
+    assert!(keys_under(&client, &name).await.is_empty());
+}
+
+async fn uncontended_recipe_is_one_rpc(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let name = common::unique("onerpc");
+    let client = common::client(&cluster).await;
+    let s = session(&client, 10).await;
+    let locker = RecipeLock::new();
+    for _ in 0..3 {
+        let before = client.stats();
+        let g = ok(locker.lock(&s, name.as_bytes()).await);
+        let after_lock = client.stats();
+        ok(g.unlock().await);
+        let after_unlock = client.stats();
+        assert_eq!(after_lock.requests - before.requests, 1, "acquire");
+        assert_eq!(after_unlock.requests - after_lock.requests, 1, "release");
+    }
+    ok(s.close().await);
+}
+
+async fn try_lock_reports_locked(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let name = common::unique("try");
+    let client = common::client(&cluster).await;
+    let (a, b) = (session(&client, 10).await, session(&client, 10).await);
+    let locker = RecipeLock::new();
+    let g = ok(locker.try_lock(&a, name.as_bytes()).await);
+    let busy = locker.try_lock(&b, name.as_bytes()).await;
+    assert!(matches!(busy, Err(Error::Locked { .. })), "{busy:?}");
+    assert_eq!(keys_under(&client, &name).await, vec![g.key_str()]);
+    ok(g.unlock().await);
+    let g = ok(locker.try_lock(&b, name.as_bytes()).await);
+    ok(g.unlock().await);
+}
+
+/// Starts `etcdctl lock NAME -- CMD..` and waits until it prints the key it holds.
+async fn etcdctl_lock(
+    bin: &EtcdBinary,
+    endpoints: &[String],
+    name: &str,
+    cmd: &[&str],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
+    let mut child = ok(tokio::process::Command::new(bin.etcdctl_path())
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", endpoints.join(",")))
+        .arg("lock")
+        .arg(name)
+        .arg("--")
+        .args(cmd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn());
+    let stdout = child.stdout.take().map(BufReader::new);
+    let lines = match stdout {
+        Some(s) => s.lines(),
+        None => panic!("no stdout"),
+    };
+    (child, lines)
+}
+
+async fn flavours_and_etcdctl_exclude_each_other(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let name = common::unique("interop");
+    let name = name.trim_end_matches('/').to_string();
+    let client = common::client(&cluster).await;
+    let s1 = session(&client, 10).await;
+    let s2 = session(&client, 10).await;
+
+    // Recipe holds: the service flavour and etcdctl must wait.
+    let g = ok(RecipeLock::new().lock(&s1, name.as_bytes()).await);
+    let service = tokio::time::timeout(
+        Duration::from_millis(500),
+        ServiceLock::new().lock(&s2, name.as_bytes()),
+    )
+    .await;
+    assert!(
+        service.is_err(),
+        "service lock acquired while the recipe held it"
+    );
+    let (mut ctl, mut lines) =
+        etcdctl_lock(bin, &cluster.endpoints(), &name, &["echo", "ctl-ran"]).await;
+    let early = tokio::time::timeout(Duration::from_millis(800), lines.next_line()).await;
+    assert!(
+        early.is_err(),
+        "etcdctl got the lock while the recipe held it: {early:?}"
+    );
+    ok(g.unlock().await);
+    let out = ok(
+        tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+            .await
+            .map_err(|_| "etcdctl never got the lock"),
+    );
+    assert!(ok(out).is_some());
+    let _ = ctl.wait().await;
+    wait_key_count(&client, &name, 0, Duration::from_secs(3)).await;
+
+    // Service holds: recipe and etcdctl wait.
+    let g = ok(ServiceLock::new().lock(&s2, name.as_bytes()).await);
+    let recipe = tokio::time::timeout(
+        Duration::from_millis(500),
+        RecipeLock::new().lock(&s1, name.as_bytes()),
+    )
+    .await;
+    assert!(
+        recipe.is_err(),
+        "recipe lock acquired while the service lock held it"
+    );
+    wait_key_count(&client, &name, 1, Duration::from_secs(3)).await;
+    ok(g.unlock().await);
+
+    // etcdctl holds (runs `sleep 1`): the recipe waits until it is done.
+    let (mut ctl, mut lines) = etcdctl_lock(
+        bin,
+        &cluster.endpoints(),
+        &name,
+        &["sh", "-c", "echo held; sleep 1"],
+    )
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await;
+    let started = Instant::now();
+    let g = ok(RecipeLock::new().lock(&s1, name.as_bytes()).await);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "recipe did not wait for etcdctl"
+    );
+    let _ = ctl.wait().await;
+    ok(g.unlock().await);
+}
+
+// ---- a lock holder in a separate process: this test binary re-executed ----
+
+const CHILD_ENV: &str = "ETCD_LOCK_TEST_HOLDER";
+
+/// Not a test on its own: when started by `spawn_holder`, takes the lock, reports, and after
+/// noticing the loss tries a guarded write and reports whether etcd refused it.
+#[tokio::test]
+async fn holder_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let [endpoint, name, flavour, fence_key] = parts[..] else {
+        panic!("bad spec {spec}")
+    };
+    let client = ok(Client::connect([endpoint]).await);
+    let s = ok(Session::with_options(&client, SessionOptions::new().with_ttl(2)).await);
+    let guard = match flavour {
+        "service" => ok(ServiceLock::new().lock(&s, name.as_bytes()).await),
+        _ => ok(RecipeLock::new().lock(&s, name.as_bytes()).await),
+    };
+    println!("LOCKED {}", guard.fencing_token());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !guard.is_lost() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match guard.put(fence_key, "stale").await {
+        Ok(()) => println!("WRITE accepted"),
+        Err(e) => println!(
+            "WRITE refused {}",
+            e.is_session_lost() || matches!(e, Error::NotHeld { .. })
+        ),
+    }
+}
+
+struct Holder {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Holder {
+    async fn spawn(endpoint: &str, name: &str, flavour: &str, fence_key: &str) -> Holder {
+        let exe = ok(std::env::current_exe());
+        let mut child = ok(tokio::process::Command::new(exe)
+            .args(["--exact", "holder_child", "--nocapture", "--test-threads=1"])
+            .env(
+                CHILD_ENV,
+                format!("{endpoint}|{name}|{flavour}|{fence_key}"),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn());
+        let lines = match child.stdout.take() {
+            Some(s) => BufReader::new(s).lines(),
+            None => panic!("no stdout"),
+        };
+        let mut holder = Holder { child, lines };
+        let line = holder
+            .line_starting("LOCKED", Duration::from_secs(15))
+            .await;
+        assert!(line.starts_with("LOCKED"));
+        holder
+    }
+
+    async fn line_starting(&mut self, prefix: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.lines.next_line()).await {
+                // libtest prints "test holder_child ... " on the same line first.
+                Ok(Ok(Some(line))) if line.contains(prefix) => {
+                    return line[line.find(prefix).unwrap_or(0)..].to_string()
+                }
+                Ok(Ok(Some(_))) => continue,
+                other => panic!("holder child: no {prefix} line: {other:?}"),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().map(|p| p.to_string()).unwrap_or_default();
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {sig} {pid}");
+    }
+}
+
+async fn crashed_holder_is_replaced_after_ttl<L: Locker>(bin: &EtcdBinary, locker: L) {
+    let cluster = common::single(bin);
+    let name = common::unique("crash");
+    let name = name.trim_end_matches('/');
+    let client = common::client(&cluster).await;
+    let mut holder = Holder::spawn(&cluster.endpoints()[0], name, locker.flavour(), "unused").await;
+    let s = session(&client, 10).await;
+    holder.signal("-KILL");
+    let _ = holder.child.wait().await;
+    let killed = Instant::now();
+    let g = ok(
+        tokio::time::timeout(Duration::from_secs(2 + 2), locker.lock(&s, name.as_bytes()))
+            .await
+            .map_err(|_| "waiter did not get the lock within TTL + 2 s"),
+    );
+    let g = ok(g);
+    assert!(killed.elapsed() < Duration::from_secs(4));
+    ok(g.unlock().await);
+    ok(s.close().await);
+}
+
+async fn paused_holder_loses_and_is_fenced<L: Locker>(bin: &EtcdBinary, locker: L) {
+    let cluster = common::single(bin);
+    let name = common::unique("pause");
+    let name = name.trim_end_matches('/');
+    let fence_key = format!("{name}/../data");
+    let client = common::client(&cluster).await;
+    let mut holder =
+        Holder::spawn(&cluster.endpoints()[0], name, locker.flavour(), &fence_key).await;
+    holder.signal("-STOP");
+    let s = session(&client, 10).await;
+    let stopped = Instant::now();
+    let g = ok(
+        tokio::time::timeout(Duration::from_secs(2 + 2), locker.lock(&s, name.as_bytes()))
+            .await
+            .map_err(|_| "waiter did not get the lock within TTL + 2 s of the pause"),
+    );
+    let g = ok(g);
+    assert!(stopped.elapsed() < Duration::from_secs(4));
+    ok(g.put(fence_key.clone(), "fresh").await);
+    holder.signal("-CONT");
+    let line = holder.line_starting("WRITE", Duration::from_secs(10)).await;
+    assert_eq!(line, "WRITE refused true");
+    let value = ok(client.get(fence_key).await);
+    assert_eq!(
+        value.first().map(|kv| kv.value.clone()),
+        Some(b"fresh".to_vec())
+    );
+    let _ = holder.child.wait().await;
+    ok(g.unlock().await);
+    ok(s.close().await);
+}
