@@ -333,6 +333,20 @@ impl Client {
                     return Ok(response);
                 }
                 Err(status) => {
+                    // tonic enforces `grpc-timeout` itself and reports it as Cancelled.
+                    let expired =
+                        deadline.is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d);
+                    if expired
+                        && matches!(
+                            status.code(),
+                            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+                        )
+                    {
+                        return Err(Error::Timeout {
+                            method,
+                            after: timeout.unwrap_or_default(),
+                        });
+                    }
                     if status.code() == tonic::Code::DeadlineExceeded {
                         if deadline.is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d)
                         {
@@ -383,8 +397,19 @@ fn should_retry(error: &Error, retry: Retry) -> bool {
         Error::Status { status } if status.code() == tonic::Code::Unavailable => {
             retry == Retry::Idempotent || never_sent(status)
         }
+        // The connection broke (reset, closed) with the request queued or in flight.
+        Error::Status { status } if is_transport_failure(status) => {
+            retry == Retry::Idempotent || never_sent(status)
+        }
         _ => false,
     }
+}
+
+/// True when tonic reports a broken connection rather than an answer from etcd.
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some_and(|s| s.is::<tonic::transport::Error>())
+        || (status.code() == tonic::Code::Cancelled && status.message() == "operation was canceled")
+        || (status.code() == tonic::Code::Unknown && status.message() == "transport error")
 }
 
 /// True when a transport failure happened while connecting, so the request never left.

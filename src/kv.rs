@@ -444,7 +444,10 @@ impl Client {
     ) -> Result<GetResponse> {
         let req = options.to_request(key.into())?;
         self.unary(RANGE, Retry::Idempotent, req, |ch, r| async move {
-            KvClient::new(ch).range(r).await
+            KvClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .range(r)
+                .await
         })
         .await
         .map(GetResponse)
@@ -469,7 +472,10 @@ impl Client {
     ) -> Result<PutResponse> {
         let req = options.to_request(key.into(), value.into())?;
         self.unary(PUT, Retry::NotSent, req, |ch, r| async move {
-            KvClient::new(ch).put(r).await
+            KvClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .put(r)
+                .await
         })
         .await
         .map(PutResponse)
@@ -488,7 +494,10 @@ impl Client {
     ) -> Result<DeleteResponse> {
         let req = options.to_request(key.into())?;
         self.unary(DELETE_RANGE, Retry::NotSent, req, |ch, r| async move {
-            KvClient::new(ch).delete_range(r).await
+            KvClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .delete_range(r)
+                .await
         })
         .await
         .map(DeleteResponse)
@@ -505,7 +514,10 @@ impl Client {
         }
         let req = pb::CompactionRequest { revision, physical };
         self.unary(COMPACT, Retry::NotSent, req, |ch, r| async move {
-            KvClient::new(ch).compact(r).await
+            KvClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .compact(r)
+                .await
         })
         .await
         .map(CompactResponse)

@@ -187,7 +187,10 @@ impl Client {
         let req = pb::LeaseGrantRequest { ttl, id };
         let resp = self
             .unary(GRANT, Retry::NotSent, req, |ch, r| async move {
-                LeaseClient::new(ch).lease_grant(r).await
+                LeaseClient::new(ch)
+                    .max_decoding_message_size(usize::MAX)
+                    .lease_grant(r)
+                    .await
             })
             .await?;
         if !resp.error.is_empty() {
@@ -205,7 +208,10 @@ impl Client {
         check_id(id)?;
         let req = pb::LeaseRevokeRequest { id };
         self.unary(REVOKE, Retry::NotSent, req, |ch, r| async move {
-            LeaseClient::new(ch).lease_revoke(r).await
+            LeaseClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .lease_revoke(r)
+                .await
         })
         .await
         .map(LeaseRevokeResponse)
@@ -227,7 +233,7 @@ impl Client {
                 |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
             );
         let (_, channel) = self.current();
-        let mut grpc = LeaseClient::new(channel);
+        let mut grpc = LeaseClient::new(channel).max_decoding_message_size(usize::MAX);
         let open = grpc.lease_keep_alive(requests);
         let timeout = self.options().request_timeout;
         let opened = match timeout {
@@ -267,7 +273,10 @@ impl Client {
             keys: with_keys,
         };
         self.unary(TIME_TO_LIVE, Retry::Idempotent, req, |ch, r| async move {
-            LeaseClient::new(ch).lease_time_to_live(r).await
+            LeaseClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .lease_time_to_live(r)
+                .await
         })
         .await
         .map(LeaseTimeToLiveResponse)
@@ -277,7 +286,10 @@ impl Client {
     pub async fn leases(&self) -> Result<LeasesResponse> {
         let req = pb::LeaseLeasesRequest {};
         self.unary(LEASES, Retry::Idempotent, req, |ch, r| async move {
-            LeaseClient::new(ch).lease_leases(r).await
+            LeaseClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .lease_leases(r)
+                .await
         })
         .await
         .map(LeasesResponse)

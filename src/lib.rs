@@ -13,12 +13,17 @@
 //! | [`maintenance`] | `Maintenance/Status`, `Cluster/MemberList` |
 //! | [`session`] | a lease kept alive, with a "lost" signal |
 //! | [`lock`] | [`lock::RecipeLock`] and [`lock::ServiceLock`] behind [`lock::Locker`] |
+//! | [`election`] | [`election::RecipeElection`] and [`election::ServiceElection`] behind [`election::Elector`] |
 //! | [`wire`] | the wire log hook |
+//! | `wirelog` (feature `wire-log`) | `wirelog::JsonLines`: one JSON line per RPC, decoded from the wire bytes |
 //! | [`proto`] | the generated messages and clients |
 //! | [`error`] | the one [`Error`] type |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod client;
+pub mod election;
 pub mod error;
 pub mod kv;
 pub mod lease;
@@ -29,11 +34,14 @@ pub mod session;
 pub mod txn;
 pub mod watch;
 pub mod wire;
+#[cfg(feature = "wire-log")]
+pub mod wirelog;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use client::{Client, ClientOptions, ClientStats};
+pub use election::{Elector, LeaderInfo, Leadership, Observer, RecipeElection, ServiceElection};
 pub use error::{Error, EtcdErrorKind, Result};
 pub use lock::{LockGuard, Locker, RecipeLock, ServiceLock};
 pub use proto::mvccpb::KeyValue;

@@ -67,7 +67,12 @@ impl Client {
             STATUS,
             Retry::Idempotent,
             pb::StatusRequest {},
-            |ch, r| async move { MaintenanceClient::new(ch).status(r).await },
+            |ch, r| async move {
+                MaintenanceClient::new(ch)
+                    .max_decoding_message_size(usize::MAX)
+                    .status(r)
+                    .await
+            },
         )
         .await
         .map(StatusResponse)
@@ -77,7 +82,10 @@ impl Client {
     pub async fn member_list(&self) -> Result<MemberListResponse> {
         let req = pb::MemberListRequest { linearizable: true };
         self.unary(MEMBER_LIST, Retry::Idempotent, req, |ch, r| async move {
-            ClusterClient::new(ch).member_list(r).await
+            ClusterClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .member_list(r)
+                .await
         })
         .await
         .map(MemberListResponse)

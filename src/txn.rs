@@ -288,7 +288,10 @@ impl Client {
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         let req = txn.into_request()?;
         self.unary(TXN, Retry::NotSent, req, |ch, r| async move {
-            KvClient::new(ch).txn(r).await
+            KvClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .txn(r)
+                .await
         })
         .await
         .map(TxnResponse)

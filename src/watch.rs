@@ -422,7 +422,7 @@ async fn open_stream(
     let requests =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
     let (endpoint, channel) = client.current();
-    let mut grpc = WatchClient::new(channel);
+    let mut grpc = WatchClient::new(channel).max_decoding_message_size(usize::MAX);
     let open = grpc.watch(requests);
     let opened = match client.options().request_timeout {
         Some(t) => match tokio::time::timeout(t, open).await {

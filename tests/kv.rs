@@ -1,7 +1,7 @@
-#![cfg(feature = "testkit")]
 //! `KV/Range`, `KV/Put`, `KV/DeleteRange`, `KV/Compact` and `KV/Txn` against real etcd servers:
 //! every case starts its own single member, once per etcd version, and checks the decoded
 //! responses field by field.
+#![cfg(feature = "testkit")]
 
 mod common;
 
@@ -97,7 +97,7 @@ async fn put_and_get_decode_every_field(bin: &EtcdBinary) {
     assert!(empty.first().is_none());
     assert_eq!(empty.count(), 0);
     assert!(!empty.more());
-    let h0 = empty.header().clone();
+    let h0 = *empty.header();
     assert_ne!(h0.cluster_id, 0, "cluster_id");
     assert_ne!(h0.member_id, 0, "member_id");
     assert!(h0.raft_term >= 1, "raft_term {}", h0.raft_term);

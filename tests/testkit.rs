@@ -1,5 +1,5 @@
-#![cfg(feature = "testkit")]
 //! Integration tests of the testkit against the installed etcd binaries.
+#![cfg(feature = "testkit")]
 
 use std::path::Path;
 use std::process::Output;

@@ -33,6 +33,8 @@ mod service;
 pub(crate) mod waiters;
 
 pub use guard::LockGuard;
+// Shared with `crate::election` (same key layout, same cleanup rules).
+pub(crate) use guard::{spawn_conditional_delete, PendingKey};
 pub use recipe::RecipeLock;
 pub use service::ServiceLock;
 

@@ -35,7 +35,10 @@ pub(crate) async fn unlock_key(client: &Client, key: Vec<u8>) -> Result<()> {
     let req = pb::UnlockRequest { key };
     client
         .unary(UNLOCK, Retry::NotSent, req, |ch, r| async move {
-            LockClient::new(ch).unlock(r).await
+            LockClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .unlock(r)
+                .await
         })
         .await
         .map(|_| ())
@@ -59,7 +62,10 @@ impl Locker for ServiceLock {
             lease: session.lease(),
         };
         let call = client.unary_timeout(LOCK, Retry::NotSent, None, req, |ch, r| async move {
-            LockClient::new(ch).lock(r).await
+            LockClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .lock(r)
+                .await
         });
         let lost = session.lost();
         let response = tokio::select! {

@@ -10,6 +10,12 @@
 //!   are healthy.
 //! * [`Member`] can be killed, paused (SIGSTOP), resumed and restarted to
 //!   test failover.
+//! * [`ContainerCluster`] runs the members in Docker containers instead (any
+//!   etcd image, e.g. `etcd-lock/etcd:3.5.1` built offline by
+//!   `scripts/build-images`), with client ports published on 127.0.0.1, and
+//!   adds network faults: [`ContainerCluster::disconnect`] cuts a member off
+//!   from its peers and its clients until [`ContainerCluster::reconnect`].
+//!   Needs a Docker daemon ([`ContainerCluster::docker_available`]).
 //!
 //! Every process is killed and every folder removed on drop, also when the
 //! test panics. (Only a test process that is itself killed with SIGKILL, or
@@ -52,6 +58,7 @@
 
 mod binary;
 mod cluster;
+mod container;
 mod error;
 mod http;
 mod member;
@@ -61,5 +68,6 @@ mod tempdir;
 
 pub use binary::{EtcdBinary, BIN_ENV_PREFIX, CACHE_ENV, VERSIONS_ENV};
 pub use cluster::{Cluster, ClusterBuilder};
+pub use container::{ContainerCluster, CONTAINER_LABEL, IMAGE_REPO};
 pub use error::TestkitError;
 pub use member::Member;

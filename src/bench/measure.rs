@@ -1,0 +1,173 @@
+//! What a workload measures: wall time, per-op latencies, client request/byte counters and the
+//! process's CPU time, taken as differences between a start and a stop snapshot.
+
+use std::time::{Duration, Instant};
+
+use crate::client::{Client, ClientStats};
+use crate::error::{Error, Result};
+
+/// User + system CPU time of this whole process so far (`getrusage(RUSAGE_SELF)`).
+#[cfg(unix)]
+pub(super) fn cpu_time() -> Duration {
+    fn from_timeval(t: libc::timeval) -> Duration {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    }
+    // SAFETY: `rusage` is plain integers, so all-zero is a valid value; `getrusage` only writes
+    // into the struct it is handed.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid, exclusively borrowed `rusage` and a valid `who` constant.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    from_timeval(usage.ru_utime) + from_timeval(usage.ru_stime)
+}
+
+/// CPU time is not measured on this platform.
+#[cfg(not(unix))]
+pub(super) fn cpu_time() -> Duration {
+    Duration::ZERO
+}
+
+/// Snapshots taken when the timed part of a workload starts.
+#[derive(Debug)]
+pub(super) struct Meter {
+    clients: Vec<Client>,
+    before: Vec<ClientStats>,
+    cpu: Duration,
+    started: Instant,
+}
+
+/// Differences between [`Meter::start`] and [`Meter::stop`], summed over the clients.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Measured {
+    pub(super) secs: f64,
+    pub(super) requests: u64,
+    pub(super) bytes: u64,
+    pub(super) cpu: Duration,
+}
+
+impl Meter {
+    pub(super) fn start(clients: &[Client]) -> Meter {
+        Meter {
+            clients: clients.to_vec(),
+            before: clients.iter().map(Client::stats).collect(),
+            cpu: cpu_time(),
+            started: Instant::now(),
+        }
+    }
+
+    pub(super) fn stop(self) -> Measured {
+        let secs = self.started.elapsed().as_secs_f64();
+        let cpu = cpu_time().saturating_sub(self.cpu);
+        let mut measured = Measured {
+            secs,
+            cpu,
+            ..Measured::default()
+        };
+        for (client, before) in self.clients.iter().zip(&self.before) {
+            let after = client.stats();
+            measured.requests += after.requests.saturating_sub(before.requests);
+            measured.bytes += (after.bytes_sent + after.bytes_received)
+                .saturating_sub(before.bytes_sent + before.bytes_received);
+        }
+        measured
+    }
+}
+
+/// Per-op latencies and failures of one worker (or of all, once merged).
+#[derive(Debug, Default)]
+pub(super) struct Samples {
+    pub(super) latencies: Vec<Duration>,
+    pub(super) errors: u64,
+    pub(super) first_error: Option<String>,
+}
+
+impl Samples {
+    pub(super) fn with_capacity(n: usize) -> Samples {
+        Samples {
+            latencies: Vec::with_capacity(n),
+            ..Samples::default()
+        }
+    }
+
+    /// Records a successful op that took `latency`, or a failure.
+    pub(super) fn record(&mut self, latency: Duration, result: Result<()>) {
+        match result {
+            Ok(()) => self.latencies.push(latency),
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    pub(super) fn fail(&mut self, error: &Error) {
+        self.fail_with(error.to_string());
+    }
+
+    pub(super) fn fail_with(&mut self, message: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(message);
+    }
+
+    pub(super) fn merge(&mut self, other: Samples) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
+    /// (p50, p99) in milliseconds, nearest-rank; zeros when nothing succeeded.
+    pub(super) fn percentiles_ms(&mut self) -> (f64, f64) {
+        self.latencies.sort_unstable();
+        (
+            percentile_ms(&self.latencies, 0.50),
+            percentile_ms(&self.latencies, 0.99),
+        )
+    }
+}
+
+/// Nearest-rank percentile of sorted durations, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+}
+
+/// What a workload hands back: its op count, samples, counters, and any extra correctness
+/// failure beyond op errors (`Err(why)`).
+#[derive(Debug)]
+pub(super) struct Outcome {
+    pub(super) ops: u64,
+    pub(super) samples: Samples,
+    pub(super) measured: Measured,
+    pub(super) check: std::result::Result<(), String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut s = Samples::default();
+        for ms in (1..=100).rev() {
+            s.record(Duration::from_millis(ms), Ok(()));
+        }
+        let (p50, p99) = s.percentiles_ms();
+        assert!((p50 - 50.0).abs() < 1e-9 && (p99 - 99.0).abs() < 1e-9);
+        assert_eq!(Samples::default().percentiles_ms(), (0.0, 0.0));
+    }
+
+    #[test]
+    fn cpu_time_advances() {
+        let before = cpu_time();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(cpu_time() > before);
+    }
+}

@@ -1,0 +1,238 @@
+//! Results: one JSON line per workload (DESIGN.md section 5 field order) and a table.
+
+use std::fmt::Write as _;
+
+use super::measure::Outcome;
+use super::{Flavour, Workload};
+
+/// The `client` field of every result.
+pub const CLIENT_NAME: &str = "etcd-lock";
+
+/// The measurements of one workload run (one flavour).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchResult {
+    /// Always [`CLIENT_NAME`].
+    pub client: &'static str,
+    /// The lock flavour for W1/W2; `None` for the others (printed as `kv` or `lease`).
+    pub impl_: Option<Flavour>,
+    /// Which workload.
+    pub workload: Workload,
+    /// Ops run (W2: handoffs, i.e. workers × cycles).
+    pub ops: u64,
+    /// Wall time of the timed part, seconds.
+    pub secs: f64,
+    /// `ops / secs`.
+    pub ops_per_s: f64,
+    /// Median latency of the successful ops, ms (W2: acquire wait; W1, W1F, W5: a whole cycle).
+    pub p50_ms: f64,
+    /// 99th percentile latency of the successful ops, ms.
+    pub p99_ms: f64,
+    /// Every op succeeded, and for W2 the counter is right and no overlap was seen.
+    pub correct: bool,
+    /// Requests (unary RPCs + stream messages sent) per op, summed over the workload's clients.
+    pub rpcs_per_op: f64,
+    /// Protobuf bytes sent + received per op.
+    pub bytes_per_op: f64,
+    /// This process's user + system CPU time per op, microseconds.
+    pub cpu_us_per_op: f64,
+    /// W1 only: `ops_per_s` over W1F's from the same [`super::run_all`].
+    pub ratio_to_floor: Option<f64>,
+    /// Ops that failed.
+    pub errors: u64,
+    /// Why `correct` is false: the first op error, or the W2 check that failed.
+    pub detail: Option<String>,
+}
+
+impl BenchResult {
+    pub(super) fn from_outcome(
+        workload: Workload,
+        impl_: Option<Flavour>,
+        mut outcome: Outcome,
+    ) -> BenchResult {
+        let (p50_ms, p99_ms) = outcome.samples.percentiles_ms();
+        let m = outcome.measured;
+        let ops = outcome.ops.max(1) as f64;
+        let errors = outcome.samples.errors;
+        let detail = match outcome.check {
+            Err(why) => Some(why),
+            Ok(()) => outcome.samples.first_error.take(),
+        };
+        BenchResult {
+            client: CLIENT_NAME,
+            impl_,
+            workload,
+            ops: outcome.ops,
+            secs: m.secs,
+            ops_per_s: if m.secs > 0.0 {
+                outcome.ops as f64 / m.secs
+            } else {
+                0.0
+            },
+            p50_ms,
+            p99_ms,
+            correct: errors == 0 && detail.is_none(),
+            rpcs_per_op: m.requests as f64 / ops,
+            bytes_per_op: m.bytes as f64 / ops,
+            cpu_us_per_op: m.cpu.as_secs_f64() * 1e6 / ops,
+            ratio_to_floor: None,
+            errors,
+            detail,
+        }
+    }
+
+    /// The `impl` field: `recipe`/`service` for lock workloads, `lease` for W5, else `kv`.
+    pub fn impl_label(&self) -> &'static str {
+        match (self.impl_, self.workload) {
+            (Some(flavour), _) => flavour.as_str(),
+            (None, Workload::W5) => "lease",
+            (None, _) => "kv",
+        }
+    }
+
+    /// One JSON line, fields in DESIGN.md order:
+    /// `{"client":"etcd-lock","impl":"recipe","workload":"W1","ops":2000,"secs":..,"ops_per_s":..,
+    /// "p50_ms":..,"p99_ms":..,"correct":true,"rpcs_per_op":..,"bytes_per_op":..,"cpu_us_per_op":..}`,
+    /// plus `"ratio_to_floor"` when known (W1) and `"errors"` when some op failed.
+    pub fn to_json(&self) -> String {
+        let mut s = format!(
+            "{{\"client\":\"{}\",\"impl\":\"{}\",\"workload\":\"{}\",\"ops\":{},\"secs\":{},\
+             \"ops_per_s\":{},\"p50_ms\":{},\"p99_ms\":{},\"correct\":{},\"rpcs_per_op\":{},\
+             \"bytes_per_op\":{},\"cpu_us_per_op\":{}",
+            self.client,
+            self.impl_label(),
+            self.workload,
+            self.ops,
+            num(self.secs, 4),
+            num(self.ops_per_s, 1),
+            num(self.p50_ms, 3),
+            num(self.p99_ms, 3),
+            self.correct,
+            num(self.rpcs_per_op, 3),
+            num(self.bytes_per_op, 1),
+            num(self.cpu_us_per_op, 2),
+        );
+        if let Some(ratio) = self.ratio_to_floor {
+            let _ = write!(s, ",\"ratio_to_floor\":{}", num(ratio, 3));
+        }
+        if self.errors > 0 {
+            let _ = write!(s, ",\"errors\":{}", self.errors);
+        }
+        s.push('}');
+        s
+    }
+}
+
+/// A JSON number with `decimals` digits, or `null` when not finite.
+fn num(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        "null".to_string()
+    }
+}
+
+/// An aligned, human-readable table of results (for stderr), with a line per failure reason.
+pub fn table(results: &[BenchResult]) -> String {
+    let mut out = format!(
+        "{:<5} {:<8} {:>6} {:>8} {:>9} {:>8} {:>8} {:>4} {:>7} {:>8} {:>9} {:>8}\n",
+        "load",
+        "impl",
+        "ops",
+        "secs",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "ok",
+        "rpc/op",
+        "B/op",
+        "cpu us/op",
+        "vs W1F"
+    );
+    for r in results {
+        let ratio = r
+            .ratio_to_floor
+            .map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
+        let _ = writeln!(
+            out,
+            "{:<5} {:<8} {:>6} {:>8.3} {:>9.1} {:>8.3} {:>8.3} {:>4} {:>7.3} {:>8.1} {:>9.2} {:>8}",
+            r.workload.as_str(),
+            r.impl_label(),
+            r.ops,
+            r.secs,
+            r.ops_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            if r.correct { "yes" } else { "NO" },
+            r.rpcs_per_op,
+            r.bytes_per_op,
+            r.cpu_us_per_op,
+            ratio
+        );
+    }
+    for r in results.iter().filter(|r| !r.correct) {
+        let _ = writeln!(
+            out,
+            "{} {}: not correct ({} failed ops): {}",
+            r.workload,
+            r.impl_label(),
+            r.errors,
+            r.detail.as_deref().unwrap_or("?")
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> BenchResult {
+        BenchResult {
+            client: CLIENT_NAME,
+            impl_: Some(Flavour::Recipe),
+            workload: Workload::W1,
+            ops: 2000,
+            secs: 1.5,
+            ops_per_s: 1333.3333,
+            p50_ms: 0.7,
+            p99_ms: 1.25,
+            correct: true,
+            rpcs_per_op: 2.0,
+            bytes_per_op: 300.0,
+            cpu_us_per_op: 40.0,
+            ratio_to_floor: Some(0.97),
+            errors: 0,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn json_line_has_design_fields_in_order() {
+        let json = sample().to_json();
+        assert_eq!(
+            json,
+            "{\"client\":\"etcd-lock\",\"impl\":\"recipe\",\"workload\":\"W1\",\"ops\":2000,\
+             \"secs\":1.5000,\"ops_per_s\":1333.3,\"p50_ms\":0.700,\"p99_ms\":1.250,\
+             \"correct\":true,\"rpcs_per_op\":2.000,\"bytes_per_op\":300.0,\
+             \"cpu_us_per_op\":40.00,\"ratio_to_floor\":0.970}"
+        );
+        let mut kv = sample();
+        kv.impl_ = None;
+        kv.workload = Workload::W5;
+        kv.ratio_to_floor = None;
+        kv.secs = f64::NAN;
+        let json = kv.to_json();
+        assert!(json.contains("\"impl\":\"lease\"") && json.contains("\"secs\":null"));
+        assert!(!json.contains("ratio_to_floor"));
+    }
+
+    #[test]
+    fn table_lists_every_result_and_failures() {
+        let mut bad = sample();
+        bad.correct = false;
+        bad.detail = Some("counter is Some(\"1999\"), expected 2000".into());
+        let t = table(&[sample(), bad]);
+        assert_eq!(t.lines().count(), 4);
+        assert!(t.contains("expected 2000"));
+    }
+}

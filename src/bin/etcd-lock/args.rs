@@ -1,0 +1,303 @@
+//! Command-line parsing (by hand: no parser crate, to keep the binary small).
+
+use std::time::Duration;
+
+pub(crate) const USAGE: &str = "\
+etcd-lock: hold a distributed lock in etcd while a command runs (flock(1) for a cluster)
+
+USAGE:
+    etcd-lock [OPTIONS] NAME -- CMD [ARGS..]
+    etcd-lock bench [OPTIONS]
+    etcd-lock --help | --version
+
+OPTIONS:
+    --endpoints URL,URL   etcd endpoints [env ETCDCTL_ENDPOINTS, default 127.0.0.1:2379]
+    --ttl SECS            session lease TTL in seconds [default 60]
+    --via recipe|service  client-side recipe or etcd's Lock service [default recipe]
+    --timeout SECS        give up waiting for the lock after SECS (fractions allowed)
+    --kill-after SECS     grace between SIGTERM and SIGKILL when the lock is lost [default 5]
+    --wire-log FILE|-     write one JSON line per RPC to FILE (or stderr with -)
+    -h, --help            this text
+
+CMD runs with ETCD_LOCK_KEY (the lock key) and ETCD_LOCK_FENCE (the fencing token) set;
+stdin, stdout and stderr pass through.
+
+EXIT STATUS:
+    CMD's own exit status when it ran to the end (128+N when killed by signal N)
+    2    usage error
+    122  the lock was lost while CMD ran (lease expired or revoked); CMD was terminated
+    124  --timeout expired before the lock was acquired (nothing left in etcd)
+    125  etcd-lock itself failed (cannot connect, etcd error)
+    126  CMD could not be executed;  127  CMD not found
+    130  interrupted while waiting for the lock
+";
+
+pub(crate) const BENCH_USAGE: &str = "\
+etcd-lock bench: lockbench v1, one JSON line per workload and flavour on stdout, a table on stderr
+
+USAGE:
+    etcd-lock bench [--endpoints URL,URL] [--workload W1,W2|all] [--via recipe|service|both] [--scale X]
+
+OPTIONS:
+    --endpoints URL,URL   etcd endpoints [env ETCDCTL_ENDPOINTS, default 127.0.0.1:2379]
+    --workload LIST       W1 W1F W2 W3 W4 W5, comma separated, or all [default all]
+    --via FLAVOUR         recipe, service or both [default both]
+    --scale X             multiply every workload's op count by X (e.g. 0.1 for a quick run) [default 1]
+    -h, --help            this text
+
+WORKLOADS (single member on loopback recommended, data dir on /dev/shm):
+    W1   1 worker, 2000 x acquire(lb/w1) + release            W1F  2000 x put + delete (the floor)
+    W2   8 workers, own connection + session, 250 x (acquire, get counter, put counter+1, release)
+    W3   20000 puts of 256 B, 16 in flight                     W4   20000 linearizable gets, 16 in flight
+    W5   1000 x lease grant(TTL 10) + revoke
+";
+
+/// Which lock implementation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    Recipe,
+    Service,
+}
+
+/// `etcd-lock NAME -- CMD`.
+#[derive(Debug)]
+pub(crate) struct LockArgs {
+    pub(crate) common: Common,
+    pub(crate) ttl: i64,
+    pub(crate) via: Via,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) kill_after: Duration,
+    pub(crate) name: String,
+    pub(crate) command: Vec<String>,
+}
+
+/// `etcd-lock bench`.
+#[derive(Debug)]
+pub(crate) struct BenchArgs {
+    pub(crate) common: Common,
+    pub(crate) workloads: String,
+    pub(crate) via: String,
+    pub(crate) scale: f64,
+}
+
+/// Options every command takes.
+#[derive(Debug)]
+pub(crate) struct Common {
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) wire_log: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Help(&'static str),
+    Version,
+    Lock(LockArgs),
+    Bench(BenchArgs),
+}
+
+fn default_endpoints() -> Vec<String> {
+    let raw = std::env::var("ETCDCTL_ENDPOINTS").unwrap_or_default();
+    let list = split_list(&raw);
+    if list.is_empty() {
+        vec!["127.0.0.1:2379".to_string()]
+    } else {
+        list
+    }
+}
+
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    match value.parse::<f64>() {
+        Ok(s) if (0.0..1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "{flag}: expected a number of seconds, got {value:?}"
+        )),
+    }
+}
+
+/// Splits `--flag=value` or takes the next argument as the value.
+fn value_of(
+    flag: &str,
+    inline: Option<String>,
+    rest: &mut impl Iterator<Item = String>,
+) -> Result<String, String> {
+    match inline {
+        Some(v) => Ok(v),
+        None => rest.next().ok_or_else(|| format!("{flag} needs a value")),
+    }
+}
+
+pub(crate) fn parse(args: Vec<String>) -> Result<Command, String> {
+    let mut it = args.into_iter().skip(1).peekable();
+    if it.peek().map(String::as_str) == Some("bench") {
+        it.next();
+        return parse_bench(it);
+    }
+    let mut common = Common {
+        endpoints: default_endpoints(),
+        wire_log: None,
+    };
+    let mut ttl = 60i64;
+    let mut via = Via::Recipe;
+    let mut timeout = None;
+    let mut kill_after = Duration::from_secs(5);
+    let mut name = None;
+    let mut command = Vec::new();
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            command.extend(it.by_ref());
+            break;
+        }
+        if name.is_some() {
+            // flock-style: anything after NAME is the command, `--` optional.
+            command.push(arg);
+            command.extend(it.by_ref());
+            break;
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help(USAGE)),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--endpoints" => {
+                common.endpoints = split_list(&value_of(&flag, inline, &mut it)?);
+                if common.endpoints.is_empty() {
+                    return Err("--endpoints: at least one endpoint is required".into());
+                }
+            }
+            "--wire-log" => common.wire_log = Some(value_of(&flag, inline, &mut it)?),
+            "--ttl" => {
+                let v = value_of(&flag, inline, &mut it)?;
+                ttl = v
+                    .parse()
+                    .map_err(|_| format!("--ttl: expected whole seconds, got {v:?}"))?;
+            }
+            "--via" => {
+                via = match value_of(&flag, inline, &mut it)?.as_str() {
+                    "recipe" => Via::Recipe,
+                    "service" => Via::Service,
+                    other => {
+                        return Err(format!("--via: expected recipe or service, got {other:?}"))
+                    }
+                }
+            }
+            "--timeout" => timeout = Some(seconds(&flag, &value_of(&flag, inline, &mut it)?)?),
+            "--kill-after" => kill_after = seconds(&flag, &value_of(&flag, inline, &mut it)?)?,
+            f if f.starts_with('-') && f.len() > 1 => return Err(format!("unknown option {f}")),
+            _ => name = Some(arg),
+        }
+    }
+    let Some(name) = name else {
+        return Err("missing lock NAME".into());
+    };
+    if command.is_empty() {
+        return Err("missing CMD to run while holding the lock (NAME -- CMD [ARGS..])".into());
+    }
+    Ok(Command::Lock(LockArgs {
+        common,
+        ttl,
+        via,
+        timeout,
+        kill_after,
+        name,
+        command,
+    }))
+}
+
+fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut common = Common {
+        endpoints: default_endpoints(),
+        wire_log: None,
+    };
+    let mut workloads = "all".to_string();
+    let mut via = "both".to_string();
+    let mut scale = 1.0;
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help(BENCH_USAGE)),
+            "--endpoints" => common.endpoints = split_list(&value_of(&flag, inline, &mut it)?),
+            "--wire-log" => common.wire_log = Some(value_of(&flag, inline, &mut it)?),
+            "--workload" => workloads = value_of(&flag, inline, &mut it)?,
+            "--via" => via = value_of(&flag, inline, &mut it)?,
+            "--scale" => {
+                let v = value_of(&flag, inline, &mut it)?;
+                scale = match v.parse::<f64>() {
+                    Ok(s) if s.is_finite() && s > 0.0 && s <= 100.0 => s,
+                    _ => return Err(format!("--scale: expected a number in (0, 100], got {v:?}")),
+                };
+            }
+            other => return Err(format!("bench: unknown argument {other}")),
+        }
+    }
+    if common.endpoints.is_empty() {
+        return Err("--endpoints: at least one endpoint is required".into());
+    }
+    Ok(Command::Bench(BenchArgs {
+        common,
+        workloads,
+        via,
+        scale,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        std::iter::once("etcd-lock")
+            .chain(list.iter().copied())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn parses_the_lock_form() {
+        let Ok(Command::Lock(a)) = parse(args(&[
+            "--endpoints=a:1,b:2",
+            "--ttl",
+            "5",
+            "--via",
+            "service",
+            "--timeout",
+            "1.5",
+            "job",
+            "--",
+            "echo",
+            "--flag",
+        ])) else {
+            panic!("not a lock command")
+        };
+        assert_eq!(a.common.endpoints, vec!["a:1", "b:2"]);
+        assert_eq!((a.ttl, a.via, a.name.as_str()), (5, Via::Service, "job"));
+        assert_eq!(a.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(a.command, vec!["echo", "--flag"]);
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        for bad in [
+            &["job"][..],
+            &["--ttl", "x", "job", "--", "true"],
+            &["--via", "magic", "job", "--", "true"],
+            &["--timeout", "-1", "job", "--", "true"],
+            &["--bogus", "job", "--", "true"],
+            &["--", "true"],
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The client-side election recipe, compatible with Go's `concurrency.Election`.
+//!
+//! Campaign, uncontended, is ONE `KV/Txn` (Go's txn plus the two reads that decide the rest):
+//! ```text
+//! If   create_revision(myKey) == 0
+//! Then Put(myKey, value, lease), Range(prefix, sort create asc, limit 1), Range(prefix, sort create desc, limit 2)
+//! Else Range(myKey),             Range(prefix, sort create asc, limit 1)
+//! ```
+//! `myRev` is the txn's revision (Then) or myKey's create revision (Else; if that key holds
+//! another value, one more guarded `KV/Txn` writes ours, as Go's Campaign does with Proclaim).
+//! We lead when the oldest key under the prefix is ours. Otherwise we wait for our
+//! predecessor only (the newest key older than ours) to be deleted, on the client's long-lived
+//! prefix watch ([`crate::lock::waiters`], shared with the locks), and after each wake-up ONE
+//! `KV/Txn` re-checks:
+//! `If create_revision(myKey) == myRev Then Range(prefix, max_create_revision = myRev-1, sort create desc, limit 1)`
+//! — which both confirms our key still exists and finds the next predecessor.
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::kv::{GetOptions, PutOptions, SortOrder, SortTarget};
+use crate::lock::waiters::Wait;
+use crate::lock::{key_for, PendingKey};
+use crate::proto::mvccpb::KeyValue;
+use crate::session::Session;
+use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
+
+use super::leadership::{Flavour, Leadership};
+use super::observe::{self, Observer};
+use super::{check_value, not_leader, prefix_for, Elector, LeaderInfo};
+
+/// The client-side election recipe (Go `concurrency.Election` compatible). Stateless and cheap:
+/// the per-prefix watch a candidate waits on belongs to the session's client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecipeElection;
+
+impl RecipeElection {
+    /// A recipe elector.
+    pub fn new() -> Self {
+        RecipeElection
+    }
+}
+
+/// `Range(prefix, sort create asc, limit 1)`: the leader's key-value.
+pub(crate) fn first_created() -> GetOptions {
+    GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Ascend)
+        .with_limit(1)
+}
+
+/// A candidacy after its first round trip.
+struct Candidate {
+    session: Session,
+    name: Vec<u8>,
+    prefix: Vec<u8>,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    my_rev: i64,
+    pending: PendingKey,
+}
+
+impl Candidate {
+    fn into_leadership(self) -> Leadership {
+        let claim = self.pending.disarm();
+        Leadership::new(
+            self.name,
+            self.key,
+            self.my_rev,
+            self.value,
+            self.session,
+            Flavour::Recipe,
+            claim,
+        )
+    }
+
+    /// Waits until no key older than ours is left under the prefix. `predecessor` is the one
+    /// the first txn saw (with that txn's revision), if any.
+    async fn wait_for_turn(mut self, predecessor: Option<(Vec<u8>, i64)>) -> Result<Leadership> {
+        let client = self.session.client().clone();
+        let router = client.inner.lock_watches.get(&self.prefix);
+        // The first txn's predecessor can be waited on directly only if the watch is open; the
+        // router itself refuses (Recheck) if it opened after that txn's revision.
+        let mut next = match (router.live_epoch(), predecessor) {
+            (Some(epoch), Some(pred)) => Some((epoch, pred)),
+            _ => None,
+        };
+        let lost = self.session.lost();
+        tokio::pin!(lost);
+        loop {
+            let (epoch, (pred_key, after)) = match next.take() {
+                Some(n) => n,
+                None => {
+                    let epoch = router.ensure(&client).await?;
+                    match self.recheck().await? {
+                        None => return Ok(self.into_leadership()),
+                        Some(pred) => (epoch, pred),
+                    }
+                }
+            };
+            if let Wait::Pending(woken) = router.wait_delete(epoch, &pred_key, after) {
+                tokio::select! {
+                    _ = woken => {}
+                    _ = &mut lost => return Err(self.session.lost_error()),
+                }
+            }
+        }
+    }
+
+    /// One `KV/Txn`: confirms our key is still ours and returns the predecessor (key and the
+    /// revision it was read at), or `None` when we are the oldest.
+    async fn recheck(&mut self) -> Result<Option<(Vec<u8>, i64)>> {
+        let predecessor = GetOptions::new()
+            .with_prefix()
+            .with_max_create_revision(self.my_rev - 1)
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_limit(1)
+            .with_keys_only();
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.key.clone(),
+                CompareOp::Equal,
+                self.my_rev,
+            )])
+            .and_then([TxnOp::get(self.prefix.clone(), predecessor)]);
+        let response = self.session.client().txn(txn).await?;
+        if !response.succeeded() {
+            return Err(not_leader(&self.session, &self.key).await);
+        }
+        let revision = response.revision();
+        Ok(kvs(&response, 0)
+            .first()
+            .map(|kv| (kv.key.clone(), revision)))
+    }
+}
+
+/// The key-values of the `index`-th range in the branch that ran.
+fn kvs(response: &TxnResponse, index: usize) -> &[KeyValue] {
+    response.range(index).map_or(&[], |r| r.kvs.as_slice())
+}
+
+impl Elector for RecipeElection {
+    /// Campaigns with the recipe: one `KV/Txn` when nobody leads (plus one guarded `KV/Txn` if
+    /// this session's key already existed with another value); otherwise waits on the client's
+    /// prefix watch (one `WatchCreateRequest` the first time) for the predecessor's DELETE and
+    /// re-checks with one `KV/Txn` per wake-up. A dropped campaign deletes its key (a
+    /// conditional `KV/Txn` in the background).
+    async fn campaign(&self, session: &Session, name: &[u8], value: &[u8]) -> Result<Leadership> {
+        let prefix = prefix_for(name)?;
+        check_value(value)?;
+        let claim = session.claim(name).await?;
+        if session.is_lost() {
+            return Err(session.lost_error());
+        }
+        let lease = session.lease();
+        let key = key_for(&prefix, lease);
+        let mut pending = PendingKey::new(key.clone(), claim);
+        let client = session.client();
+
+        let oldest = first_created().with_keys_only();
+        let newest_two = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_limit(2)
+            .with_keys_only();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([
+                TxnOp::put(key.clone(), value, PutOptions::new().with_lease(lease)),
+                TxnOp::get(prefix.clone(), oldest.clone()),
+                TxnOp::get(prefix.clone(), newest_two),
+            ])
+            .or_else([
+                TxnOp::get(key.clone(), GetOptions::new()),
+                TxnOp::get(prefix.clone(), oldest),
+            ]);
+        let response = match client.txn(txn).await {
+            Ok(r) => r,
+            Err(e) if e.is_lease_not_found() => {
+                pending.forget();
+                return Err(session.lost_error());
+            }
+            Err(e) => return Err(e),
+        };
+        let (my_rev, predecessor) = if response.succeeded() {
+            let revision = response.revision();
+            let predecessor = kvs(&response, 2)
+                .get(1)
+                .map(|kv| (kv.key.clone(), revision));
+            (revision, predecessor)
+        } else {
+            // Our key already existed (an earlier campaign with this lease, or Go code sharing
+            // it): adopt it, and publish our value if it holds another one.
+            let Some(kv) = kvs(&response, 0).first() else {
+                return Err(Error::Protocol("campaign txn: own key vanished".into()));
+            };
+            if kv.value != value {
+                let update = Txn::new()
+                    .when([Compare::create_revision(
+                        key.clone(),
+                        CompareOp::Equal,
+                        kv.create_revision,
+                    )])
+                    .and_then([TxnOp::put(
+                        key.clone(),
+                        value,
+                        PutOptions::new().with_lease(lease),
+                    )]);
+                if !client.txn(update).await?.succeeded() {
+                    pending.forget();
+                    return Err(not_leader(session, &key).await);
+                }
+            }
+            (kv.create_revision, None)
+        };
+        pending.set_token(my_rev);
+        let owner_rev = kvs(&response, 1)
+            .first()
+            .map_or(my_rev, |kv| kv.create_revision);
+        let candidate = Candidate {
+            session: session.clone(),
+            name: name.to_vec(),
+            prefix,
+            key,
+            value: value.to_vec(),
+            my_rev,
+            pending,
+        };
+        if owner_rev == my_rev {
+            return Ok(candidate.into_leadership());
+        }
+        candidate.wait_for_turn(predecessor).await
+    }
+
+    /// `KV/Range(NAME/, sort by create revision ascending, limit 1)`.
+    async fn leader(&self, client: &Client, name: &[u8]) -> Result<Option<LeaderInfo>> {
+        let prefix = prefix_for(name)?;
+        let response = client.get_with(prefix, first_created()).await?;
+        Ok(response.into_inner().kvs.into_iter().next().map(Into::into))
+    }
+
+    /// One `WatchCreateRequest` on the client's shared watch stream for `NAME/` (PUTs and
+    /// DELETEs), then `KV/Range(NAME/, sort create asc, limit 1)` at the watch's start revision.
+    /// Later, one `KV/Range` at the DELETE's revision each time the leader key is deleted, to
+    /// find the next leader exactly as it was then. A broken watch is reopened from the last
+    /// revision seen; a compacted one falls back to reading the current leader.
+    async fn observe(&self, client: &Client, name: &[u8]) -> Result<Observer> {
+        let prefix = prefix_for(name)?;
+        observe::recipe(client.clone(), prefix).await
+    }
+
+    fn flavour(&self) -> &'static str {
+        "recipe"
+    }
+}

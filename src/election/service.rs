@@ -1,0 +1,229 @@
+//! The server-side election: etcd's `v3electionpb.Election` service.
+//!
+//! etcd runs Go's `concurrency.Election` inside the server with the same key layout, so this
+//! flavour and [`super::RecipeElection`] line up in the same queue. `Election/Campaign` blocks
+//! on the server until the candidate leads and returns its `LeaderKey{name, key, rev, lease}`.
+
+use futures_util::Stream;
+
+use crate::client::{Client, Retry};
+use crate::error::{Error, Result};
+use crate::kv::GetOptions;
+use crate::lock::{key_for, PendingKey};
+use crate::proto::v3electionpb as pb;
+use crate::proto::v3electionpb::election_client::ElectionClient;
+use crate::session::Session;
+
+use super::leadership::{Flavour, Leadership};
+use super::observe::Observer;
+use super::{check_value, not_leader, prefix_for, Elector, LeaderInfo};
+
+pub(crate) const CAMPAIGN: &str = "/v3electionpb.Election/Campaign";
+pub(crate) const PROCLAIM: &str = "/v3electionpb.Election/Proclaim";
+pub(crate) const LEADER: &str = "/v3electionpb.Election/Leader";
+pub(crate) const OBSERVE: &str = "/v3electionpb.Election/Observe";
+pub(crate) const RESIGN: &str = "/v3electionpb.Election/Resign";
+
+/// etcd's server-side election service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServiceElection;
+
+impl ServiceElection {
+    /// A service elector.
+    pub fn new() -> Self {
+        ServiceElection
+    }
+}
+
+/// True for the service's "not leader" answer (`election: not leader`, Go's
+/// `concurrency.ErrElectionNotLeader`, sent as gRPC code Unknown).
+pub(crate) fn is_not_leader(e: &Error) -> bool {
+    status_says(e, "election: not leader")
+}
+
+fn status_says(e: &Error, text: &str) -> bool {
+    match e {
+        Error::Status { status } | Error::Etcd { status, .. } => status.message().contains(text),
+        _ => false,
+    }
+}
+
+/// `Election/Proclaim{leader, value}`.
+pub(crate) async fn proclaim(client: &Client, leader: pb::LeaderKey, value: Vec<u8>) -> Result<()> {
+    let req = pb::ProclaimRequest {
+        leader: Some(leader),
+        value,
+    };
+    client
+        .unary(PROCLAIM, Retry::NotSent, req, |ch, r| async move {
+            ElectionClient::new(ch).proclaim(r).await
+        })
+        .await
+        .map(|_| ())
+}
+
+/// `Election/Resign{leader}`.
+pub(crate) async fn resign(client: &Client, leader: pb::LeaderKey) -> Result<()> {
+    let req = pb::ResignRequest {
+        leader: Some(leader),
+    };
+    client
+        .unary(RESIGN, Retry::NotSent, req, |ch, r| async move {
+            ElectionClient::new(ch).resign(r).await
+        })
+        .await
+        .map(|_| ())
+}
+
+impl Elector for ServiceElection {
+    /// Sends `Election/Campaign{name, lease, value}` (no request timeout: it blocks server-side
+    /// until this candidate leads), then `KV/Range(key)` to confirm the key still exists with
+    /// the returned revision (etcd's Campaign does not re-check its own key after waiting, so
+    /// a lease that expired meanwhile would otherwise go unnoticed). A dropped call is cancelled
+    /// on the server, which then deletes the candidate key; the key is also deleted from here
+    /// (a `KV/Txn` in the background) in case the server had already elected it.
+    async fn campaign(&self, session: &Session, name: &[u8], value: &[u8]) -> Result<Leadership> {
+        let prefix = prefix_for(name)?;
+        check_value(value)?;
+        let claim = session.claim(name).await?;
+        if session.is_lost() {
+            return Err(session.lost_error());
+        }
+        let client = session.client();
+        let mut pending = PendingKey::new(key_for(&prefix, session.lease()), claim);
+        let req = pb::CampaignRequest {
+            name: name.to_vec(),
+            lease: session.lease(),
+            value: value.to_vec(),
+        };
+        let call = client.unary_timeout(CAMPAIGN, Retry::NotSent, None, req, |ch, r| async move {
+            ElectionClient::new(ch).campaign(r).await
+        });
+        let lost = session.lost();
+        let response = tokio::select! {
+            r = call => r,
+            _ = lost => return Err(session.lost_error()),
+        };
+        let leader = match response {
+            Ok(r) => r.leader,
+            Err(e) if e.is_lease_not_found() => {
+                pending.forget();
+                return Err(session.lost_error());
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(leader) = leader else {
+            return Err(Error::Protocol(
+                "Campaign answered without a leader key".into(),
+            ));
+        };
+        pending.set_token(leader.rev);
+        let found = client
+            .get_with(leader.key.clone(), GetOptions::new().with_keys_only())
+            .await?;
+        if found.first().map(|kv| kv.create_revision) != Some(leader.rev) {
+            pending.forget();
+            return Err(not_leader(session, &leader.key).await);
+        }
+        let claim = pending.disarm();
+        Ok(Leadership::new(
+            name.to_vec(),
+            leader.key,
+            leader.rev,
+            value.to_vec(),
+            session.clone(),
+            Flavour::Service,
+            claim,
+        ))
+    }
+
+    /// `Election/Leader{name}`; etcd's "election: no leader" answer becomes `Ok(None)`.
+    async fn leader(&self, client: &Client, name: &[u8]) -> Result<Option<LeaderInfo>> {
+        prefix_for(name)?;
+        let req = pb::LeaderRequest {
+            name: name.to_vec(),
+        };
+        let response = client
+            .unary(LEADER, Retry::Idempotent, req, |ch, r| async move {
+                ElectionClient::new(ch).leader(r).await
+            })
+            .await;
+        match response {
+            Ok(r) => Ok(r.kv.map(Into::into)),
+            Err(e) if status_says(&e, "election: no leader") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `Election/Observe{name}`, a server stream; the call goes out when the [`Observer`] is
+    /// first read (etcd sends nothing, not even headers, until there is a leader). etcd sends
+    /// the current leader, then every write to the leader key and each next leader; repeats
+    /// of the same state are dropped. The stream ends with an error if the call breaks.
+    async fn observe(&self, client: &Client, name: &[u8]) -> Result<Observer> {
+        prefix_for(name)?;
+        Ok(Observer::new(
+            name.to_vec(),
+            "service",
+            observe_stream(client.clone(), name.to_vec()),
+        ))
+    }
+
+    fn flavour(&self) -> &'static str {
+        "service"
+    }
+}
+
+enum ObserveState {
+    Start(Client, Vec<u8>),
+    Open(Client, Box<tonic::Streaming<pb::LeaderResponse>>),
+    Done,
+}
+
+fn observe_stream(client: Client, name: Vec<u8>) -> impl Stream<Item = Result<LeaderInfo>> + Send {
+    futures_util::stream::unfold(ObserveState::Start(client, name), |state| async move {
+        let (client, mut stream) = match state {
+            ObserveState::Done => return None,
+            ObserveState::Open(client, stream) => (client, stream),
+            ObserveState::Start(client, name) => {
+                let req = pb::LeaderRequest { name };
+                client
+                    .counters()
+                    .stream_sent(prost::Message::encoded_len(&req));
+                let (index, channel) = client.current();
+                match ElectionClient::new(channel).observe(req).await {
+                    Ok(response) => (client, Box::new(response.into_inner())),
+                    Err(status) => {
+                        let e = Error::from_status(status);
+                        if e.is_unavailable() {
+                            client.fail_over(index);
+                        }
+                        return Some((Err(e), ObserveState::Done));
+                    }
+                }
+            }
+        };
+        match stream.message().await {
+            Ok(Some(resp)) => {
+                client
+                    .counters()
+                    .stream_received(prost::Message::encoded_len(&resp));
+                match resp.kv {
+                    Some(kv) => Some((Ok(kv.into()), ObserveState::Open(client, stream))),
+                    None => Some((
+                        Err(Error::Protocol(
+                            "Observe answered without a key-value".into(),
+                        )),
+                        ObserveState::Done,
+                    )),
+                }
+            }
+            Ok(None) => Some((
+                Err(Error::WatchClosed {
+                    reason: format!("{OBSERVE} ended by the server"),
+                }),
+                ObserveState::Done,
+            )),
+            Err(status) => Some((Err(Error::from_status(status)), ObserveState::Done)),
+        }
+    })
+}
