@@ -95,8 +95,9 @@ pub enum Error {
         name: String,
     },
 
-    /// The lock was not held any more when the operation ran (unlocked twice, or its key deleted).
-    #[error("lock key {key} is not held (already released or its lease expired)")]
+    /// The lock or leadership was not held any more when the operation ran (its key was
+    /// deleted or replaced: released elsewhere, or its lease expired).
+    #[error("key {key} is not held any more (released elsewhere or its lease expired); take the lock or campaign again")]
     NotHeld {
         /// The lock key that was expected.
         key: String,

@@ -135,9 +135,20 @@ async fn one_leader_at_a_time_in_queue_order<E: Elector + Clone + 'static>(
         tasks.push(tokio::spawn(async move {
             let (s, name) = (session(&own_client, 10).await, task_name);
             let value = format!("v{i}");
+            let before = own_client.stats().unary_calls;
             let l = ok(elector
                 .campaign(&s, name.as_bytes(), value.as_bytes())
                 .await);
+            if elector.flavour() == "recipe" {
+                // Predecessor-only waiting: the first txn, one re-check once the prefix watch
+                // is open, one re-check when the predecessor goes. Candidate 2 is not woken
+                // (no extra re-check) when candidate 0 resigns.
+                let calls = own_client.stats().unary_calls - before;
+                assert!(
+                    calls <= 3,
+                    "candidate {i} sent {calls} unary RPCs to campaign"
+                );
+            }
             if leading.fetch_add(1, Ordering::SeqCst) != 0 {
                 overlaps.fetch_add(1, Ordering::SeqCst);
             }

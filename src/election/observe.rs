@@ -28,6 +28,17 @@ use super::LeaderInfo;
 /// create revisions never go down. After an error the stream ends (`None`); observe again to
 /// continue. Read it with [`Observer::next`] or as a `futures` `Stream`; dropping it stops the
 /// watch (recipe) or cancels the `Election/Observe` call (service).
+///
+/// ```no_run
+/// # async fn demo(client: etcd_lock::Client) -> Result<(), etcd_lock::Error> {
+/// use etcd_lock::election::{Elector, RecipeElection};
+/// let mut observer = RecipeElection::new().observe(&client, b"/svc/primary").await?;
+/// while let Some(leader) = observer.next().await {
+///     let leader = leader?;
+///     println!("leader {} says {}", leader.key_str(), leader.value_str());
+/// }
+/// # Ok(()) }
+/// ```
 #[must_use = "an observer does nothing unless read"]
 pub struct Observer {
     name: Vec<u8>,

@@ -25,6 +25,20 @@ pub(crate) const OBSERVE: &str = "/v3electionpb.Election/Observe";
 pub(crate) const RESIGN: &str = "/v3electionpb.Election/Resign";
 
 /// etcd's server-side election service.
+///
+/// ```no_run
+/// # async fn demo(session: etcd_lock::Session) -> Result<(), etcd_lock::Error> {
+/// use std::time::Duration;
+/// use etcd_lock::election::{Elector, ServiceElection};
+/// // Give up after 30 s; the dropped campaign removes its candidate key.
+/// let election = ServiceElection::new();
+/// let campaign = election.campaign(&session, b"/svc/primary", b"node-1");
+/// match tokio::time::timeout(Duration::from_secs(30), campaign).await {
+///     Ok(leadership) => leadership?.resign().await?,
+///     Err(_) => println!("someone else still leads"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServiceElection;
 
@@ -56,7 +70,10 @@ pub(crate) async fn proclaim(client: &Client, leader: pb::LeaderKey, value: Vec<
     };
     client
         .unary(PROCLAIM, Retry::NotSent, req, |ch, r| async move {
-            ElectionClient::new(ch).proclaim(r).await
+            ElectionClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .proclaim(r)
+                .await
         })
         .await
         .map(|_| ())
@@ -69,7 +86,10 @@ pub(crate) async fn resign(client: &Client, leader: pb::LeaderKey) -> Result<()>
     };
     client
         .unary(RESIGN, Retry::NotSent, req, |ch, r| async move {
-            ElectionClient::new(ch).resign(r).await
+            ElectionClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .resign(r)
+                .await
         })
         .await
         .map(|_| ())
@@ -97,7 +117,10 @@ impl Elector for ServiceElection {
             value: value.to_vec(),
         };
         let call = client.unary_timeout(CAMPAIGN, Retry::NotSent, None, req, |ch, r| async move {
-            ElectionClient::new(ch).campaign(r).await
+            ElectionClient::new(ch)
+                .max_decoding_message_size(usize::MAX)
+                .campaign(r)
+                .await
         });
         let lost = session.lost();
         let response = tokio::select! {
@@ -145,7 +168,10 @@ impl Elector for ServiceElection {
         };
         let response = client
             .unary(LEADER, Retry::Idempotent, req, |ch, r| async move {
-                ElectionClient::new(ch).leader(r).await
+                ElectionClient::new(ch)
+                    .max_decoding_message_size(usize::MAX)
+                    .leader(r)
+                    .await
             })
             .await;
         match response {
@@ -190,7 +216,11 @@ fn observe_stream(client: Client, name: Vec<u8>) -> impl Stream<Item = Result<Le
                     .counters()
                     .stream_sent(prost::Message::encoded_len(&req));
                 let (index, channel) = client.current();
-                match ElectionClient::new(channel).observe(req).await {
+                match ElectionClient::new(channel)
+                    .max_decoding_message_size(usize::MAX)
+                    .observe(req)
+                    .await
+                {
                     Ok(response) => (client, Box::new(response.into_inner())),
                     Err(status) => {
                         let e = Error::from_status(status);
