@@ -38,6 +38,8 @@ both_flavours!(
     same_session_twice_is_refused,
 );
 per_version!(
+    contended_recipe_handoff_needs_no_extra_rpc,
+    revoked_waiter_never_acquires,
     uncontended_recipe_is_one_rpc,
     try_lock_reports_locked,
     flavours_and_etcdctl_exclude_each_other,
@@ -522,4 +524,99 @@ async fn paused_holder_loses_and_is_fenced<L: Locker>(bin: &EtcdBinary, locker: 
     let _ = holder.child.wait().await;
     ok(g.unlock().await);
     ok(s.close().await);
+}
+
+/// Holds `name` from a fresh session until the returned sender fires; returns once held.
+async fn hold_until_told(
+    client: &Client,
+    name: &str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let s = session(client, 10).await;
+    let g = ok(RecipeLock::new().lock(&s, name.as_bytes()).await);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = rx.await;
+        ok(g.unlock().await);
+        ok(s.close().await);
+    });
+    (tx, task)
+}
+
+/// Once a client's prefix watch is open, a waiter's whole acquisition is its one txn: the
+/// handoff is the holder's DeleteRange, seen on the watch.
+async fn contended_recipe_handoff_needs_no_extra_rpc(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let name = common::unique("handoff");
+    let holder_client = common::client(&cluster).await;
+    let waiter_client = common::client(&cluster).await;
+    let s = session(&waiter_client, 10).await;
+    for round in 0..3 {
+        let (release, task) = hold_until_told(&holder_client, &name).await;
+        let before = waiter_client.stats();
+        let locker = RecipeLock::new();
+        let waiting = locker.lock(&s, name.as_bytes());
+        let released = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = release.send(());
+        };
+        let (g, ()) = tokio::join!(waiting, released);
+        let g = ok(g);
+        let used = waiter_client.stats().requests - before.requests;
+        // Round 0 opens the watch (create message) and re-checks once; later rounds: 1 txn.
+        if round > 0 {
+            assert_eq!(
+                used, 1,
+                "round {round}: {used} requests for a contended acquire"
+            );
+        }
+        ok(g.unlock().await);
+        ok(task.await);
+    }
+    ok(s.close().await);
+}
+
+/// A waiter whose lease is revoked while it waits reports the loss instead of acquiring.
+async fn revoked_waiter_never_acquires(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let name = common::unique("revoked");
+    let holder_client = common::client(&cluster).await;
+    let waiter_client = common::client(&cluster).await;
+    // Warm up: open the waiter client's prefix watch with one contended acquisition.
+    let (release, task) = hold_until_told(&holder_client, &name).await;
+    let warm = session(&waiter_client, 10).await;
+    let locker = RecipeLock::new();
+    let waiting = locker.lock(&warm, name.as_bytes());
+    let _ = release.send(());
+    ok(ok(waiting.await).unlock().await);
+    ok(task.await);
+
+    let (release, task) = hold_until_told(&holder_client, &name).await;
+    let s = session(&waiter_client, 10).await;
+    let waiting = tokio::spawn({
+        let s = s.clone();
+        let name = name.clone();
+        async move {
+            RecipeLock::new()
+                .lock(&s, name.as_bytes())
+                .await
+                .map(|g| g.key_str())
+        }
+    });
+    wait_key_count(&holder_client, &name, 2, Duration::from_secs(5)).await;
+    ok(holder_client.lease_revoke(s.lease()).await);
+    wait_key_count(&holder_client, &name, 1, Duration::from_secs(5)).await;
+    let _ = release.send(());
+    ok(task.await);
+    let outcome = ok(tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .map_err(|_| "waiter hung"));
+    let outcome = ok(outcome);
+    assert!(
+        matches!(outcome, Err(Error::SessionLost { .. })),
+        "{outcome:?}"
+    );
+    assert!(keys_under(&holder_client, &name).await.is_empty());
 }

@@ -49,7 +49,8 @@ impl Registry {
 #[derive(Debug)]
 struct Waiter {
     after: i64,
-    wake: oneshot::Sender<()>,
+    /// `true`: the key was deleted after `after`; `false`: the watch ended, re-check.
+    wake: oneshot::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -71,7 +72,7 @@ impl State {
         self.alive = false;
         for (_, waiters) in self.waiters.drain() {
             for w in waiters {
-                let _ = w.wake.send(());
+                let _ = w.wake.send(false);
             }
         }
     }
@@ -88,10 +89,13 @@ pub(crate) struct PrefixWatch {
 /// What a waiter should do next.
 #[derive(Debug)]
 pub(crate) enum Wait {
-    /// Re-check now (the predecessor is gone, or the router cannot vouch for the interval).
-    Recheck,
-    /// Wait for this to fire, then re-check.
-    Pending(oneshot::Receiver<()>),
+    /// The key is known deleted after the given revision.
+    Deleted,
+    /// The router cannot vouch for the interval (watch closed or restarted, or the DELETE may
+    /// have been forgotten): re-read with an RPC.
+    Unknown,
+    /// Resolves with `true` when the key is deleted, `false` when the watch ended first.
+    Pending(oneshot::Receiver<bool>),
 }
 
 impl PrefixWatch {
@@ -168,7 +172,7 @@ impl PrefixWatch {
                         let (wake, keep): (Vec<_>, Vec<_>) =
                             waiters.into_iter().partition(|w| kv.mod_revision > w.after);
                         for w in wake {
-                            let _ = w.wake.send(());
+                            let _ = w.wake.send(true);
                         }
                         if !keep.is_empty() {
                             s.waiters.insert(kv.key.clone(), keep);
@@ -194,14 +198,13 @@ impl PrefixWatch {
     /// of `epoch`.
     pub(crate) fn wait_delete(&self, epoch: u64, key: &[u8], after: i64) -> Wait {
         let Ok(mut s) = self.state.lock() else {
-            return Wait::Recheck;
+            return Wait::Unknown;
         };
         s.last_used = Some(Instant::now());
-        if !s.alive || s.epoch != epoch || after < s.forgotten_up_to {
-            return Wait::Recheck;
-        }
-        if s.deleted.get(key).is_some_and(|&rev| rev > after) {
-            return Wait::Recheck;
+        match s.deleted_after(epoch, key, after) {
+            Some(true) => return Wait::Deleted,
+            Some(false) => {}
+            None => return Wait::Unknown,
         }
         let (tx, rx) = oneshot::channel();
         s.waiters
@@ -212,7 +215,22 @@ impl PrefixWatch {
     }
 }
 
+impl PrefixWatch {
+    /// Whether `key` is known deleted after revision `after` by the watch of `epoch`:
+    /// `Some(true)` deleted, `Some(false)` certainly not (yet), `None` cannot tell.
+    pub(crate) fn deleted_after(&self, epoch: u64, key: &[u8], after: i64) -> Option<bool> {
+        self.state.lock().ok()?.deleted_after(epoch, key, after)
+    }
+}
+
 impl State {
+    fn deleted_after(&self, epoch: u64, key: &[u8], after: i64) -> Option<bool> {
+        if !self.alive || self.epoch != epoch || after < self.forgotten_up_to {
+            return None;
+        }
+        Some(self.deleted.get(key).is_some_and(|&rev| rev > after))
+    }
+
     fn remember(&mut self, key: Vec<u8>, revision: i64) {
         self.deleted.insert(key.clone(), revision);
         self.order.push_back((key, revision));
@@ -257,9 +275,12 @@ mod tests {
             s.forgotten_up_to = 10;
             s.remember(b"p/a".to_vec(), 20);
         }
-        assert!(matches!(w.wait_delete(1, b"p/a", 15), Wait::Recheck));
+        assert!(matches!(w.wait_delete(1, b"p/a", 15), Wait::Deleted));
         assert!(matches!(w.wait_delete(1, b"p/a", 25), Wait::Pending(_)));
-        assert!(matches!(w.wait_delete(1, b"p/b", 5), Wait::Recheck));
-        assert!(matches!(w.wait_delete(2, b"p/b", 15), Wait::Recheck));
+        assert!(matches!(w.wait_delete(1, b"p/b", 5), Wait::Unknown));
+        assert!(matches!(w.wait_delete(2, b"p/b", 15), Wait::Unknown));
+        assert_eq!(w.deleted_after(1, b"p/a", 15), Some(true));
+        assert_eq!(w.deleted_after(1, b"p/b", 15), Some(false));
+        assert_eq!(w.deleted_after(1, b"p/b", 9), None);
     }
 }
