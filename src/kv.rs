@@ -342,7 +342,7 @@ macro_rules! response_wrapper {
         impl $name {
             /// The response header (cluster ID, member ID, store revision, raft term).
             pub fn header(&self) -> &pb::ResponseHeader {
-                header_of(&self.0.header)
+                $crate::kv::header_of(&self.0.header)
             }
             /// The store revision when the request was applied (`header.revision`).
             pub fn revision(&self) -> i64 {

@@ -1,0 +1,428 @@
+//! The per-client watch task: one bidirectional `Watch/Watch` stream shared by every watch.
+//!
+//! Each watch is a subscription with a local handle. The task files each `created` answer
+//! against the oldest pending create (etcd answers creates in order), routes events by etcd's
+//! watch ID, merges fragments, and remembers for every subscription the next revision it has
+//! not seen. When the stream breaks (member down, connection reset), the task fails over to the
+//! next endpoint and re-creates every subscription from its next unseen revision: no event is
+//! missed and none repeated. If that revision was compacted meanwhile, that watch ends with
+//! [`Error::WatchCompacted`]. The task ends when the last client clone is dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tonic::metadata::AsciiMetadataValue;
+
+use super::{WatchResponse, WATCH};
+use crate::client::{Client, Inner};
+use crate::error::{Error, Result};
+use crate::kv::header_of;
+use crate::proto::etcdserverpb as pb;
+use crate::proto::etcdserverpb::watch_client::WatchClient;
+
+/// etcd's cancel reason for a watch on keys the stream's user may not read (or whose token
+/// expired).
+const PERMISSION_DENIED: &str = "etcdserver: permission denied";
+
+pub(super) type EventSender = mpsc::UnboundedSender<Result<WatchResponse>>;
+
+/// What the hub reports for a confirmed watch.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Created {
+    pub(super) watch_id: i64,
+    pub(super) revision: i64,
+}
+
+pub(super) enum Command {
+    Create {
+        handle: u64,
+        request: pb::WatchCreateRequest,
+        created: oneshot::Sender<Result<Created>>,
+        events: EventSender,
+    },
+    Cancel(u64),
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Create {
+                handle, request, ..
+            } => f
+                .debug_tuple("Create")
+                .field(handle)
+                .field(request)
+                .finish(),
+            Command::Cancel(handle) => f.debug_tuple("Cancel").field(handle).finish(),
+        }
+    }
+}
+
+pub(super) fn closed(reason: &str) -> Error {
+    Error::WatchClosed {
+        reason: reason.to_string(),
+    }
+}
+
+/// One watch as the hub keeps it across streams.
+struct Subscription {
+    request: pb::WatchCreateRequest,
+    events: EventSender,
+    /// The caller still waits for the first `created` answer.
+    created: Option<oneshot::Sender<Result<Created>>>,
+    /// The first revision not yet delivered (0: not known yet, use the request's own).
+    next_revision: i64,
+}
+
+/// The open stream.
+struct Stream {
+    requests: mpsc::UnboundedSender<pb::WatchRequest>,
+    /// The auth token the stream was opened with: etcd checks it at every create.
+    token: Option<AsciiMetadataValue>,
+    responses: tonic::Streaming<pb::WatchResponse>,
+    endpoint: usize,
+    /// Handles whose create was sent and not yet answered, in order.
+    pending: VecDeque<u64>,
+    /// etcd watch ID -> handle, and back.
+    by_id: HashMap<i64, u64>,
+    ids: HashMap<u64, i64>,
+    fragments: HashMap<i64, pb::WatchResponse>,
+}
+
+#[derive(Default)]
+struct Hub {
+    subs: HashMap<u64, Subscription>,
+    stream: Option<Stream>,
+}
+
+fn create_message(request: pb::WatchCreateRequest) -> pb::WatchRequest {
+    pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(request)),
+    }
+}
+
+fn cancel_message(watch_id: i64) -> pb::WatchRequest {
+    pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::CancelRequest(
+            pb::WatchCancelRequest { watch_id },
+        )),
+    }
+}
+
+impl Subscription {
+    /// The create request that resumes this watch where it left off.
+    fn resume_request(&self) -> pb::WatchCreateRequest {
+        let mut request = self.request.clone();
+        if self.next_revision > 0 {
+            request.start_revision = self.next_revision;
+        }
+        request
+    }
+}
+
+pub(super) async fn run(client: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut hub = Hub::default();
+    loop {
+        let Some(stream) = hub.stream.as_mut() else {
+            // No stream: wait for work (None: every client clone is gone).
+            let Some(command) = commands.recv().await else {
+                return;
+            };
+            let Some(inner) = client.upgrade() else {
+                return;
+            };
+            hub.apply(command, &inner);
+            if !hub.subs.is_empty() {
+                hub.reopen(&Client { inner }).await;
+            }
+            continue;
+        };
+        tokio::select! {
+            command = commands.recv() => {
+                let Some(command) = command else { return };
+                let Some(inner) = client.upgrade() else { return };
+                hub.apply(command, &inner);
+                if hub.stream.is_none() && !hub.subs.is_empty() {
+                    // Dropped for a stale auth token: resume every watch on a fresh stream.
+                    hub.reopen(&Client { inner }).await;
+                }
+            }
+            message = stream.responses.message() => {
+                let Some(inner) = client.upgrade() else { return };
+                match message {
+                    Ok(Some(resp)) => {
+                        inner.counters.stream_received(prost::Message::encoded_len(&resp));
+                        hub.dispatch(resp, &inner);
+                    }
+                    other => {
+                        let endpoint = stream.endpoint;
+                        hub.stream = None;
+                        let client = Client { inner };
+                        client.fail_over(endpoint);
+                        if let Err(status) = other {
+                            // Not a broken connection but a refusal (e.g. auth): give up.
+                            if status.code() != tonic::Code::Unavailable
+                                && status.code() != tonic::Code::Unknown
+                                && status.code() != tonic::Code::Cancelled
+                            {
+                                hub.fail_all(&format!("watch stream failed: {}", status.message()));
+                                continue;
+                            }
+                        }
+                        hub.reopen(&client).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Hub {
+    fn apply(&mut self, command: Command, inner: &Inner) {
+        match command {
+            Command::Create {
+                handle,
+                request,
+                created,
+                events,
+            } => {
+                let sub = Subscription {
+                    request,
+                    events,
+                    created: Some(created),
+                    next_revision: 0,
+                };
+                // The client authenticated again since this stream opened: etcd would refuse
+                // creates on it ("permission denied"), so drop it; the caller re-opens it.
+                if self
+                    .stream
+                    .as_ref()
+                    .is_some_and(|s| s.token != inner.auth.current())
+                {
+                    self.stream = None;
+                }
+                if let Some(stream) = self.stream.as_mut() {
+                    let msg = create_message(sub.resume_request());
+                    inner
+                        .counters
+                        .stream_sent(prost::Message::encoded_len(&msg));
+                    if stream.requests.send(msg).is_ok() {
+                        stream.pending.push_back(handle);
+                    }
+                }
+                self.subs.insert(handle, sub);
+            }
+            Command::Cancel(handle) => {
+                self.subs.remove(&handle);
+                if let Some(stream) = self.stream.as_mut() {
+                    if let Some(id) = stream.ids.remove(&handle) {
+                        stream.by_id.remove(&id);
+                        let msg = cancel_message(id);
+                        inner
+                            .counters
+                            .stream_sent(prost::Message::encoded_len(&msg));
+                        let _ = stream.requests.send(msg);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a stream (failing over between endpoints with backoff, for up to the request
+    /// timeout or 10 s) and (re-)creates every subscription on it.
+    async fn reopen(&mut self, client: &Client) {
+        let budget = client
+            .options()
+            .request_timeout
+            .unwrap_or(Duration::from_secs(10))
+            .max(Duration::from_secs(2));
+        let give_up = Instant::now() + budget;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.open(client).await {
+                Ok(()) => return,
+                Err(e) => {
+                    if Instant::now() + backoff >= give_up {
+                        self.fail_all(&format!("no endpoint accepted the watch stream: {e}"));
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    async fn open(&mut self, client: &Client) -> Result<()> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut handles: Vec<u64> = self.subs.keys().copied().collect();
+        handles.sort_unstable();
+        // Queue the creates before opening: etcd sends headers with its first answer.
+        for handle in &handles {
+            if let Some(sub) = self.subs.get(handle) {
+                let msg = create_message(sub.resume_request());
+                client
+                    .counters()
+                    .stream_sent(prost::Message::encoded_len(&msg));
+                let _ = tx.send(msg);
+            }
+        }
+        let requests =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+            );
+        let (endpoint, channel) = client.current();
+        let mut grpc = WatchClient::new(channel).max_decoding_message_size(usize::MAX);
+        let token = client.token();
+        let open = grpc.watch(client.request_with_token(requests, token.as_ref()));
+        let timeout = client
+            .options()
+            .request_timeout
+            .unwrap_or(Duration::from_secs(10));
+        let opened = match tokio::time::timeout(timeout, open).await {
+            Ok(r) => r.map_err(Error::from_status),
+            Err(_) => Err(Error::Timeout {
+                method: WATCH,
+                after: timeout,
+            }),
+        };
+        let responses = match opened {
+            Ok(r) => r.into_inner(),
+            Err(e) => {
+                client.fail_over(endpoint);
+                return Err(e);
+            }
+        };
+        self.stream = Some(Stream {
+            requests: tx,
+            token,
+            responses,
+            endpoint,
+            pending: handles.into(),
+            by_id: HashMap::new(),
+            ids: HashMap::new(),
+            fragments: HashMap::new(),
+        });
+        Ok(())
+    }
+
+    fn fail_all(&mut self, reason: &str) {
+        self.stream = None;
+        for (_, sub) in self.subs.drain() {
+            match sub.created {
+                Some(created) => {
+                    let _ = created.send(Err(closed(reason)));
+                }
+                None => {
+                    let _ = sub.events.send(Err(closed(reason)));
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, resp: pb::WatchResponse, inner: &Inner) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if resp.created {
+            let Some(handle) = stream.pending.pop_front() else {
+                return;
+            };
+            let Some(sub) = self.subs.get_mut(&handle) else {
+                // Cancelled while the create was in flight: cancel what etcd just created.
+                if !resp.canceled {
+                    let _ = stream.requests.send(cancel_message(resp.watch_id));
+                }
+                return;
+            };
+            if resp.canceled || resp.watch_id < 0 {
+                let err = if resp.compact_revision > 0 {
+                    Error::WatchCompacted {
+                        compact_revision: resp.compact_revision,
+                    }
+                } else if resp.cancel_reason == PERMISSION_DENIED {
+                    Error::from_status(tonic::Status::permission_denied(resp.cancel_reason))
+                } else {
+                    closed(&format!("etcd refused the watch: {}", resp.cancel_reason))
+                };
+                if let Some(sub) = self.subs.remove(&handle) {
+                    match sub.created {
+                        Some(created) => drop(created.send(Err(err))),
+                        None => drop(sub.events.send(Err(err))),
+                    }
+                }
+                return;
+            }
+            let revision = header_of(&resp.header).revision;
+            if sub.next_revision == 0 {
+                sub.next_revision = match sub.request.start_revision {
+                    0 => revision + 1,
+                    start => start,
+                };
+            }
+            stream.by_id.insert(resp.watch_id, handle);
+            stream.ids.insert(handle, resp.watch_id);
+            if let Some(created) = sub.created.take() {
+                let confirmed = Created {
+                    watch_id: resp.watch_id,
+                    revision,
+                };
+                if created.send(Ok(confirmed)).is_err() {
+                    // The caller gave up waiting.
+                    self.apply(Command::Cancel(handle), inner);
+                }
+            }
+            return;
+        }
+        let id = resp.watch_id;
+        let Some(&handle) = stream.by_id.get(&id) else {
+            return;
+        };
+        if resp.canceled {
+            stream.by_id.remove(&id);
+            stream.ids.remove(&handle);
+            if let Some(sub) = self.subs.remove(&handle) {
+                let err = if resp.compact_revision > 0 {
+                    Error::WatchCompacted {
+                        compact_revision: resp.compact_revision,
+                    }
+                } else {
+                    closed(&format!("cancelled by etcd: {}", resp.cancel_reason))
+                };
+                let _ = sub.events.send(Err(err));
+            }
+            return;
+        }
+        // Merge fragments: etcd marks every part but the last with `fragment`.
+        let resp = match stream.fragments.remove(&id) {
+            Some(mut acc) => {
+                acc.events.extend(resp.events);
+                acc.fragment = resp.fragment;
+                acc.header = resp.header.or(acc.header);
+                acc
+            }
+            None => resp,
+        };
+        if resp.fragment {
+            stream.fragments.insert(id, resp);
+            return;
+        }
+        let Some(sub) = self.subs.get_mut(&handle) else {
+            return;
+        };
+        match resp.events.last().and_then(|e| e.kv.as_ref()) {
+            Some(kv) => sub.next_revision = sub.next_revision.max(kv.mod_revision + 1),
+            // A progress notification: everything up to its revision was delivered.
+            None => {
+                let rev = header_of(&resp.header).revision;
+                sub.next_revision = sub.next_revision.max(rev + 1);
+            }
+        }
+        if sub.events.send(Ok(WatchResponse(resp))).is_err() {
+            self.apply(Command::Cancel(handle), inner);
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! `Watch/Watch`: many watches multiplexed on one bidirectional gRPC stream per client.
+//!
+//! A background task (see `hub.rs`) owns the stream: it opens it on the first watch, routes
+//! events by watch ID, merges fragmented responses, and when the stream breaks re-creates every
+//! watch on the next endpoint from the first revision it has not delivered yet, so a member
+//! loss neither drops nor repeats events. It ends when the last [`Client`] clone is dropped.
+
+mod hub;
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Weak;
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::client::{Client, Inner};
+use crate::error::{Error, Result};
+use crate::kv::{check_key, response_wrapper, GetOptions, KeySpan};
+use crate::proto::etcdserverpb as pb;
+use crate::proto::mvccpb;
+use hub::{closed, Command};
+
+pub(crate) const WATCH: &str = "/etcdserverpb.Watch/Watch";
+
+/// Options of a watch (see [`Client::watch_with`]).
+#[derive(Debug, Clone, Default)]
+#[must_use]
+#[non_exhaustive]
+pub struct WatchOptions {
+    span: KeySpan,
+    start_revision: i64,
+    prev_kv: bool,
+    progress_notify: bool,
+    no_put: bool,
+    no_delete: bool,
+    fragment: bool,
+}
+
+impl WatchOptions {
+    /// Watch one key from the next revision on.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Watch every key starting with the key.
+    pub fn with_prefix(mut self) -> Self {
+        self.span = KeySpan::Prefix;
+        self
+    }
+    /// Watch every key `>=` the key.
+    pub fn with_from_key(mut self) -> Self {
+        self.span = KeySpan::FromKey;
+        self
+    }
+    /// Watch keys in `[key, end)`.
+    pub fn with_range_end(mut self, end: impl Into<Vec<u8>>) -> Self {
+        self.span = KeySpan::Until(end.into());
+        self
+    }
+    /// Replay history from this revision (inclusive). A compacted one fails with
+    /// [`Error::WatchCompacted`].
+    pub fn with_start_revision(mut self, revision: i64) -> Self {
+        self.start_revision = revision;
+        self
+    }
+    /// Include the previous key-value pair in each event.
+    pub fn with_prev_kv(mut self) -> Self {
+        self.prev_kv = true;
+        self
+    }
+    /// Ask etcd for periodic empty responses carrying the current revision.
+    pub fn with_progress_notify(mut self) -> Self {
+        self.progress_notify = true;
+        self
+    }
+    /// Drop PUT events server-side.
+    pub fn with_no_put(mut self) -> Self {
+        self.no_put = true;
+        self
+    }
+    /// Drop DELETE events server-side.
+    pub fn with_no_delete(mut self) -> Self {
+        self.no_delete = true;
+        self
+    }
+    /// Let etcd split very large event batches; the client merges the fragments.
+    pub fn with_fragment(mut self) -> Self {
+        self.fragment = true;
+        self
+    }
+
+    fn to_request(&self, key: Vec<u8>) -> Result<pb::WatchCreateRequest> {
+        check_key(&key)?;
+        if self.start_revision < 0 {
+            return Err(Error::invalid("start_revision", "must not be negative"));
+        }
+        let mut filters = Vec::new();
+        if self.no_put {
+            filters.push(pb::watch_create_request::FilterType::Noput as i32);
+        }
+        if self.no_delete {
+            filters.push(pb::watch_create_request::FilterType::Nodelete as i32);
+        }
+        Ok(pb::WatchCreateRequest {
+            range_end: self.span.range_end(&key),
+            key,
+            start_revision: self.start_revision,
+            progress_notify: self.progress_notify,
+            filters,
+            prev_kv: self.prev_kv,
+            watch_id: 0,
+            fragment: self.fragment,
+        })
+    }
+}
+
+response_wrapper!(
+    /// One batch of watch events (a `WatchResponse`, fragments already merged).
+    WatchResponse,
+    pb::WatchResponse
+);
+
+impl WatchResponse {
+    /// The events, in revision order.
+    pub fn events(&self) -> &[mvccpb::Event] {
+        &self.0.events
+    }
+    /// The watch this batch belongs to.
+    pub fn watch_id(&self) -> i64 {
+        self.0.watch_id
+    }
+    /// True for a progress notification (no events, header revision only).
+    pub fn is_progress_notify(&self) -> bool {
+        self.0.events.is_empty() && !self.0.created && !self.0.canceled
+    }
+}
+
+/// True for a DELETE event.
+pub fn is_delete(event: &mvccpb::Event) -> bool {
+    event.r#type == mvccpb::event::EventType::Delete as i32
+}
+
+/// Handle to the per-client watch task.
+#[derive(Debug)]
+pub(crate) struct WatchHub {
+    commands: mpsc::UnboundedSender<Command>,
+    next_handle: AtomicU64,
+}
+
+impl WatchHub {
+    /// Spawns the hub task. It holds only a weak reference to the client, so it ends when
+    /// the last client clone is dropped (its command channel closes).
+    pub(crate) fn start(client: Weak<Inner>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(hub::run(client, rx));
+        WatchHub {
+            commands: tx,
+            next_handle: AtomicU64::new(1),
+        }
+    }
+}
+
+/// A live watch. Read batches with [`Watcher::next`] (or as a `Stream`); dropping it cancels
+/// the watch on the server.
+#[derive(Debug)]
+pub struct Watcher {
+    watch_id: i64,
+    handle: u64,
+    created_revision: i64,
+    events: mpsc::UnboundedReceiver<Result<WatchResponse>>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Watcher {
+    /// The ID etcd gave this watch on the shared stream when it was created (a watch resumed
+    /// on another member after a failure gets a new ID there).
+    pub fn watch_id(&self) -> i64 {
+        self.watch_id
+    }
+    /// The store revision when the watch was created (header of the `created` answer); events
+    /// after it are delivered.
+    pub fn created_revision(&self) -> i64 {
+        self.created_revision
+    }
+    /// The next batch of events; `None` once the watch was cancelled. Errors end the watch:
+    /// no endpoint would take the stream back ([`Error::WatchClosed`]) or the revision to
+    /// resume from was compacted ([`Error::WatchCompacted`]).
+    pub async fn next(&mut self) -> Option<Result<WatchResponse>> {
+        self.events.recv().await
+    }
+    /// Cancels the watch (`WatchCancelRequest`) and drops any queued events.
+    pub fn cancel(self) {}
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Cancel(self.handle));
+    }
+}
+
+impl Stream for Watcher {
+    type Item = Result<WatchResponse>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.events.poll_recv(cx)
+    }
+}
+
+impl Client {
+    /// Watches one key from now on: a `WatchCreateRequest` on the client's shared watch stream.
+    pub async fn watch(&self, key: impl Into<Vec<u8>>) -> Result<Watcher> {
+        self.watch_with(key, WatchOptions::new()).await
+    }
+
+    /// Watches with options (prefix, range, start revision, prev_kv, progress notify, filters,
+    /// fragment): one `WatchCreateRequest` on the client's shared watch stream; returns once
+    /// etcd confirmed the watch (`created`).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcd_lock::Client) -> Result<(), etcd_lock::Error> {
+    /// use etcd_lock::watch::WatchOptions;
+    /// let mut watcher = client.watch_with("jobs/", WatchOptions::new().with_prefix()).await?;
+    /// while let Some(batch) = watcher.next().await {
+    ///     for event in batch?.events() {
+    ///         println!("{:?}", event.kv.as_ref().map(|kv| &kv.key));
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn watch_with(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: WatchOptions,
+    ) -> Result<Watcher> {
+        let request = options.to_request(key.into())?;
+        match self.create_watch(request.clone()).await {
+            // With auth, the shared stream keeps the token it was opened with; once that token
+            // expired, etcd refuses every new watch on it as "permission denied". A Range over
+            // the same keys tells a real denial (it fails too) from a stale stream (it passes,
+            // authenticating again if needed); then the hub re-opens the stream with the new
+            // token when the create is sent again.
+            Err(e) if e.is_permission_denied() && self.inner.auth.credentials.is_some() => {
+                let mut probe = GetOptions::new().with_count_only();
+                if !request.range_end.is_empty() {
+                    probe = probe.with_range_end(request.range_end.clone());
+                }
+                self.get_with(request.key.clone(), probe).await?;
+                self.create_watch(request).await
+            }
+            other => other,
+        }
+    }
+
+    /// Files one `WatchCreateRequest` with the hub and waits for etcd's answer.
+    async fn create_watch(&self, request: pb::WatchCreateRequest) -> Result<Watcher> {
+        let hub = self.watch_hub();
+        let (created_tx, created_rx) = oneshot::channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let handle = hub.next_handle.fetch_add(1, Ordering::Relaxed);
+        hub.commands
+            .send(Command::Create {
+                handle,
+                request,
+                created: created_tx,
+                events: events_tx,
+            })
+            .map_err(|_| closed("watch task ended"))?;
+        let wait = async {
+            created_rx
+                .await
+                .map_err(|_| closed("watch task ended before etcd confirmed the watch"))?
+        };
+        let created = match self.options().request_timeout {
+            Some(t) => tokio::time::timeout(t, wait)
+                .await
+                .map_err(|_| Error::Timeout {
+                    method: WATCH,
+                    after: t,
+                })??,
+            None => wait.await?,
+        };
+        Ok(Watcher {
+            watch_id: created.watch_id,
+            handle,
+            created_revision: created.revision,
+            events: events_rx,
+            commands: hub.commands.clone(),
+        })
+    }
+}
