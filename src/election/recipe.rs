@@ -3,26 +3,24 @@
 //! Campaign, uncontended, is ONE `KV/Txn` (Go's txn plus the two reads that decide the rest):
 //! ```text
 //! If   create_revision(myKey) == 0
-//! Then Put(myKey, value, lease), Range(prefix, sort create asc, limit 1), Range(prefix, sort create desc, limit 2)
-//! Else Range(myKey),             Range(prefix, sort create asc, limit 1)
+//! Then Put(myKey, value, lease), Range(prefix, sort create asc, limit 64, keys only)
+//! Else Range(myKey),             Range(prefix, sort create asc, limit 1, keys only)
 //! ```
 //! `myRev` is the txn's revision (Then) or myKey's create revision (Else; if that key holds
 //! another value, one more guarded `KV/Txn` writes ours, as Go's Campaign does with Proclaim).
-//! We lead when the oldest key under the prefix is ours. Otherwise we wait for our
-//! predecessor only (the newest key older than ours) to be deleted, on the client's long-lived
-//! prefix watch ([`crate::lock::waiters`], shared with the locks), and after each wake-up ONE
-//! `KV/Txn` re-checks:
-//! `If create_revision(myKey) == myRev Then Range(prefix, max_create_revision = myRev-1, sort create desc, limit 1)`
-//! — which both confirms our key still exists and finds the next predecessor.
+//! We lead when the oldest key under the prefix is ours; otherwise [`crate::lock::queue`] waits
+//! for every older key's DELETE on the client's long-lived prefix watch (shared with the locks),
+//! with no RPC per wake-up on its fast path and one re-check `KV/Txn` per wake-up on its slow path.
 
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::{GetOptions, PutOptions, SortOrder, SortTarget};
-use crate::lock::waiters::Wait;
+use crate::lock::queue::{older_keys, oldest, range_kvs, Place, Turn, LISTED_KEYS};
+use crate::lock::waiters::PrefixWatch;
 use crate::lock::{key_for, PendingKey};
-use crate::proto::mvccpb::KeyValue;
 use crate::session::Session;
-use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
+use crate::txn::{Compare, CompareOp, Txn, TxnOp};
+use std::sync::Arc;
 
 use super::leadership::{Flavour, Leadership};
 use super::observe::{self, Observer};
@@ -73,69 +71,24 @@ impl Candidate {
         )
     }
 
-    /// Waits until no key older than ours is left under the prefix. `predecessor` is the one
-    /// the first txn saw (with that txn's revision), if any.
-    async fn wait_for_turn(mut self, predecessor: Option<(Vec<u8>, i64)>) -> Result<Leadership> {
-        let client = self.session.client().clone();
-        let router = client.inner.lock_watches.get(&self.prefix);
-        // The first txn's predecessor can be waited on directly only if the watch is open; the
-        // router itself refuses (Recheck) if it opened after that txn's revision.
-        let mut next = match (router.live_epoch(), predecessor) {
-            (Some(epoch), Some(pred)) => Some((epoch, pred)),
-            _ => None,
+    /// Waits until no key older than ours is left under the prefix.
+    async fn wait_for_turn(
+        self,
+        router: &Arc<PrefixWatch>,
+        epoch_before: Option<u64>,
+        older: Option<(Vec<Vec<u8>>, i64)>,
+    ) -> Result<Leadership> {
+        let place = Place {
+            session: &self.session,
+            prefix: &self.prefix,
+            key: &self.key,
+            my_rev: self.my_rev,
         };
-        let lost = self.session.lost();
-        tokio::pin!(lost);
-        loop {
-            let (epoch, (pred_key, after)) = match next.take() {
-                Some(n) => n,
-                None => {
-                    let epoch = router.ensure(&client).await?;
-                    match self.recheck().await? {
-                        None => return Ok(self.into_leadership()),
-                        Some(pred) => (epoch, pred),
-                    }
-                }
-            };
-            if let Wait::Pending(woken) = router.wait_delete(epoch, &pred_key, after) {
-                tokio::select! {
-                    _ = woken => {}
-                    _ = &mut lost => return Err(self.session.lost_error()),
-                }
-            }
+        match place.wait_turn(router, epoch_before, older).await? {
+            Turn::Ours => Ok(self.into_leadership()),
+            Turn::KeyGone => Err(not_leader(&self.session, &self.key).await),
         }
     }
-
-    /// One `KV/Txn`: confirms our key is still ours and returns the predecessor (key and the
-    /// revision it was read at), or `None` when we are the oldest.
-    async fn recheck(&mut self) -> Result<Option<(Vec<u8>, i64)>> {
-        let predecessor = GetOptions::new()
-            .with_prefix()
-            .with_max_create_revision(self.my_rev - 1)
-            .with_sort(SortTarget::Create, SortOrder::Descend)
-            .with_limit(1)
-            .with_keys_only();
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                self.key.clone(),
-                CompareOp::Equal,
-                self.my_rev,
-            )])
-            .and_then([TxnOp::get(self.prefix.clone(), predecessor)]);
-        let response = self.session.client().txn(txn).await?;
-        if !response.succeeded() {
-            return Err(not_leader(&self.session, &self.key).await);
-        }
-        let revision = response.revision();
-        Ok(kvs(&response, 0)
-            .first()
-            .map(|kv| (kv.key.clone(), revision)))
-    }
-}
-
-/// The key-values of the `index`-th range in the branch that ran.
-fn kvs(response: &TxnResponse, index: usize) -> &[KeyValue] {
-    response.range(index).map_or(&[], |r| r.kvs.as_slice())
 }
 
 impl Elector for RecipeElection {
@@ -156,22 +109,18 @@ impl Elector for RecipeElection {
         let mut pending = PendingKey::new(key.clone(), claim);
         let client = session.client();
 
-        let oldest = first_created().with_keys_only();
-        let newest_two = GetOptions::new()
-            .with_prefix()
-            .with_sort(SortTarget::Create, SortOrder::Descend)
-            .with_limit(2)
-            .with_keys_only();
+        let router = client.inner.lock_watches.get(&prefix);
+        // Read before the txn: only a watch already open then has seen every later DELETE.
+        let epoch_before = router.live_epoch();
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([
                 TxnOp::put(key.clone(), value, PutOptions::new().with_lease(lease)),
-                TxnOp::get(prefix.clone(), oldest.clone()),
-                TxnOp::get(prefix.clone(), newest_two),
+                TxnOp::get(prefix.clone(), oldest(LISTED_KEYS)),
             ])
             .or_else([
                 TxnOp::get(key.clone(), GetOptions::new()),
-                TxnOp::get(prefix.clone(), oldest),
+                TxnOp::get(prefix.clone(), oldest(1)),
             ]);
         let response = match client.txn(txn).await {
             Ok(r) => r,
@@ -181,16 +130,13 @@ impl Elector for RecipeElection {
             }
             Err(e) => return Err(e),
         };
-        let (my_rev, predecessor) = if response.succeeded() {
+        let (my_rev, older) = if response.succeeded() {
             let revision = response.revision();
-            let predecessor = kvs(&response, 2)
-                .get(1)
-                .map(|kv| (kv.key.clone(), revision));
-            (revision, predecessor)
+            (revision, older_keys(range_kvs(&response, 1), revision))
         } else {
             // Our key already existed (an earlier campaign with this lease, or Go code sharing
             // it): adopt it, and publish our value if it holds another one.
-            let Some(kv) = kvs(&response, 0).first() else {
+            let Some(kv) = range_kvs(&response, 0).first() else {
                 return Err(Error::Protocol("campaign txn: own key vanished".into()));
             };
             if kv.value != value {
@@ -213,7 +159,7 @@ impl Elector for RecipeElection {
             (kv.create_revision, None)
         };
         pending.set_token(my_rev);
-        let owner_rev = kvs(&response, 1)
+        let owner_rev = range_kvs(&response, 1)
             .first()
             .map_or(my_rev, |kv| kv.create_revision);
         let candidate = Candidate {
@@ -228,7 +174,7 @@ impl Elector for RecipeElection {
         if owner_rev == my_rev {
             return Ok(candidate.into_leadership());
         }
-        candidate.wait_for_turn(predecessor).await
+        candidate.wait_for_turn(&router, epoch_before, older).await
     }
 
     /// `KV/Range(NAME/, sort by create revision ascending, limit 1)`.

@@ -28,6 +28,7 @@
 //! ```
 
 mod guard;
+pub(crate) mod queue;
 mod recipe;
 mod service;
 pub(crate) mod waiters;

@@ -9,30 +9,18 @@
 //! `myRev` is the txn's revision (Then) or myKey's create revision (Else). The lock is held
 //! when the oldest key under the prefix is ours.
 //!
-//! Contended, fast path (the client's prefix watch, [`super::waiters`], was already open when
-//! the txn ran, and the Then branch listed every older key): no key can ever be created older
-//! than ours, so the lock is ours once each key in that list has been deleted after the txn's
-//! revision. The watch reports those DELETEs in revision order, together with any DELETE of our
-//! own key (lease expired), so when the last older key goes we know without another RPC
-//! whether our key is still there. A handoff costs the releaser's DeleteRange and nothing else.
-//!
-//! Contended, slow path (first wait on this client, adopted key, over 63 older keys, or the
-//! watch restarted): wait for the predecessor only, then ONE `KV/Txn` re-checks:
-//! `If create_revision(myKey) == myRev Then Range(prefix, max_create_revision = myRev-1, sort create desc, limit 1)`
-//! which both confirms our key still exists (lease alive) and finds the next predecessor.
-//! Go's `concurrency.Mutex` waits for the same keys (all older ones) and never for newer ones.
+//! Contended: [`super::queue`] waits for every older key's DELETE on the client's long-lived
+//! prefix watch — with no further RPC on the fast path, one re-check `KV/Txn` per wake-up on the
+//! slow path. Go's `concurrency.Mutex` waits for the same keys (all older ones), never newer.
 
 use crate::error::{Error, Result};
-use crate::kv::{GetOptions, PutOptions, SortOrder, SortTarget};
-use crate::proto::mvccpb::KeyValue;
+use crate::kv::{GetOptions, PutOptions};
 use crate::session::Session;
-use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
+use crate::txn::{Compare, CompareOp, Txn, TxnOp};
 
 use super::guard::{Flavour, LockGuard, PendingKey};
-use super::waiters::PrefixWatch;
-use super::waiters::Wait;
+use super::queue::{older_keys, oldest, range_kvs, Place, Turn, LISTED_KEYS};
 use super::{key_for, prefix_for, Locker};
-use std::sync::Arc;
 
 /// The client-side lock recipe (Go `concurrency.Mutex` compatible). Stateless and cheap: the
 /// per-prefix watch it waits on belongs to the session's client.
@@ -71,14 +59,10 @@ struct Attempt {
     key: Vec<u8>,
     my_rev: i64,
     owner_rev: i64,
-    /// Every key older than ours with the first txn's revision, when the Then branch listed
-    /// them all (`None`: adopted key, or too many to list).
+    /// Every key older than ours, when the Then branch listed them all.
     older: Option<(Vec<Vec<u8>>, i64)>,
     pending: PendingKey,
 }
-
-/// How many keys the first txn lists; more waiters than that fall back to the slow path.
-const LISTED_KEYS: i64 = 64;
 
 impl Attempt {
     async fn start(session: &Session, name: &[u8]) -> Result<Attempt> {
@@ -89,14 +73,6 @@ impl Attempt {
         }
         let key = key_for(&prefix, session.lease());
         let mut pending = PendingKey::new(key.clone(), claim);
-
-        let oldest = |limit| {
-            GetOptions::new()
-                .with_prefix()
-                .with_sort(SortTarget::Create, SortOrder::Ascend)
-                .with_limit(limit)
-                .with_keys_only()
-        };
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([
@@ -119,29 +95,19 @@ impl Attempt {
             }
             Err(e) => return Err(e),
         };
-        let revision = response.revision();
         let (my_rev, older) = if response.succeeded() {
-            let listed = first_kvs(&response, 1);
-            let complete = listed.iter().any(|kv| kv.create_revision == revision);
-            let older = complete.then(|| {
-                let keys = listed
-                    .iter()
-                    .filter(|kv| kv.create_revision < revision)
-                    .map(|kv| kv.key.clone())
-                    .collect();
-                (keys, revision)
-            });
-            (revision, older)
+            let revision = response.revision();
+            (revision, older_keys(range_kvs(&response, 1), revision))
         } else {
             // Our key already existed (a previous process with this lease, or Go code sharing
             // it): adopt it, as Go does.
-            match first_kvs(&response, 0).first() {
+            match range_kvs(&response, 0).first() {
                 Some(kv) => (kv.create_revision, None),
                 None => return Err(Error::Protocol("lock txn: own key vanished".into())),
             }
         };
         pending.set_token(my_rev);
-        let owner_rev = first_kvs(&response, 1)
+        let owner_rev = range_kvs(&response, 1)
             .first()
             .map_or(my_rev, |kv| kv.create_revision);
         Ok(Attempt {
@@ -167,119 +133,33 @@ impl Attempt {
             claim,
         )
     }
-
-    /// Waits until no key older than ours is left under the prefix.
-    async fn wait_for_turn(
-        mut self,
-        router: &Arc<PrefixWatch>,
-        epoch_before: Option<u64>,
-    ) -> Result<LockGuard> {
-        let lost = self.session.lost();
-        tokio::pin!(lost);
-        // Fast path: the watch was open before the first txn ran, so every DELETE after that
-        // txn's revision reaches the router.
-        if let (Some(epoch), Some((older, revision))) = (epoch_before, self.older.take()) {
-            let mut pending = Vec::new();
-            let mut known = true;
-            for key in &older {
-                match router.wait_delete(epoch, key, revision) {
-                    Wait::Deleted => {}
-                    Wait::Unknown => known = false,
-                    Wait::Pending(woken) => pending.push(woken),
-                }
-            }
-            if known {
-                let all_deleted = async {
-                    for woken in pending {
-                        if woken.await != Ok(true) {
-                            return false;
-                        }
-                    }
-                    true
-                };
-                let deleted = tokio::select! {
-                    d = all_deleted => d,
-                    _ = &mut lost => return Err(self.session.lost_error()),
-                };
-                // Every older key is gone; was ours deleted meanwhile (lease expired)?
-                if deleted {
-                    match router.deleted_after(epoch, &self.key, self.my_rev - 1) {
-                        Some(false) => return Ok(self.into_guard()),
-                        Some(true) => return Err(self.session.lost_error()),
-                        None => {}
-                    }
-                }
-            }
-        }
-        // Slow path: predecessor by predecessor, one re-check txn per wake-up.
-        let client = self.session.client().clone();
-        let mut next = None;
-        loop {
-            let (epoch, (pred_key, after)) = match next.take() {
-                Some(n) => n,
-                None => {
-                    let epoch = router.ensure(&client).await?;
-                    match self.recheck().await? {
-                        None => return Ok(self.into_guard()),
-                        Some(pred) => (epoch, pred),
-                    }
-                }
-            };
-            if let Wait::Pending(woken) = router.wait_delete(epoch, &pred_key, after) {
-                tokio::select! {
-                    _ = woken => {}
-                    _ = &mut lost => return Err(self.session.lost_error()),
-                }
-            }
-            // Deleted, Unknown or woken: re-check with one txn.
-        }
-    }
-
-    /// One `KV/Txn`: confirms our key is still ours and returns the predecessor (key and the
-    /// revision it was read at), or `None` when we are the oldest.
-    async fn recheck(&mut self) -> Result<Option<(Vec<u8>, i64)>> {
-        let predecessor = GetOptions::new()
-            .with_prefix()
-            .with_max_create_revision(self.my_rev - 1)
-            .with_sort(SortTarget::Create, SortOrder::Descend)
-            .with_limit(1)
-            .with_keys_only();
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                self.key.clone(),
-                CompareOp::Equal,
-                self.my_rev,
-            )])
-            .and_then([TxnOp::get(self.prefix.clone(), predecessor)]);
-        let response = self.session.client().txn(txn).await?;
-        if !response.succeeded() {
-            return Err(self.session.lost_error());
-        }
-        let revision = response.revision();
-        Ok(first_kvs(&response, 0)
-            .first()
-            .map(|kv| (kv.key.clone(), revision)))
-    }
-}
-
-/// The key-values of the `index`-th range in the branch that ran.
-fn first_kvs(response: &TxnResponse, index: usize) -> &[KeyValue] {
-    response.range(index).map_or(&[], |r| r.kvs.as_slice())
 }
 
 impl Locker for RecipeLock {
     /// Takes the lock with the recipe: one `KV/Txn` when free; otherwise waits on the client's
-    /// prefix watch for the predecessor's DELETE and re-checks with one `KV/Txn` per wake-up.
+    /// prefix watch for the older keys' DELETEs (see [`super::queue`]).
     async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
         let prefix = prefix_for(name)?;
         let router = session.client().inner.lock_watches.get(&prefix);
         // Read before the txn: only a watch already open then has seen every later DELETE.
         let epoch_before = router.live_epoch();
-        let attempt = Attempt::start(session, name).await?;
+        let mut attempt = Attempt::start(session, name).await?;
         if attempt.owner_rev == attempt.my_rev {
             return Ok(attempt.into_guard());
         }
-        attempt.wait_for_turn(&router, epoch_before).await
+        let place = Place {
+            session,
+            prefix: &attempt.prefix,
+            key: &attempt.key,
+            my_rev: attempt.my_rev,
+        };
+        match place
+            .wait_turn(&router, epoch_before, attempt.older.take())
+            .await?
+        {
+            Turn::Ours => Ok(attempt.into_guard()),
+            Turn::KeyGone => Err(session.lost_error()),
+        }
     }
 
     fn flavour(&self) -> &'static str {
