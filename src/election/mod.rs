@@ -153,21 +153,7 @@ pub trait Elector: Send + Sync {
 
 /// Checks an election name and returns the key prefix `NAME/`.
 pub(crate) fn prefix_for(name: &[u8]) -> Result<Vec<u8>> {
-    if name.is_empty() {
-        return Err(Error::invalid("name", "an election name must not be empty"));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(Error::invalid(
-            "name",
-            format!(
-                "{} bytes is longer than the {MAX_NAME_LEN}-byte limit",
-                name.len()
-            ),
-        ));
-    }
-    let mut prefix = name.to_vec();
-    prefix.push(b'/');
-    Ok(prefix)
+    crate::lock::named_prefix(name, "an election name must not be empty")
 }
 
 /// Refuses values over [`MAX_VALUE_LEN`] (empty values are allowed, as in Go).

@@ -68,8 +68,14 @@ pub trait Locker: Send + Sync {
 
 /// Checks a lock name and returns the key prefix `NAME/`.
 pub(crate) fn prefix_for(name: &[u8]) -> Result<Vec<u8>> {
+    named_prefix(name, "a lock name must not be empty")
+}
+
+/// Checks a lock or election name (non-empty, at most [`MAX_NAME_LEN`] bytes) and returns the
+/// key prefix `NAME/`; `empty` is the message for an empty name.
+pub(crate) fn named_prefix(name: &[u8], empty: &str) -> Result<Vec<u8>> {
     if name.is_empty() {
-        return Err(Error::invalid("name", "a lock name must not be empty"));
+        return Err(Error::invalid("name", empty));
     }
     if name.len() > MAX_NAME_LEN {
         return Err(Error::invalid(
