@@ -30,6 +30,11 @@ pub struct ClientOptions {
     pub keep_alive_interval: Duration,
     /// How long to wait for a PING answer before the connection counts as dead. Default 5 s.
     pub keep_alive_timeout: Duration,
+    /// TLS settings for `https://` endpoints (and bare `host:port` ones, which then use TLS,
+    /// as etcdctl does). `None`: bare endpoints are `http://`; `https://` ones trust the
+    /// system's CAs.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::TlsOptions>,
 }
 
 impl Default for ClientOptions {
@@ -39,6 +44,8 @@ impl Default for ClientOptions {
             request_timeout: Some(Duration::from_secs(10)),
             keep_alive_interval: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -62,6 +69,13 @@ impl ClientOptions {
     pub fn with_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.keep_alive_interval = interval;
         self.keep_alive_timeout = timeout;
+        self
+    }
+    /// Sets the TLS settings (CA bundle, client certificate, server name); see
+    /// [`crate::tls::TlsOptions`].
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, tls: crate::tls::TlsOptions) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -133,6 +147,7 @@ pub(crate) struct Inner {
     pub(crate) wire: Option<Arc<dyn WireSink>>,
     watch_hub: OnceLock<WatchHub>,
     pub(crate) lock_watches: crate::lock::waiters::Registry,
+    pub(crate) auth: crate::auth::AuthState,
 }
 
 /// A connection to an etcd cluster. Clone it freely: clones share connections and counters.
@@ -282,9 +297,15 @@ impl Client {
         let request_len = request.encoded_len();
         let mut backoff = Duration::from_millis(25);
         let mut attempts = 0usize;
+        let secret = crate::auth::is_secret(method);
+        let mut token_renewed = false;
         loop {
             let (index, channel) = self.current();
-            let mut req = tonic::Request::new(request.clone());
+            // Authenticate goes without a token: etcd checks a stale one even there.
+            let token = (method != crate::auth::AUTHENTICATE)
+                .then(|| self.token())
+                .flatten();
+            let mut req = self.request_with_token(request.clone(), token.as_ref());
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if let Some(remaining) = remaining {
                 if remaining.is_zero() {
@@ -315,11 +336,15 @@ impl Client {
                 sink.record(&WireRecord {
                     method,
                     endpoint: &self.inner.members[index].url,
-                    request: &request,
-                    response: outcome
-                        .as_ref()
-                        .ok()
-                        .map(|r| r.get_ref() as &dyn WireMessage),
+                    // Passwords and tokens never reach the wire log: an empty message stands in.
+                    request: if secret { &() } else { &request },
+                    response: outcome.as_ref().ok().map(|r| {
+                        if secret {
+                            &() as &dyn WireMessage
+                        } else {
+                            r.get_ref() as &dyn WireMessage
+                        }
+                    }),
                     status: outcome.as_ref().err(),
                     latency,
                 });
@@ -358,6 +383,12 @@ impl Client {
                         return Err(Error::from_status(status));
                     }
                     let error = Error::from_status(status);
+                    // An expired token: authenticate again and repeat the request, once.
+                    if !token_renewed && self.token_may_help(&error) {
+                        token_renewed = true;
+                        self.renew_token(token.as_ref()).await?;
+                        continue;
+                    }
                     if !should_retry(&error, retry) || attempts >= 16 {
                         return Err(error);
                     }
@@ -422,13 +453,15 @@ fn never_sent(status: &tonic::Status) -> bool {
     text.contains("connect") || text.contains("Connection refused")
 }
 
-/// Builds a [`Client`]: endpoints and options, plus optional extras such as a wire log.
+/// Builds a [`Client`]: endpoints and options, plus optional extras such as a wire log, TLS
+/// settings or a user to authenticate as.
 #[derive(Debug)]
 #[must_use]
 pub struct ClientBuilder {
-    urls: Vec<String>,
+    targets: Vec<Target>,
     options: ClientOptions,
     wire: Option<Arc<dyn WireSink>>,
+    credentials: Option<crate::auth::Credentials>,
 }
 
 impl ClientBuilder {
@@ -437,11 +470,11 @@ impl ClientBuilder {
         E: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let urls = endpoints
+        let targets = endpoints
             .into_iter()
             .map(|e| normalize_endpoint(e.as_ref()))
             .collect::<Result<Vec<_>>>()?;
-        if urls.is_empty() {
+        if targets.is_empty() {
             return Err(Error::invalid(
                 "endpoints",
                 "at least one endpoint is required",
@@ -454,55 +487,116 @@ impl ClientBuilder {
             ));
         }
         Ok(ClientBuilder {
-            urls,
+            targets,
             options,
             wire: None,
+            credentials: None,
         })
     }
 
-    /// Records every RPC (method, request, response, sizes, latency) into `sink`.
+    /// Records every RPC (method, request, response, sizes, latency) into `sink`. Requests and
+    /// answers that carry a password or token (`Authenticate`, `UserAdd`,
+    /// `UserChangePassword`) are logged as `{}`.
     pub fn wire_log(mut self, sink: Arc<dyn WireSink>) -> Self {
         self.wire = Some(sink);
         self
     }
 
+    /// Uses TLS with these settings (CA bundle, client certificate, server name): the same as
+    /// [`ClientOptions::with_tls`]. Bare `host:port` endpoints then use TLS too.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsOptions) -> Self {
+        self.options.tls = Some(tls);
+        self
+    }
+
+    /// Authenticates as `user` (`Auth/Authenticate`) while connecting, and sends the token
+    /// on every call, renewing it when etcd reports it invalid (see [`crate::auth`]). A wrong
+    /// password fails the connect with the typed `AuthFailed` error; a cluster without auth
+    /// is accepted (no token is sent until etcd asks for one).
+    pub fn auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some(crate::auth::Credentials {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
+    }
+
     /// Opens connections (in parallel) and returns the client; see [`Client::connect`].
+    /// With TLS, each connection also completes one `Maintenance/Status` call, so a server
+    /// that refuses the client certificate fails here with [`Error::Tls`], not on first use.
     pub async fn connect(self) -> Result<Client> {
+        if self.credentials.as_ref().is_some_and(|c| c.user.is_empty()) {
+            return Err(Error::invalid("user", "the user name must not be empty"));
+        }
         let o = &self.options;
-        let mut endpoints = Vec::with_capacity(self.urls.len());
-        for url in &self.urls {
-            let endpoint = Endpoint::from_shared(url.clone())
+        #[cfg(feature = "tls")]
+        let tls_config = o
+            .tls
+            .as_ref()
+            .map(crate::tls::TlsOptions::client_config)
+            .transpose()?;
+        #[cfg(not(feature = "tls"))]
+        let tls_config: Option<()> = None;
+        let urls: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| t.url(tls_config.is_some()))
+            .collect();
+        let mut endpoints = Vec::with_capacity(urls.len());
+        for url in &urls {
+            #[allow(unused_mut)]
+            let mut endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|e| Error::invalid("endpoints", format!("{url}: {e}")))?
                 .connect_timeout(o.connect_timeout)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(o.keep_alive_interval)
                 .keep_alive_timeout(o.keep_alive_timeout)
                 .keep_alive_while_idle(true);
+            #[cfg(feature = "tls")]
+            if url.starts_with("https://") {
+                let config = tls_config.clone().unwrap_or_else(|| {
+                    tonic::transport::ClientTlsConfig::new().with_native_roots()
+                });
+                endpoint = endpoint.tls_config(config).map_err(|e| Error::Tls {
+                    reason: format!("{url}: {}", transport_reason(&e)),
+                })?;
+            }
             endpoints.push(endpoint);
         }
-        let attempts = endpoints.iter().map(|e| {
+        let attempts = endpoints.iter().zip(&urls).map(|(e, url)| {
             let e = e.clone();
             let limit = o.connect_timeout;
+            let tls = url.starts_with("https://");
             async move {
-                match tokio::time::timeout(limit, e.connect()).await {
-                    Ok(Ok(channel)) => Ok(channel),
-                    Ok(Err(err)) => Err(transport_reason(&err)),
-                    Err(_) => Err(format!("no answer within {limit:?}")),
+                let channel = match tokio::time::timeout(limit, e.connect()).await {
+                    Ok(Ok(channel)) => channel,
+                    Ok(Err(err)) => return Err(failure(&err)),
+                    Err(_) => return Err(Failure::Other(format!("no answer within {limit:?}"))),
+                };
+                if tls {
+                    probe(channel.clone(), limit).await?;
                 }
+                Ok(channel)
             }
         });
         let results = futures_util::future::join_all(attempts).await;
         let mut members = Vec::with_capacity(results.len());
         let mut first_live = None;
         let mut last_reason = String::new();
-        for ((url, endpoint), result) in self.urls.iter().zip(endpoints).zip(results) {
+        let mut tls_reason = None;
+        for ((url, endpoint), result) in urls.iter().zip(endpoints).zip(results) {
             let channel = match result {
                 Ok(channel) => {
                     first_live.get_or_insert(members.len());
                     channel
                 }
-                Err(reason) => {
+                Err(failure) => {
+                    let (Failure::Tls(reason) | Failure::Other(reason)) = &failure;
                     last_reason = format!("{url}: {reason}");
+                    if matches!(failure, Failure::Tls(_)) {
+                        tls_reason = Some(last_reason.clone());
+                    }
                     endpoint.connect_lazy()
                 }
             };
@@ -512,12 +606,15 @@ impl ClientBuilder {
             });
         }
         let Some(first_live) = first_live else {
+            if let Some(reason) = tls_reason {
+                return Err(Error::Tls { reason });
+            }
             return Err(Error::Connect {
-                endpoints: self.urls.join(","),
+                endpoints: urls.join(","),
                 reason: last_reason,
             });
         };
-        Ok(Client {
+        let client = Client {
             inner: Arc::new(Inner {
                 members,
                 current: AtomicUsize::new(first_live),
@@ -526,9 +623,73 @@ impl ClientBuilder {
                 wire: self.wire,
                 watch_hub: OnceLock::new(),
                 lock_watches: Default::default(),
+                auth: crate::auth::AuthState::new(self.credentials),
             }),
-        })
+        };
+        if client.inner.auth.credentials.is_some() {
+            client.authenticate_at_connect().await?;
+        }
+        Ok(client)
     }
+}
+
+/// Why one endpoint could not be connected.
+#[derive(Debug)]
+enum Failure {
+    /// The TLS handshake failed, or the server refused our certificate.
+    Tls(String),
+    /// Anything else (refused, unreachable, timed out).
+    Other(String),
+}
+
+fn failure(err: &tonic::transport::Error) -> Failure {
+    #[cfg(feature = "tls")]
+    if let Some(reason) = crate::tls::failure_in(err) {
+        return Failure::Tls(reason);
+    }
+    Failure::Other(transport_reason(err))
+}
+
+/// One `Maintenance/Status` on a fresh TLS connection. With TLS 1.3 the server checks the
+/// client certificate after the client considers the handshake done, so a refusal only shows
+/// on the first request; any answer from etcd (even an error) means TLS is fine. The server's
+/// alert can be lost when it resets the connection at once: try up to three times.
+async fn probe(channel: Channel, limit: Duration) -> std::result::Result<(), Failure> {
+    let deadline = Instant::now() + limit;
+    let mut grpc = crate::proto::etcdserverpb::maintenance_client::MaintenanceClient::new(channel);
+    let mut closed = String::new();
+    for _ in 0..3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let call = grpc.status(crate::proto::etcdserverpb::StatusRequest {});
+        match tokio::time::timeout(left, call).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(status)) => match Error::from_status(status) {
+                Error::Tls { reason } => return Err(Failure::Tls(reason)),
+                Error::Status { status } if is_transport_failure(&status) => {
+                    closed = transport_status_reason(&status);
+                }
+                _ => return Ok(()),
+            },
+            Err(_) => {
+                return Err(Failure::Other(format!(
+                    "no answer to Maintenance/Status within {limit:?}"
+                )))
+            }
+        }
+    }
+    Err(Failure::Tls(format!(
+        "the server closed the connection right after the TLS handshake ({closed}); if it \
+         requires client certificates, pass one (TlsOptions::with_identity_files, --cert/--key)"
+    )))
+}
+
+/// The innermost cause of a transport failure reported as a status.
+fn transport_status_reason(status: &tonic::Status) -> String {
+    let mut source: &dyn std::error::Error = status;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source.to_string()
 }
 
 /// The innermost cause of a transport error, which is the readable one ("Connection refused").
@@ -540,22 +701,49 @@ fn transport_reason(err: &tonic::transport::Error) -> String {
     source.to_string()
 }
 
-/// Accepts `host:port`, `http://host:port`; refuses other schemes and malformed input.
-fn normalize_endpoint(raw: &str) -> Result<String> {
+/// A checked endpoint: the scheme as given (`None` for bare `host:port`) and `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    https: Option<bool>,
+    authority: String,
+}
+
+impl Target {
+    /// The URL to dial: bare `host:port` uses TLS when TLS settings were given, as etcdctl does.
+    fn url(&self, tls_configured: bool) -> String {
+        let scheme = if self.https.unwrap_or(tls_configured) {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.authority)
+    }
+}
+
+/// Accepts `host:port`, `http://host:port` and (with the `tls` feature) `https://host:port`;
+/// refuses other schemes and malformed input.
+fn normalize_endpoint(raw: &str) -> Result<Target> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Err(Error::invalid("endpoints", "empty endpoint"));
     }
-    let url = if raw.contains("://") {
-        raw.to_string()
-    } else {
-        format!("http://{raw}")
-    };
-    let Some(rest) = url.strip_prefix("http://") else {
+    let (https, rest) = if let Some(rest) = raw.strip_prefix("http://") {
+        (Some(false), rest)
+    } else if let Some(rest) = raw.strip_prefix("https://") {
+        if !cfg!(feature = "tls") {
+            return Err(Error::invalid(
+                "endpoints",
+                format!("{raw}: https:// endpoints need etcd-lock's `tls` cargo feature, which this build does not have"),
+            ));
+        }
+        (Some(true), rest)
+    } else if raw.contains("://") {
         return Err(Error::invalid(
             "endpoints",
-            format!("{raw}: only http:// endpoints are supported by this build"),
+            format!("{raw}: only http:// and https:// endpoints are supported"),
         ));
+    } else {
+        (None, raw)
     };
     let authority = rest.trim_end_matches('/');
     let port_ok = authority
@@ -564,10 +752,13 @@ fn normalize_endpoint(raw: &str) -> Result<String> {
     if !port_ok || authority.contains('/') {
         return Err(Error::invalid(
             "endpoints",
-            format!("{raw}: expected host:port or http://host:port"),
+            format!("{raw}: expected host:port, http://host:port or https://host:port"),
         ));
     }
-    Ok(format!("http://{authority}"))
+    Ok(Target {
+        https,
+        authority: authority.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -576,14 +767,29 @@ mod tests {
 
     #[test]
     fn endpoints_are_normalized_or_refused() {
+        let url = |raw: &str, tls: bool| normalize_endpoint(raw).ok().map(|t| t.url(tls));
         assert_eq!(
-            normalize_endpoint("127.0.0.1:2379").ok().as_deref(),
+            url("127.0.0.1:2379", false).as_deref(),
             Some("http://127.0.0.1:2379")
         );
         assert_eq!(
-            normalize_endpoint("http://localhost:2379/").ok().as_deref(),
+            url("127.0.0.1:2379", true).as_deref(),
+            Some("https://127.0.0.1:2379")
+        );
+        assert_eq!(
+            url("http://localhost:2379/", true).as_deref(),
             Some("http://localhost:2379")
         );
+        let https = normalize_endpoint("https://localhost:2379");
+        if cfg!(feature = "tls") {
+            assert_eq!(
+                https.ok().map(|t| t.url(false)).as_deref(),
+                Some("https://localhost:2379")
+            );
+        } else {
+            let text = https.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(text.contains("`tls` cargo feature"), "{text}");
+        }
         for bad in [
             "",
             "localhost",

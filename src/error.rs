@@ -33,6 +33,24 @@ pub enum Error {
         reason: String,
     },
 
+    /// TLS could not be set up: a CA bundle, certificate or key that cannot be used, a server
+    /// certificate that is not trusted or not valid for the server name, or a server that
+    /// refused the client certificate. `reason` carries the innermost cause (rustls' text).
+    #[error("TLS error: {reason}")]
+    Tls {
+        /// What went wrong, naming the endpoint or file when known, and what to check.
+        reason: String,
+    },
+
+    /// The server does not implement this RPC (e.g. `Auth/AuthStatus` before etcd 3.5).
+    #[error("{method} is not supported by this etcd server: {reason}")]
+    Unsupported {
+        /// The gRPC method, e.g. `/etcdserverpb.Auth/AuthStatus`.
+        method: &'static str,
+        /// Which etcd versions have it.
+        reason: String,
+    },
+
     /// A request did not complete within the client's request timeout.
     #[error(
         "{method} timed out after {after:?} (raise the request timeout or check cluster health)"
@@ -125,6 +143,10 @@ impl Error {
 
     /// Classifies a gRPC status received from etcd.
     pub fn from_status(status: tonic::Status) -> Self {
+        #[cfg(feature = "tls")]
+        if let Some(reason) = crate::tls::failure_in(&status) {
+            return Error::Tls { reason };
+        }
         match EtcdErrorKind::from_message(status.message()) {
             Some(kind) => Error::Etcd {
                 kind,
@@ -179,6 +201,31 @@ impl Error {
     /// True for a client-side timeout.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout { .. })
+    }
+
+    /// True when etcd refused the request for lack of permission (`etcdserver: permission
+    /// denied`): the user's roles do not cover the key.
+    pub fn is_permission_denied(&self) -> bool {
+        self.etcd_kind() == Some(EtcdErrorKind::PermissionDenied)
+    }
+
+    /// True when a user name and password were refused (`etcdserver: authentication failed`).
+    pub fn is_auth_failed(&self) -> bool {
+        self.etcd_kind() == Some(EtcdErrorKind::AuthFailed)
+    }
+
+    /// True for etcd's answers that a fresh auth token may cure: the token expired or is
+    /// unknown (`invalid auth token`), the auth store changed since the token was checked
+    /// (`revision of auth store is old`), or no token was sent (`user name is empty`).
+    pub(crate) fn wants_new_token(&self) -> bool {
+        matches!(
+            self.etcd_kind(),
+            Some(
+                EtcdErrorKind::InvalidAuthToken
+                    | EtcdErrorKind::AuthOldRevision
+                    | EtcdErrorKind::UserEmpty
+            )
+        )
     }
 }
 
@@ -236,6 +283,18 @@ pub enum EtcdErrorKind {
     AuthNotEnabled,
     /// `etcdserver: user name not found`
     UserNotFound,
+    /// `etcdserver: user name is empty` (also: auth is on and the request carried no token)
+    UserEmpty,
+    /// `etcdserver: role name is empty`
+    RoleEmpty,
+    /// `etcdserver: role is not granted to the user`
+    RoleNotGranted,
+    /// `etcdserver: permission is not granted to the role`
+    PermissionNotGranted,
+    /// `etcdserver: invalid auth management` (e.g. revoking root's root role)
+    InvalidAuthManagement,
+    /// `etcdserver: revision of auth store is old` (users or roles changed meanwhile; retry)
+    AuthOldRevision,
     /// `etcdserver: user name already exists`
     UserExists,
     /// `etcdserver: role name not found`
@@ -280,6 +339,12 @@ impl EtcdErrorKind {
             "authentication failed, invalid user ID or password" => AuthFailed,
             "authentication is not enabled" => AuthNotEnabled,
             "user name not found" => UserNotFound,
+            "user name is empty" => UserEmpty,
+            "role name is empty" => RoleEmpty,
+            "role is not granted to the user" => RoleNotGranted,
+            "permission is not granted to the role" => PermissionNotGranted,
+            "invalid auth management" => InvalidAuthManagement,
+            "revision of auth store is old" => AuthOldRevision,
             "user name already exists" => UserExists,
             "role name not found" => RoleNotFound,
             "role name already exists" => RoleExists,
@@ -317,15 +382,23 @@ impl std::fmt::Display for EtcdErrorKind {
             ServerTimeout => "server-side timeout (the request may have been applied)",
             Stopped => "server stopped",
             Unhealthy => "unhealthy cluster",
-            PermissionDenied => "permission denied",
+            PermissionDenied => "permission denied (the user's roles do not cover this key)",
             InvalidAuthToken => "invalid auth token",
-            AuthFailed => "authentication failed",
-            AuthNotEnabled => "authentication not enabled",
+            AuthFailed => "authentication failed (check the user name and password)",
+            AuthNotEnabled => "authentication is not enabled on this cluster",
             UserNotFound => "user not found",
+            UserEmpty => "no user name (authenticate first: auth is enabled)",
+            RoleEmpty => "empty role name",
+            RoleNotGranted => "role not granted to the user",
+            PermissionNotGranted => "permission not granted to the role",
+            InvalidAuthManagement => "invalid auth management",
+            AuthOldRevision => "auth store changed during the request (retry)",
             UserExists => "user already exists",
             RoleNotFound => "role not found",
             RoleExists => "role already exists",
-            RootUserMissing => "root user missing",
+            RootUserMissing => {
+                "root user missing (add user root with role root before enabling auth)"
+            }
             MemberNotFound => "member not found",
             Corrupt => "corrupt cluster",
         };

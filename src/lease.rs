@@ -218,9 +218,19 @@ impl Client {
     }
 
     /// Opens a `Lease/LeaseKeepAlive` stream for `id` and refreshes the lease once; keep the
-    /// returned [`LeaseKeeper`] to refresh again over the same stream.
+    /// returned [`LeaseKeeper`] to refresh again over the same stream. With auth, the stream
+    /// carries the token and is opened again once with a new token if etcd refuses it.
     pub async fn lease_keep_alive(&self, id: i64) -> Result<(LeaseKeeper, LeaseKeepAliveResponse)> {
         check_id(id)?;
+        self.with_token_retry(|token| self.open_keep_alive(id, token))
+            .await
+    }
+
+    async fn open_keep_alive(
+        &self,
+        id: i64,
+        token: Option<tonic::metadata::AsciiMetadataValue>,
+    ) -> Result<(LeaseKeeper, LeaseKeepAliveResponse)> {
         let (tx, rx) = mpsc::channel(4);
         let first = pb::LeaseKeepAliveRequest { id };
         self.counters()
@@ -234,7 +244,7 @@ impl Client {
             );
         let (_, channel) = self.current();
         let mut grpc = LeaseClient::new(channel).max_decoding_message_size(usize::MAX);
-        let open = grpc.lease_keep_alive(requests);
+        let open = grpc.lease_keep_alive(self.request_with_token(requests, token.as_ref()));
         let timeout = self.options().request_timeout;
         let opened = match timeout {
             Some(t) => tokio::time::timeout(t, open)

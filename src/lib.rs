@@ -6,6 +6,8 @@
 //! | module | what it does on the wire |
 //! |---|---|
 //! | [`client`] | connections, timeouts, endpoint failover, request counters |
+//! | [`auth`] | `Auth/Authenticate` and the token on every call; users, roles, `AuthEnable` |
+//! | `tls` (feature `tls`) | `tls::TlsOptions`: `https://` endpoints, CA bundle, client certificate, server name |
 //! | [`kv`] | `KV/Range`, `KV/Put`, `KV/DeleteRange`, `KV/Compact` |
 //! | [`txn`] | `KV/Txn` compares and branches |
 //! | [`lease`] | `Lease/LeaseGrant`, `LeaseRevoke`, `LeaseKeepAlive`, `LeaseTimeToLive`, `LeaseLeases` |
@@ -20,6 +22,7 @@
 //! | [`error`] | the one [`Error`] type |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod client;
@@ -31,6 +34,8 @@ pub mod lock;
 pub mod maintenance;
 pub mod proto;
 pub mod session;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod txn;
 pub mod watch;
 pub mod wire;
@@ -46,3 +51,5 @@ pub use error::{Error, EtcdErrorKind, Result};
 pub use lock::{LockGuard, Locker, RecipeLock, ServiceLock};
 pub use proto::mvccpb::KeyValue;
 pub use session::{Session, SessionOptions};
+#[cfg(feature = "tls")]
+pub use tls::TlsOptions;

@@ -216,14 +216,23 @@ fn observe_stream(client: Client, name: Vec<u8>) -> impl Stream<Item = Result<Le
                     .counters()
                     .stream_sent(prost::Message::encoded_len(&req));
                 let (index, channel) = client.current();
-                match ElectionClient::new(channel)
-                    .max_decoding_message_size(usize::MAX)
-                    .observe(req)
-                    .await
-                {
+                // With auth: the token rides on the stream; refused once, it is renewed.
+                let opened = client
+                    .with_token_retry(|token| {
+                        let (channel, req) = (channel.clone(), req.clone());
+                        let request = client.request_with_token(req, token.as_ref());
+                        async move {
+                            ElectionClient::new(channel)
+                                .max_decoding_message_size(usize::MAX)
+                                .observe(request)
+                                .await
+                                .map_err(Error::from_status)
+                        }
+                    })
+                    .await;
+                match opened {
                     Ok(response) => (client, Box::new(response.into_inner())),
-                    Err(status) => {
-                        let e = Error::from_status(status);
+                    Err(e) => {
                         if e.is_unavailable() {
                             client.fail_over(index);
                         }

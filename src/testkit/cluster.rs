@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::member::{MemberConfig, ERROR_TAIL_LINES, POLL};
 use super::tempdir::TempDir;
-use super::{ports, EtcdBinary, Member, TestkitError};
+use super::{ports, EtcdBinary, Member, TestkitError, TlsFiles};
 
 /// How often a start is retried with fresh ports after a port collision.
 const START_ATTEMPTS: usize = 5;
@@ -20,6 +20,7 @@ pub struct ClusterBuilder {
     data_in_shm: bool,
     args: Vec<String>,
     start_timeout: Duration,
+    tls: Option<TlsFiles>,
 }
 
 impl ClusterBuilder {
@@ -52,6 +53,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Serves clients over TLS with these certificate files: client URLs become
+    /// `https://127.0.0.1:<port>`, and `/health` moves to a plain-HTTP metrics port
+    /// ([`Member::health_port`]). See [`TlsFiles`].
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        self.tls = Some(files);
+        self
+    }
+
     /// How long [`ClusterBuilder::start`] and [`Member::restart`] wait for health
     /// (default 20 s).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
@@ -79,6 +88,7 @@ impl ClusterBuilder {
                     return Ok(Cluster {
                         binary: self.binary,
                         members,
+                        tls: self.tls,
                         dir,
                     })
                 }
@@ -93,10 +103,12 @@ impl ClusterBuilder {
 
     /// One attempt on fresh ports.
     fn try_start(&self, dir: &TempDir, attempt: usize) -> Result<Attempt, TestkitError> {
-        let ports = ports::free_ports(self.members * 2)?;
+        // Client, peer, and with TLS a plain-HTTP metrics port, per member.
+        let per = if self.tls.is_some() { 3 } else { 2 };
+        let ports = ports::free_ports(self.members * per)?;
         let name = |i: usize| format!("m{i}");
         let initial_cluster = (0..self.members)
-            .map(|i| format!("{}=http://127.0.0.1:{}", name(i), ports[2 * i + 1]))
+            .map(|i| format!("{}=http://127.0.0.1:{}", name(i), ports[per * i + 1]))
             .collect::<Vec<_>>()
             .join(",");
         let mut members = Vec::with_capacity(self.members);
@@ -109,14 +121,15 @@ impl ClusterBuilder {
             }
             members.push(Member::spawn(MemberConfig {
                 name: name(i),
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
+                client_port: ports[per * i],
+                peer_port: ports[per * i + 1],
                 dir: member_dir,
                 etcd: self.binary.etcd_path().to_path_buf(),
                 initial_cluster: initial_cluster.clone(),
                 token: format!("{}-{attempt}", dir.unique_name()),
                 extra_args: self.args.clone(),
                 start_timeout: self.start_timeout,
+                tls: self.tls.clone().map(|files| (files, ports[per * i + 2])),
             })?);
         }
         let deadline = Instant::now() + self.start_timeout;
@@ -182,6 +195,7 @@ fn tails<'a>(members: impl IntoIterator<Item = &'a Member>) -> String {
 pub struct Cluster {
     binary: EtcdBinary,
     members: Vec<Member>,
+    tls: Option<TlsFiles>,
     dir: TempDir,
 }
 
@@ -194,6 +208,7 @@ impl Cluster {
             data_in_shm: false,
             args: Vec::new(),
             start_timeout: Duration::from_secs(20),
+            tls: None,
         }
     }
 
@@ -207,7 +222,8 @@ impl Cluster {
         Cluster::builder(binary).members(3).start()
     }
 
-    /// The client URL of every member (`http://127.0.0.1:PORT`), in member order.
+    /// The client URL of every member (`http://127.0.0.1:PORT`, `https://` with TLS), in
+    /// member order.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(Member::endpoint).collect()
     }
@@ -283,11 +299,15 @@ impl Cluster {
         }
     }
 
-    /// An `etcdctl` command with `ETCDCTL_API=3` and `--endpoints` set to all members.
+    /// An `etcdctl` command with `ETCDCTL_API=3` and `--endpoints` set to all members (and
+    /// with TLS, `--cacert` plus the identity given to [`TlsFiles::with_etcdctl_identity`]).
     pub fn etcdctl(&self) -> Command {
         let mut cmd = Command::new(self.binary.etcdctl_path());
         cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints().join(",")));
+        if let Some(files) = &self.tls {
+            cmd.args(files.etcdctl_args());
+        }
         cmd
     }
 

@@ -42,6 +42,8 @@ pub(crate) struct MemberConfig {
     pub(crate) token: String,
     pub(crate) extra_args: Vec<String>,
     pub(crate) start_timeout: Duration,
+    /// TLS for client connections, and the plain-HTTP port for `/health` and `/metrics`.
+    pub(crate) tls: Option<(super::TlsFiles, u16)>,
 }
 
 /// One etcd server process of a [`Cluster`](super::Cluster).
@@ -54,6 +56,9 @@ pub struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Where `/health` and `/metrics` answer: the client port, or the metrics port with TLS.
+    health_port: u16,
+    client_scheme: &'static str,
     dir: PathBuf,
     etcd: PathBuf,
     /// All flags except `--initial-cluster-state`.
@@ -68,12 +73,14 @@ impl Member {
     /// Does not wait for it to become healthy.
     pub(crate) fn spawn(cfg: MemberConfig) -> Result<Member, TestkitError> {
         let url = |port: u16| format!("http://127.0.0.1:{port}");
+        let client_scheme = if cfg.tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{client_scheme}://127.0.0.1:{}", cfg.client_port);
         let data = cfg.dir.join("data");
         let mut args = vec![
             format!("--name={}", cfg.name),
             format!("--data-dir={}", data.display()),
-            format!("--listen-client-urls={}", url(cfg.client_port)),
-            format!("--advertise-client-urls={}", url(cfg.client_port)),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
             format!("--listen-peer-urls={}", url(cfg.peer_port)),
             format!("--initial-advertise-peer-urls={}", url(cfg.peer_port)),
             format!("--initial-cluster={}", cfg.initial_cluster),
@@ -81,6 +88,12 @@ impl Member {
             "--logger=zap".to_string(),
             "--log-outputs=stderr".to_string(),
         ];
+        let mut health_port = cfg.client_port;
+        if let Some((files, metrics_port)) = &cfg.tls {
+            args.extend(files.server_args());
+            args.push(format!("--listen-metrics-urls={}", url(*metrics_port)));
+            health_port = *metrics_port;
+        }
         args.extend(cfg.extra_args);
         std::fs::create_dir_all(&cfg.dir)
             .map_err(|e| TestkitError::io(format!("creating {}", cfg.dir.display()), e))?;
@@ -88,6 +101,8 @@ impl Member {
             name: cfg.name,
             client_port: cfg.client_port,
             peer_port: cfg.peer_port,
+            health_port,
+            client_scheme,
             dir: cfg.dir,
             etcd: cfg.etcd,
             args,
@@ -138,12 +153,18 @@ impl Member {
         &self.name
     }
 
-    /// The client URL, `http://127.0.0.1:<client_port>`.
+    /// The client URL, `http://127.0.0.1:<client_port>` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.client_scheme, self.client_port)
     }
 
-    /// The client port on 127.0.0.1 (gRPC, `/health`, `/metrics`).
+    /// The port answering `/health` and `/metrics` over plain HTTP: the client port, or with
+    /// TLS the separate `--listen-metrics-urls` port.
+    pub fn health_port(&self) -> u16 {
+        self.health_port
+    }
+
+    /// The client port on 127.0.0.1 (gRPC; without TLS also `/health`, `/metrics`).
     pub fn client_port(&self) -> u16 {
         self.client_port
     }
@@ -230,7 +251,7 @@ impl Member {
     pub fn is_healthy(&self) -> bool {
         self.child.is_some()
             && !self.is_paused()
-            && http::is_healthy(self.client_port, HEALTH_TIMEOUT)
+            && http::is_healthy(self.health_port, HEALTH_TIMEOUT)
     }
 
     /// Whether `/metrics` reports `etcd_server_is_leader 1`; `false` when killed,
@@ -238,7 +259,7 @@ impl Member {
     pub fn is_leader(&self) -> bool {
         self.child.is_some()
             && !self.is_paused()
-            && http::is_leader(self.client_port, HEALTH_TIMEOUT) == Some(true)
+            && http::is_leader(self.health_port, HEALTH_TIMEOUT) == Some(true)
     }
 
     /// Polls [`Member::is_healthy`] until it holds or `timeout` passes.

@@ -54,7 +54,9 @@
 //! | `ETCD_LOCK_VERSIONS` | comma separated versions for [`EtcdBinary::installed`] / [`EtcdBinary::matrix`] |
 //!
 //! Member flags are etcd's defaults plus `--logger=zap --log-outputs=stderr`
-//! (accepted by 3.4 and 3.5); add more with [`ClusterBuilder::arg`].
+//! (accepted by 3.4 and 3.5); add more with [`ClusterBuilder::arg`]. With
+//! [`ClusterBuilder::tls`] members serve clients over `https://` (certificates
+//! from [`TlsFiles`]) and answer `/health` on a separate plain-HTTP metrics port.
 
 mod binary;
 mod cluster;
@@ -65,9 +67,11 @@ mod member;
 mod ports;
 mod signal;
 mod tempdir;
+mod tls;
 
 pub use binary::{EtcdBinary, BIN_ENV_PREFIX, CACHE_ENV, VERSIONS_ENV};
 pub use cluster::{Cluster, ClusterBuilder};
 pub use container::{ContainerCluster, CONTAINER_LABEL, IMAGE_REPO};
 pub use error::TestkitError;
 pub use member::Member;
+pub use tls::TlsFiles;

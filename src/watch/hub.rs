@@ -22,10 +22,6 @@ use crate::kv::header_of;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::watch_client::WatchClient;
 
-/// etcd's cancel reason for a watch on keys the stream's user may not read (or whose token
-/// expired).
-const PERMISSION_DENIED: &str = "etcdserver: permission denied";
-
 pub(super) type EventSender = mpsc::UnboundedSender<Result<WatchResponse>>;
 
 /// What the hub reports for a confirmed watch.
@@ -58,6 +54,28 @@ impl std::fmt::Debug for Command {
             Command::Cancel(handle) => f.debug_tuple("Cancel").field(handle).finish(),
         }
     }
+}
+
+/// The error for a create that etcd refused. With auth, the reason is a gRPC error as Go
+/// prints it (`rpc error: code = PermissionDenied desc = etcdserver: permission denied`, or
+/// `Unauthenticated ... invalid auth token` from 3.4): those become the typed etcd errors.
+fn refusal(reason: &str) -> Error {
+    let parsed = reason
+        .strip_prefix("rpc error: code = ")
+        .and_then(|rest| rest.split_once(" desc = "));
+    if let Some((code, message)) = parsed {
+        let code = match code {
+            "PermissionDenied" => tonic::Code::PermissionDenied,
+            "Unauthenticated" => tonic::Code::Unauthenticated,
+            "InvalidArgument" => tonic::Code::InvalidArgument,
+            "FailedPrecondition" => tonic::Code::FailedPrecondition,
+            _ => tonic::Code::Unknown,
+        };
+        if let error @ Error::Etcd { .. } = Error::from_status(tonic::Status::new(code, message)) {
+            return error;
+        }
+    }
+    closed(&format!("etcd refused the watch: {reason}"))
 }
 
 pub(super) fn closed(reason: &str) -> Error {
@@ -343,10 +361,8 @@ impl Hub {
                     Error::WatchCompacted {
                         compact_revision: resp.compact_revision,
                     }
-                } else if resp.cancel_reason == PERMISSION_DENIED {
-                    Error::from_status(tonic::Status::permission_denied(resp.cancel_reason))
                 } else {
-                    closed(&format!("etcd refused the watch: {}", resp.cancel_reason))
+                    refusal(&resp.cancel_reason)
                 };
                 if let Some(sub) = self.subs.remove(&handle) {
                     match sub.created {

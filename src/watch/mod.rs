@@ -235,11 +235,15 @@ impl Client {
         let request = options.to_request(key.into())?;
         match self.create_watch(request.clone()).await {
             // With auth, the shared stream keeps the token it was opened with; once that token
-            // expired, etcd refuses every new watch on it as "permission denied". A Range over
+            // expired, etcd refuses every new watch on it ("permission denied" on 3.5, "invalid
+            // auth token" on 3.4). A Range over
             // the same keys tells a real denial (it fails too) from a stale stream (it passes,
             // authenticating again if needed); then the hub re-opens the stream with the new
             // token when the create is sent again.
-            Err(e) if e.is_permission_denied() && self.inner.auth.credentials.is_some() => {
+            Err(e)
+                if (e.is_permission_denied() || e.wants_new_token())
+                    && self.inner.auth.credentials.is_some() =>
+            {
                 let mut probe = GetOptions::new().with_count_only();
                 if !request.range_end.is_empty() {
                     probe = probe.with_range_end(request.range_end.clone());

@@ -17,7 +17,13 @@ OPTIONS:
     --timeout SECS        give up waiting for the lock after SECS (fractions allowed)
     --kill-after SECS     grace between SIGTERM and SIGKILL when the lock is lost [default 5]
     --wire-log FILE|-     write one JSON line per RPC to FILE (or stderr with -)
+    --cacert FILE         trust the CA certificates in FILE (PEM) for https:// endpoints [env ETCDCTL_CACERT]
+    --cert FILE           client certificate (PEM) for mutual TLS [env ETCDCTL_CERT]
+    --key FILE            the client certificate's private key (PEM) [env ETCDCTL_KEY]
+    --user NAME:PASSWORD  authenticate as NAME (etcd auth) [env ETCDCTL_USER]
     -h, --help            this text
+
+With --cacert, --cert or --key, endpoints without a scheme use TLS (https://), as etcdctl does.
 
 CMD runs with ETCD_LOCK_KEY (the lock key) and ETCD_LOCK_FENCE (the fencing token) set;
 stdin, stdout and stderr pass through.
@@ -43,6 +49,7 @@ OPTIONS:
     --workload LIST       W1 W1F W2 W3 W4 W5, comma separated, or all [default all]
     --via FLAVOUR         recipe, service or both [default both]
     --scale X             multiply every workload's op count by X (e.g. 0.1 for a quick run) [default 1]
+    --cacert, --cert, --key FILE, --user NAME:PASSWORD   TLS and auth, as for the lock form
     -h, --help            this text
 
 WORKLOADS (single member on loopback recommended, data dir on /dev/shm):
@@ -85,6 +92,61 @@ pub(crate) struct BenchArgs {
 pub(crate) struct Common {
     pub(crate) endpoints: Vec<String>,
     pub(crate) wire_log: Option<String>,
+    /// `--cacert`: CA bundle for https:// endpoints.
+    pub(crate) cacert: Option<String>,
+    /// `--cert`: client certificate for mutual TLS.
+    pub(crate) cert: Option<String>,
+    /// `--key`: the client certificate's key.
+    pub(crate) key: Option<String>,
+    /// `--user NAME:PASSWORD`, split.
+    pub(crate) user: Option<(String, String)>,
+}
+
+impl Common {
+    /// Defaults from etcdctl's environment variables.
+    fn from_env() -> Result<Common, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Ok(Common {
+            endpoints: default_endpoints(),
+            wire_log: None,
+            cacert: var("ETCDCTL_CACERT"),
+            cert: var("ETCDCTL_CERT"),
+            key: var("ETCDCTL_KEY"),
+            user: var("ETCDCTL_USER").map(|u| user_pass(&u)).transpose()?,
+        })
+    }
+
+    /// Takes one of the flags every command shares; `Ok(false)` when `flag` is not one.
+    fn take(
+        &mut self,
+        flag: &str,
+        inline: Option<String>,
+        rest: &mut impl Iterator<Item = String>,
+    ) -> Result<bool, String> {
+        match flag {
+            "--endpoints" => {
+                self.endpoints = split_list(&value_of(flag, inline, rest)?);
+                if self.endpoints.is_empty() {
+                    return Err("--endpoints: at least one endpoint is required".into());
+                }
+            }
+            "--wire-log" => self.wire_log = Some(value_of(flag, inline, rest)?),
+            "--cacert" => self.cacert = Some(value_of(flag, inline, rest)?),
+            "--cert" => self.cert = Some(value_of(flag, inline, rest)?),
+            "--key" => self.key = Some(value_of(flag, inline, rest)?),
+            "--user" => self.user = Some(user_pass(&value_of(flag, inline, rest)?)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Splits `NAME:PASSWORD` (the password may contain `:`).
+fn user_pass(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once(':') {
+        Some((name, password)) if !name.is_empty() => Ok((name.to_string(), password.to_string())),
+        _ => Err("--user: expected NAME:PASSWORD".to_string()),
+    }
 }
 
 #[derive(Debug)]
@@ -140,10 +202,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command, String> {
         it.next();
         return parse_bench(it);
     }
-    let mut common = Common {
-        endpoints: default_endpoints(),
-        wire_log: None,
-    };
+    let mut common = Common::from_env()?;
     let mut ttl = 60i64;
     let mut via = Via::Recipe;
     let mut timeout = None;
@@ -165,16 +224,12 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command, String> {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
+        if common.take(&flag, inline.clone(), &mut it)? {
+            continue;
+        }
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help(USAGE)),
             "-V" | "--version" => return Ok(Command::Version),
-            "--endpoints" => {
-                common.endpoints = split_list(&value_of(&flag, inline, &mut it)?);
-                if common.endpoints.is_empty() {
-                    return Err("--endpoints: at least one endpoint is required".into());
-                }
-            }
-            "--wire-log" => common.wire_log = Some(value_of(&flag, inline, &mut it)?),
             "--ttl" => {
                 let v = value_of(&flag, inline, &mut it)?;
                 ttl = v
@@ -214,10 +269,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command, String> {
 }
 
 fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, String> {
-    let mut common = Common {
-        endpoints: default_endpoints(),
-        wire_log: None,
-    };
+    let mut common = Common::from_env()?;
     let mut workloads = "all".to_string();
     let mut via = "both".to_string();
     let mut scale = 1.0;
@@ -226,10 +278,11 @@ fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, String> 
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
+        if common.take(&flag, inline.clone(), &mut it)? {
+            continue;
+        }
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help(BENCH_USAGE)),
-            "--endpoints" => common.endpoints = split_list(&value_of(&flag, inline, &mut it)?),
-            "--wire-log" => common.wire_log = Some(value_of(&flag, inline, &mut it)?),
             "--workload" => workloads = value_of(&flag, inline, &mut it)?,
             "--via" => via = value_of(&flag, inline, &mut it)?,
             "--scale" => {
@@ -285,6 +338,33 @@ mod tests {
         assert_eq!((a.ttl, a.via, a.name.as_str()), (5, Via::Service, "job"));
         assert_eq!(a.timeout, Some(Duration::from_millis(1500)));
         assert_eq!(a.command, vec!["echo", "--flag"]);
+    }
+
+    #[test]
+    fn parses_tls_and_auth_flags_as_etcdctl_names_them() {
+        let Ok(Command::Lock(a)) = parse(args(&[
+            "--cacert=ca.pem",
+            "--cert",
+            "client.pem",
+            "--key",
+            "client-key.pem",
+            "--user",
+            "app:pa:ss",
+            "job",
+            "true",
+        ])) else {
+            panic!("not a lock command")
+        };
+        let c = &a.common;
+        assert_eq!(c.cacert.as_deref(), Some("ca.pem"));
+        assert_eq!(c.cert.as_deref(), Some("client.pem"));
+        assert_eq!(c.key.as_deref(), Some("client-key.pem"));
+        assert_eq!(c.user, Some(("app".into(), "pa:ss".into())));
+        assert!(parse(args(&["--user", "nopassword", "job", "true"])).is_err());
+        let Ok(Command::Bench(b)) = parse(args(&["bench", "--cacert", "ca.pem"])) else {
+            panic!("not a bench command")
+        };
+        assert_eq!(b.common.cacert.as_deref(), Some("ca.pem"));
     }
 
     #[test]

@@ -1,0 +1,327 @@
+//! TLS for `https://` endpoints (feature `tls`): a CA bundle, a client certificate for mutual
+//! TLS, and a server-name override. rustls with the ring provider, through tonic; no OpenSSL.
+//!
+//! Files are read and checked when the client connects, so a missing file, a file that holds no
+//! PEM certificate, or a key that does not belong to the certificate fails at once with
+//! [`Error::InvalidArgument`] naming `ca`, `cert` or `key`. Handshake failures (an untrusted
+//! server certificate, a name mismatch, a server that refuses the client certificate) fail
+//! [`Client::connect`](crate::Client::connect) with [`Error::Tls`], whose reason is rustls' own
+//! text plus what to check.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), etcd_lock::Error> {
+//! use etcd_lock::{tls::TlsOptions, Client, ClientOptions};
+//! let client = Client::builder(["https://10.0.0.1:2379"], ClientOptions::new())?
+//!     .tls(
+//!         TlsOptions::new()
+//!             .with_ca_pem_file("ca.pem")
+//!             .with_identity_files("client.pem", "client-key.pem")
+//!             .with_domain_name("etcd.internal"),
+//!     )
+//!     .connect()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+use crate::error::{Error, Result};
+
+/// Where PEM data comes from.
+#[derive(Clone)]
+enum Pem {
+    File(PathBuf),
+    Inline(Vec<u8>),
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pem::File(path) => write!(f, "{}", path.display()),
+            Pem::Inline(bytes) => write!(f, "<{} bytes of PEM>", bytes.len()),
+        }
+    }
+}
+
+impl Pem {
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+
+    fn read(&self, argument: &'static str) -> Result<Vec<u8>> {
+        match self {
+            Pem::Inline(bytes) => Ok(bytes.clone()),
+            Pem::File(path) => std::fs::read(path)
+                .map_err(|e| Error::invalid(argument, format!("{}: {e}", path.display()))),
+        }
+    }
+}
+
+/// TLS settings of a client: whom to trust, who we are, which name to expect.
+///
+/// Without a CA the system's trust store is used (as `etcdctl` does without `--cacert`).
+/// The key is never printed by `Debug`.
+#[derive(Clone, Default)]
+#[must_use]
+#[non_exhaustive]
+pub struct TlsOptions {
+    ca: Vec<Pem>,
+    identity: Option<(Pem, Pem)>,
+    domain_name: Option<String>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("ca", &self.ca)
+            .field("cert", &self.identity.as_ref().map(|(cert, _)| cert))
+            .field("key", &self.identity.as_ref().map(|_| "<redacted>"))
+            .field("domain_name", &self.domain_name)
+            .finish()
+    }
+}
+
+impl TlsOptions {
+    /// No CA (system trust store), no client certificate, the endpoint's host as server name.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts the CA certificates in this PEM file (a bundle may hold several), instead of the
+    /// system trust store. May be given more than once.
+    pub fn with_ca_pem_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.ca.push(Pem::File(path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM text.
+    pub fn with_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca.push(Pem::Inline(pem.into()));
+        self
+    }
+
+    /// Presents this certificate (chain) and private key, both PEM files, to servers that ask
+    /// for one (etcd's `--client-cert-auth`).
+    pub fn with_identity_files(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.identity = Some((
+            Pem::File(cert.as_ref().to_path_buf()),
+            Pem::File(key.as_ref().to_path_buf()),
+        ));
+        self
+    }
+
+    /// Presents this certificate (chain) and private key, both PEM text.
+    pub fn with_identity_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some((Pem::Inline(cert.into()), Pem::Inline(key.into())));
+        self
+    }
+
+    /// Checks the server certificate against this name instead of the endpoint's host (for
+    /// endpoints given as IP addresses, or behind a proxy).
+    pub fn with_domain_name(mut self, name: impl Into<String>) -> Self {
+        self.domain_name = Some(name.into());
+        self
+    }
+
+    /// The server name override, if any.
+    pub fn domain_name(&self) -> Option<&str> {
+        self.domain_name.as_deref()
+    }
+
+    /// Reads and checks every file, then builds tonic's configuration.
+    pub(crate) fn client_config(&self) -> Result<ClientTlsConfig> {
+        let mut config = ClientTlsConfig::new();
+        if self.ca.is_empty() {
+            config = config.with_native_roots();
+        }
+        for source in &self.ca {
+            let pem = source.read("ca")?;
+            let certs = certificates(&pem, "ca", source)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    Error::invalid(
+                        "ca",
+                        format!("{}: not a usable CA certificate: {e}", source.describe()),
+                    )
+                })?;
+            }
+            config = config.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let Some((cert_source, key_source)) = &self.identity {
+            let cert_pem = cert_source.read("cert")?;
+            let key_pem = key_source.read("key")?;
+            let chain = certificates(&cert_pem, "cert", cert_source)?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+                Error::invalid(
+                    "key",
+                    format!(
+                        "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) found: {e}",
+                        key_source.describe()
+                    ),
+                )
+            })?;
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+                Error::invalid(
+                    "key",
+                    format!(
+                        "{} cannot be used with certificate {}: {e}",
+                        key_source.describe(),
+                        cert_source.describe()
+                    ),
+                )
+            })?;
+            config = config.identity(Identity::from_pem(cert_pem, key_pem));
+        }
+        if let Some(name) = &self.domain_name {
+            ServerName::try_from(name.as_str()).map_err(|e| {
+                Error::invalid("domain_name", format!("{name:?} is not a DNS name: {e}"))
+            })?;
+            config = config.domain_name(name.clone());
+        }
+        Ok(config)
+    }
+}
+
+/// Every certificate in `pem`; at least one.
+fn certificates(
+    pem: &[u8],
+    argument: &'static str,
+    source: &Pem,
+) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Error::invalid(
+                argument,
+                format!("{}: bad PEM certificate: {e}", source.describe()),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(Error::invalid(
+            argument,
+            format!(
+                "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) found",
+                source.describe()
+            ),
+        ));
+    }
+    Ok(certs)
+}
+
+/// Texts rustls (and tokio-rustls) start their errors with. h2 keeps only the text of an I/O
+/// error, so a rustls error that went through an HTTP/2 connection is recognised by its text.
+const RUSTLS_TEXTS: [&str; 6] = [
+    "tls handshake eof",
+    "received fatal alert: ",
+    "invalid peer certificate: ",
+    "received corrupt message",
+    "peer is incompatible: ",
+    "peer sent no certificates",
+];
+
+/// The rustls error inside a transport failure, explained; `None` when the failure is not
+/// about TLS.
+pub(crate) fn failure_in(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let typed = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = typed {
+            return Some(explain(&tls.to_string()));
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            let text = io.to_string();
+            if RUSTLS_TEXTS.iter().any(|t| text.starts_with(t)) {
+                return Some(explain(&text));
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// rustls' text plus what to check.
+fn explain(text: &str) -> String {
+    let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    let hint = if has(&["NotValidForName", "not valid for name"]) {
+        "the server's certificate is not valid for the name connected to; use a host name \
+         the certificate lists, or set the expected name (TlsOptions::with_domain_name)"
+    } else if has(&["UnknownIssuer", "BadSignature"]) {
+        "the server's certificate is not signed by a trusted CA; pass the CA that issued it \
+         (TlsOptions::with_ca_pem_file, --cacert)"
+    } else if has(&["xpired", "NotValidYet", "not valid yet"]) {
+        "the server's certificate is expired or not yet valid (check both clocks)"
+    } else if text.starts_with("received fatal alert: ")
+        && has(&[
+            "CertificateRequired",
+            "BadCertificate",
+            "UnknownCA",
+            "CertificateUnknown",
+        ])
+    {
+        "the server refused the client certificate: it requires one signed by a CA it \
+         trusts (TlsOptions::with_identity_files, --cert/--key)"
+    } else if text.starts_with("received corrupt message") || text == "tls handshake eof" {
+        "the server does not speak TLS here (try an http:// endpoint)"
+    } else {
+        return text.to_string();
+    };
+    format!("{hint} ({text})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_bad_files_name_the_argument() {
+        let missing = TlsOptions::new().with_ca_pem_file("/nonexistent/ca.pem");
+        assert!(matches!(
+            missing.client_config(),
+            Err(Error::InvalidArgument { argument: "ca", .. })
+        ));
+        let garbage = TlsOptions::new().with_ca_pem("not a certificate");
+        assert!(matches!(
+            garbage.client_config(),
+            Err(Error::InvalidArgument { argument: "ca", .. })
+        ));
+        let key = TlsOptions::new().with_identity_pem("", "");
+        assert!(matches!(
+            key.client_config(),
+            Err(Error::InvalidArgument {
+                argument: "cert",
+                ..
+            })
+        ));
+        let debug = format!("{:?}", TlsOptions::new().with_identity_pem("c", "secret"));
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    #[test]
+    fn explains_rustls_errors() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let text = failure_in(&io).unwrap_or_default();
+        assert!(text.contains("trusted CA"), "{text}");
+        assert!(failure_in(&std::io::Error::other("plain")).is_none());
+        // What h2 hands back: only the text survives.
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "received fatal alert: BadCertificate",
+        );
+        let text = failure_in(&io).unwrap_or_default();
+        assert!(text.contains("client certificate"), "{text}");
+    }
+}
