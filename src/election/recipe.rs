@@ -8,7 +8,7 @@
 //! ```
 //! `myRev` is the txn's revision (Then) or myKey's create revision (Else; if that key holds
 //! another value, one more guarded `KV/Txn` writes ours, as Go's Campaign does with Proclaim).
-//! We lead when the oldest key under the prefix is ours; otherwise [`crate::lock::queue`] waits
+//! We lead when the oldest key under the prefix is ours; otherwise `lock::queue` waits
 //! for every older key's DELETE on the client's long-lived prefix watch (shared with the locks),
 //! with no RPC per wake-up on its fast path and one re-check `KV/Txn` per wake-up on its slow path.
 

@@ -4,7 +4,7 @@
 //! is first. A participant's turn comes when every key older than its own has been deleted.
 //!
 //! * Fast path: the first txn listed every older key (`Range(prefix, create asc, limit 64)`) at
-//!   revision `H`, and the client's prefix watch ([`super::waiters`]) was already open before
+//!   revision `H`, and the client's prefix watch (`lock::waiters`) was already open before
 //!   that txn. No key can be created older than ours later, so the turn has come once each
 //!   listed key was deleted after `H`. The watch reports those DELETEs in revision order,
 //!   together with any DELETE of our own key, so no RPC is needed to confirm our key either.

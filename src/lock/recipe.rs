@@ -9,7 +9,7 @@
 //! `myRev` is the txn's revision (Then) or myKey's create revision (Else). The lock is held
 //! when the oldest key under the prefix is ours.
 //!
-//! Contended: [`super::queue`] waits for every older key's DELETE on the client's long-lived
+//! Contended: `lock::queue` waits for every older key's DELETE on the client's long-lived
 //! prefix watch — with no further RPC on the fast path, one re-check `KV/Txn` per wake-up on the
 //! slow path. Go's `concurrency.Mutex` waits for the same keys (all older ones), never newer.
 
@@ -137,7 +137,7 @@ impl Attempt {
 
 impl Locker for RecipeLock {
     /// Takes the lock with the recipe: one `KV/Txn` when free; otherwise waits on the client's
-    /// prefix watch for the older keys' DELETEs (see [`super::queue`]).
+    /// prefix watch for the older keys' DELETEs (see `lock::queue`).
     async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
         let prefix = prefix_for(name)?;
         let router = session.client().inner.lock_watches.get(&prefix);
