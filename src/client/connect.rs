@@ -1,0 +1,377 @@
+//! Building a [`Client`]: endpoint parsing, TLS and auth settings, the initial connections.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+
+use super::unary::is_transport_failure;
+use super::{Client, ClientOptions, Counters, Inner, Member};
+use crate::error::{Error, Result};
+use crate::wire::WireSink;
+
+/// Builds a [`Client`]: endpoints and options, plus optional extras such as a wire log, TLS
+/// settings or a user to authenticate as.
+#[derive(Debug)]
+#[must_use]
+pub struct ClientBuilder {
+    targets: Vec<Target>,
+    options: ClientOptions,
+    wire: Option<Arc<dyn WireSink>>,
+    credentials: Option<crate::auth::Credentials>,
+}
+
+impl ClientBuilder {
+    pub(super) fn new<E, S>(endpoints: E, options: ClientOptions) -> Result<Self>
+    where
+        E: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let targets = endpoints
+            .into_iter()
+            .map(|e| normalize_endpoint(e.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        if targets.is_empty() {
+            return Err(Error::invalid(
+                "endpoints",
+                "at least one endpoint is required",
+            ));
+        }
+        if options.connect_timeout.is_zero() {
+            return Err(Error::invalid(
+                "connect_timeout",
+                "must be greater than zero",
+            ));
+        }
+        Ok(ClientBuilder {
+            targets,
+            options,
+            wire: None,
+            credentials: None,
+        })
+    }
+
+    /// Records every RPC (method, request, response, sizes, latency) into `sink`. Requests and
+    /// answers that carry a password or token (`Authenticate`, `UserAdd`,
+    /// `UserChangePassword`) are logged as `{}`.
+    pub fn wire_log(mut self, sink: Arc<dyn WireSink>) -> Self {
+        self.wire = Some(sink);
+        self
+    }
+
+    /// Uses TLS with these settings (CA bundle, client certificate, server name): the same as
+    /// [`ClientOptions::with_tls`]. Bare `host:port` endpoints then use TLS too.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsOptions) -> Self {
+        self.options.tls = Some(tls);
+        self
+    }
+
+    /// Authenticates as `user` (`Auth/Authenticate`) while connecting, and sends the token
+    /// on every call, renewing it when etcd reports it invalid (see [`crate::auth`]). A wrong
+    /// password fails the connect with the typed `AuthFailed` error; a cluster without auth
+    /// is accepted (no token is sent until etcd asks for one).
+    pub fn auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some(crate::auth::Credentials {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Opens connections (in parallel) and returns the client; see [`Client::connect`].
+    /// With TLS, each connection also completes one `Maintenance/Status` call, so a server
+    /// that refuses the client certificate fails here with [`Error::Tls`], not on first use.
+    pub async fn connect(self) -> Result<Client> {
+        if self.credentials.as_ref().is_some_and(|c| c.user.is_empty()) {
+            return Err(Error::invalid("user", "the user name must not be empty"));
+        }
+        let o = &self.options;
+        #[cfg(feature = "tls")]
+        let tls_config = o
+            .tls
+            .as_ref()
+            .map(crate::tls::TlsOptions::client_config)
+            .transpose()?;
+        #[cfg(not(feature = "tls"))]
+        let tls_config: Option<()> = None;
+        let urls: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| t.url(tls_config.is_some()))
+            .collect();
+        let make_endpoint = {
+            let o = o.clone();
+            #[allow(clippy::clone_on_copy)]
+            let tls_config = tls_config.clone();
+            move |url: &str| -> Result<Endpoint> {
+                let _ = &tls_config;
+                #[allow(unused_mut)]
+                let mut endpoint = Endpoint::from_shared(url.to_string())
+                    .map_err(|e| Error::invalid("endpoints", format!("{url}: {e}")))?
+                    .connect_timeout(o.connect_timeout)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(o.keep_alive_interval)
+                    .keep_alive_timeout(o.keep_alive_timeout)
+                    .keep_alive_while_idle(true);
+                #[cfg(feature = "tls")]
+                if url.starts_with("https://") {
+                    let config = tls_config.clone().unwrap_or_else(|| {
+                        tonic::transport::ClientTlsConfig::new().with_native_roots()
+                    });
+                    endpoint = endpoint.tls_config(config).map_err(|e| Error::Tls {
+                        reason: format!("{url}: {}", transport_reason(&e)),
+                    })?;
+                }
+                Ok(endpoint)
+            }
+        };
+        let endpoints = urls
+            .iter()
+            .map(|url| make_endpoint(url))
+            .collect::<Result<Vec<_>>>()?;
+        let attempts = endpoints.iter().zip(&urls).map(|(e, url)| {
+            let e = e.clone();
+            let limit = o.connect_timeout;
+            let tls = url.starts_with("https://");
+            async move {
+                let channel = match tokio::time::timeout(limit, e.connect()).await {
+                    Ok(Ok(channel)) => channel,
+                    Ok(Err(err)) => return Err(failure(&err)),
+                    Err(_) => return Err(Failure::Other(format!("no answer within {limit:?}"))),
+                };
+                if tls {
+                    probe(channel.clone(), limit).await?;
+                }
+                Ok(channel)
+            }
+        });
+        let results = futures_util::future::join_all(attempts).await;
+        let mut members = Vec::with_capacity(results.len());
+        let mut first_live = None;
+        let mut last_reason = String::new();
+        let mut tls_reason = None;
+        for ((url, endpoint), result) in urls.iter().zip(endpoints).zip(results) {
+            let channel = match result {
+                Ok(channel) => {
+                    first_live.get_or_insert(members.len());
+                    channel
+                }
+                Err(failure) => {
+                    let (Failure::Tls(reason) | Failure::Other(reason)) = &failure;
+                    last_reason = format!("{url}: {reason}");
+                    if matches!(failure, Failure::Tls(_)) {
+                        tls_reason = Some(last_reason.clone());
+                    }
+                    endpoint.connect_lazy()
+                }
+            };
+            members.push(Member {
+                url: url.clone(),
+                channel,
+            });
+        }
+        let Some(first_live) = first_live else {
+            if let Some(reason) = tls_reason {
+                return Err(Error::Tls { reason });
+            }
+            return Err(Error::Connect {
+                endpoints: urls.join(","),
+                reason: last_reason,
+            });
+        };
+        let auto_sync = self.options.auto_sync_interval;
+        let client = Client {
+            inner: Arc::new(Inner {
+                members: RwLock::new(members.into()),
+                make_channel: Box::new(move |url| Ok(make_endpoint(url)?.connect_lazy())),
+                sync_task: OnceLock::new(),
+                current: AtomicUsize::new(first_live),
+                options: self.options,
+                counters: Counters::default(),
+                wire: self.wire,
+                watch_hub: OnceLock::new(),
+                lock_watches: Default::default(),
+                auth: crate::auth::AuthState::new(self.credentials),
+            }),
+        };
+        if client.inner.auth.credentials.is_some() {
+            client.authenticate_at_connect().await?;
+        }
+        if let Some(interval) = auto_sync {
+            client.start_auto_sync(interval);
+        }
+        Ok(client)
+    }
+}
+
+/// Why one endpoint could not be connected.
+#[derive(Debug)]
+enum Failure {
+    /// The TLS handshake failed, or the server refused our certificate.
+    Tls(String),
+    /// Anything else (refused, unreachable, timed out).
+    Other(String),
+}
+
+fn failure(err: &tonic::transport::Error) -> Failure {
+    #[cfg(feature = "tls")]
+    if let Some(reason) = crate::tls::failure_in(err) {
+        return Failure::Tls(reason);
+    }
+    Failure::Other(transport_reason(err))
+}
+
+/// One `Maintenance/Status` on a fresh TLS connection. With TLS 1.3 the server checks the
+/// client certificate after the client considers the handshake done, so a refusal only shows
+/// on the first request; any answer from etcd (even an error) means TLS is fine. The server's
+/// alert can be lost when it resets the connection at once: try up to three times.
+async fn probe(channel: Channel, limit: Duration) -> std::result::Result<(), Failure> {
+    let deadline = Instant::now() + limit;
+    let mut grpc = crate::proto::etcdserverpb::maintenance_client::MaintenanceClient::new(channel);
+    let mut closed = String::new();
+    for _ in 0..3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let call = grpc.status(crate::proto::etcdserverpb::StatusRequest {});
+        match tokio::time::timeout(left, call).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(status)) => match Error::from_status(status) {
+                Error::Tls { reason } => return Err(Failure::Tls(reason)),
+                Error::Status { status } if is_transport_failure(&status) => {
+                    closed = transport_status_reason(&status);
+                }
+                _ => return Ok(()),
+            },
+            Err(_) => {
+                return Err(Failure::Other(format!(
+                    "no answer to Maintenance/Status within {limit:?}"
+                )))
+            }
+        }
+    }
+    Err(Failure::Tls(format!(
+        "the server closed the connection right after the TLS handshake ({closed}); if it \
+         requires client certificates, pass one (TlsOptions::with_identity_files, --cert/--key)"
+    )))
+}
+
+/// The innermost cause of a transport failure reported as a status.
+fn transport_status_reason(status: &tonic::Status) -> String {
+    let mut source: &dyn std::error::Error = status;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source.to_string()
+}
+
+/// The innermost cause of a transport error, which is the readable one ("Connection refused").
+fn transport_reason(err: &tonic::transport::Error) -> String {
+    let mut source: &dyn std::error::Error = err;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source.to_string()
+}
+
+/// A checked endpoint: the scheme as given (`None` for bare `host:port`) and `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    https: Option<bool>,
+    authority: String,
+}
+
+impl Target {
+    /// The URL to dial: bare `host:port` uses TLS when TLS settings were given, as etcdctl does.
+    fn url(&self, tls_configured: bool) -> String {
+        let scheme = if self.https.unwrap_or(tls_configured) {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.authority)
+    }
+}
+
+/// Accepts `host:port`, `http://host:port` and (with the `tls` feature) `https://host:port`;
+/// refuses other schemes and malformed input.
+fn normalize_endpoint(raw: &str) -> Result<Target> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(Error::invalid("endpoints", "empty endpoint"));
+    }
+    let (https, rest) = if let Some(rest) = raw.strip_prefix("http://") {
+        (Some(false), rest)
+    } else if let Some(rest) = raw.strip_prefix("https://") {
+        if !cfg!(feature = "tls") {
+            return Err(Error::invalid(
+                "endpoints",
+                format!("{raw}: https:// endpoints need etcd-lock's `tls` cargo feature, which this build does not have"),
+            ));
+        }
+        (Some(true), rest)
+    } else if raw.contains("://") {
+        return Err(Error::invalid(
+            "endpoints",
+            format!("{raw}: only http:// and https:// endpoints are supported"),
+        ));
+    } else {
+        (None, raw)
+    };
+    let authority = rest.trim_end_matches('/');
+    let port_ok = authority
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok || authority.contains('/') {
+        return Err(Error::invalid(
+            "endpoints",
+            format!("{raw}: expected host:port, http://host:port or https://host:port"),
+        ));
+    }
+    Ok(Target {
+        https,
+        authority: authority.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_endpoint;
+
+    #[test]
+    fn endpoints_are_normalized_or_refused() {
+        let url = |raw: &str, tls: bool| normalize_endpoint(raw).ok().map(|t| t.url(tls));
+        assert_eq!(
+            url("127.0.0.1:2379", false).as_deref(),
+            Some("http://127.0.0.1:2379")
+        );
+        assert_eq!(
+            url("127.0.0.1:2379", true).as_deref(),
+            Some("https://127.0.0.1:2379")
+        );
+        assert_eq!(
+            url("http://localhost:2379/", true).as_deref(),
+            Some("http://localhost:2379")
+        );
+        let https = normalize_endpoint("https://localhost:2379");
+        if cfg!(feature = "tls") {
+            assert_eq!(
+                https.ok().map(|t| t.url(false)).as_deref(),
+                Some("https://localhost:2379")
+            );
+        } else {
+            let text = https.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(text.contains("`tls` cargo feature"), "{text}");
+        }
+        for bad in [
+            "",
+            "localhost",
+            "ftp://x:1",
+            "http://:2379",
+            "x:99999",
+            "a:1/b",
+        ] {
+            assert!(normalize_endpoint(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

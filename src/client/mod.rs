@@ -1,0 +1,311 @@
+//! The connection handle: endpoints, timeouts, failover and per-client counters.
+//!
+//! A [`Client`] is cheap to clone (one `Arc`); every clone shares the HTTP/2 connections, the
+//! multiplexed watch stream and the request counters. All methods take `&self`. The typed
+//! request wrappers live next to their service: [`crate::kv`], [`crate::lease`],
+//! [`crate::watch`], [`crate::maintenance`].
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use crate::error::Result;
+use crate::watch::WatchHub;
+use crate::wire::WireSink;
+
+/// Connection settings. Build with [`ClientOptions::new`] (or `Default`) and the `with_*` setters.
+#[derive(Debug, Clone)]
+#[must_use]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// Time allowed to open the TCP/HTTP2 connection to one endpoint. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Deadline for each unary request, sent to etcd as `grpc-timeout` too. `None` = no limit.
+    /// Default 10 s. Streams (watch, keep-alive) and the server-side `Lock` call are not bounded by it.
+    pub request_timeout: Option<Duration>,
+    /// HTTP/2 PING interval used to notice dead connections. Default 10 s.
+    pub keep_alive_interval: Duration,
+    /// How long to wait for a PING answer before the connection counts as dead. Default 5 s.
+    pub keep_alive_timeout: Duration,
+    /// Refresh the endpoint list from `Cluster/MemberList` this often (like Go's
+    /// `AutoSyncInterval`). `None` (the default): use the given endpoints only.
+    pub auto_sync_interval: Option<Duration>,
+    /// TLS settings for `https://` endpoints (and bare `host:port` ones, which then use TLS,
+    /// as etcdctl does). `None`: bare endpoints are `http://`; `https://` ones trust the
+    /// system's CAs.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::TlsOptions>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Some(Duration::from_secs(10)),
+            keep_alive_interval: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            auto_sync_interval: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The defaults: 5 s connect timeout, 10 s request timeout, 10 s/5 s HTTP/2 keep-alive.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the per-endpoint connect timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+    /// Sets (or with `None` removes) the per-request deadline.
+    pub fn with_request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+    /// Refreshes the endpoint list from `Cluster/MemberList` every `interval` (`None`: never).
+    /// Members that joined are added, members that left are dropped; connections to members
+    /// that stay are kept.
+    pub fn with_auto_sync(mut self, interval: Option<Duration>) -> Self {
+        self.auto_sync_interval = interval;
+        self
+    }
+    /// Sets the HTTP/2 keep-alive PING interval and answer timeout.
+    pub fn with_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keep_alive_interval = interval;
+        self.keep_alive_timeout = timeout;
+        self
+    }
+    /// Sets the TLS settings (CA bundle, client certificate, server name); see
+    /// [`crate::tls::TlsOptions`].
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, tls: crate::tls::TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
+/// Request and byte counters of one client (shared by its clones).
+///
+/// `requests` counts what the client asked of etcd: each unary RPC plus each message sent on a
+/// stream (watch create/cancel, lease keep-alive). Bytes are protobuf payload bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Unary RPCs sent plus stream messages sent.
+    pub requests: u64,
+    /// Unary RPCs sent (retries included).
+    pub unary_calls: u64,
+    /// Messages sent on watch and keep-alive streams.
+    pub stream_messages_sent: u64,
+    /// Messages received on watch and keep-alive streams.
+    pub stream_messages_received: u64,
+    /// Protobuf bytes sent.
+    pub bytes_sent: u64,
+    /// Protobuf bytes received.
+    pub bytes_received: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    unary_calls: AtomicU64,
+    stream_sent: AtomicU64,
+    stream_received: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn stream_sent(&self, bytes: usize) {
+        self.stream_sent.fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn stream_received(&self, bytes: usize) {
+        self.stream_received.fetch_add(1, Ordering::Relaxed);
+        self.bytes_received
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// Whether a failed request may be sent again to another endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Reads and other requests without side effects: retry on any "unavailable".
+    Idempotent,
+    /// Writes: retry only when the request certainly never reached a server.
+    NotSent,
+}
+
+/// One endpoint and its (lazily reconnecting) channel.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub(crate) url: String,
+    pub(crate) channel: Channel,
+}
+
+/// Builds a lazily connecting channel for an endpoint URL with the client's settings.
+pub(crate) type ChannelFactory = Box<dyn Fn(&str) -> Result<Channel> + Send + Sync>;
+
+pub(crate) struct Inner {
+    /// The endpoints in use; replaced whole by the auto-sync task.
+    pub(crate) members: RwLock<Arc<[Member]>>,
+    /// Builds a lazily connecting channel for an endpoint URL with this client's settings.
+    pub(crate) make_channel: ChannelFactory,
+    pub(crate) sync_task: OnceLock<tokio::task::JoinHandle<()>>,
+    current: AtomicUsize,
+    pub(crate) options: ClientOptions,
+    pub(crate) counters: Counters,
+    pub(crate) wire: Option<Arc<dyn WireSink>>,
+    watch_hub: OnceLock<WatchHub>,
+    pub(crate) lock_watches: crate::lock::waiters::Registry,
+    pub(crate) auth: crate::auth::AuthState,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("members", &self.members)
+            .field("current", &self.current)
+            .field("options", &self.options)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.sync_task.get() {
+            task.abort();
+        }
+    }
+}
+
+/// A connection to an etcd cluster. Clone it freely: clones share connections and counters.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Client {
+    /// Connects to the given endpoints (`http://host:port` or `host:port`) with default options.
+    ///
+    /// Opens an HTTP/2 connection to every endpoint in parallel and fails with
+    /// [`Error::Connect`] only if none answers within the connect timeout; unreachable ones are
+    /// retried in the background and used for failover later.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), etcd_lock::Error> {
+    /// let client = etcd_lock::Client::connect(["127.0.0.1:2379"]).await?;
+    /// client.put("greeting", "hello").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect<E, S>(endpoints: E) -> Result<Client>
+    where
+        E: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::connect_with(endpoints, ClientOptions::default()).await
+    }
+
+    /// Connects with explicit [`ClientOptions`].
+    pub async fn connect_with<E, S>(endpoints: E, options: ClientOptions) -> Result<Client>
+    where
+        E: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        ClientBuilder::new(endpoints, options)?.connect().await
+    }
+
+    /// Starts building a client, e.g. to attach a wire log.
+    pub fn builder<E, S>(endpoints: E, options: ClientOptions) -> Result<ClientBuilder>
+    where
+        E: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        ClientBuilder::new(endpoints, options)
+    }
+
+    /// The endpoint URLs in use: the ones given, or the cluster's members after an auto-sync.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members().iter().map(|m| m.url.clone()).collect()
+    }
+
+    /// The current endpoint list (cheap: an `Arc` clone under a read lock).
+    pub(crate) fn members(&self) -> Arc<[Member]> {
+        match self.inner.members.read() {
+            Ok(m) => Arc::clone(&m),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    /// A snapshot of this client's request counters.
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.inner.counters;
+        let unary = c.unary_calls.load(Ordering::Relaxed);
+        let sent = c.stream_sent.load(Ordering::Relaxed);
+        ClientStats {
+            requests: unary + sent,
+            unary_calls: unary,
+            stream_messages_sent: sent,
+            stream_messages_received: c.stream_received.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The index and channel of the endpoint requests currently go to.
+    pub(crate) fn current(&self) -> (usize, Channel) {
+        let members = self.members();
+        let i = self.inner.current.load(Ordering::Relaxed) % members.len();
+        (i, members[i].channel.clone())
+    }
+
+    /// The URL of endpoint `index` (empty if the list changed meanwhile).
+    pub(crate) fn endpoint_url(&self, index: usize) -> String {
+        self.members()
+            .get(index)
+            .map(|m| m.url.clone())
+            .unwrap_or_default()
+    }
+
+    /// Moves on to the next endpoint after `failed` failed (no-op if another caller already did).
+    pub(crate) fn fail_over(&self, failed: usize) {
+        let n = self.members().len().max(1);
+        let _ = self.inner.current.compare_exchange(
+            failed,
+            (failed + 1) % n,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    pub(crate) fn wire(&self) -> Option<&Arc<dyn WireSink>> {
+        self.inner.wire.as_ref()
+    }
+
+    pub(crate) fn watch_hub(&self) -> &WatchHub {
+        self.inner
+            .watch_hub
+            .get_or_init(|| WatchHub::start(Arc::downgrade(&self.inner)))
+    }
+}
+
+mod connect;
+mod sync;
+mod unary;
+
+pub use connect::ClientBuilder;

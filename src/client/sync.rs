@@ -1,0 +1,73 @@
+//! Optional endpoint auto-sync: refresh the endpoint list from `Cluster/MemberList`.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::{Client, Inner, Member};
+
+impl Client {
+    /// Starts the auto-sync task (once). It holds only a weak reference to the client and is
+    /// aborted when the last clone is dropped.
+    pub(crate) fn start_auto_sync(&self, interval: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        let _ = self
+            .inner
+            .sync_task
+            .get_or_init(|| tokio::spawn(sync_loop(weak, interval)));
+    }
+
+    /// Replaces the endpoint list with the members' client URLs, keeping existing connections
+    /// for URLs that stay. Returns whether the list changed.
+    pub(crate) async fn sync_endpoints(&self) -> crate::Result<bool> {
+        let list = self.member_list().await?;
+        let https = self.members().iter().any(|m| m.url.starts_with("https://"));
+        let mut urls: Vec<String> = list
+            .members()
+            .iter()
+            .filter(|m| !m.is_learner)
+            .filter_map(|m| m.client_ur_ls.first())
+            .map(|u| {
+                if https {
+                    u.replacen("http://", "https://", 1)
+                } else {
+                    u.clone()
+                }
+            })
+            .collect();
+        urls.sort();
+        urls.dedup();
+        if urls.is_empty() {
+            return Ok(false);
+        }
+        let old = self.members();
+        let mut current: Vec<&str> = old.iter().map(|m| m.url.as_str()).collect();
+        current.sort_unstable();
+        if current == urls.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Ok(false);
+        }
+        let mut members = Vec::with_capacity(urls.len());
+        for url in urls {
+            let channel = match old.iter().find(|m| m.url == url) {
+                Some(m) => m.channel.clone(),
+                None => (self.inner.make_channel)(&url)?,
+            };
+            members.push(Member { url, channel });
+        }
+        let members: Arc<[Member]> = members.into();
+        if let Ok(mut slot) = self.inner.members.write() {
+            *slot = members;
+        }
+        Ok(true)
+    }
+}
+
+async fn sync_loop(client: Weak<Inner>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(inner) = client.upgrade() else {
+            return;
+        };
+        // A failed sync keeps the current list; the next tick tries again.
+        let _ = Client { inner }.sync_endpoints().await;
+    }
+}
