@@ -124,6 +124,8 @@ impl LeasesResponse {
 pub struct LeaseKeeper {
     id: i64,
     client: Client,
+    /// The endpoint the stream was opened on.
+    endpoint: usize,
     requests: mpsc::Sender<pb::LeaseKeepAliveRequest>,
     responses: tonic::Streaming<pb::LeaseKeepAliveResponse>,
 }
@@ -132,6 +134,12 @@ impl LeaseKeeper {
     /// The lease this stream refreshes.
     pub fn id(&self) -> i64 {
         self.id
+    }
+
+    /// Gives the stream up because its member stopped answering: the client's next requests
+    /// (and the next keep-alive stream) go to another endpoint.
+    pub(crate) fn abandon(self) {
+        self.client.fail_over(self.endpoint);
     }
 
     /// Refreshes the lease once over the open stream. A TTL of 0 in the answer means the lease
@@ -242,27 +250,50 @@ impl Client {
                 rx,
                 |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
             );
-        let (_, channel) = self.current();
+        let (endpoint, channel) = self.current();
         let mut grpc = LeaseClient::new(channel).max_decoding_message_size(usize::MAX);
         let open = grpc.lease_keep_alive(self.request_with_token(requests, token.as_ref()));
         let timeout = self.options().request_timeout;
         let opened = match timeout {
-            Some(t) => tokio::time::timeout(t, open)
-                .await
-                .map_err(|_| Error::Timeout {
+            Some(t) => tokio::time::timeout(t, open).await.map_err(|_| {
+                self.fail_over(endpoint);
+                Error::Timeout {
                     method: KEEP_ALIVE,
                     after: t,
-                })?,
+                }
+            })?,
             None => open.await,
         };
-        let responses = opened.map_err(Error::from_status)?.into_inner();
+        let responses = match opened {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                let error = Error::from_status(status);
+                if error.is_unavailable() {
+                    self.fail_over(endpoint);
+                }
+                return Err(error);
+            }
+        };
         let mut keeper = LeaseKeeper {
             id,
             client: self.clone(),
+            endpoint,
             requests: tx,
             responses,
         };
-        let first = keeper.receive().await?;
+        let first = match timeout {
+            Some(t) => match tokio::time::timeout(t, keeper.receive()).await {
+                Ok(first) => first,
+                Err(_) => {
+                    keeper.abandon();
+                    return Err(Error::Timeout {
+                        method: KEEP_ALIVE,
+                        after: t,
+                    });
+                }
+            },
+            None => keeper.receive().await,
+        }?;
         Ok((keeper, first))
     }
 

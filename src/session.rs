@@ -349,7 +349,10 @@ async fn keep_alive(shared: Arc<Shared>, mut keeper: Option<LeaseKeeper>) {
                 return;
             }
             Err(_) => {
-                keeper = None;
+                // Most likely the member stopped answering: open the next stream elsewhere.
+                if let Some(k) = keeper.take() {
+                    k.abandon();
+                }
                 if shared.expired_locally() {
                     shared.mark_lost();
                     return;

@@ -127,6 +127,8 @@ impl Client {
                             tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
                         )
                     {
+                        // The member may be stopped or cut off: later requests go elsewhere.
+                        self.fail_over(index);
                         return Err(Error::Timeout {
                             method,
                             after: timeout.unwrap_or_default(),
@@ -135,6 +137,7 @@ impl Client {
                     if status.code() == tonic::Code::DeadlineExceeded {
                         if deadline.is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d)
                         {
+                            self.fail_over(index);
                             return Err(Error::Timeout {
                                 method,
                                 after: timeout.unwrap_or_default(),
@@ -150,6 +153,11 @@ impl Client {
                         continue;
                     }
                     if !should_retry(&error, retry) || attempts >= 16 {
+                        // Not repeated (it may have been applied), but the next request should
+                        // not go to a member whose connection just broke.
+                        if member_failed(&error) {
+                            self.fail_over(index);
+                        }
                         return Err(error);
                     }
                     self.fail_over(index);
@@ -165,6 +173,24 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+/// True when the error says the member (or the connection to it) failed, not the request.
+fn member_failed(error: &Error) -> bool {
+    match error {
+        Error::Status { status } => {
+            status.code() == tonic::Code::Unavailable || is_transport_failure(status)
+        }
+        Error::Etcd { kind, .. } => matches!(
+            kind,
+            EtcdErrorKind::NoLeader
+                | EtcdErrorKind::NotLeader
+                | EtcdErrorKind::Stopped
+                | EtcdErrorKind::ServerTimeout
+                | EtcdErrorKind::Unhealthy
+        ),
+        _ => false,
     }
 }
 

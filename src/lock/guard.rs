@@ -173,8 +173,26 @@ pub(crate) fn spawn_conditional_delete(client: &Client, key: Vec<u8>, token: Opt
     };
     let client = client.clone();
     handle.spawn(async move {
-        let _ = client.txn(delete_txn(key, token)).await;
+        delete_with_retries(&client, key, token).await;
     });
+}
+
+/// Runs [`delete_txn`], repeating it (at most 5 times, with backoff) while the cluster is
+/// unreachable or a member fails: a waiter key left behind would block the queue until its
+/// session ends. Repeating is safe: the delete is conditional on the token, or targets a key
+/// that only this (abandoned) attempt can own.
+async fn delete_with_retries(client: &Client, key: Vec<u8>, token: Option<i64>) {
+    let mut pause = std::time::Duration::from_millis(100);
+    for _ in 0..5 {
+        match client.txn(delete_txn(key.clone(), token)).await {
+            Ok(_) => return,
+            Err(e) if e.is_unavailable() || e.is_timeout() || e.code().is_some() => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// `KV/Txn` deleting `key`, guarded by `create_revision(key) == token` when a token is given.
@@ -237,7 +255,7 @@ impl Drop for PendingKey {
         let key = std::mem::take(&mut self.key);
         let token = self.token;
         handle.spawn(async move {
-            let _ = client.txn(delete_txn(key, token)).await;
+            delete_with_retries(&client, key, token).await;
             drop(claim);
         });
     }

@@ -1,0 +1,1378 @@
+//! Fault tests (issue 5): the lock stays safe (never two holders' guarded writes interleaved,
+//! no lost increment) and live (every waiter eventually gets the lock once a majority is up).
+//!
+//! Each scenario runs 8 contenders, each with its own [`Client`] over all 3 endpoints and its
+//! own [`Session`] (TTL 4 s), against a 3-member cluster while faults are injected:
+//!
+//! 1. `leader_kill`: SIGKILL the leader every 4.5 s, restart it 1.5 s later;
+//! 2. `pause_members`: SIGSTOP a follower (the clients' endpoint when it is one), then the
+//!    leader, 2.5 s each (longer than the 1 s election timeout), then SIGCONT;
+//! 3. `paused_holder`: a lock holder in another process (this test binary re-executed, TTL
+//!    3 s) is SIGSTOPped past its TTL: the next waiter must get the lock within TTL + 2 s, and
+//!    after SIGCONT the holder must report the loss and see its guarded write refused;
+//! 4. containers (`etcd-lock/etcd:<version>` images from `scripts/build-images`):
+//!    `container_disconnect` cuts the clients' member off the network for 9 s;
+//!    `container_rolling_restart` restarts all three members one after the other.
+//!    Without Docker these print a note and pass, except with `CI=true`, where they fail.
+//!
+//! Every holder does guarded read-modify-write increments of a counter: read the counter,
+//! then `guard.txn(If mod_revision(counter) == read Then put counter+1, put marker)`, so
+//! etcd refuses a stale holder's write (the guard's fence) and a lost increment (the compare).
+//! Everything is recorded in a [`History`] and verified by [`history::check`] (rules in
+//! `tests/support/history.rs`). A scenario ends with the checker clean, the lock prefix empty
+//! after all sessions closed, and no etcd process or container left. One summary line per
+//! test is printed and appended to `target/fault-summary.txt` (a Markdown table).
+//!
+//! `FAULTS_WINDOW_SECS` (default 12) sets how long faults are injected. `FAULTS_DUMP=1` prints
+//! a timeline per test to stderr (use `--nocapture`): faults, leader changes, slow probe reads,
+//! the lock queue whenever it changes, every event in the 2.5 s after a fault, errors, and
+//! acquisitions per 250 ms.
+#![cfg(feature = "testkit")]
+
+mod common;
+#[path = "support/history.rs"]
+mod history;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::ok;
+use etcd_lock::kv::{GetOptions, PutOptions};
+use etcd_lock::lock::{LockGuard, Locker, RecipeLock, ServiceLock};
+use etcd_lock::testkit::{Cluster, ContainerCluster, EtcdBinary, TestkitError, CONTAINER_LABEL};
+use etcd_lock::txn::{Compare, CompareOp, Txn, TxnOp};
+use etcd_lock::{Client, ClientOptions, Error, Session, SessionOptions};
+use history::{check, Ground, History, Op, Outcome, Report, Worker};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::task::JoinHandle;
+
+/// Contenders per scenario.
+const WORKERS: usize = 8;
+/// Their session TTL.
+const TTL: i64 = 4;
+/// TTL of the out-of-process holder of `paused_holder`.
+const HOLDER_TTL: i64 = 3;
+/// Guarded increments per hold.
+const WRITES_PER_HOLD: usize = 2;
+/// How long a worker waits in `lock()` before giving up (and trying again).
+const LOCK_WAIT: Duration = Duration::from_secs(8);
+/// Outer bound of every other client call a worker makes.
+const CALL_BOUND: Duration = Duration::from_secs(5);
+/// After healing, how long workers get to acquire once more and stop.
+const DRAIN_LIMIT: Duration = Duration::from_secs(40);
+/// History ids of the fault driver and of the out-of-process holder.
+const DRIVER: Worker = 100;
+const HOLDER: Worker = 99;
+
+/// How long faults are injected (`FAULTS_WINDOW_SECS`, default 12 s).
+fn window() -> Duration {
+    let secs = std::env::var("FAULTS_WINDOW_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12u64);
+    Duration::from_secs(secs)
+}
+
+/// Client settings of every contender: quick connect, 3 s requests, 3 s/2 s HTTP/2 pings.
+fn client_options() -> ClientOptions {
+    ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_request_timeout(Some(Duration::from_secs(3)))
+        .with_keep_alive(Duration::from_secs(3), Duration::from_secs(2))
+}
+
+// ---------------------------------------------------------------------------------------------
+// test matrix
+
+/// One test per flavour and etcd version (processes): `case::recipe::v3_5_1`, ...
+macro_rules! process_faults {
+    ($($case:ident),+ $(,)?) => {$(
+        mod $case {
+            use super::*;
+            async fn recipe(bin: &EtcdBinary) { super::$case(bin, RecipeLock::new()).await }
+            async fn service(bin: &EtcdBinary) { super::$case(bin, ServiceLock::new()).await }
+            per_version!(recipe, service);
+        }
+    )+};
+}
+
+/// One test per flavour and image version (containers): `case::recipe::v3_5_1`, ...
+macro_rules! container_faults {
+    ($($case:ident),+ $(,)?) => {$(
+        mod $case {
+            use super::*;
+            container_faults!(@flavour $case, recipe, RecipeLock);
+            container_faults!(@flavour $case, service, ServiceLock);
+        }
+    )+};
+    (@flavour $case:ident, $flavour:ident, $locker:ident) => {
+        mod $flavour {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_5_1() {
+                if let Some(image) = image("3.5.1") {
+                    super::super::$case(&image, $locker::new()).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_4_23() {
+                if let Some(image) = image("3.4.23") {
+                    super::super::$case(&image, $locker::new()).await;
+                }
+            }
+        }
+    };
+}
+
+process_faults!(leader_kill, pause_members, paused_holder);
+container_faults!(container_disconnect, container_rolling_restart);
+
+// ---------------------------------------------------------------------------------------------
+// scenarios
+
+/// 1. SIGKILL the leader every 4.5 s and restart it 1.5 s later.
+async fn leader_kill<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
+    process_scenario(bin, locker, "leader-kill", |cluster, h| {
+        let end = Instant::now() + window();
+        loop {
+            let cycle = Instant::now();
+            if cycle + Duration::from_millis(1500) > end {
+                return Ok(());
+            }
+            let leader = cluster.wait_leader(Duration::from_secs(10))?;
+            cluster.member_mut(leader).kill()?;
+            let killed = Instant::now();
+            h.record(
+                DRIVER,
+                Op::Fault {
+                    what: format!("SIGKILL leader m{leader}"),
+                },
+            );
+            note_new_leader(h, || cluster.leader(), Duration::from_millis(1500));
+            sleep_until(killed + Duration::from_millis(1500));
+            cluster.member_mut(leader).restart()?;
+            sleep_until(cycle + Duration::from_millis(4500));
+        }
+    })
+    .await;
+}
+
+/// 2. SIGSTOP a follower, then the leader, each for 2.5 s (> the 1 s election timeout).
+async fn pause_members<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
+    const PAUSE: Duration = Duration::from_millis(2500);
+    process_scenario(bin, locker, "pause-members", |cluster, h| {
+        let end = Instant::now() + window();
+        let mut leader_turn = false;
+        while Instant::now() + PAUSE < end {
+            let leader = cluster.wait_leader(Duration::from_secs(10))?;
+            // The clients talk to m0: pause it when it is a follower.
+            let (target, role) = match (leader_turn, leader) {
+                (true, l) => (l, "leader"),
+                (false, 0) => (1, "follower"),
+                (false, _) => (0, "follower"),
+            };
+            cluster.member(target).pause()?;
+            let paused = Instant::now();
+            h.record(
+                DRIVER,
+                Op::Fault {
+                    what: format!("SIGSTOP {role} m{target} for {PAUSE:?}"),
+                },
+            );
+            if leader_turn {
+                note_new_leader(h, || cluster.leader(), PAUSE);
+            }
+            sleep_until(paused + PAUSE);
+            cluster.member(target).resume()?;
+            cluster.wait_healthy(Duration::from_secs(15))?;
+            std::thread::sleep(Duration::from_secs(1));
+            leader_turn = !leader_turn;
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// 3. A holder in another process is paused past its TTL.
+async fn paused_holder<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
+    let cluster = start_cluster(bin);
+    let dir = cluster.dir().to_path_buf();
+    let plan = Plan::new(
+        "paused-holder",
+        locker.flavour(),
+        bin.version(),
+        cluster.endpoints(),
+    );
+    let flavour = locker.flavour();
+    let run = Run::start(plan, locker).await;
+    let h = run.history.clone();
+    let marker = format!("{}{HOLDER:02}-000001", run.plan.ops);
+
+    let mut holder = Holder::spawn(&run.plan, flavour, &marker).await;
+    let locked = holder
+        .line_starting("LOCKED", Duration::from_secs(30))
+        .await;
+    let (token, key) = match locked.split_whitespace().collect::<Vec<_>>()[..] {
+        [_, token, key] => (ok(token.parse::<i64>()), key.to_string()),
+        _ => panic!("holder: bad line {locked:?}"),
+    };
+    h.record(
+        HOLDER,
+        Op::Acquire {
+            name: run.plan.name.clone(),
+            key,
+            token,
+        },
+    );
+    let holding = holder
+        .line_starting("HOLDING", Duration::from_secs(10))
+        .await;
+    let read: u64 = ok(holding.trim_start_matches("HOLDING").trim().parse());
+
+    holder.signal("-STOP");
+    let fault = h.record(
+        DRIVER,
+        Op::Fault {
+            what: format!("SIGSTOP lock holder (TTL {HOLDER_TTL} s)"),
+        },
+    );
+    let paused = Instant::now();
+    let limit = Duration::from_secs(HOLDER_TTL as u64 + 2);
+    // Time from the SIGSTOP to the next acquisition by a waiter, from the recorded events.
+    let next_after = loop {
+        let fault_at = h.events().iter().find(|e| e.seq == fault).map(|e| e.at);
+        if let Some((next, at)) = h.first_acquire_after(fault, Some(HOLDER)).zip(fault_at) {
+            break Some(next.at.saturating_sub(at));
+        }
+        if paused.elapsed() > limit + Duration::from_secs(10) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Stay stopped until well past the TTL, then let it find out.
+    tokio::time::sleep_until((paused + Duration::from_secs(HOLDER_TTL as u64 + 3)).into()).await;
+    let invoked = h.tick();
+    holder.signal("-CONT");
+    let lost = holder.line_starting("LOST", Duration::from_secs(10)).await;
+    let write = holder.line_starting("WRITE", Duration::from_secs(15)).await;
+    let outcome = match write.split_whitespace().collect::<Vec<_>>()[..] {
+        ["WRITE", "refused", ..] => Outcome::Refused,
+        ["WRITE", "applied"] => Outcome::Applied,
+        ["WRITE", "unknown", kind] => Outcome::Unknown(kind.to_string()),
+        _ => panic!("holder: bad line {write:?}"),
+    };
+    h.record(
+        HOLDER,
+        Op::Write {
+            token,
+            invoked,
+            marker,
+            value: read + 1,
+            outcome: outcome.clone(),
+        },
+    );
+    let started = h.tick();
+    h.record(
+        HOLDER,
+        Op::Release {
+            token,
+            started,
+            ok: false,
+        },
+    );
+    let pid = holder.child.id();
+    let exited = tokio::time::timeout(Duration::from_secs(15), holder.child.wait()).await;
+    let mut holder_left = Vec::new();
+    if !matches!(exited, Ok(Ok(_))) {
+        holder_left.push(format!("[leftover] holder did not exit: {exited:?}"));
+    }
+    if let Some(pid) = pid.filter(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+        holder_left.push(format!("[leftover] holder process {pid}"));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let faulted = paused.elapsed();
+    run.heal();
+    let mut report = run.finish().await;
+
+    // The scenario's own promises.
+    report.violations.extend(holder_left);
+    if !matches!(next_after, Some(d) if d <= limit) {
+        report.violations.push(format!(
+            "[liveness] next waiter acquired {next_after:?} after the holder was stopped (limit TTL + 2 s = {limit:?})"
+        ));
+    }
+    if lost != "LOST true true" {
+        report.violations.push(format!(
+            "[loss] the resumed holder did not report its loss: {lost:?}"
+        ));
+    }
+    if outcome != Outcome::Refused {
+        report.violations.push(format!(
+            "[fence] the resumed holder's guarded write was not refused: {write:?}"
+        ));
+    }
+    drop(cluster);
+    report.violations.extend(leftover_processes(&dir));
+    conclude(&run.plan, faulted, report);
+}
+
+/// 4a. Cut the member the clients talk to (m0) off the network for 9 s.
+async fn container_disconnect<L: Locker + Clone + 'static>(image: &str, locker: L) {
+    container_scenario(image, locker, "container-disconnect", |cluster, h| {
+        std::thread::sleep(Duration::from_secs(1));
+        let role = match cluster.leader() {
+            Some(0) => "leader",
+            Some(_) => "follower",
+            None => "member",
+        };
+        cluster.disconnect(0)?;
+        h.record(
+            DRIVER,
+            Op::Fault {
+                what: format!("disconnect m0 ({role}, the clients' endpoint) for 9 s"),
+            },
+        );
+        std::thread::sleep(Duration::from_secs(9));
+        cluster.reconnect(0)?;
+        // Rejoining can itself disturb the cluster (an isolated member's higher term): a fault.
+        h.record(
+            DRIVER,
+            Op::Fault {
+                what: "reconnect m0".into(),
+            },
+        );
+        note_leaders(h, || cluster.leader(), Duration::from_secs(4));
+        Ok(())
+    })
+    .await;
+}
+
+/// 4b. Restart all three members, one after the other.
+async fn container_rolling_restart<L: Locker + Clone + 'static>(image: &str, locker: L) {
+    container_scenario(image, locker, "container-rolling-restart", |cluster, h| {
+        for i in 0..cluster.members() {
+            // `restart` blocks until the member is healthy again: record its start.
+            h.record(
+                DRIVER,
+                Op::Fault {
+                    what: format!("docker restart m{i}"),
+                },
+            );
+            cluster.restart(i)?;
+            cluster.wait_healthy(Duration::from_secs(30))?;
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        Ok(())
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// scenario frames
+
+/// A 3-member cluster of processes with data on /dev/shm.
+fn start_cluster(bin: &EtcdBinary) -> Cluster {
+    let started =
+        tokio::task::block_in_place(|| Cluster::builder(bin).members(3).data_in_shm(true).start());
+    match started {
+        Ok(c) => c,
+        Err(e) => panic!("starting 3-member etcd {}: {e}", bin.version()),
+    }
+}
+
+/// Runs the workers against a process cluster while `drive` injects faults (on a blocking
+/// thread), then heals, drains, checks, and verifies that no etcd process is left.
+async fn process_scenario<L, F>(bin: &EtcdBinary, locker: L, scenario: &'static str, drive: F)
+where
+    L: Locker + Clone + 'static,
+    F: FnOnce(&mut Cluster, &History) -> Result<(), TestkitError> + Send + 'static,
+{
+    let mut cluster = start_cluster(bin);
+    let dir = cluster.dir().to_path_buf();
+    let plan = Plan::new(
+        scenario,
+        locker.flavour(),
+        bin.version(),
+        cluster.endpoints(),
+    );
+    let run = Run::start(plan, locker).await;
+    let h = run.history.clone();
+    let began = Instant::now();
+    let driven = tokio::task::spawn_blocking(move || {
+        let result = drive(&mut cluster, &h).and_then(|()| {
+            cluster.wait_healthy(Duration::from_secs(30))?;
+            cluster.wait_leader(Duration::from_secs(10)).map(|_| ())
+        });
+        (cluster, result)
+    })
+    .await;
+    let (cluster, result) = ok(driven);
+    if let Err(e) = result {
+        panic!("{scenario}: fault driver failed: {e}");
+    }
+    let faulted = began.elapsed();
+    run.heal();
+    let mut report = run.finish().await;
+    drop(cluster);
+    report.violations.extend(leftover_processes(&dir));
+    conclude(&run.plan, faulted, report);
+}
+
+/// The same with a container cluster of `image`; verifies no container or network is left.
+async fn container_scenario<L, F>(image: &str, locker: L, scenario: &'static str, drive: F)
+where
+    L: Locker + Clone + 'static,
+    F: FnOnce(&ContainerCluster, &History) -> Result<(), TestkitError> + Send + 'static,
+{
+    let cluster = match tokio::task::block_in_place(|| ContainerCluster::start(image, 3)) {
+        Ok(c) => c,
+        Err(e) => panic!("starting 3 containers of {image}: {e}"),
+    };
+    let network = cluster.network().to_string();
+    let version = image.rsplit(':').next().unwrap_or(image).to_string();
+    let plan = Plan::new(scenario, locker.flavour(), &version, cluster.endpoints());
+    let run = Run::start(plan, locker).await;
+    let h = run.history.clone();
+    let began = Instant::now();
+    let driven = tokio::task::spawn_blocking(move || {
+        let done = AtomicBool::new(false);
+        let result = std::thread::scope(|scope| {
+            if std::env::var_os("FAULTS_DUMP").is_some() {
+                // Leader changes for the timeline.
+                scope.spawn(|| {
+                    let mut last = Some(usize::MAX);
+                    while !done.load(Ordering::SeqCst) {
+                        let now = cluster.leader();
+                        if now != last {
+                            let what = format!("leader {now:?}");
+                            h.record(DRIVER, Op::Note { what });
+                            last = now;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+            }
+            let result = drive(&cluster, &h).and_then(|()| {
+                cluster.wait_healthy(Duration::from_secs(30))?;
+                cluster.wait_leader(Duration::from_secs(10)).map(|_| ())
+            });
+            done.store(true, Ordering::SeqCst);
+            result
+        });
+        (cluster, result)
+    })
+    .await;
+    let (cluster, result) = ok(driven);
+    if let Err(e) = result {
+        panic!("{scenario}: fault driver failed: {e}");
+    }
+    let faulted = began.elapsed();
+    run.heal();
+    let mut report = run.finish().await;
+    tokio::task::block_in_place(|| drop(cluster));
+    report.violations.extend(leftover_containers(&network));
+    conclude(&run.plan, faulted, report);
+}
+
+/// The local image of `version`; `None` (with a note) when Docker is missing outside CI.
+fn image(version: &str) -> Option<String> {
+    if !ContainerCluster::docker_available() {
+        let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+        if ci {
+            panic!("CI is set but Docker is not available: the container fault tests need a Docker daemon");
+        }
+        eprintln!("note: Docker is not available; container fault test for etcd {version} not run");
+        return None;
+    }
+    match ContainerCluster::image_for(version) {
+        Ok(image) => Some(image),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Notes the first leader seen within `limit` (none while an election runs).
+fn note_new_leader(h: &History, leader: impl Fn() -> Option<usize>, limit: Duration) {
+    let since = Instant::now();
+    while since.elapsed() < limit {
+        if let Some(l) = leader() {
+            h.record(
+                DRIVER,
+                Op::Note {
+                    what: format!("leader m{l} {:?} after the fault", since.elapsed()),
+                },
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    h.record(
+        DRIVER,
+        Op::Note {
+            what: format!("no leader within {limit:?}"),
+        },
+    );
+}
+
+/// Notes every change of the leader seen during `span`.
+fn note_leaders(h: &History, leader: impl Fn() -> Option<usize>, span: Duration) {
+    let since = Instant::now();
+    let mut last = Some(usize::MAX);
+    while since.elapsed() < span {
+        let now = leader();
+        if now != last {
+            let what = match now {
+                Some(l) => format!("leader m{l} at +{:?}", since.elapsed()),
+                None => format!("no single leader at +{:?}", since.elapsed()),
+            };
+            h.record(DRIVER, Op::Note { what });
+            last = now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sleep_until(t: Instant) {
+    std::thread::sleep(t.saturating_duration_since(Instant::now()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// the contenders
+
+/// Names and keys of one scenario run.
+#[derive(Debug)]
+struct Plan {
+    scenario: &'static str,
+    flavour: &'static str,
+    version: String,
+    endpoints: Vec<String>,
+    /// Lock name (the prefix is `name/`).
+    name: String,
+    counter: String,
+    /// Prefix of the marker keys.
+    ops: String,
+    /// The first error message seen per kind (evidence for the report).
+    samples: Mutex<BTreeMap<String, String>>,
+}
+
+impl Plan {
+    fn new(
+        scenario: &'static str,
+        flavour: &'static str,
+        version: &str,
+        endpoints: Vec<String>,
+    ) -> Plan {
+        let base = common::unique(&format!("faults-{scenario}-{flavour}"));
+        Plan {
+            scenario,
+            flavour,
+            version: version.to_string(),
+            endpoints,
+            name: format!("{base}lock"),
+            counter: format!("{base}counter"),
+            ops: format!("{base}ops/"),
+            samples: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The error's kind; remembers the first message of each kind.
+    fn note(&self, during: &str, e: &Error) -> String {
+        let kind = kind(e);
+        if let Ok(mut samples) = self.samples.lock() {
+            samples
+                .entry(format!("{during}:{kind}"))
+                .or_insert_with(|| {
+                    // Debug keeps the transport error's source chain.
+                    let mut text = format!("{e} -- {e:?}");
+                    text.truncate(600);
+                    text
+                });
+        }
+        kind
+    }
+}
+
+/// A short name for an error, for counting.
+fn kind(e: &Error) -> String {
+    match e {
+        Error::Timeout { method, .. } => {
+            format!("timeout({})", method.rsplit('/').next().unwrap_or(method))
+        }
+        Error::SessionLost { .. } => "session-lost".into(),
+        Error::NotHeld { .. } => "not-held".into(),
+        Error::Etcd { kind, .. } => format!("etcd({kind:?})"),
+        Error::Status { status } => format!("grpc({:?})", status.code()),
+        Error::Connect { .. } => "connect".into(),
+        Error::WatchClosed { .. } => "watch-closed".into(),
+        Error::WatchCompacted { .. } => "watch-compacted".into(),
+        Error::AlreadyHeld { .. } => "already-held".into(),
+        Error::LeaseExpired { .. } => "lease-expired".into(),
+        Error::Protocol(_) => "protocol".into(),
+        other => format!("{other:?}")
+            .split([' ', '{', '('])
+            .next()
+            .unwrap_or("other")
+            .to_string(),
+    }
+}
+
+/// Runs `call` bounded by [`CALL_BOUND`]; errors become their kind.
+async fn bounded<T>(
+    plan: &Plan,
+    during: &str,
+    call: impl Future<Output = Result<T, Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CALL_BOUND, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(plan.note(during, &e)),
+        Err(_) => Err("test-timeout".into()),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    /// Sequence number of the `Healed` event (0 = not healed yet).
+    healed: AtomicU64,
+    /// Stop now, acquired or not.
+    stop: AtomicBool,
+    /// Stop the probe.
+    probe_stop: AtomicBool,
+}
+
+/// History id of the probe.
+const PROBE: Worker = 101;
+
+/// A client like the workers' reading the counter every 250 ms (linearizable `KV/Range`);
+/// notes each read that failed or took over a second, for the timeline: it shows how long
+/// plain reads are unavailable during a fault.
+async fn probe(plan: Arc<Plan>, h: History, control: Arc<Control>) {
+    let Ok(client) = Client::connect_with(&plan.endpoints, client_options()).await else {
+        return;
+    };
+    let watch_prefix = std::env::var_os("FAULTS_DUMP").is_some();
+    let prefix = format!("{}/", plan.name);
+    let mut last_keys = String::new();
+    while !control.probe_stop.load(Ordering::SeqCst) {
+        if watch_prefix {
+            // With FAULTS_DUMP: the lock queue (key@create revision), whenever it changes.
+            let listed = client
+                .get_with(
+                    prefix.clone(),
+                    GetOptions::new().with_prefix().with_keys_only(),
+                )
+                .await;
+            if let Ok(listed) = listed {
+                let mut keys: Vec<_> = listed
+                    .kvs()
+                    .iter()
+                    .map(|kv| {
+                        (
+                            kv.create_revision,
+                            String::from_utf8_lossy(&kv.key[prefix.len()..]).into_owned(),
+                        )
+                    })
+                    .collect();
+                keys.sort();
+                let text = keys
+                    .iter()
+                    .map(|(rev, k)| format!("{k}@{rev}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if text != last_keys {
+                    h.record(
+                        PROBE,
+                        Op::Note {
+                            what: format!("queue: {text}"),
+                        },
+                    );
+                    last_keys = text;
+                }
+            }
+        }
+        let sent = Instant::now();
+        let read = tokio::time::timeout(CALL_BOUND, client.get(plan.counter.clone())).await;
+        let took = sent.elapsed();
+        let outcome = match read {
+            Ok(Ok(_)) if took < Duration::from_secs(1) => None,
+            Ok(Ok(_)) => Some("ok".to_string()),
+            Ok(Err(e)) => Some(kind(&e)),
+            Err(_) => Some("test-timeout".into()),
+        };
+        if let Some(outcome) = outcome {
+            h.record(
+                PROBE,
+                Op::Note {
+                    what: format!("probe read {outcome} after {took:?}"),
+                },
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250).saturating_sub(took)).await;
+    }
+}
+
+/// The 8 contenders of one scenario.
+struct Run {
+    plan: Arc<Plan>,
+    history: History,
+    control: Arc<Control>,
+    tasks: Vec<JoinHandle<()>>,
+    admin: Client,
+}
+
+impl Run {
+    /// Sets the counter to 0, starts the workers and waits until each has acquired once.
+    async fn start<L: Locker + Clone + 'static>(plan: Plan, locker: L) -> Run {
+        let admin = ok(Client::connect_with(&plan.endpoints, client_options()).await);
+        ok(admin.put(plan.counter.clone(), "0").await);
+        let plan = Arc::new(plan);
+        let history = History::new();
+        let control = Arc::new(Control::default());
+        let tasks = (0..WORKERS)
+            .map(|id| {
+                tokio::spawn(worker(
+                    id,
+                    Arc::clone(&plan),
+                    locker.clone(),
+                    history.clone(),
+                    Arc::clone(&control),
+                ))
+            })
+            .collect();
+        tokio::spawn(probe(
+            Arc::clone(&plan),
+            history.clone(),
+            Arc::clone(&control),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let acquired: BTreeSet<Worker> = history
+                .events()
+                .iter()
+                .filter(|e| matches!(e.op, Op::Acquire { .. }))
+                .map(|e| e.worker)
+                .collect();
+            if acquired.len() == WORKERS {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "warm-up: only workers {acquired:?} acquired within 30 s, before any fault"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Run {
+            plan,
+            history,
+            control,
+            tasks,
+            admin,
+        }
+    }
+
+    /// Marks the cluster healed: from now on every worker must acquire once more.
+    fn heal(&self) {
+        let seq = self.history.record(DRIVER, Op::Healed);
+        self.control.healed.store(seq, Ordering::SeqCst);
+    }
+
+    /// Waits for the workers (bounded), checks the lock prefix is empty, reads the ground
+    /// truth and runs the checker.
+    async fn finish(&self) -> Report {
+        self.control.probe_stop.store(true, Ordering::SeqCst);
+        let mut extra = Vec::new();
+        let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+        let mut pending = Vec::new();
+        for task in &self.tasks {
+            let waited = tokio::time::timeout_at(deadline, async {
+                while !task.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            if waited.is_err() {
+                pending.push(task);
+            }
+        }
+        if !pending.is_empty() {
+            self.control.stop.store(true, Ordering::SeqCst);
+            let hard = tokio::time::Instant::now() + LOCK_WAIT + CALL_BOUND * 3;
+            for task in pending {
+                let _ = tokio::time::timeout_at(hard, async {
+                    while !task.is_finished() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+                .await;
+                if !task.is_finished() {
+                    task.abort();
+                    extra.push(
+                        "[liveness] a worker did not stop within its bounds (aborted)".into(),
+                    );
+                }
+            }
+        }
+
+        // Every session is closed: the lock prefix must be empty (a close that failed leaves
+        // keys only until their lease's TTL runs out).
+        let prefix = format!("{}/", self.plan.name);
+        let until = Instant::now() + Duration::from_secs(TTL as u64 + 5);
+        let first_look = Instant::now();
+        loop {
+            match self.keys_under(&prefix).await {
+                Ok(keys) if keys.is_empty() => {
+                    let took = first_look.elapsed();
+                    if took > Duration::from_millis(500) {
+                        eprintln!(
+                            "note: the lock prefix emptied {took:?} after the sessions closed"
+                        );
+                    }
+                    break;
+                }
+                Ok(keys) if Instant::now() >= until => {
+                    extra.push(format!(
+                        "[cleanup] lock prefix {prefix} still holds {keys:?} {:?} after all sessions closed",
+                        first_look.elapsed()
+                    ));
+                    break;
+                }
+                Err(e) if Instant::now() >= until => panic!("reading {prefix}: {e}"),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+
+        let ground = self.ground().await;
+        let events = self.history.events();
+        if std::env::var_os("FAULTS_DUMP").is_some() {
+            dump(self.plan.scenario, &events);
+        }
+        let live: Vec<Worker> = (0..WORKERS).collect();
+        let mut report = check(&events, &ground, &live);
+        report.violations.extend(extra);
+        if let Ok(samples) = self.plan.samples.lock() {
+            for (kind, message) in samples.iter() {
+                eprintln!("  [{}] {kind}: {message}", self.plan.scenario);
+            }
+        }
+        report
+    }
+
+    async fn keys_under(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let resp = self
+            .admin
+            .get_with(
+                prefix.to_string(),
+                GetOptions::new().with_prefix().with_keys_only(),
+            )
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+            .collect())
+    }
+
+    /// The counter and every marker, read (with retries) after the run.
+    async fn ground(&self) -> Ground {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let read = async {
+                let counter = self.admin.get(self.plan.counter.clone()).await?;
+                let markers = self
+                    .admin
+                    .get_with(self.plan.ops.clone(), GetOptions::new().with_prefix())
+                    .await?;
+                Ok::<_, Error>((counter, markers))
+            };
+            match read.await {
+                Ok((counter, markers)) => {
+                    let final_counter = counter.first().map_or(0, |kv| parse_u64(&kv.value));
+                    let mut applied = BTreeMap::new();
+                    for kv in markers.kvs() {
+                        let key = String::from_utf8_lossy(&kv.key).into_owned();
+                        match Ground::parse_marker(kv.mod_revision, &kv.value) {
+                            Some(w) => {
+                                applied.insert(key, w);
+                            }
+                            None => panic!("bad marker {key}: {:?}", kv.value),
+                        }
+                    }
+                    return Ground {
+                        applied,
+                        initial: 0,
+                        final_counter,
+                    };
+                }
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("reading the results failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("reading the results: {e}"),
+            }
+        }
+    }
+}
+
+/// With `FAULTS_DUMP` set: acquisitions per 250 ms, every event in the 2.5 s after a fault,
+/// and otherwise every event other than a smooth attempt/acquire/applied write/clean
+/// release, with its time, to stderr.
+fn dump(scenario: &str, events: &[history::Event]) {
+    let mut buckets: BTreeMap<u128, usize> = BTreeMap::new();
+    let mut loud_until = Duration::ZERO;
+    for e in events {
+        if matches!(e.op, Op::Fault { .. }) {
+            loud_until = e.at + Duration::from_millis(2500);
+        }
+        if matches!(e.op, Op::Acquire { .. }) {
+            *buckets.entry(e.at.as_millis() / 250).or_default() += 1;
+        }
+        let smooth = match &e.op {
+            Op::Acquire { .. } | Op::Attempt => true,
+            Op::Write { outcome, .. } => *outcome == Outcome::Applied,
+            Op::Release { ok, .. } => *ok,
+            _ => false,
+        };
+        if !smooth || e.at <= loud_until {
+            eprintln!(
+                "  [{scenario}] {:>8.3}s #{} w{} {:?}",
+                e.at.as_secs_f64(),
+                e.seq,
+                e.worker,
+                e.op
+            );
+        }
+    }
+    let line: Vec<String> = buckets
+        .iter()
+        .map(|(b, n)| format!("{:.2}:{n}", *b as f64 / 4.0))
+        .collect();
+    eprintln!("  [{scenario}] acquisitions per 250 ms: {}", line.join(" "));
+}
+
+fn parse_u64(bytes: &[u8]) -> u64 {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn backoff() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// One contender: lock, two guarded increments, unlock, again; tolerates every error (records
+/// it, backs off, retries) until it has acquired once after the heal, or is told to stop.
+async fn worker<L: Locker>(
+    id: Worker,
+    plan: Arc<Plan>,
+    locker: L,
+    h: History,
+    control: Arc<Control>,
+) {
+    let client = loop {
+        if control.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        match bounded(
+            &plan,
+            "connect",
+            Client::connect_with(&plan.endpoints, client_options()),
+        )
+        .await
+        {
+            Ok(c) => break c,
+            Err(kind) => {
+                h.error(id, "connect", kind);
+                backoff().await;
+            }
+        }
+    };
+    let mut session: Option<Session> = None;
+    let mut writes = 0u64;
+    while !control.stop.load(Ordering::SeqCst) {
+        let s = match session.as_ref().filter(|s| !s.is_lost()) {
+            Some(s) => s.clone(),
+            None => {
+                session = None;
+                let options = SessionOptions::new().with_ttl(TTL);
+                match bounded(&plan, "session", Session::with_options(&client, options)).await {
+                    Ok(s) => {
+                        if std::env::var_os("FAULTS_DUMP").is_some() {
+                            h.record(
+                                id,
+                                Op::Note {
+                                    what: format!("session lease {:x}", s.lease()),
+                                },
+                            );
+                        }
+                        session = Some(s.clone());
+                        s
+                    }
+                    Err(kind) => {
+                        h.error(id, "session", kind);
+                        backoff().await;
+                        continue;
+                    }
+                }
+            }
+        };
+        h.record(id, Op::Attempt);
+        let guard =
+            match tokio::time::timeout(LOCK_WAIT, locker.lock(&s, plan.name.as_bytes())).await {
+                Err(_) => {
+                    h.record(id, Op::TimedOut);
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    h.error(id, "lock", plan.note("lock", &e));
+                    if e.is_session_lost() {
+                        session = None;
+                    }
+                    backoff().await;
+                    continue;
+                }
+                Ok(Ok(g)) => g,
+            };
+        let token = guard.fencing_token();
+        let acquired = h.record(
+            id,
+            Op::Acquire {
+                name: plan.name.clone(),
+                key: guard.key_str(),
+                token,
+            },
+        );
+        for _ in 0..WRITES_PER_HOLD {
+            if !increment(id, &plan, &client, &guard, &h, &mut writes).await {
+                break;
+            }
+        }
+        let started = h.tick();
+        let released = bounded(&plan, "unlock", guard.unlock()).await;
+        h.record(
+            id,
+            Op::Release {
+                token,
+                started,
+                ok: released.is_ok(),
+            },
+        );
+        if let Err(kind) = released {
+            let known_gone = kind == "not-held" || kind == "session-lost";
+            h.error(id, "unlock", kind);
+            if !known_gone {
+                // Whether the key is gone is unknown: end the session, which deletes it.
+                if let Some(old) = session.take() {
+                    if let Err(kind) = bounded(&plan, "close", old.close()).await {
+                        h.error(id, "close", kind);
+                    }
+                }
+            }
+        }
+        let healed = control.healed.load(Ordering::SeqCst);
+        if healed != 0 && acquired > healed {
+            break;
+        }
+    }
+    if let Some(s) = session.take() {
+        if let Err(kind) = bounded(&plan, "close", s.close()).await {
+            h.error(id, "close", kind);
+        }
+    }
+}
+
+/// One guarded read-modify-write increment; `true` when it applied.
+async fn increment(
+    id: Worker,
+    plan: &Plan,
+    client: &Client,
+    guard: &LockGuard,
+    h: &History,
+    writes: &mut u64,
+) -> bool {
+    let (current, mod_revision) =
+        match bounded(plan, "read", client.get(plan.counter.clone())).await {
+            Ok(r) => r
+                .first()
+                .map_or((0, 0), |kv| (parse_u64(&kv.value), kv.mod_revision)),
+            Err(kind) => {
+                h.error(id, "read", kind);
+                return false;
+            }
+        };
+    *writes += 1;
+    let marker = format!("{}{id:02}-{:06}", plan.ops, *writes);
+    let value = current + 1;
+    let token = guard.fencing_token();
+    let txn = Txn::new()
+        .when([Compare::mod_revision(
+            plan.counter.clone(),
+            CompareOp::Equal,
+            mod_revision,
+        )])
+        .and_then([
+            TxnOp::put(plan.counter.clone(), value.to_string(), PutOptions::new()),
+            TxnOp::put(
+                marker.clone(),
+                format!("{token}:{value}"),
+                PutOptions::new(),
+            ),
+        ]);
+    let invoked = h.tick();
+    let outcome = match tokio::time::timeout(CALL_BOUND, guard.txn(txn)).await {
+        Ok(Ok(r)) if r.succeeded() => Outcome::Applied,
+        Ok(Ok(_)) => Outcome::Conflict,
+        Ok(Err(Error::NotHeld { .. } | Error::SessionLost { .. })) => Outcome::Refused,
+        Ok(Err(e)) => Outcome::Unknown(plan.note("write", &e)),
+        Err(_) => Outcome::Unknown("test-timeout".into()),
+    };
+    let applied = outcome == Outcome::Applied;
+    h.record(
+        id,
+        Op::Write {
+            token,
+            invoked,
+            marker,
+            value,
+            outcome,
+        },
+    );
+    applied
+}
+
+// ---------------------------------------------------------------------------------------------
+// the out-of-process holder of `paused_holder`
+
+const HOLDER_ENV: &str = "ETCD_LOCK_TEST_FAULT_HOLDER";
+
+/// Not a test on its own: when started by `Holder::spawn`, takes the lock, reads the counter,
+/// says so, waits until it notices the loss of its session (it is SIGSTOPped meanwhile), then
+/// tries a stale increment guarded by the fence only, and reports what etcd said.
+#[tokio::test]
+async fn holder_child() {
+    let Ok(spec) = std::env::var(HOLDER_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let [endpoints, name, flavour, counter, marker] = parts[..] else {
+        panic!("bad spec {spec}")
+    };
+    let client = ok(Client::connect_with(endpoints.split(','), client_options()).await);
+    let options = SessionOptions::new().with_ttl(HOLDER_TTL);
+    let s = ok(Session::with_options(&client, options).await);
+    let guard = match flavour {
+        "service" => ok(ServiceLock::new().lock(&s, name.as_bytes()).await),
+        _ => ok(RecipeLock::new().lock(&s, name.as_bytes()).await),
+    };
+    println!("LOCKED {} {}", guard.fencing_token(), guard.key_str());
+    let read = ok(client.get(counter).await)
+        .first()
+        .map_or(0, |kv| parse_u64(&kv.value));
+    println!("HOLDING {read}");
+    let noticed = tokio::time::timeout(Duration::from_secs(60), guard.lost())
+        .await
+        .is_ok();
+    println!("LOST {noticed} {}", guard.is_lost());
+    let value = read + 1;
+    let token = guard.fencing_token();
+    let stale = Txn::new().and_then([
+        TxnOp::put(counter, value.to_string(), PutOptions::new()),
+        TxnOp::put(marker, format!("{token}:{value}"), PutOptions::new()),
+    ]);
+    match guard.txn(stale).await {
+        Ok(_) => println!("WRITE applied"),
+        Err(e @ (Error::NotHeld { .. } | Error::SessionLost { .. })) => {
+            println!("WRITE refused {}", kind(&e))
+        }
+        Err(e) => println!("WRITE unknown {}", kind(&e)),
+    }
+    drop(guard);
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.close()).await;
+}
+
+struct Holder {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Holder {
+    async fn spawn(plan: &Plan, flavour: &str, marker: &str) -> Holder {
+        let exe = ok(std::env::current_exe());
+        let spec = format!(
+            "{}|{}|{flavour}|{}|{marker}",
+            plan.endpoints.join(","),
+            plan.name,
+            plan.counter
+        );
+        let mut child = ok(tokio::process::Command::new(exe)
+            .args(["--exact", "holder_child", "--nocapture", "--test-threads=1"])
+            .env(HOLDER_ENV, spec)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn());
+        let lines = match child.stdout.take() {
+            Some(s) => BufReader::new(s).lines(),
+            None => panic!("no stdout"),
+        };
+        Holder { child, lines }
+    }
+
+    /// The next line containing `prefix`, from `prefix` on (bounded).
+    async fn line_starting(&mut self, prefix: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.lines.next_line()).await {
+                // libtest prints "test holder_child ... " on the same line first.
+                Ok(Ok(Some(line))) if line.contains(prefix) => {
+                    return line[line.find(prefix).unwrap_or(0)..].trim().to_string()
+                }
+                Ok(Ok(Some(_))) => continue,
+                other => panic!("holder child: no {prefix} line: {other:?}"),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().map(|p| p.to_string()).unwrap_or_default();
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {sig} {pid}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// leftovers and the summary
+
+/// Processes whose command line names the cluster's folder, and the folder itself, if left.
+fn leftover_processes(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut left = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if cmdline.contains(&needle) {
+                    left.push(format!("[leftover] process {pid}: {cmdline}"));
+                }
+            }
+        }
+    }
+    if dir.exists() {
+        left.push(format!("[leftover] folder {}", dir.display()));
+    }
+    left
+}
+
+/// Containers and networks carrying this cluster's label, if left.
+fn leftover_containers(network: &str) -> Vec<String> {
+    let filter = format!("label={CONTAINER_LABEL}={network}");
+    let mut left = Vec::new();
+    for what in [&["ps", "-a", "-q"][..], &["network", "ls", "-q"][..]] {
+        let out = std::process::Command::new("docker")
+            .args(what)
+            .args(["--filter", &filter])
+            .output();
+        match out {
+            Ok(out) if out.status.success() => {
+                let listed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if !listed.is_empty() {
+                    left.push(format!(
+                        "[leftover] docker {} --filter {filter}: {listed}",
+                        what.join(" ")
+                    ));
+                }
+            }
+            other => left.push(format!(
+                "[leftover] cannot list (docker {}): {other:?}",
+                what.join(" ")
+            )),
+        }
+    }
+    left
+}
+
+/// Prints the summary line, appends it to `target/fault-summary.txt`, then asserts that the
+/// checker (and the scenario's own checks) found nothing.
+fn conclude(plan: &Plan, window: Duration, report: Report) {
+    let failover = match report.failover_max() {
+        Some(d) => format!("{}", d.as_millis()),
+        None if report.faults.is_empty() => "-".into(),
+        None => "never".into(),
+    };
+    let checker = if report.is_clean() {
+        "clean".to_string()
+    } else {
+        format!("{} VIOLATIONS", report.violations.len())
+    };
+    let gap = report
+        .longest_gap
+        .map_or("-".to_string(), |g| g.as_millis().to_string());
+    let row = format!(
+        "| {} | {} | {} | {:.1} | {} | {} | {} ({} confirmed + {} of {} unanswered) | {} | {} | {} | {} | {} | {} |",
+        plan.scenario,
+        plan.flavour,
+        plan.version,
+        window.as_secs_f64(),
+        report.faults.len(),
+        report.acquisitions,
+        report.applied_total,
+        report.applied_confirmed,
+        report.unknown_applied,
+        report.unknown,
+        report.refused,
+        report.lock_timeouts,
+        failover,
+        gap,
+        report.errors_text(),
+        checker
+    );
+    println!("{row}");
+    for (what, next) in &report.faults {
+        println!("    fault: {what} -> next acquisition after {next:?}");
+    }
+    append_summary(&row);
+    assert!(
+        report.is_clean(),
+        "{} {} etcd {}: {} violations:\n{}",
+        plan.scenario,
+        plan.flavour,
+        plan.version,
+        report.violations.len(),
+        report.violations.join("\n")
+    );
+}
+
+fn append_summary(row: &str) {
+    static FILE: Mutex<()> = Mutex::new(());
+    let _serial = FILE.lock().unwrap_or_else(|e| e.into_inner());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault-summary.txt");
+    let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
+    let fresh = std::fs::metadata(&path).map_or(true, |m| m.len() == 0);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path);
+    let mut file = ok(file);
+    let mut text = String::new();
+    if fresh {
+        text.push_str("| scenario | lock | etcd | fault window s | faults | acquisitions | guarded increments applied | refused stale writes | lock waits timed out | max fault -> next acquisition ms | longest acquisition gap ms | errors by kind | checker |\n");
+        text.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    }
+    text.push_str(row);
+    text.push('\n');
+    ok(file.write_all(text.as_bytes()));
+}
