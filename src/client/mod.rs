@@ -195,7 +195,7 @@ impl Client {
     /// Connects to the given endpoints (`http://host:port` or `host:port`) with default options.
     ///
     /// Opens an HTTP/2 connection to every endpoint in parallel and fails with
-    /// [`Error::Connect`] only if none answers within the connect timeout; unreachable ones are
+    /// [`Error::Connect`](crate::Error::Connect) only if none answers within the connect timeout; unreachable ones are
     /// retried in the background and used for failover later.
     ///
     /// ```no_run
