@@ -219,6 +219,10 @@ pub struct BenchConfig {
     pub value_size: usize,
     /// Top of the key space used; a run uses `<key_prefix>/<pid>-<nanos>/`. Default `lb`.
     pub key_prefix: String,
+    /// After each workload's cleanup, compact the cluster's history up to the current revision
+    /// (`KV/Compact`, physical), so every workload starts from a small store. Off by default:
+    /// it discards history other users of the cluster may need. Use it on a dedicated cluster.
+    pub compact: bool,
 }
 
 impl Default for BenchConfig {
@@ -233,6 +237,7 @@ impl Default for BenchConfig {
             session_ttl: 10,
             value_size: 256,
             key_prefix: "lb".to_string(),
+            compact: false,
         }
     }
 }
@@ -331,8 +336,14 @@ impl<'a> Ctx<'a> {
         let delete = self
             .control
             .delete_with(prefix, DeleteOptions::new().with_prefix());
-        let _ = tokio::time::timeout(Duration::from_secs(10), delete).await;
+        let deleted = tokio::time::timeout(Duration::from_secs(10), delete).await;
         self.kv_keys = 0;
+        if self.config.compact {
+            if let Ok(Ok(deleted)) = deleted {
+                let compact = self.control.compact(deleted.revision(), true);
+                let _ = tokio::time::timeout(Duration::from_secs(30), compact).await;
+            }
+        }
     }
 }
 

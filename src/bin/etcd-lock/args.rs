@@ -49,6 +49,7 @@ OPTIONS:
     --workload LIST       W1 W1F W2 W3 W4 W5, comma separated, or all [default all]
     --via FLAVOUR         recipe, service or both [default both]
     --scale X             multiply every workload's op count by X (e.g. 0.1 for a quick run) [default 1]
+    --compact             compact the cluster's history after each workload (dedicated clusters only)
     --cacert, --cert, --key FILE, --user NAME:PASSWORD   TLS and auth, as for the lock form
     -h, --help            this text
 
@@ -85,6 +86,7 @@ pub(crate) struct BenchArgs {
     pub(crate) workloads: String,
     pub(crate) via: String,
     pub(crate) scale: f64,
+    pub(crate) compact: bool,
 }
 
 /// Options every command takes.
@@ -273,6 +275,7 @@ fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, String> 
     let mut workloads = "all".to_string();
     let mut via = "both".to_string();
     let mut scale = 1.0;
+    let mut compact = false;
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -284,6 +287,7 @@ fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, String> 
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help(BENCH_USAGE)),
             "--workload" => workloads = value_of(&flag, inline, &mut it)?,
+            "--compact" => compact = true,
             "--via" => via = value_of(&flag, inline, &mut it)?,
             "--scale" => {
                 let v = value_of(&flag, inline, &mut it)?;
@@ -303,6 +307,7 @@ fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, String> 
         workloads,
         via,
         scale,
+        compact,
     }))
 }
 

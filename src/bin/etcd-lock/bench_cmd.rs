@@ -47,6 +47,7 @@ pub(crate) async fn run(a: BenchArgs) -> u8 {
     let config = BenchConfig {
         endpoints: a.common.endpoints.clone(),
         scale: a.scale,
+        compact: a.compact,
         ..BenchConfig::default()
     };
     match bench::run_all(&workloads, &flavours, &config).await {
