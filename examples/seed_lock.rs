@@ -4,7 +4,8 @@
 //! ```text
 //! cargo run --example seed_lock -- http://127.0.0.1:2379
 //! ```
-//! Endpoints come from the arguments, else `ETCDCTL_ENDPOINTS`, else `127.0.0.1:2379`.
+//! Endpoints come from the arguments (comma-separated lists allowed), else
+//! `ETCDCTL_ENDPOINTS`, else `127.0.0.1:2379`.
 
 use std::time::Duration;
 
@@ -15,7 +16,12 @@ const NAME: &[u8] = b"/com/lock/hello-boy";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    let mut endpoints: Vec<String> = std::env::args().skip(1).collect();
+    // Endpoints as arguments, each possibly a comma-separated list.
+    let mut endpoints: Vec<String> = std::env::args()
+        .skip(1)
+        .flat_map(|a| a.split(',').map(String::from).collect::<Vec<_>>())
+        .filter(|e| !e.is_empty())
+        .collect();
     if endpoints.is_empty() {
         endpoints = std::env::var("ETCDCTL_ENDPOINTS")
             .unwrap_or_else(|_| "127.0.0.1:2379".into())
