@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::ok;
+use common::{keys_under, ok, session, wait_key_count};
 use etcd_lock::election::{
     Elector, LeaderInfo, Leadership, Observer, RecipeElection, ServiceElection, MAX_VALUE_LEN,
 };
-use etcd_lock::kv::GetOptions;
 use etcd_lock::testkit::EtcdBinary;
 use etcd_lock::{Client, Error, Session, SessionOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -42,42 +41,9 @@ per_version!(flavours_and_etcdctl_agree, uncontended_recipe_rpcs);
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn session(client: &Client, ttl: i64) -> Session {
-    ok(Session::with_options(client, SessionOptions::new().with_ttl(ttl)).await)
-}
-
 /// A unique election name (no trailing slash).
 fn name(what: &str) -> String {
     common::unique(what).trim_end_matches('/').to_string()
-}
-
-async fn keys_under(client: &Client, name: &str) -> Vec<String> {
-    let resp = ok(client
-        .get_with(
-            format!("{name}/"),
-            GetOptions::new().with_prefix().with_keys_only(),
-        )
-        .await);
-    resp.kvs()
-        .iter()
-        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
-        .collect()
-}
-
-/// Polls until `name/` holds exactly `want` keys (bounded).
-async fn wait_key_count(client: &Client, name: &str, want: usize, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let keys = keys_under(client, name).await;
-        if keys.len() == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "expected {want} keys under {name}/, found {keys:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Awaits `fut` for at most `within`, panicking with `what` on timeout.

@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::ok;
-use etcd_lock::kv::GetOptions;
+use common::{keys_under, ok, session, wait_key_count};
 use etcd_lock::lock::{Locker, RecipeLock, ServiceLock};
 use etcd_lock::testkit::EtcdBinary;
 use etcd_lock::{Client, Error, Session, SessionOptions};
@@ -44,39 +43,6 @@ per_version!(
     try_lock_reports_locked,
     flavours_and_etcdctl_exclude_each_other,
 );
-
-async fn session(client: &Client, ttl: i64) -> Session {
-    ok(Session::with_options(client, SessionOptions::new().with_ttl(ttl)).await)
-}
-
-async fn keys_under(client: &Client, name: &str) -> Vec<String> {
-    let resp = ok(client
-        .get_with(
-            format!("{name}/"),
-            GetOptions::new().with_prefix().with_keys_only(),
-        )
-        .await);
-    resp.kvs()
-        .iter()
-        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
-        .collect()
-}
-
-/// Polls until `name/` holds exactly `want` keys (bounded).
-async fn wait_key_count(client: &Client, name: &str, want: usize, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let keys = keys_under(client, name).await;
-        if keys.len() == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "expected {want} keys under {name}/, found {keys:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn mutual_exclusion<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
     let cluster = common::single(bin);

@@ -4,8 +4,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::{Duration, Instant};
+
+use etcd_lock::kv::GetOptions;
 use etcd_lock::testkit::{Cluster, EtcdBinary};
-use etcd_lock::{Client, ClientOptions};
+use etcd_lock::{Client, ClientOptions, Session, SessionOptions};
 
 /// The etcd versions every integration test runs against (CI installs both).
 pub const VERSIONS: [&str; 2] = ["3.5.1", "3.4.23"];
@@ -78,5 +81,40 @@ pub fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
     match r {
         Ok(v) => v,
         Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+/// A session with the given TTL (panics with the error text on failure).
+pub async fn session(client: &Client, ttl: i64) -> Session {
+    ok(Session::with_options(client, SessionOptions::new().with_ttl(ttl)).await)
+}
+
+/// The keys under `name/` (lock or election keys), as text.
+pub async fn keys_under(client: &Client, name: &str) -> Vec<String> {
+    let resp = ok(client
+        .get_with(
+            format!("{name}/"),
+            GetOptions::new().with_prefix().with_keys_only(),
+        )
+        .await);
+    resp.kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+        .collect()
+}
+
+/// Polls until `name/` holds exactly `want` keys (bounded by `within`).
+pub async fn wait_key_count(client: &Client, name: &str, want: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let keys = keys_under(client, name).await;
+        if keys.len() == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {want} keys under {name}/, found {keys:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

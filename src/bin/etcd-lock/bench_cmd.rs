@@ -6,41 +6,23 @@ use crate::args::BenchArgs;
 use crate::{EXIT_FAILED, EXIT_USAGE};
 
 pub(crate) async fn run(a: BenchArgs) -> u8 {
-    let workloads: Vec<Workload> = if a.workloads.eq_ignore_ascii_case("all") {
-        vec![
-            Workload::W1F,
-            Workload::W1,
-            Workload::W2,
-            Workload::W3,
-            Workload::W4,
-            Workload::W5,
-        ]
-    } else {
-        let mut list = Vec::new();
-        for w in a
-            .workloads
-            .split(',')
-            .map(str::trim)
-            .filter(|w| !w.is_empty())
-        {
-            match w.parse::<Workload>() {
-                Ok(w) => list.push(w),
-                Err(_) => {
-                    eprintln!(
-                        "etcd-lock bench: unknown workload {w:?} (W1 W1F W2 W3 W4 W5 or all)"
-                    );
-                    return EXIT_USAGE;
-                }
-            }
+    let workloads = match Workload::parse_list(&a.workloads) {
+        Ok(list) if !list.is_empty() => list,
+        _ => {
+            eprintln!(
+                "etcd-lock bench: --workload: expected a comma-separated list of W1 W1F W2 W3 W4 W5, or all; got {:?}",
+                a.workloads
+            );
+            return EXIT_USAGE;
         }
-        list
     };
-    let flavours = match a.via.as_str() {
-        "both" => vec![Flavour::Recipe, Flavour::Service],
-        "recipe" => vec![Flavour::Recipe],
-        "service" => vec![Flavour::Service],
-        other => {
-            eprintln!("etcd-lock bench: --via: expected recipe, service or both, got {other:?}");
+    let flavours = match Flavour::parse_list(&a.via) {
+        Ok(list) => list,
+        Err(_) => {
+            eprintln!(
+                "etcd-lock bench: --via: expected recipe, service or both, got {:?}",
+                a.via
+            );
             return EXIT_USAGE;
         }
     };
