@@ -138,7 +138,7 @@ impl ClientBuilder {
             async move {
                 let channel = match tokio::time::timeout(limit, e.connect()).await {
                     Ok(Ok(channel)) => channel,
-                    Ok(Err(err)) => return Err(failure(&err)),
+                    Ok(Err(err)) => return Err(failure_for(&err, tls)),
                     Err(_) => return Err(Failure::Other(format!("no answer within {limit:?}"))),
                 };
                 if tls {
@@ -213,6 +213,24 @@ enum Failure {
     Tls(String),
     /// Anything else (refused, unreachable, timed out).
     Other(String),
+}
+
+/// Like [`failure`], but a connection reset or closed during an https connect is a TLS
+/// failure: the server hung up on the handshake (e.g. a plain-HTTP port; etcd 3.4 resets).
+fn failure_for(err: &tonic::transport::Error, tls: bool) -> Failure {
+    match failure(err) {
+        Failure::Other(reason)
+            if tls
+                && (reason.contains("reset by peer")
+                    || reason.contains("unexpected EOF")
+                    || reason.contains("closed")) =>
+        {
+            Failure::Tls(format!(
+                "the server closed the connection during the TLS handshake ({reason}); does it speak TLS on this port?"
+            ))
+        }
+        other => other,
+    }
 }
 
 fn failure(err: &tonic::transport::Error) -> Failure {
