@@ -11,7 +11,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), etcd_lock::Error> {
 //! use etcd_lock::{tls::TlsOptions, Client, ClientOptions};
-//! let client = Client::builder(["https://10.0.0.1:2379"], ClientOptions::new())?
+//! let client = Client::builder(["https://etcd.internal:2379"], ClientOptions::new())?
 //!     .tls(
 //!         TlsOptions::new()
 //!             .with_ca_pem_file("ca.pem")
