@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::child::ChildTest;
 use common::{keys_under, ok, session, wait_key_count};
 use etcd_lock::election::{
     Elector, LeaderInfo, Leadership, Observer, RecipeElection, ServiceElection, MAX_VALUE_LEN,
@@ -166,8 +167,7 @@ async fn killed_leader_process_is_replaced_and_observed<E: Elector + Clone + 'st
     let cluster = common::single(bin);
     let name = name("crash");
     let client = common::client(&cluster).await;
-    let mut child =
-        Candidate::spawn(&cluster.endpoints()[0], &name, elector.flavour(), "child").await;
+    let mut child = spawn_candidate(&cluster.endpoints()[0], &name, elector.flavour(), "child");
     let child_key = child.line_starting("LEADER", WAIT).await;
     let child_key = child_key.trim_start_matches("LEADER ").to_string();
 
@@ -576,7 +576,7 @@ async fn flavours_and_etcdctl_agree(bin: &EtcdBinary) {
 
 const CHILD_ENV: &str = "ETCD_LOCK_TEST_CANDIDATE";
 
-/// Not a test on its own: when started by `Candidate::spawn`, campaigns with a TTL 2 session,
+/// Not a test on its own: when started by `spawn_candidate`, campaigns with a TTL 2 session,
 /// prints `LEADER <key>` once elected, and keeps leading until killed.
 #[tokio::test]
 async fn candidate_child() {
@@ -607,53 +607,8 @@ async fn candidate_child() {
     ok(leadership.resign().await);
 }
 
-struct Candidate {
-    child: tokio::process::Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-impl Candidate {
-    async fn spawn(endpoint: &str, name: &str, flavour: &str, value: &str) -> Candidate {
-        let exe = ok(std::env::current_exe());
-        let mut child = ok(tokio::process::Command::new(exe)
-            .args([
-                "--exact",
-                "candidate_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, format!("{endpoint}|{name}|{flavour}|{value}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn());
-        let lines = match child.stdout.take() {
-            Some(s) => BufReader::new(s).lines(),
-            None => panic!("no stdout"),
-        };
-        Candidate { child, lines }
-    }
-
-    async fn line_starting(&mut self, prefix: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.lines.next_line()).await {
-                // libtest prints "test candidate_child ... " on the same line first.
-                Ok(Ok(Some(line))) if line.contains(prefix) => {
-                    return line[line.find(prefix).unwrap_or(0)..].to_string()
-                }
-                Ok(Ok(Some(_))) => continue,
-                other => panic!("candidate child: no {prefix} line: {other:?}"),
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.id().map(|p| p.to_string()).unwrap_or_default();
-        let status = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status();
-        assert!(status.is_ok_and(|s| s.success()), "kill {sig} {pid}");
-    }
+/// Starts `candidate_child` in a separate process (it prints `LEADER <key>` once elected).
+fn spawn_candidate(endpoint: &str, name: &str, flavour: &str, value: &str) -> ChildTest {
+    let spec = format!("{endpoint}|{name}|{flavour}|{value}");
+    ChildTest::spawn("candidate_child", CHILD_ENV, &spec)
 }

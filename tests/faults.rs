@@ -37,11 +37,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::child::ChildTest;
 use common::ok;
 use etcd_lock::kv::{GetOptions, PutOptions};
 use etcd_lock::lock::{LockGuard, Locker, RecipeLock, ServiceLock};
@@ -49,7 +49,6 @@ use etcd_lock::testkit::{Cluster, ContainerCluster, EtcdBinary, TestkitError, CO
 use etcd_lock::txn::{Compare, CompareOp, Txn, TxnOp};
 use etcd_lock::{Client, ClientOptions, Error, Session, SessionOptions};
 use history::{check, Ground, History, Op, Outcome, Report, Worker};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinHandle;
 
 /// Contenders per scenario.
@@ -214,7 +213,7 @@ async fn paused_holder<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L)
     let h = run.history.clone();
     let marker = format!("{}{HOLDER:02}-000001", run.plan.ops);
 
-    let mut holder = Holder::spawn(&run.plan, flavour, &marker).await;
+    let mut holder = spawn_holder(&run.plan, flavour, &marker);
     let locked = holder
         .line_starting("LOCKED", Duration::from_secs(30))
         .await;
@@ -1194,57 +1193,15 @@ async fn holder_child() {
     let _ = tokio::time::timeout(Duration::from_secs(3), s.close()).await;
 }
 
-struct Holder {
-    child: tokio::process::Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-impl Holder {
-    async fn spawn(plan: &Plan, flavour: &str, marker: &str) -> Holder {
-        let exe = ok(std::env::current_exe());
-        let spec = format!(
-            "{}|{}|{flavour}|{}|{marker}",
-            plan.endpoints.join(","),
-            plan.name,
-            plan.counter
-        );
-        let mut child = ok(tokio::process::Command::new(exe)
-            .args(["--exact", "holder_child", "--nocapture", "--test-threads=1"])
-            .env(HOLDER_ENV, spec)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn());
-        let lines = match child.stdout.take() {
-            Some(s) => BufReader::new(s).lines(),
-            None => panic!("no stdout"),
-        };
-        Holder { child, lines }
-    }
-
-    /// The next line containing `prefix`, from `prefix` on (bounded).
-    async fn line_starting(&mut self, prefix: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.lines.next_line()).await {
-                // libtest prints "test holder_child ... " on the same line first.
-                Ok(Ok(Some(line))) if line.contains(prefix) => {
-                    return line[line.find(prefix).unwrap_or(0)..].trim().to_string()
-                }
-                Ok(Ok(Some(_))) => continue,
-                other => panic!("holder child: no {prefix} line: {other:?}"),
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.id().map(|p| p.to_string()).unwrap_or_default();
-        let status = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status();
-        assert!(status.is_ok_and(|s| s.success()), "kill {sig} {pid}");
-    }
+/// Starts `holder_child` in a separate process for the paused-holder scenario.
+fn spawn_holder(plan: &Plan, flavour: &str, marker: &str) -> ChildTest {
+    let spec = format!(
+        "{}|{}|{flavour}|{}|{marker}",
+        plan.endpoints.join(","),
+        plan.name,
+        plan.counter
+    );
+    ChildTest::spawn("holder_child", HOLDER_ENV, &spec)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::child::ChildTest;
 use common::{keys_under, ok, session, wait_key_count};
 use etcd_lock::lock::{Locker, RecipeLock, ServiceLock};
 use etcd_lock::testkit::EtcdBinary;
@@ -385,58 +386,15 @@ async fn holder_child() {
     }
 }
 
-struct Holder {
-    child: tokio::process::Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-impl Holder {
-    async fn spawn(endpoint: &str, name: &str, flavour: &str, fence_key: &str) -> Holder {
-        let exe = ok(std::env::current_exe());
-        let mut child = ok(tokio::process::Command::new(exe)
-            .args(["--exact", "holder_child", "--nocapture", "--test-threads=1"])
-            .env(
-                CHILD_ENV,
-                format!("{endpoint}|{name}|{flavour}|{fence_key}"),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn());
-        let lines = match child.stdout.take() {
-            Some(s) => BufReader::new(s).lines(),
-            None => panic!("no stdout"),
-        };
-        let mut holder = Holder { child, lines };
-        let line = holder
-            .line_starting("LOCKED", Duration::from_secs(15))
-            .await;
-        assert!(line.starts_with("LOCKED"));
-        holder
-    }
-
-    async fn line_starting(&mut self, prefix: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.lines.next_line()).await {
-                // libtest prints "test holder_child ... " on the same line first.
-                Ok(Ok(Some(line))) if line.contains(prefix) => {
-                    return line[line.find(prefix).unwrap_or(0)..].to_string()
-                }
-                Ok(Ok(Some(_))) => continue,
-                other => panic!("holder child: no {prefix} line: {other:?}"),
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.id().map(|p| p.to_string()).unwrap_or_default();
-        let status = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status();
-        assert!(status.is_ok_and(|s| s.success()), "kill {sig} {pid}");
-    }
+/// Starts `holder_child` in a separate process and waits until it holds the lock.
+async fn spawn_holder(endpoint: &str, name: &str, flavour: &str, fence_key: &str) -> ChildTest {
+    let spec = format!("{endpoint}|{name}|{flavour}|{fence_key}");
+    let mut holder = ChildTest::spawn("holder_child", CHILD_ENV, &spec);
+    let line = holder
+        .line_starting("LOCKED", Duration::from_secs(15))
+        .await;
+    assert!(line.starts_with("LOCKED"));
+    holder
 }
 
 async fn crashed_holder_is_replaced_after_ttl<L: Locker>(bin: &EtcdBinary, locker: L) {
@@ -444,7 +402,7 @@ async fn crashed_holder_is_replaced_after_ttl<L: Locker>(bin: &EtcdBinary, locke
     let name = common::unique("crash");
     let name = name.trim_end_matches('/');
     let client = common::client(&cluster).await;
-    let mut holder = Holder::spawn(&cluster.endpoints()[0], name, locker.flavour(), "unused").await;
+    let mut holder = spawn_holder(&cluster.endpoints()[0], name, locker.flavour(), "unused").await;
     let s = session(&client, 10).await;
     holder.signal("-KILL");
     let _ = holder.child.wait().await;
@@ -467,7 +425,7 @@ async fn paused_holder_loses_and_is_fenced<L: Locker>(bin: &EtcdBinary, locker: 
     let fence_key = format!("{name}/../data");
     let client = common::client(&cluster).await;
     let mut holder =
-        Holder::spawn(&cluster.endpoints()[0], name, locker.flavour(), &fence_key).await;
+        spawn_holder(&cluster.endpoints()[0], name, locker.flavour(), &fence_key).await;
     holder.signal("-STOP");
     let s = session(&client, 10).await;
     let stopped = Instant::now();

@@ -2,6 +2,8 @@
 //! its own freshly started server(s) from the testkit.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod child;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::time::{Duration, Instant};
