@@ -219,18 +219,29 @@ enum Failure {
 /// failure: the server hung up on the handshake (e.g. a plain-HTTP port; etcd 3.4 resets).
 fn failure_for(err: &tonic::transport::Error, tls: bool) -> Failure {
     match failure(err) {
-        Failure::Other(reason)
-            if tls
-                && (reason.contains("reset by peer")
-                    || reason.contains("unexpected EOF")
-                    || reason.contains("closed")) =>
-        {
-            Failure::Tls(format!(
-                "the server closed the connection during the TLS handshake ({reason}); does it speak TLS on this port?"
-            ))
-        }
+        Failure::Other(reason) if tls && hung_up(err) => Failure::Tls(format!(
+            "the server closed the connection during the TLS handshake ({reason}); does it speak TLS on this port?"
+        )),
         other => other,
     }
+}
+
+/// True when an I/O error in the chain says the peer reset or closed the connection.
+fn hung_up(err: &tonic::transport::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn failure(err: &tonic::transport::Error) -> Failure {
