@@ -7,7 +7,7 @@ use std::time::Duration;
 use etcd_lock::testkit::{Cluster, EtcdBinary};
 use etcd_lock::{Client, Locker, RecipeLock, Session};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn lock_survives_a_leader_kill_on_every_version() -> Result<(), Box<dyn std::error::Error>> {
     for bin in EtcdBinary::matrix()? {
         let mut cluster = Cluster::three(&bin)?;

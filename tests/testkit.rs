@@ -335,3 +335,53 @@ fn extra_args_and_single_member_restart_keeps_data() {
     assert!(matches!(err, TestkitError::NotRunning { .. }), "{err:?}");
     assert!(!cluster.member(0).is_healthy());
 }
+
+/// The body of a plain `#[tokio::test]` (a current-thread runtime) is refused: blocking there
+/// would stall the client's connection tasks. `spawn_blocking` and multi-thread runtimes pass.
+#[test]
+fn waiting_calls_refuse_the_body_of_a_current_thread_runtime() {
+    let bin = &bins()[0];
+    let current_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cluster = ok(Cluster::single(bin)); // plain thread: allowed
+    current_thread.block_on(async {
+        match Cluster::single(bin) {
+            Err(TestkitError::CurrentThreadRuntime { call }) => {
+                assert_eq!(call, "ClusterBuilder::start")
+            }
+            other => panic!("expected CurrentThreadRuntime, got {:?}", other.map(|_| ())),
+        }
+        let err = cluster.wait_leader(WAIT).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TestkitError::CurrentThreadRuntime {
+                    call: "Cluster::wait_leader"
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("flavor = \"multi_thread\""),
+            "{err}"
+        );
+        // The same calls inside spawn_blocking run on another thread and are fine.
+        let bin2 = bin.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            Cluster::single(&bin2).and_then(|c| c.wait_leader(WAIT).map(|_| c))
+        })
+        .await
+        .expect("join");
+        assert!(started.is_ok(), "{:?}", started.err());
+    });
+    let multi_thread = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    multi_thread.block_on(async {
+        assert_eq!(ok(cluster.wait_leader(WAIT)), 0);
+    });
+}

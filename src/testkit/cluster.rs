@@ -75,6 +75,7 @@ impl ClusterBuilder {
     /// or not becoming healthy within the start timeout, is an error carrying
     /// the tail of the members' logs.
     pub fn start(self) -> Result<Cluster, TestkitError> {
+        super::runtime::refuse_current_thread("ClusterBuilder::start")?;
         if self.members == 0 {
             return Err(TestkitError::InvalidConfig(
                 "a cluster needs at least one member".into(),
@@ -262,6 +263,7 @@ impl Cluster {
 
     /// Polls [`Cluster::leader`] until it returns a member or `timeout` passes.
     pub fn wait_leader(&self, timeout: Duration) -> Result<usize, TestkitError> {
+        super::runtime::refuse_current_thread("Cluster::wait_leader")?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(i) = self.leader() {
@@ -279,6 +281,7 @@ impl Cluster {
 
     /// Polls until every running, unpaused member is healthy or `timeout` passes.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("Cluster::wait_healthy")?;
         let deadline = Instant::now() + timeout;
         loop {
             let live = || {

@@ -147,6 +147,7 @@ impl ContainerCluster {
     /// a chosen host port is taken meanwhile, all containers are recreated on fresh ports, up
     /// to 5 times. On any error everything created so far is removed again.
     pub fn start(image: &str, members: usize) -> Result<ContainerCluster, TestkitError> {
+        super::runtime::refuse_current_thread("ContainerCluster::start")?;
         if members == 0 {
             return Err(TestkitError::InvalidConfig(
                 "a container cluster needs at least one member".into(),
@@ -306,6 +307,7 @@ impl ContainerCluster {
 
     /// Polls [`leader`](Self::leader) until it returns a member or `timeout` passes.
     pub fn wait_leader(&self, timeout: Duration) -> Result<usize, TestkitError> {
+        super::runtime::refuse_current_thread("ContainerCluster::wait_leader")?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(i) = self.leader() {
@@ -324,6 +326,7 @@ impl ContainerCluster {
     /// Polls until every member that is not killed, paused or disconnected answers
     /// `GET /health` with `true` through its published port, or `timeout` passes.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("ContainerCluster::wait_healthy")?;
         let deadline = Instant::now() + timeout;
         loop {
             let unhealthy = |n: &Node| n.reachable() && !http::is_healthy(n.port, HEALTH_TIMEOUT);
@@ -346,6 +349,7 @@ impl ContainerCluster {
     /// # Panics
     /// If `i` is not smaller than [`members`](Self::members).
     pub fn kill(&self, i: usize) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("ContainerCluster::kill")?;
         let node = &self.nodes[i];
         if node.paused.load(Ordering::SeqCst) {
             self.resume(i)?;
@@ -361,6 +365,7 @@ impl ContainerCluster {
     /// # Panics
     /// If `i` is not smaller than [`members`](Self::members).
     pub fn pause(&self, i: usize) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("ContainerCluster::pause")?;
         let node = &self.nodes[i];
         docker(&["pause", &node.name])?;
         node.paused.store(true, Ordering::SeqCst);
@@ -372,6 +377,7 @@ impl ContainerCluster {
     /// # Panics
     /// If `i` is not smaller than [`members`](Self::members).
     pub fn resume(&self, i: usize) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("ContainerCluster::resume")?;
         let node = &self.nodes[i];
         docker(&["unpause", &node.name])?;
         node.paused.store(false, Ordering::SeqCst);
@@ -388,6 +394,7 @@ impl ContainerCluster {
     /// # Panics
     /// If `i` is not smaller than [`members`](Self::members).
     pub fn restart(&self, i: usize) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("ContainerCluster::restart")?;
         let node = &self.nodes[i];
         if node.paused.load(Ordering::SeqCst) {
             self.resume(i)?;
@@ -439,6 +446,7 @@ impl ContainerCluster {
     /// # Panics
     /// If `i` is not smaller than [`members`](Self::members).
     pub fn disconnect(&self, i: usize) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("ContainerCluster::disconnect")?;
         let node = &self.nodes[i];
         docker(&["network", "disconnect", &self.network, &node.name])?;
         node.disconnected.store(true, Ordering::SeqCst);
@@ -452,6 +460,7 @@ impl ContainerCluster {
     /// # Panics
     /// If `i` is not smaller than [`members`](Self::members).
     pub fn reconnect(&self, i: usize) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("ContainerCluster::reconnect")?;
         let node = &self.nodes[i];
         docker(&[
             "network",

@@ -54,6 +54,13 @@ pub enum TestkitError {
     },
     /// The requested configuration is invalid (e.g. zero members).
     InvalidConfig(String),
+    /// A call that blocks its thread while it waits was made from the body of a
+    /// current-thread tokio runtime (a plain `#[tokio::test]`), where it would freeze the
+    /// client's connection, keep-alive and watch tasks. Nothing was started or changed.
+    CurrentThreadRuntime {
+        /// The refused call, e.g. `Cluster::wait_leader`.
+        call: &'static str,
+    },
 }
 
 impl TestkitError {
@@ -97,6 +104,15 @@ impl fmt::Display for TestkitError {
             } => write!(f, "kill -{signal} {pid} failed: {detail}"),
             TestkitError::NotRunning { member } => write!(f, "member {member} is not running"),
             TestkitError::InvalidConfig(msg) => write!(f, "invalid testkit configuration: {msg}"),
+            TestkitError::CurrentThreadRuntime { call } => write!(
+                f,
+                "{call} blocks its thread while it waits, and this thread drives a \
+                 current-thread tokio runtime (a plain #[tokio::test]): the client's \
+                 connection, keep-alive and watch tasks would stall meanwhile and miss, for \
+                 example, a killed member's closed connection. Use \
+                 #[tokio::test(flavor = \"multi_thread\")], or call it inside \
+                 tokio::task::spawn_blocking"
+            ),
         }
     }
 }

@@ -264,6 +264,7 @@ impl Member {
 
     /// Polls [`Member::is_healthy`] until it holds or `timeout` passes.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("Member::wait_healthy")?;
         let deadline = Instant::now() + timeout;
         loop {
             if self.is_healthy() {
@@ -321,6 +322,7 @@ impl Member {
     /// several members of a cluster that lost quorum, use
     /// [`Member::restart_no_wait`] on each, then [`Cluster::wait_healthy`](super::Cluster::wait_healthy).
     pub fn restart(&mut self) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("Member::restart")?;
         self.restart_no_wait()?;
         let deadline = Instant::now() + self.start_timeout;
         loop {

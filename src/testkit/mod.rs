@@ -1,7 +1,13 @@
 //! Test harness that runs **real** etcd servers as child processes.
 //!
 //! Enabled by the `testkit` cargo feature. Everything is synchronous `std`
-//! code, so it works from plain `#[test]`s as well as from async tests.
+//! code: call it from plain `#[test]`s, from `#[tokio::test(flavor =
+//! "multi_thread")]` tests, or inside `tokio::task::spawn_blocking`. The calls
+//! that wait (start, `wait_*`, restart, every `docker` call) return
+//! [`TestkitError::CurrentThreadRuntime`] when made from the body of a plain
+//! `#[tokio::test]`: blocking a current-thread runtime would freeze the
+//! client's connection tasks, so a killed member's closed connection would go
+//! unnoticed and the next write would fail with an ambiguous transport error.
 //!
 //! * [`EtcdBinary`] finds installed etcd versions (`scripts/install-etcd`
 //!   installs them into `.cache/etcd/v<version>/`).
@@ -65,6 +71,7 @@ mod error;
 mod http;
 mod member;
 mod ports;
+mod runtime;
 mod signal;
 mod tempdir;
 mod tls;
