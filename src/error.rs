@@ -52,14 +52,22 @@ pub enum Error {
     },
 
     /// A request did not complete within the client's request timeout.
+    ///
+    /// When earlier attempts failed and were retried on other endpoints until the deadline,
+    /// `last_error` keeps the last of those failures (e.g. a connection closed by a server
+    /// that is not etcd), so the cause is not lost.
     #[error(
-        "{method} timed out after {after:?} (raise the request timeout or check cluster health)"
+        "{method} timed out after {after:?}{} (raise the request timeout or check cluster health)",
+        last_error.as_ref().map(|e| format!("; the last attempt failed: {e}")).unwrap_or_default()
     )]
     Timeout {
         /// The gRPC method, e.g. `/etcdserverpb.KV/Range`.
         method: &'static str,
         /// The timeout that expired.
         after: Duration,
+        /// The failure of the last attempt before the deadline, when there was one.
+        #[source]
+        last_error: Option<Box<Error>>,
     },
 
     /// etcd answered with one of its own, known errors.
@@ -71,10 +79,13 @@ pub enum Error {
         status: Box<tonic::Status>,
     },
 
-    /// Any other gRPC status (transport failure, unknown server error, ...).
-    #[error("gRPC error {:?}: {}", status.code(), status.message())]
+    /// Any other gRPC status (transport failure, unknown server error, ...). For a transport
+    /// failure the text ends with the innermost cause (e.g. `broken pipe`), which tonic's own
+    /// message ("transport error") leaves out; `source()` gives the whole chain.
+    #[error("gRPC error {:?}: {}{}", status.code(), status.message(), innermost_cause(status))]
     Status {
         /// The status as received.
+        #[source]
         status: Box<tonic::Status>,
     },
 
@@ -406,9 +417,55 @@ impl std::fmt::Display for EtcdErrorKind {
     }
 }
 
+/// `" (<cause>)"` with the innermost error under a status (the I/O or HTTP/2 failure behind a
+/// "transport error"), or nothing when the status has no source.
+fn innermost_cause(status: &tonic::Status) -> String {
+    let Some(mut cause) = std::error::Error::source(status) else {
+        return String::new();
+    };
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = cause.to_string();
+    if text.is_empty() || status.message().contains(&text) {
+        String::new()
+    } else {
+        format!(" ({text})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeout_names_the_last_failure_and_status_its_innermost_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        let mut status = tonic::Status::unknown("transport error");
+        status.set_source(std::sync::Arc::new(io));
+        let last = Error::from_status(status);
+        assert_eq!(
+            last.to_string(),
+            "gRPC error Unknown: transport error (broken pipe)"
+        );
+        let e = Error::Timeout {
+            method: "/etcdserverpb.KV/Range",
+            after: Duration::from_secs(3),
+            last_error: Some(Box::new(last)),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/etcdserverpb.KV/Range timed out after 3s; the last attempt failed: gRPC error Unknown: transport error (broken pipe)"),
+            "{text}"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        let bare = Error::Timeout {
+            method: "/etcdserverpb.KV/Range",
+            after: Duration::from_secs(3),
+            last_error: None,
+        };
+        assert!(!bare.to_string().contains("last attempt"));
+    }
 
     #[test]
     fn maps_etcd_messages_and_keeps_the_code() {

@@ -260,6 +260,7 @@ impl Client {
                 Error::Timeout {
                     method: KEEP_ALIVE,
                     after: t,
+                    last_error: None,
                 }
             })?,
             None => open.await,
@@ -289,6 +290,7 @@ impl Client {
                     return Err(Error::Timeout {
                         method: KEEP_ALIVE,
                         after: t,
+                        last_error: None,
                     });
                 }
             },

@@ -324,6 +324,7 @@ async fn keep_alive(shared: Arc<Shared>, mut keeper: Option<LeaseKeeper>) {
                 Err(_) => Err(Error::Timeout {
                     method: crate::lease::KEEP_ALIVE,
                     after: period,
+                    last_error: None,
                 }),
             },
             None => match shared.client.lease_keep_alive(shared.lease).await {

@@ -209,6 +209,15 @@ async fn fake(garbage: bool) -> Fake {
     Fake { port, task }
 }
 
+/// A timeout that names what the last attempt ran into (the server hanging up), with the
+/// failure also reachable through `source()`.
+fn timed_out_with_cause(e: &Error) -> bool {
+    matches!(e, Error::Timeout { last_error: Some(last), .. }
+        if matches!(**last, Error::Status { .. })
+            && e.to_string().contains("the last attempt failed")
+            && std::error::Error::source(e).is_some())
+}
+
 fn fake_options() -> ClientOptions {
     ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
@@ -300,7 +309,7 @@ async fn sweep(bin: &EtcdBinary) {
         "Client::connect + get",
         "a TCP server that accepts and closes",
         FAKE,
-        |e: &Error| e.is_unavailable() || e.is_timeout() || matches!(e, Error::Status { .. }),
+        timed_out_with_cause,
         connect_and_get(format!("127.0.0.1:{}", accept_close.port)),
     )
     .await;
@@ -309,7 +318,7 @@ async fn sweep(bin: &EtcdBinary) {
         "Client::connect + get",
         "a TCP server that answers garbage",
         FAKE,
-        |e: &Error| e.is_unavailable() || e.is_timeout() || matches!(e, Error::Status { .. }),
+        timed_out_with_cause,
         connect_and_get(format!("127.0.0.1:{}", garbage.port)),
     )
     .await;

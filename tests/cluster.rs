@@ -518,7 +518,7 @@ async fn request_timeout_on_a_paused_member_is_a_typed_timeout(bin: &EtcdBinary)
         "took {took:?}"
     );
     assert!(
-        matches!(e, Error::Timeout { method: "/etcdserverpb.KV/Range", after } if after == timeout),
+        matches!(e, Error::Timeout { method: "/etcdserverpb.KV/Range", after, .. } if after == timeout),
         "expected Error::Timeout for KV/Range after {timeout:?}, got {e:?}"
     );
     assert!(e.is_timeout());

@@ -309,6 +309,7 @@ impl<'a> Ctx<'a> {
             .map_err(|_| Error::Timeout {
                 method: workload.timeout_label(),
                 after,
+                last_error: None,
             })??;
         Ok(BenchResult::from_outcome(workload, flavour, outcome))
     }

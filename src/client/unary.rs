@@ -59,6 +59,8 @@ impl Client {
         let mut attempts = 0usize;
         let secret = crate::auth::is_secret(method);
         let mut token_renewed = false;
+        // The failure that sent us to the next endpoint: reported if the deadline comes first.
+        let mut last_failure: Option<Error> = None;
         loop {
             let (index, channel) = self.current();
             // Authenticate goes without a token: etcd checks a stale one even there.
@@ -72,6 +74,7 @@ impl Client {
                     return Err(Error::Timeout {
                         method,
                         after: timeout.unwrap_or_default(),
+                        last_error: last_failure.take().map(Box::new),
                     });
                 }
                 req.set_timeout(remaining);
@@ -132,6 +135,7 @@ impl Client {
                         return Err(Error::Timeout {
                             method,
                             after: timeout.unwrap_or_default(),
+                            last_error: last_failure.take().map(Box::new),
                         });
                     }
                     if status.code() == tonic::Code::DeadlineExceeded {
@@ -141,6 +145,7 @@ impl Client {
                             return Err(Error::Timeout {
                                 method,
                                 after: timeout.unwrap_or_default(),
+                                last_error: last_failure.take().map(Box::new),
                             });
                         }
                         return Err(Error::from_status(status));
@@ -161,6 +166,7 @@ impl Client {
                         return Err(error);
                     }
                     self.fail_over(index);
+                    last_failure = Some(error);
                     // Go through every endpoint once quickly; back off when all were tried.
                     if attempts.is_multiple_of(self.members().len().max(1)) {
                         let pause = match deadline {

@@ -305,6 +305,7 @@ impl Hub {
             Err(_) => Err(Error::Timeout {
                 method: WATCH,
                 after: timeout,
+                last_error: None,
             }),
         };
         let responses = match opened {

@@ -280,6 +280,7 @@ impl Client {
                 .map_err(|_| Error::Timeout {
                     method: WATCH,
                     after: t,
+                    last_error: None,
                 })??,
             None => wait.await?,
         };
