@@ -23,6 +23,12 @@
 //! after all sessions closed, and no etcd process or container left. One summary line per
 //! test is printed and appended to `target/fault-summary.txt` (a Markdown table).
 //!
+//! After the faults, each member is read on its own at one revision (counter, its mod
+//! revision, marker count). Members that disagree fail the test, with one exception: on
+//! etcd 3.5.0-3.5.2, whose members can lose committed writes when SIGKILLed under load
+//! (etcd-io/etcd#13766, fixed in 3.5.3), such a run is reported as void with the evidence
+//! (the lock cannot be judged on a store that disagrees with itself), not passed as clean.
+//!
 //! `FAULTS_WINDOW_SECS` (default 12) sets how long faults are injected. `FAULTS_DUMP=1` prints
 //! a timeline per test to stderr (use `--nocapture`): faults, leader changes, slow probe reads,
 //! the lock queue whenever it changes, every event in the 2.5 s after a fault, errors, and
@@ -131,6 +137,35 @@ macro_rules! container_faults {
 
 process_faults!(leader_kill, pause_members, paused_holder);
 container_faults!(container_disconnect, container_rolling_restart);
+
+/// The divergence check itself: members of one cluster agree; two separate one-member
+/// "clusters" holding different counters at the same revision are reported as disagreeing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_disagreement_is_detected() {
+    let bin = common::binary("3.5.1");
+    let cluster = tokio::task::block_in_place(|| common::three(&bin));
+    let plan = Plan::new("agreement", "recipe", bin.version(), cluster.endpoints());
+    let client = common::client(&cluster).await;
+    ok(client.put(plan.counter.clone(), "7").await);
+    ok(client.put(format!("{}0", plan.ops), "m").await);
+    assert_eq!(members_disagree(&plan).await, None);
+
+    let (a, b) = tokio::task::block_in_place(|| (common::single(&bin), common::single(&bin)));
+    let endpoints = [a.endpoints(), b.endpoints()].concat();
+    let split = Plan::new("agreement", "recipe", bin.version(), endpoints);
+    for (one, value) in [(&a, "1"), (&b, "2")] {
+        ok(common::client(one)
+            .await
+            .put(split.counter.clone(), value)
+            .await);
+    }
+    let found = members_disagree(&split).await;
+    let detail = found.unwrap_or_else(|| panic!("two different stores reported as agreeing"));
+    assert!(
+        detail.contains("counter=1") && detail.contains("counter=2"),
+        "{detail}"
+    );
+}
 
 // ---------------------------------------------------------------------------------------------
 // scenarios
@@ -316,9 +351,10 @@ async fn paused_holder<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L)
             "[fence] the resumed holder's guarded write was not refused: {write:?}"
         ));
     }
+    let diverged = members_disagree(&run.plan).await;
     drop(cluster);
     report.violations.extend(leftover_processes(&dir));
-    conclude(&run.plan, faulted, report);
+    conclude(&run.plan, faulted, report, diverged);
 }
 
 /// 4a. Cut the member the clients talk to (m0) off the network for 9 s.
@@ -418,9 +454,10 @@ where
     let faulted = began.elapsed();
     run.heal();
     let mut report = run.finish().await;
+    let diverged = members_disagree(&run.plan).await;
     drop(cluster);
     report.violations.extend(leftover_processes(&dir));
-    conclude(&run.plan, faulted, report);
+    conclude(&run.plan, faulted, report, diverged);
 }
 
 /// The same with a container cluster of `image`; verifies no container or network is left.
@@ -474,9 +511,10 @@ where
     let faulted = began.elapsed();
     run.heal();
     let mut report = run.finish().await;
+    let diverged = members_disagree(&run.plan).await;
     tokio::task::block_in_place(|| drop(cluster));
     report.violations.extend(leftover_containers(&network));
-    conclude(&run.plan, faulted, report);
+    conclude(&run.plan, faulted, report, diverged);
 }
 
 /// The local image of `version`; `None` (with a note) when Docker is missing outside CI.
@@ -1262,18 +1300,87 @@ fn leftover_containers(network: &str) -> Vec<String> {
     left
 }
 
+/// etcd versions with the known "committed writes lost after SIGKILL" bug
+/// (etcd-io/etcd#13766): 3.5.0, 3.5.1 and 3.5.2.
+fn has_known_divergence_bug(version: &str) -> bool {
+    matches!(version, "3.5.0" | "3.5.1" | "3.5.2")
+}
+
+/// Whether the members hold different data for this run's keys at one revision: the counter
+/// (value and mod revision) and the number of markers, read from each member on its own
+/// (`serializable`, at the revision a linearizable read returned). `None` when all agree.
+async fn members_disagree(plan: &Plan) -> Option<String> {
+    let options = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_request_timeout(Some(Duration::from_secs(3)));
+    let all = ok(Client::connect_with(plan.endpoints.clone(), options.clone()).await);
+    let revision = ok(all.get(plan.counter.clone()).await).header().revision;
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for endpoint in &plan.endpoints {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let state = loop {
+            let read = async {
+                let one = Client::connect_with([endpoint.clone()], options.clone()).await?;
+                let at = GetOptions::new()
+                    .with_serializable()
+                    .with_revision(revision);
+                let counter = one.get_with(plan.counter.clone(), at.clone()).await?;
+                let markers = one
+                    .get_with(plan.ops.clone(), at.with_prefix().with_count_only())
+                    .await?;
+                Ok::<_, Error>(match counter.kvs().first() {
+                    Some(kv) => format!(
+                        "counter={} (mod {}), markers={}",
+                        String::from_utf8_lossy(&kv.value),
+                        kv.mod_revision,
+                        markers.count()
+                    ),
+                    None => format!("no counter, markers={}", markers.count()),
+                })
+            };
+            match read.await {
+                Ok(state) => break state,
+                // A member still catching up answers "future revision": wait for it.
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => break format!("cannot read revision {revision}: {e}"),
+            }
+        };
+        seen.push((endpoint.clone(), state));
+    }
+    let agree = seen.windows(2).all(|w| w[0].1 == w[1].1);
+    (!agree).then(|| {
+        let each: Vec<String> = seen.iter().map(|(e, s)| format!("{e}: {s}")).collect();
+        format!("at revision {revision}: {}", each.join("; "))
+    })
+}
+
 /// Prints the summary line, appends it to `target/fault-summary.txt`, then asserts that the
 /// checker (and the scenario's own checks) found nothing.
-fn conclude(plan: &Plan, window: Duration, report: Report) {
+///
+/// One exception, never silent: etcd 3.5.0-3.5.2 can lose or skip applying committed writes
+/// on a member that is SIGKILLed under load (etcd-io/etcd#13766, fixed in 3.5.3). When the
+/// members themselves disagree at one revision (`diverged`), no client can be safe on that
+/// store, so on those versions the run is reported as void instead of failed. Everywhere
+/// else, members that disagree are a failure of their own.
+fn conclude(plan: &Plan, window: Duration, report: Report, diverged: Option<String>) {
+    let server_bug = diverged
+        .as_ref()
+        .filter(|_| has_known_divergence_bug(&plan.version));
     let failover = match report.failover_max() {
         Some(d) => format!("{}", d.as_millis()),
         None if report.faults.is_empty() => "-".into(),
         None => "never".into(),
     };
-    let checker = if report.is_clean() {
-        "clean".to_string()
-    } else {
-        format!("{} VIOLATIONS", report.violations.len())
+    let checker = match (&diverged, report.is_clean()) {
+        (None, true) => "clean".to_string(),
+        (None, false) => format!("{} VIOLATIONS", report.violations.len()),
+        (Some(_), _) if server_bug.is_some() => format!(
+            "void: etcd members diverged (etcd#13766); {} violations",
+            report.violations.len()
+        ),
+        (Some(_), _) => "MEMBERS DIVERGED".to_string(),
     };
     let gap = report
         .longest_gap
@@ -1302,6 +1409,29 @@ fn conclude(plan: &Plan, window: Duration, report: Report) {
         println!("    fault: {what} -> next acquisition after {next:?}");
     }
     append_summary(&row);
+    if let Some(detail) = server_bug {
+        println!(
+            "    VOID: etcd {} members disagree after the faults ({detail}): this is etcd's \
+             known data inconsistency after SIGKILL (etcd-io/etcd#13766, fixed in 3.5.3), so \
+             the lock checks cannot be judged on this run. Violations seen:\n    {}",
+            plan.version,
+            report.violations.join("\n    ")
+        );
+        // What does not depend on the store still holds: nothing is left behind.
+        let leftovers: Vec<&String> = report
+            .violations
+            .iter()
+            .filter(|v| v.starts_with("[leftover]"))
+            .collect();
+        assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+        return;
+    }
+    if let Some(detail) = &diverged {
+        panic!(
+            "{} {} etcd {}: members disagree at one revision: {detail}",
+            plan.scenario, plan.flavour, plan.version
+        );
+    }
     assert!(
         report.is_clean(),
         "{} {} etcd {}: {} violations:\n{}",
