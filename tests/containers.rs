@@ -127,9 +127,21 @@ async fn put_eventually(client: &Client, key: &str, value: &str) {
     }
 }
 
+/// A linearizable `get`, retried on errors for up to 10 s: a member that was just restarted,
+/// resumed or reconnected may drop read-index requests until it has learned the current
+/// leader (seen on 3.4.23 as one 3 s timeout right after `/health` turned true).
 async fn value_of(client: &Client, key: &str) -> Option<Vec<u8>> {
-    let got = ok(client.get(key).await);
-    got.kvs().first().map(|kv| kv.value.clone())
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.get(key).await {
+            Ok(got) => return got.kvs().first().map(|kv| kv.value.clone()),
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("get {key} failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("get {key} kept failing for 10 s: {e}"),
+        }
+    }
 }
 
 /// Every endpoint except member `skip`'s.
