@@ -2,9 +2,10 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::member::{MemberConfig, ERROR_TAIL_LINES, POLL};
+use super::member::{MemberConfig, ERROR_TAIL_LINES};
+use super::poll::poll_until;
 use super::tempdir::TempDir;
 use super::{ports, EtcdBinary, Member, TestkitError, TlsFiles};
 
@@ -133,31 +134,32 @@ impl ClusterBuilder {
                 tls: self.tls.clone().map(|files| (files, ports[per * i + 2])),
             })?);
         }
-        let deadline = Instant::now() + self.start_timeout;
-        loop {
+        let settled = poll_until(self.start_timeout, || {
             for m in members.iter_mut() {
                 if let Some(status) = m.poll_exit() {
                     if m.port_conflict() {
-                        return Ok(Attempt::PortTaken(m.log_tail(ERROR_TAIL_LINES)));
+                        return Some(Ok(Some(m.log_tail(ERROR_TAIL_LINES))));
                     }
-                    return Err(TestkitError::StartFailed {
+                    return Some(Err(TestkitError::StartFailed {
                         what: format!(
                             "etcd {} member {} exited during start ({status})",
                             self.binary.version(),
                             m.name()
                         ),
                         log_tail: m.log_tail(ERROR_TAIL_LINES),
-                    });
+                    }));
                 }
             }
-            if members.iter().all(Member::is_ready) {
-                return Ok(Attempt::Started(members));
-            }
-            if Instant::now() >= deadline {
-                if let Some(m) = members.iter().find(|m| m.port_conflict()) {
-                    return Ok(Attempt::PortTaken(m.log_tail(ERROR_TAIL_LINES)));
-                }
-                return Err(TestkitError::Timeout {
+            members.iter().all(Member::is_ready).then_some(Ok(None))
+        });
+        // `Ok(None)`: all ready; `Ok(Some(log tail))`: a member exited on a taken port.
+        match settled {
+            Some(Ok(None)) => Ok(Attempt::Started(members)),
+            Some(Ok(Some(log_tail))) => Ok(Attempt::PortTaken(log_tail)),
+            Some(Err(e)) => Err(e),
+            None => match members.iter().find(|m| m.port_conflict()) {
+                Some(m) => Ok(Attempt::PortTaken(m.log_tail(ERROR_TAIL_LINES))),
+                None => Err(TestkitError::Timeout {
                     what: format!(
                         "etcd {} cluster of {} not healthy after {:?}",
                         self.binary.version(),
@@ -165,9 +167,8 @@ impl ClusterBuilder {
                         self.start_timeout
                     ),
                     log_tail: tails(&members),
-                });
-            }
-            std::thread::sleep(POLL);
+                }),
+            },
         }
     }
 }
@@ -264,42 +265,26 @@ impl Cluster {
     /// Polls [`Cluster::leader`] until it returns a member or `timeout` passes.
     pub fn wait_leader(&self, timeout: Duration) -> Result<usize, TestkitError> {
         super::runtime::refuse_current_thread("Cluster::wait_leader")?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(i) = self.leader() {
-                return Ok(i);
-            }
-            if Instant::now() >= deadline {
-                return Err(TestkitError::Timeout {
-                    what: format!("no single leader after {timeout:?}"),
-                    log_tail: tails(self.members.iter().filter(|m| m.pid().is_some())),
-                });
-            }
-            std::thread::sleep(POLL);
-        }
+        poll_until(timeout, || self.leader()).ok_or_else(|| TestkitError::Timeout {
+            what: format!("no single leader after {timeout:?}"),
+            log_tail: tails(self.members.iter().filter(|m| m.pid().is_some())),
+        })
     }
 
     /// Polls until every running, unpaused member is healthy or `timeout` passes.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), TestkitError> {
         super::runtime::refuse_current_thread("Cluster::wait_healthy")?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let live = || {
-                self.members
-                    .iter()
-                    .filter(|m| m.pid().is_some() && !m.is_paused())
-            };
-            if live().all(Member::is_healthy) {
-                return Ok(());
+        let live = || {
+            self.members
+                .iter()
+                .filter(|m| m.pid().is_some() && !m.is_paused())
+        };
+        poll_until(timeout, || live().all(Member::is_healthy).then_some(())).ok_or_else(|| {
+            TestkitError::Timeout {
+                what: format!("cluster not healthy after {timeout:?}"),
+                log_tail: tails(live()),
             }
-            if Instant::now() >= deadline {
-                return Err(TestkitError::Timeout {
-                    what: format!("cluster not healthy after {timeout:?}"),
-                    log_tail: tails(live()),
-                });
-            }
-            std::thread::sleep(POLL);
-        }
+        })
     }
 
     /// An `etcdctl` command with `ETCDCTL_API=3` and `--endpoints` set to all members (and

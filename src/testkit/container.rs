@@ -5,7 +5,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::member::{ERROR_TAIL_LINES, HEALTH_TIMEOUT, POLL};
+use super::member::{ERROR_TAIL_LINES, HEALTH_TIMEOUT};
+use super::poll::poll_until;
 use super::{http, ports, TestkitError};
 
 /// Repository of the images built by `scripts/build-images`: `etcd-lock/etcd:<version>`.
@@ -308,39 +309,24 @@ impl ContainerCluster {
     /// Polls [`leader`](Self::leader) until it returns a member or `timeout` passes.
     pub fn wait_leader(&self, timeout: Duration) -> Result<usize, TestkitError> {
         super::runtime::refuse_current_thread("ContainerCluster::wait_leader")?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(i) = self.leader() {
-                return Ok(i);
-            }
-            if Instant::now() >= deadline {
-                return Err(TestkitError::Timeout {
-                    what: format!("no single leader among the containers after {timeout:?}"),
-                    log_tail: self.tails(|n| n.reachable()),
-                });
-            }
-            std::thread::sleep(POLL);
-        }
+        poll_until(timeout, || self.leader()).ok_or_else(|| TestkitError::Timeout {
+            what: format!("no single leader among the containers after {timeout:?}"),
+            log_tail: self.tails(|n| n.reachable()),
+        })
     }
 
     /// Polls until every member that is not killed, paused or disconnected answers
     /// `GET /health` with `true` through its published port, or `timeout` passes.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), TestkitError> {
         super::runtime::refuse_current_thread("ContainerCluster::wait_healthy")?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let unhealthy = |n: &Node| n.reachable() && !http::is_healthy(n.port, HEALTH_TIMEOUT);
-            if !self.nodes.iter().any(unhealthy) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(TestkitError::Timeout {
-                    what: format!("container cluster not healthy after {timeout:?}"),
-                    log_tail: self.tails(unhealthy),
-                });
-            }
-            std::thread::sleep(POLL);
-        }
+        let unhealthy = |n: &Node| n.reachable() && !http::is_healthy(n.port, HEALTH_TIMEOUT);
+        poll_until(timeout, || {
+            (!self.nodes.iter().any(unhealthy)).then_some(())
+        })
+        .ok_or_else(|| TestkitError::Timeout {
+            what: format!("container cluster not healthy after {timeout:?}"),
+            log_tail: self.tails(unhealthy),
+        })
     }
 
     /// Kills member `i` with `docker kill` (SIGKILL; a paused member is resumed first). The
@@ -408,33 +394,32 @@ impl ContainerCluster {
             docker(&["restart", "--time", RESTART_GRACE_SECS, &node.name])?;
         }
         node.stopped.store(false, Ordering::SeqCst);
-        let deadline = Instant::now() + START_TIMEOUT;
         let mut next_inspect = Instant::now() + INSPECT_EVERY;
-        loop {
+        let started = poll_until(START_TIMEOUT, || {
             if http::is_healthy(node.port, HEALTH_TIMEOUT) {
-                return Ok(());
+                return Some(Ok(()));
             }
             if Instant::now() >= next_inspect {
                 next_inspect = Instant::now() + INSPECT_EVERY;
                 if !self.is_running(i) {
                     node.stopped.store(true, Ordering::SeqCst);
-                    return Err(TestkitError::StartFailed {
+                    return Some(Err(TestkitError::StartFailed {
                         what: format!("container {} exited during restart", node.name),
                         log_tail: self.log_tail(i),
-                    });
+                    }));
                 }
             }
-            if Instant::now() >= deadline {
-                return Err(TestkitError::Timeout {
-                    what: format!(
-                        "container {} not healthy {START_TIMEOUT:?} after restart",
-                        node.name
-                    ),
-                    log_tail: self.log_tail(i),
-                });
-            }
-            std::thread::sleep(POLL);
-        }
+            None
+        });
+        started.unwrap_or_else(|| {
+            Err(TestkitError::Timeout {
+                what: format!(
+                    "container {} not healthy {START_TIMEOUT:?} after restart",
+                    node.name
+                ),
+                log_tail: self.log_tail(i),
+            })
+        })
     }
 
     /// Disconnects member `i` from the cluster network (`docker network disconnect`).
@@ -552,40 +537,39 @@ impl ContainerCluster {
 
     /// Waits until every node is healthy; fails early when a container exits.
     fn wait_started(&self, timeout: Duration) -> Result<(), TestkitError> {
-        let deadline = Instant::now() + timeout;
         let mut next_inspect = Instant::now() + INSPECT_EVERY;
-        loop {
+        let started = poll_until(timeout, || {
             if self
                 .nodes
                 .iter()
                 .all(|n| http::is_healthy(n.port, HEALTH_TIMEOUT))
             {
-                return Ok(());
+                return Some(Ok(()));
             }
             if Instant::now() >= next_inspect {
                 next_inspect = Instant::now() + INSPECT_EVERY;
                 if let Some(i) = (0..self.nodes.len()).find(|&i| !self.is_running(i)) {
-                    return Err(TestkitError::StartFailed {
+                    return Some(Err(TestkitError::StartFailed {
                         what: format!(
                             "container {} ({}) exited during start",
                             self.nodes[i].name, self.image
                         ),
                         log_tail: self.log_tail(i),
-                    });
+                    }));
                 }
             }
-            if Instant::now() >= deadline {
-                return Err(TestkitError::Timeout {
-                    what: format!(
-                        "{} containers of {} not healthy after {timeout:?}",
-                        self.nodes.len(),
-                        self.image
-                    ),
-                    log_tail: self.tails(|_| true),
-                });
-            }
-            std::thread::sleep(POLL);
-        }
+            None
+        });
+        started.unwrap_or_else(|| {
+            Err(TestkitError::Timeout {
+                what: format!(
+                    "{} containers of {} not healthy after {timeout:?}",
+                    self.nodes.len(),
+                    self.image
+                ),
+                log_tail: self.tails(|_| true),
+            })
+        })
     }
 
     /// True when container `i` is running (paused counts as running).

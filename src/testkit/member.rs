@@ -4,14 +4,13 @@ use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::poll::poll_until;
 use super::{http, signal, TestkitError};
 
 /// Read timeout of a `/health` request.
 pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
-/// Pause between two polls while waiting for something.
-pub(crate) const POLL: Duration = Duration::from_millis(25);
 /// Lines of log included in error messages.
 pub(crate) const ERROR_TAIL_LINES: usize = 30;
 /// Lines returned by [`Member::log`].
@@ -265,19 +264,12 @@ impl Member {
     /// Polls [`Member::is_healthy`] until it holds or `timeout` passes.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), TestkitError> {
         super::runtime::refuse_current_thread("Member::wait_healthy")?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.is_healthy() {
-                return Ok(());
+        poll_until(timeout, || self.is_healthy().then_some(())).ok_or_else(|| {
+            TestkitError::Timeout {
+                what: format!("member {} not healthy after {timeout:?}", self.name),
+                log_tail: self.log_tail(ERROR_TAIL_LINES),
             }
-            if Instant::now() >= deadline {
-                return Err(TestkitError::Timeout {
-                    what: format!("member {} not healthy after {timeout:?}", self.name),
-                    log_tail: self.log_tail(ERROR_TAIL_LINES),
-                });
-            }
-            std::thread::sleep(POLL);
-        }
+        })
     }
 
     /// Sends SIGKILL and reaps the process. Does nothing if it is not running.
@@ -324,28 +316,24 @@ impl Member {
     pub fn restart(&mut self) -> Result<(), TestkitError> {
         super::runtime::refuse_current_thread("Member::restart")?;
         self.restart_no_wait()?;
-        let deadline = Instant::now() + self.start_timeout;
-        loop {
+        let started = poll_until(self.start_timeout, || {
             if let Some(status) = self.poll_exit() {
-                return Err(TestkitError::StartFailed {
+                return Some(Err(TestkitError::StartFailed {
                     what: format!("member {} exited during restart ({status})", self.name),
                     log_tail: self.log_tail(ERROR_TAIL_LINES),
-                });
+                }));
             }
-            if self.is_ready() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(TestkitError::Timeout {
-                    what: format!(
-                        "member {} not healthy {:?} after restart",
-                        self.name, self.start_timeout
-                    ),
-                    log_tail: self.log_tail(ERROR_TAIL_LINES),
-                });
-            }
-            std::thread::sleep(POLL);
-        }
+            self.is_ready().then_some(Ok(()))
+        });
+        started.unwrap_or_else(|| {
+            Err(TestkitError::Timeout {
+                what: format!(
+                    "member {} not healthy {:?} after restart",
+                    self.name, self.start_timeout
+                ),
+                log_tail: self.log_tail(ERROR_TAIL_LINES),
+            })
+        })
     }
 
     /// Like [`Member::restart`] but returns right after starting the process.
