@@ -92,29 +92,42 @@ where
     join_all(set).await
 }
 
+/// Runs `cycle` `ops` times, one after the other, timing each, between [`Meter::start`] and
+/// [`Meter::stop`] on `client`: the shape of every single-worker workload.
+async fn sequential<F, Fut>(client: &Client, ops: usize, mut cycle: F) -> Outcome
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let meter = Meter::start(std::slice::from_ref(client));
+    let mut samples = Samples::with_capacity(ops);
+    for _ in 0..ops {
+        let started = Instant::now();
+        let result = cycle().await;
+        samples.record(started.elapsed(), result);
+    }
+    let measured = meter.stop();
+    Outcome {
+        ops: ops as u64,
+        samples,
+        measured,
+        check: Ok(()),
+    }
+}
+
 /// W1: one worker, `ops` cycles of lock + unlock on `<base>/w1`. Latency = one whole cycle.
 pub(super) async fn w1<L: Locker>(ctx: &Ctx<'_>, locker: L, ops: usize) -> Result<Outcome> {
     let client = connect(ctx.config).await?;
     let session = session(&client, ctx.config).await?;
     let name = format!("{}/w1", ctx.base).into_bytes();
-    let meter = Meter::start(std::slice::from_ref(&client));
-    let mut samples = Samples::with_capacity(ops);
-    for _ in 0..ops {
-        let started = Instant::now();
-        let result = match locker.lock(&session, &name).await {
-            Ok(guard) => locker.unlock(guard).await,
-            Err(e) => Err(e),
-        };
-        samples.record(started.elapsed(), result);
-    }
-    let measured = meter.stop();
-    let _ = session.close().await;
-    Ok(Outcome {
-        ops: ops as u64,
-        samples,
-        measured,
-        check: Ok(()),
+    let (locker, session_ref, name) = (&locker, &session, &name);
+    let outcome = sequential(&client, ops, || async move {
+        let guard = locker.lock(session_ref, name).await?;
+        locker.unlock(guard).await
     })
+    .await;
+    let _ = session.close().await;
+    Ok(outcome)
 }
 
 /// W2: `workers` workers, each with its own client and session, `cycles` cycles each of
@@ -278,23 +291,12 @@ pub(super) async fn w4(ctx: &mut Ctx<'_>, ops: usize) -> Result<Outcome> {
 /// W5: one worker, `ops` cycles of `Lease/LeaseGrant` (TTL 10 s) + `Lease/LeaseRevoke`.
 pub(super) async fn w5(ctx: &Ctx<'_>, ops: usize) -> Result<Outcome> {
     let client = connect(ctx.config).await?;
-    let meter = Meter::start(std::slice::from_ref(&client));
-    let mut samples = Samples::with_capacity(ops);
-    for _ in 0..ops {
-        let started = Instant::now();
-        let result = match client.lease_grant(10).await {
-            Ok(granted) => client.lease_revoke(granted.id()).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        samples.record(started.elapsed(), result);
-    }
-    let measured = meter.stop();
-    Ok(Outcome {
-        ops: ops as u64,
-        samples,
-        measured,
-        check: Ok(()),
+    let c = &client;
+    Ok(sequential(c, ops, || async move {
+        let granted = c.lease_grant(10).await?;
+        c.lease_revoke(granted.id()).await.map(|_| ())
     })
+    .await)
 }
 
 /// W1F: one worker, `ops` sequential cycles of put `<base>/w1f` + delete it: the two raft
@@ -302,23 +304,12 @@ pub(super) async fn w5(ctx: &Ctx<'_>, ops: usize) -> Result<Outcome> {
 pub(super) async fn w1f(ctx: &Ctx<'_>, ops: usize) -> Result<Outcome> {
     let client = connect(ctx.config).await?;
     let key = format!("{}/w1f", ctx.base).into_bytes();
-    let meter = Meter::start(std::slice::from_ref(&client));
-    let mut samples = Samples::with_capacity(ops);
-    for _ in 0..ops {
-        let started = Instant::now();
-        let result = match client.put(key.clone(), "").await {
-            Ok(_) => client.delete(key.clone()).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        samples.record(started.elapsed(), result);
-    }
-    let measured = meter.stop();
-    Ok(Outcome {
-        ops: ops as u64,
-        samples,
-        measured,
-        check: Ok(()),
+    let (c, key) = (&client, &key);
+    Ok(sequential(c, ops, || async move {
+        c.put(key.clone(), "").await?;
+        c.delete(key.clone()).await.map(|_| ())
     })
+    .await)
 }
 
 #[cfg(test)]
