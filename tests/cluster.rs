@@ -297,6 +297,17 @@ async fn dead_endpoints_before_a_live_one(bin: &EtcdBinary) {
 
 /// Starts three members, connects with the leader (or a follower) as first endpoint, checks
 /// the client talks to it, kills it and measures how long the next read takes.
+/// Every endpoint of a 3-member `cluster`, member `first`'s first (the client starts there).
+fn endpoints_from(cluster: &Cluster, first: usize) -> Vec<String> {
+    let mut endpoints = vec![cluster.member(first).endpoint()];
+    endpoints.extend(
+        (0..3)
+            .filter(|i| *i != first)
+            .map(|i| cluster.member(i).endpoint()),
+    );
+    endpoints
+}
+
 async fn failover(bin: &EtcdBinary, kill_leader: bool) {
     let mut cluster = common::three(bin);
     let leader = wait_leader(&cluster);
@@ -305,12 +316,7 @@ async fn failover(bin: &EtcdBinary, kill_leader: bool) {
     } else {
         (leader + 1) % 3
     };
-    let mut endpoints = vec![cluster.member(first).endpoint()];
-    endpoints.extend(
-        (0..3)
-            .filter(|i| *i != first)
-            .map(|i| cluster.member(i).endpoint()),
-    );
+    let endpoints = endpoints_from(&cluster, first);
     let client = connect_to(&endpoints, ClientOptions::new()).await;
 
     let k = format!("{}k", unique("failover"));
@@ -369,12 +375,7 @@ async fn failover_when_the_current_leader_dies(bin: &EtcdBinary) {
 async fn in_flight_read_fails_over_when_its_member_dies(bin: &EtcdBinary) {
     let mut cluster = common::three(bin);
     let first = (wait_leader(&cluster) + 1) % 3;
-    let mut endpoints = vec![cluster.member(first).endpoint()];
-    endpoints.extend(
-        (0..3)
-            .filter(|i| *i != first)
-            .map(|i| cluster.member(i).endpoint()),
-    );
+    let endpoints = endpoints_from(&cluster, first);
     let client = connect_to(&endpoints, ClientOptions::new()).await;
     let k = format!("{}k", unique("in_flight"));
     ok(client.put(k.as_str(), "v").await);
@@ -425,12 +426,7 @@ async fn watch_resumes_on_another_member_after_a_kill(bin: &EtcdBinary) {
     let mut cluster = common::three(bin);
     let leader = wait_leader(&cluster);
     let first = (leader + 1) % 3;
-    let mut endpoints = vec![cluster.member(first).endpoint()];
-    endpoints.extend(
-        (0..3)
-            .filter(|i| *i != first)
-            .map(|i| cluster.member(i).endpoint()),
-    );
+    let endpoints = endpoints_from(&cluster, first);
     let client = connect_to(&endpoints, ClientOptions::new()).await;
     let p = unique("watch_failover");
     let k = format!("{p}k");
