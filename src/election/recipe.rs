@@ -15,7 +15,7 @@
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::{GetOptions, PutOptions, SortOrder, SortTarget};
-use crate::lock::queue::{older_keys, oldest, range_kvs, Place, Turn, LISTED_KEYS};
+use crate::lock::queue::{join_txn, older_keys, range_kvs, Place, Turn};
 use crate::lock::waiters::PrefixWatch;
 use crate::lock::{key_for, PendingKey};
 use crate::session::Session;
@@ -112,16 +112,7 @@ impl Elector for RecipeElection {
         let router = client.inner.lock_watches.get(&prefix);
         // Read before the txn: only a watch already open then has seen every later DELETE.
         let epoch_before = router.live_epoch();
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([
-                TxnOp::put(key.clone(), value, PutOptions::new().with_lease(lease)),
-                TxnOp::get(prefix.clone(), oldest(LISTED_KEYS)),
-            ])
-            .or_else([
-                TxnOp::get(key.clone(), GetOptions::new()),
-                TxnOp::get(prefix.clone(), oldest(1)),
-            ]);
+        let txn = join_txn(&key, &prefix, value, lease, GetOptions::new());
         let response = match client.txn(txn).await {
             Ok(r) => r,
             Err(e) if e.is_lease_not_found() => {

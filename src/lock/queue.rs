@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kv::{GetOptions, SortOrder, SortTarget};
+use crate::kv::{GetOptions, PutOptions, SortOrder, SortTarget};
 use crate::proto::mvccpb::KeyValue;
 use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
@@ -33,6 +33,33 @@ pub(crate) fn oldest(limit: i64) -> GetOptions {
         .with_sort(SortTarget::Create, SortOrder::Ascend)
         .with_limit(limit)
         .with_keys_only()
+}
+
+/// The one round trip that joins the queue (locks and elections alike):
+/// `If create_revision(key) == 0 Then Put(key, value, lease), Range(prefix, oldest 64)
+/// Else Range(key, own), Range(prefix, oldest 1)`. `own` picks what the Else branch reads of an
+/// existing own key (keys only for a lock; the value too for an election).
+pub(crate) fn join_txn(
+    key: &[u8],
+    prefix: &[u8],
+    value: &[u8],
+    lease: i64,
+    own: GetOptions,
+) -> Txn {
+    Txn::new()
+        .when([Compare::create_revision(key.to_vec(), CompareOp::Equal, 0)])
+        .and_then([
+            TxnOp::put(
+                key.to_vec(),
+                value.to_vec(),
+                PutOptions::new().with_lease(lease),
+            ),
+            TxnOp::get(prefix.to_vec(), oldest(LISTED_KEYS)),
+        ])
+        .or_else([
+            TxnOp::get(key.to_vec(), own),
+            TxnOp::get(prefix.to_vec(), oldest(1)),
+        ])
 }
 
 /// The keys older than ours among those the first txn listed (in create order), with that

@@ -14,12 +14,11 @@
 //! slow path. Go's `concurrency.Mutex` waits for the same keys (all older ones), never newer.
 
 use crate::error::{Error, Result};
-use crate::kv::{GetOptions, PutOptions};
+use crate::kv::GetOptions;
 use crate::session::Session;
-use crate::txn::{Compare, CompareOp, Txn, TxnOp};
 
 use super::guard::{Flavour, LockGuard, PendingKey};
-use super::queue::{older_keys, oldest, range_kvs, Place, Turn, LISTED_KEYS};
+use super::queue::{join_txn, older_keys, range_kvs, Place, Turn};
 use super::{key_for, prefix_for, Locker};
 
 /// The client-side lock recipe (Go `concurrency.Mutex` compatible). Stateless and cheap: the
@@ -73,20 +72,8 @@ impl Attempt {
         }
         let key = key_for(&prefix, session.lease());
         let mut pending = PendingKey::new(key.clone(), claim);
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([
-                TxnOp::put(
-                    key.clone(),
-                    "",
-                    PutOptions::new().with_lease(session.lease()),
-                ),
-                TxnOp::get(prefix.clone(), oldest(LISTED_KEYS)),
-            ])
-            .or_else([
-                TxnOp::get(key.clone(), GetOptions::new().with_keys_only()),
-                TxnOp::get(prefix.clone(), oldest(1)),
-            ]);
+        let own = GetOptions::new().with_keys_only();
+        let txn = join_txn(&key, &prefix, b"", session.lease(), own);
         let response = match session.client().txn(txn).await {
             Ok(r) => r,
             Err(e) if e.is_lease_not_found() => {
