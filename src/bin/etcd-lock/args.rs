@@ -222,10 +222,7 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command, String> {
             command.extend(it.by_ref());
             break;
         }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         if common.take(&flag, inline.clone(), &mut it)? {
             continue;
         }
@@ -270,6 +267,14 @@ pub(crate) fn parse(args: Vec<String>) -> Result<Command, String> {
     }))
 }
 
+/// `--flag=value` -> (`--flag`, `Some(value)`); anything else is the flag alone.
+fn split_flag(arg: &str) -> (String, Option<String>) {
+    match arg.split_once('=') {
+        Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+        _ => (arg.to_string(), None),
+    }
+}
+
 fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, String> {
     let mut common = Common::from_env()?;
     let mut workloads = "all".to_string();
@@ -277,10 +282,7 @@ fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, String> 
     let mut scale = 1.0;
     let mut compact = false;
     while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         if common.take(&flag, inline.clone(), &mut it)? {
             continue;
         }
