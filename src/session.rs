@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
@@ -68,8 +68,10 @@ struct Shared {
     lost_tx: watch::Sender<bool>,
     closed: AtomicBool,
     /// Lock and election names this session currently holds or waits for; `true` while a
-    /// cancelled wait's key is still being cleaned up.
+    /// key left behind (cancelled wait, dropped guard, failed unlock) is still being deleted.
     names: Mutex<HashMap<Vec<u8>, bool>>,
+    /// Woken whenever a name is released, for claims waiting on a cleanup.
+    released: Notify,
 }
 
 impl Shared {
@@ -163,6 +165,7 @@ impl Session {
             lost_tx,
             closed: AtomicBool::new(false),
             names: Mutex::new(HashMap::new()),
+            released: Notify::new(),
         });
         shared.refreshed(started, ttl);
         let keeper = tokio::spawn(keep_alive(Arc::clone(&shared), keeper));
@@ -237,14 +240,19 @@ impl Session {
     }
 
     /// Marks `name` as in use by this session. Fails with [`Error::AlreadyHeld`] if a guard or a
-    /// waiting `lock()` of this session uses it; waits while a cancelled wait's key is still
-    /// being deleted in the background (so that delete cannot hit the new key).
+    /// waiting `lock()` of this session uses it. While a key this session left behind under the
+    /// name is still being deleted in the background, waits for that delete to finish (however
+    /// long it takes: it ends at the latest when the session is lost), so the delete can never
+    /// hit the key a new attempt creates or adopts.
     pub(crate) async fn claim(&self, name: &[u8]) -> Result<NameClaim> {
-        let give_up = Instant::now() + Duration::from_secs(10);
+        let shared = self.shared();
         loop {
+            let released = shared.released.notified();
+            tokio::pin!(released);
+            // Registered before the check, so a release between the check and the wait counts.
+            released.as_mut().enable();
             {
-                let mut names = self
-                    .shared()
+                let mut names = shared
                     .names
                     .lock()
                     .map_err(|_| Error::Protocol("session state poisoned".into()))?;
@@ -256,15 +264,21 @@ impl Session {
                             name: name.to_vec(),
                         });
                     }
-                    Some(true) if Instant::now() < give_up => {}
-                    Some(_) => {
+                    Some(true) => {}
+                    Some(false) => {
                         return Err(Error::AlreadyHeld {
                             name: String::from_utf8_lossy(name).into_owned(),
                         })
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            if self.is_lost() {
+                return Err(self.lost_error());
+            }
+            tokio::select! {
+                _ = released => {}
+                _ = self.lost() => return Err(self.lost_error()),
+            }
         }
     }
 
@@ -302,9 +316,11 @@ impl NameClaim {
 
 impl Drop for NameClaim {
     fn drop(&mut self) {
-        if let Ok(mut names) = self.session.shared().names.lock() {
+        let shared = self.session.shared();
+        if let Ok(mut names) = shared.names.lock() {
             names.remove(&self.name);
         }
+        shared.released.notify_waiters();
     }
 }
 

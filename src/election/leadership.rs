@@ -3,9 +3,9 @@
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::{DeleteOptions, PutOptions};
-use crate::lock::spawn_conditional_delete;
+use crate::lock::OwnedKey;
 use crate::proto::v3electionpb as pb;
-use crate::session::{NameClaim, Session};
+use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
 
 use super::{check_value, not_leader, service};
@@ -18,8 +18,10 @@ pub(crate) enum Flavour {
 }
 
 /// Leadership of one election. Give it up with [`Leadership::resign`]; dropping it instead
-/// deletes the leader key in the background (a conditional delete, when a tokio runtime is
-/// running) as a safety net only.
+/// deletes the leader key in the background as a safety net only: a conditional delete
+/// (`KV/Txn` `If create_revision(key) == revision Then DeleteRange(key)`, when a tokio runtime
+/// is running), retried while the session lives. Until that delete is done, a new campaign for
+/// the same name on the same session waits.
 #[derive(Debug)]
 #[must_use = "leadership is given up when it is resigned or dropped"]
 pub struct Leadership {
@@ -29,8 +31,8 @@ pub struct Leadership {
     value: Vec<u8>,
     session: Session,
     flavour: Flavour,
-    resigned: bool,
-    _claim: Option<NameClaim>,
+    /// Deletes the key in the background unless it is known gone (see `lock::owned`).
+    owned: OwnedKey,
 }
 
 impl Leadership {
@@ -41,7 +43,7 @@ impl Leadership {
         value: Vec<u8>,
         session: Session,
         flavour: Flavour,
-        claim: Option<NameClaim>,
+        owned: OwnedKey,
     ) -> Self {
         Leadership {
             name,
@@ -50,8 +52,7 @@ impl Leadership {
             value,
             session,
             flavour,
-            resigned: false,
-            _claim: claim,
+            owned,
         }
     }
 
@@ -183,35 +184,58 @@ impl Leadership {
     /// nothing was deleted the result is [`Error::NotHeld`] or [`Error::SessionLost`] (as for
     /// [`Leadership::proclaim`]). Service: `Election/Resign{leader}`, which etcd answers the
     /// same whether or not the key was still there, so only a session already known lost is
-    /// reported ([`Error::SessionLost`]). Either way no key of this leadership is left.
-    pub async fn resign(mut self) -> Result<()> {
-        self.resigned = true;
-        match self.flavour {
+    /// reported ([`Error::SessionLost`]).
+    ///
+    /// If the call fails or this future is dropped before it completes, the key is deleted in
+    /// the background (conditionally on the revision), retrying while the session lives, and
+    /// a new campaign of this session for the same name waits until that is done. Either way
+    /// no key of this leadership is left behind.
+    pub async fn resign(self) -> Result<()> {
+        let Leadership {
+            name,
+            key,
+            rev,
+            session,
+            flavour,
+            owned,
+            ..
+        } = self;
+        let client = session.client();
+        // `owned` lives across the call: dropped with this future, it deletes in the background.
+        let deleted = match flavour {
             Flavour::Recipe => {
                 let txn = Txn::new()
-                    .when([self.fence()])
-                    .and_then([TxnOp::delete(self.key.clone(), DeleteOptions::new())]);
-                if !self.client().txn(txn).await?.succeeded() {
-                    return Err(not_leader(&self.session, &self.key).await);
-                }
-                Ok(())
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, rev)])
+                    .and_then([TxnOp::delete(key.clone(), DeleteOptions::new())]);
+                client.txn(txn).await.map(|r| r.succeeded())
             }
             Flavour::Service => {
-                service::resign(self.client(), self.leader_key()).await?;
-                if self.session.is_lost() {
-                    return Err(self.session.lost_error());
+                let leader = pb::LeaderKey {
+                    name,
+                    key: key.clone(),
+                    rev,
+                    lease: session.lease(),
+                };
+                service::resign(client, leader).await.map(|()| true)
+            }
+        };
+        match deleted {
+            Ok(true) => {
+                owned.gone();
+                if flavour == Flavour::Service && session.is_lost() {
+                    return Err(session.lost_error());
                 }
                 Ok(())
             }
+            Ok(false) => {
+                owned.gone();
+                Err(not_leader(&session, &key).await)
+            }
+            Err(e) => {
+                // Hand the key to the background delete (it retries while the session lives).
+                drop(owned);
+                Err(e)
+            }
         }
-    }
-}
-
-impl Drop for Leadership {
-    fn drop(&mut self) {
-        if self.resigned {
-            return;
-        }
-        spawn_conditional_delete(self.client(), self.key.clone(), Some(self.rev));
     }
 }

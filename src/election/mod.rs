@@ -173,20 +173,7 @@ pub(crate) fn check_value(value: &[u8]) -> Result<()> {
 /// Why `key` (this session's candidate key) is gone: one `Lease/LeaseTimeToLive` tells a lost
 /// session ([`Error::SessionLost`]) from a key deleted by someone else ([`Error::NotHeld`]).
 pub(crate) async fn not_leader(session: &Session, key: &[u8]) -> Error {
-    if session.is_lost() {
-        return session.lost_error();
-    }
-    match session
-        .client()
-        .lease_time_to_live(session.lease(), false)
-        .await
-    {
-        Ok(ttl) if ttl.ttl() <= 0 => session.lost_error(),
-        Err(e) if e.is_lease_not_found() => session.lost_error(),
-        _ => Error::NotHeld {
-            key: String::from_utf8_lossy(key).into_owned(),
-        },
-    }
+    crate::lock::key_gone_error(session, key).await
 }
 
 #[cfg(test)]

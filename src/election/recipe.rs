@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::kv::{GetOptions, PutOptions, SortOrder, SortTarget};
 use crate::lock::queue::{join_txn, older_keys, range_kvs, Place, Turn};
 use crate::lock::waiters::PrefixWatch;
-use crate::lock::{key_for, PendingKey};
+use crate::lock::{key_for, OwnedKey};
 use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp};
 use std::sync::Arc;
@@ -54,12 +54,11 @@ struct Candidate {
     key: Vec<u8>,
     value: Vec<u8>,
     my_rev: i64,
-    pending: PendingKey,
+    owned: OwnedKey,
 }
 
 impl Candidate {
     fn into_leadership(self) -> Leadership {
-        let claim = self.pending.disarm();
         Leadership::new(
             self.name,
             self.key,
@@ -67,7 +66,7 @@ impl Candidate {
             self.value,
             self.session,
             Flavour::Recipe,
-            claim,
+            self.owned,
         )
     }
 
@@ -86,7 +85,17 @@ impl Candidate {
         };
         match place.wait_turn(router, epoch_before, older).await? {
             Turn::Ours => Ok(self.into_leadership()),
-            Turn::KeyGone => Err(not_leader(&self.session, &self.key).await),
+            Turn::SessionLost => Err(self.session.lost_error()),
+            Turn::KeyGone => {
+                let Candidate {
+                    session,
+                    key,
+                    owned,
+                    ..
+                } = self;
+                owned.gone();
+                Err(not_leader(&session, &key).await)
+            }
         }
     }
 }
@@ -106,7 +115,7 @@ impl Elector for RecipeElection {
         }
         let lease = session.lease();
         let key = key_for(&prefix, lease);
-        let mut pending = PendingKey::new(key.clone(), claim);
+        let mut owned = OwnedKey::new(key.clone(), claim);
         let client = session.client();
 
         let router = client.inner.lock_watches.get(&prefix);
@@ -116,7 +125,7 @@ impl Elector for RecipeElection {
         let response = match client.txn(txn).await {
             Ok(r) => r,
             Err(e) if e.is_lease_not_found() => {
-                pending.forget();
+                owned.gone();
                 return Err(session.lost_error());
             }
             Err(e) => return Err(e),
@@ -143,13 +152,13 @@ impl Elector for RecipeElection {
                         PutOptions::new().with_lease(lease),
                     )]);
                 if !client.txn(update).await?.succeeded() {
-                    pending.forget();
+                    owned.gone();
                     return Err(not_leader(session, &key).await);
                 }
             }
             (kv.create_revision, None)
         };
-        pending.set_token(my_rev);
+        owned.set_token(my_rev);
         let owner_rev = range_kvs(&response, 1)
             .first()
             .map_or(my_rev, |kv| kv.create_revision);
@@ -160,7 +169,7 @@ impl Elector for RecipeElection {
             key,
             value: value.to_vec(),
             my_rev,
-            pending,
+            owned,
         };
         if owner_rev == my_rev {
             return Ok(candidate.into_leadership());

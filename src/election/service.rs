@@ -9,7 +9,7 @@ use futures_util::Stream;
 use crate::client::{Client, Retry};
 use crate::error::{Error, Result};
 use crate::kv::GetOptions;
-use crate::lock::{key_for, PendingKey};
+use crate::lock::{key_for, OwnedKey};
 use crate::proto::v3electionpb as pb;
 use crate::proto::v3electionpb::election_client::ElectionClient;
 use crate::session::Session;
@@ -110,7 +110,7 @@ impl Elector for ServiceElection {
             return Err(session.lost_error());
         }
         let client = session.client();
-        let mut pending = PendingKey::new(key_for(&prefix, session.lease()), claim);
+        let mut owned = OwnedKey::new(key_for(&prefix, session.lease()), claim);
         let req = pb::CampaignRequest {
             name: name.to_vec(),
             lease: session.lease(),
@@ -130,7 +130,7 @@ impl Elector for ServiceElection {
         let leader = match response {
             Ok(r) => r.leader,
             Err(e) if e.is_lease_not_found() => {
-                pending.forget();
+                owned.gone();
                 return Err(session.lost_error());
             }
             Err(e) => return Err(e),
@@ -140,15 +140,14 @@ impl Elector for ServiceElection {
                 "Campaign answered without a leader key".into(),
             ));
         };
-        pending.set_token(leader.rev);
+        owned.set_token(leader.rev);
         let found = client
             .get_with(leader.key.clone(), GetOptions::new().with_keys_only())
             .await?;
         if found.first().map(|kv| kv.create_revision) != Some(leader.rev) {
-            pending.forget();
+            owned.gone();
             return Err(not_leader(session, &leader.key).await);
         }
-        let claim = pending.disarm();
         Ok(Leadership::new(
             name.to_vec(),
             leader.key,
@@ -156,7 +155,7 @@ impl Elector for ServiceElection {
             value.to_vec(),
             session.clone(),
             Flavour::Service,
-            claim,
+            owned,
         ))
     }
 

@@ -2,9 +2,11 @@
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::kv::{DeleteOptions, PutOptions};
-use crate::session::{NameClaim, Session};
+use crate::kv::PutOptions;
+use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
+
+use super::owned::{key_gone_error, OwnedKey};
 
 /// How the lock was taken, which decides how it is released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,7 +16,9 @@ pub(crate) enum Flavour {
 }
 
 /// A held lock. Release it with [`LockGuard::unlock`]; dropping it instead releases it in the
-/// background (a conditional delete, when a tokio runtime is running) as a safety net only.
+/// background as a safety net only: a conditional delete (`KV/Txn` `If create_revision(key) ==
+/// token Then DeleteRange(key)`, when a tokio runtime is running), retried while the session
+/// lives. Until that delete is done, a new `lock()` of the same name on the same session waits.
 #[derive(Debug)]
 #[must_use = "a lock is released when its guard is unlocked or dropped"]
 pub struct LockGuard {
@@ -23,8 +27,8 @@ pub struct LockGuard {
     token: i64,
     session: Session,
     flavour: Flavour,
-    released: bool,
-    _claim: Option<NameClaim>,
+    /// Deletes the key in the background unless it is known gone (see `lock::owned`).
+    owned: OwnedKey,
 }
 
 impl LockGuard {
@@ -34,7 +38,7 @@ impl LockGuard {
         token: i64,
         session: Session,
         flavour: Flavour,
-        claim: Option<NameClaim>,
+        owned: OwnedKey,
     ) -> Self {
         LockGuard {
             name,
@@ -42,8 +46,7 @@ impl LockGuard {
             token,
             session,
             flavour,
-            released: false,
-            _claim: claim,
+            owned,
         }
     }
 
@@ -131,132 +134,60 @@ impl LockGuard {
         }
     }
 
-    /// Releases the lock. Recipe locks send `KV/DeleteRange(key)`; service locks send
-    /// `Lock/Unlock{key}`. Fails with [`Error::NotHeld`] when the key was already gone (or
-    /// [`Error::SessionLost`] when the lease expired meanwhile: etcd released it then).
-    /// Unlocking twice is impossible: this consumes the guard.
-    pub async fn unlock(mut self) -> Result<()> {
-        self.released = true;
-        match self.flavour {
-            Flavour::Recipe => {
-                let deleted = self.client().delete(self.key.clone()).await?.deleted();
-                if deleted == 0 {
-                    return Err(self.not_held());
-                }
-                Ok(())
-            }
-            Flavour::Service => {
-                super::service::unlock_key(self.client(), self.key.clone()).await?;
-                if self.session.is_lost() {
-                    return Err(self.session.lost_error());
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        spawn_conditional_delete(self.client(), self.key.clone(), Some(self.token));
-    }
-}
-
-/// Deletes `key` in the background if its create revision is still `token`
-/// (`KV/Txn`: if `create_revision(key) == token` then delete). Needs a tokio runtime.
-pub(crate) fn spawn_conditional_delete(client: &Client, key: Vec<u8>, token: Option<i64>) {
-    let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let client = client.clone();
-    handle.spawn(async move {
-        delete_with_retries(&client, key, token).await;
-    });
-}
-
-/// Runs [`delete_txn`], repeating it (at most 5 times, with backoff) while the cluster is
-/// unreachable or a member fails: a waiter key left behind would block the queue until its
-/// session ends. Repeating is safe: the delete is conditional on the token, or targets a key
-/// that only this (abandoned) attempt can own.
-async fn delete_with_retries(client: &Client, key: Vec<u8>, token: Option<i64>) {
-    let mut pause = std::time::Duration::from_millis(100);
-    for _ in 0..5 {
-        match client.txn(delete_txn(key.clone(), token)).await {
-            Ok(_) => return,
-            Err(e) if e.is_unavailable() || e.is_timeout() || e.code().is_some() => {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-/// `KV/Txn` deleting `key`, guarded by `create_revision(key) == token` when a token is given.
-fn delete_txn(key: Vec<u8>, token: Option<i64>) -> Txn {
-    let delete = TxnOp::delete(key.clone(), DeleteOptions::new());
-    match token {
-        Some(token) => Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, token)])
-            .and_then([delete]),
-        None => Txn::new().and_then([delete]),
-    }
-}
-
-/// Disarmable drop guard for a lock attempt in progress: if the attempt is abandoned (future
-/// dropped, timeout, error), the waiter key is deleted in the background — conditionally on its
-/// create revision when known — and the session's claim on the name is held until that delete
-/// is done, so a new attempt by the same session cannot lose its fresh key to it.
-#[derive(Debug)]
-pub(crate) struct PendingKey {
-    key: Vec<u8>,
-    token: Option<i64>,
-    claim: Option<NameClaim>,
-}
-
-impl PendingKey {
-    pub(crate) fn new(key: Vec<u8>, claim: NameClaim) -> Self {
-        PendingKey {
+    /// Releases the lock. Unlocking twice is impossible: this consumes the guard.
+    ///
+    /// * Recipe locks send `KV/DeleteRange(key)`. When nothing was deleted the key was already
+    ///   gone: the result is [`Error::NotHeld`] (deleted by someone else), or
+    ///   [`Error::SessionLost`] when one `Lease/LeaseTimeToLive` finds the lease gone (etcd
+    ///   released the lock when the lease expired).
+    /// * Service locks send `Lock/Unlock{key}`. etcd's answer to it is the same whether or not
+    ///   the key was still there (the server runs a plain delete and returns only a header), so
+    ///   this flavour **cannot tell** a key that was already gone: it returns `Ok(())` then,
+    ///   unless the session is already known lost ([`Error::SessionLost`]). Use
+    ///   [`LockGuard::txn`] (or the recipe flavour) when that difference matters.
+    ///
+    /// If the call fails (unreachable cluster, timeout) or this future is dropped before it
+    /// completes (e.g. inside `tokio::time::timeout`), the key is not left behind: it is
+    /// deleted in the background, conditionally on the fencing token, retrying while the
+    /// session lives; the error is returned as it happened. Until that delete is done the
+    /// session's claim on the name stays, so a new `lock()` of the same name on the same
+    /// session waits for it.
+    pub async fn unlock(self) -> Result<()> {
+        let LockGuard {
             key,
-            token: None,
-            claim: Some(claim),
+            session,
+            flavour,
+            owned,
+            ..
+        } = self;
+        // `owned` lives across the call: dropped with this future, it deletes in the background.
+        let deleted = match flavour {
+            Flavour::Recipe => session
+                .client()
+                .delete(key.clone())
+                .await
+                .map(|r| r.deleted() > 0),
+            Flavour::Service => super::service::unlock_key(session.client(), key.clone())
+                .await
+                .map(|()| true),
+        };
+        match deleted {
+            Ok(true) => {
+                owned.gone();
+                if flavour == Flavour::Service && session.is_lost() {
+                    return Err(session.lost_error());
+                }
+                Ok(())
+            }
+            Ok(false) => {
+                owned.gone();
+                Err(key_gone_error(&session, &key).await)
+            }
+            Err(e) => {
+                // Hand the key to the background delete (it retries while the session lives).
+                drop(owned);
+                Err(e)
+            }
         }
-    }
-
-    /// Records the key's create revision once known.
-    pub(crate) fn set_token(&mut self, token: i64) {
-        self.token = Some(token);
-    }
-
-    /// The attempt succeeded: hand the claim to the guard, delete nothing.
-    pub(crate) fn disarm(mut self) -> Option<NameClaim> {
-        self.claim.take()
-    }
-
-    /// The attempt failed and nothing needs deleting (e.g. the key is known gone).
-    pub(crate) fn forget(mut self) {
-        self.claim.take();
-    }
-}
-
-impl Drop for PendingKey {
-    fn drop(&mut self) {
-        let Some(claim) = self.claim.take() else {
-            return;
-        };
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        claim.cleaning();
-        let client = claim.session().client().clone();
-        let key = std::mem::take(&mut self.key);
-        let token = self.token;
-        handle.spawn(async move {
-            delete_with_retries(&client, key, token).await;
-            drop(claim);
-        });
     }
 }

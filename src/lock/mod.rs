@@ -28,6 +28,7 @@
 //! ```
 
 mod guard;
+mod owned;
 pub(crate) mod queue;
 mod recipe;
 mod service;
@@ -35,7 +36,7 @@ pub(crate) mod waiters;
 
 pub use guard::LockGuard;
 // Shared with `crate::election` (same key layout, same cleanup rules).
-pub(crate) use guard::{spawn_conditional_delete, PendingKey};
+pub(crate) use owned::{key_gone_error, OwnedKey};
 pub use recipe::RecipeLock;
 pub use service::ServiceLock;
 

@@ -88,8 +88,10 @@ pub(crate) fn range_kvs(response: &TxnResponse, index: usize) -> &[KeyValue] {
 pub(crate) enum Turn {
     /// No older key is left and ours still exists.
     Ours,
-    /// Our key is gone (lease expired or revoked, or deleted by someone else).
+    /// Our key is gone (deleted by someone else, or with its lease: the caller tells which).
     KeyGone,
+    /// The session was lost while waiting.
+    SessionLost,
 }
 
 /// One participant's place in the queue under `prefix`.
@@ -113,6 +115,8 @@ impl Place<'_> {
         let lost = self.session.lost();
         tokio::pin!(lost);
         if let (Some(epoch), Some((older, revision))) = (epoch_before, older) {
+            // Our own key's DELETE ends the wait too (deleted by someone else, or its lease).
+            let own = router.wait_delete(epoch, self.key, self.my_rev - 1);
             let mut pending = Vec::new();
             let mut known = true;
             for key in &older {
@@ -133,7 +137,13 @@ impl Place<'_> {
                 };
                 let deleted = tokio::select! {
                     d = all_deleted => d,
-                    _ = &mut lost => return Ok(Turn::KeyGone),
+                    gone = deleted_or_ended(own) => {
+                        if gone {
+                            return Ok(Turn::KeyGone);
+                        }
+                        false
+                    }
+                    _ = &mut lost => return Ok(Turn::SessionLost),
                 };
                 // Every older key is gone; was ours deleted meanwhile?
                 if deleted {
@@ -153,10 +163,13 @@ impl Place<'_> {
                 Recheck::KeyGone => return Ok(Turn::KeyGone),
                 Recheck::Behind(pred) => pred,
             };
+            // The re-check saw our key at `after`: its DELETE after that wakes us too.
+            let own = router.wait_delete(epoch, self.key, after);
             if let Wait::Pending(woken) = router.wait_delete(epoch, &pred_key, after) {
                 tokio::select! {
                     _ = woken => {}
-                    _ = &mut lost => return Ok(Turn::KeyGone),
+                    _ = deleted_or_ended(own) => {}
+                    _ = &mut lost => return Ok(Turn::SessionLost),
                 }
             }
             // Deleted, Unknown or woken: re-check.
@@ -187,6 +200,16 @@ impl Place<'_> {
             None => Recheck::Ours,
             Some(kv) => Recheck::Behind((kv.key.clone(), revision)),
         })
+    }
+}
+
+/// Resolves `true` once the awaited key is known deleted, `false` when the watch ended first;
+/// never when the router cannot tell (the caller re-checks by other means then).
+async fn deleted_or_ended(wait: Wait) -> bool {
+    match wait {
+        Wait::Deleted => true,
+        Wait::Pending(woken) => woken.await == Ok(true),
+        Wait::Unknown => std::future::pending().await,
     }
 }
 

@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::kv::GetOptions;
 use crate::session::Session;
 
-use super::guard::{Flavour, LockGuard, PendingKey};
+use super::guard::{Flavour, LockGuard};
+use super::owned::{key_gone_error, OwnedKey};
 use super::queue::{join_txn, older_keys, range_kvs, Place, Turn};
 use super::{key_for, prefix_for, Locker};
 
@@ -40,10 +41,10 @@ impl RecipeLock {
         if attempt.owner_rev == attempt.my_rev {
             return Ok(attempt.into_guard());
         }
-        let Attempt { pending, key, .. } = attempt;
-        // On failure `pending` is dropped and retries the delete in the background.
+        let Attempt { owned, key, .. } = attempt;
+        // On failure `owned` is dropped and deletes the key in the background.
         session.client().delete(key).await?;
-        pending.forget();
+        owned.gone();
         Err(Error::Locked {
             name: String::from_utf8_lossy(name).into_owned(),
         })
@@ -60,7 +61,7 @@ struct Attempt {
     owner_rev: i64,
     /// Every key older than ours, when the Then branch listed them all.
     older: Option<(Vec<Vec<u8>>, i64)>,
-    pending: PendingKey,
+    owned: OwnedKey,
 }
 
 impl Attempt {
@@ -71,13 +72,13 @@ impl Attempt {
             return Err(session.lost_error());
         }
         let key = key_for(&prefix, session.lease());
-        let mut pending = PendingKey::new(key.clone(), claim);
+        let mut owned = OwnedKey::new(key.clone(), claim);
         let own = GetOptions::new().with_keys_only();
         let txn = join_txn(&key, &prefix, b"", session.lease(), own);
         let response = match session.client().txn(txn).await {
             Ok(r) => r,
             Err(e) if e.is_lease_not_found() => {
-                pending.forget();
+                owned.gone();
                 return Err(session.lost_error());
             }
             Err(e) => return Err(e),
@@ -93,7 +94,7 @@ impl Attempt {
                 None => return Err(Error::Protocol("lock txn: own key vanished".into())),
             }
         };
-        pending.set_token(my_rev);
+        owned.set_token(my_rev);
         let owner_rev = range_kvs(&response, 1)
             .first()
             .map_or(my_rev, |kv| kv.create_revision);
@@ -105,19 +106,18 @@ impl Attempt {
             my_rev,
             owner_rev,
             older,
-            pending,
+            owned,
         })
     }
 
     fn into_guard(self) -> LockGuard {
-        let claim = self.pending.disarm();
         LockGuard::new(
             self.name,
             self.key,
             self.my_rev,
             self.session,
             Flavour::Recipe,
-            claim,
+            self.owned,
         )
     }
 }
@@ -145,7 +145,12 @@ impl Locker for RecipeLock {
             .await?
         {
             Turn::Ours => Ok(attempt.into_guard()),
-            Turn::KeyGone => Err(session.lost_error()),
+            Turn::SessionLost => Err(session.lost_error()),
+            Turn::KeyGone => {
+                let Attempt { owned, key, .. } = attempt;
+                owned.gone();
+                Err(key_gone_error(session, &key).await)
+            }
         }
     }
 

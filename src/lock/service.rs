@@ -13,7 +13,8 @@ use crate::proto::v3lockpb as pb;
 use crate::proto::v3lockpb::lock_client::LockClient;
 use crate::session::Session;
 
-use super::guard::{Flavour, LockGuard, PendingKey};
+use super::guard::{Flavour, LockGuard};
+use super::owned::{key_gone_error, OwnedKey};
 use super::{key_for, prefix_for, Locker};
 
 pub(crate) const LOCK: &str = "/v3lockpb.Lock/Lock";
@@ -56,7 +57,7 @@ impl Locker for ServiceLock {
             return Err(session.lost_error());
         }
         let client = session.client();
-        let mut pending = PendingKey::new(key_for(&prefix, session.lease()), claim);
+        let mut owned = OwnedKey::new(key_for(&prefix, session.lease()), claim);
         let req = pb::LockRequest {
             name: name.to_vec(),
             lease: session.lease(),
@@ -75,7 +76,7 @@ impl Locker for ServiceLock {
         let key = match response {
             Ok(r) => r.key,
             Err(e) if e.is_lease_not_found() => {
-                pending.forget();
+                owned.gone();
                 return Err(session.lost_error());
             }
             Err(e) => return Err(e),
@@ -84,18 +85,17 @@ impl Locker for ServiceLock {
             .get_with(key.clone(), GetOptions::new().with_keys_only())
             .await?;
         let Some(token) = found.first().map(|kv| kv.create_revision) else {
-            pending.forget();
-            return Err(session.lost_error());
+            owned.gone();
+            return Err(key_gone_error(session, &key).await);
         };
-        pending.set_token(token);
-        let claim = pending.disarm();
+        owned.set_token(token);
         Ok(LockGuard::new(
             name.to_vec(),
             key,
             token,
             session.clone(),
             Flavour::Service,
-            claim,
+            owned,
         ))
     }
 
