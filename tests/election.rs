@@ -617,7 +617,8 @@ fn spawn_candidate(endpoint: &str, name: &str, flavour: &str, value: &str) -> Ch
 /// Item 9 of issue 10: an observer opened through a member that missed the old leader's end
 /// must not report that leader. Each round: `a` leads and `b` waits (through the other two
 /// members), member F is frozen, `a`'s session is revoked so `b` leads, F is continued, and an
-/// observer opened at once through F alone must yield `b` first, never the revoked `a`.
+/// observer opened at once through F alone must yield `b` first, never the revoked `a`. The
+/// recipe's observation then starts with exactly one `KV/Range` and one watch create.
 async fn observer_on_a_lagging_member_never_reports_a_revoked_leader<
     E: Elector + Clone + 'static,
 >(
@@ -663,6 +664,25 @@ async fn observer_on_a_lagging_member_never_reports_a_revoked_leader<
         drop(observer);
         ok(lb.resign().await);
         ok(sb.close().await);
+    }
+    if elector.flavour() == "recipe" {
+        // Starting an observation costs one `KV/Range` and one watch create, as before.
+        let name = name("observe-rpcs");
+        let s = session(&client, 30).await;
+        let l = ok(elector.campaign(&s, name.as_bytes(), b"c").await);
+        let before = through_f.stats();
+        let mut observer = ok(elector.observe(&through_f, name.as_bytes()).await);
+        assert_eq!(next_leader(&mut observer).await.key_str(), l.key_str());
+        let after = through_f.stats();
+        assert_eq!(after.unary_calls - before.unary_calls, 1, "observe: Range");
+        assert_eq!(
+            after.stream_messages_sent - before.stream_messages_sent,
+            1,
+            "observe: watch create"
+        );
+        drop(observer);
+        ok(l.resign().await);
+        ok(s.close().await);
     }
 }
 
