@@ -2,7 +2,8 @@
 //! with read-write on `app/` locks there with both lock flavours and is refused elsewhere, a
 //! wrong password is refused, and an expired token (`--auth-token-ttl=2`) is renewed without
 //! the caller seeing an error: for unary calls, new watches, both lock flavours, and a
-//! session's keep-alive.
+//! session's keep-alive. Two users waiting at once: etcd's Lock and Election services refuse
+//! the second user's wait (etcd issue 17502), the recipes do not.
 #![cfg(feature = "testkit")]
 
 mod common;
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::ok;
 use etcd_lock::auth::{Permission, PermissionRange};
-use etcd_lock::lock::{Locker, RecipeLock, ServiceLock};
+use etcd_lock::election::{Elector, Leadership, RecipeElection, ServiceElection};
+use etcd_lock::lock::{LockGuard, Locker, RecipeLock, ServiceLock};
 use etcd_lock::testkit::{Cluster, EtcdBinary};
 use etcd_lock::wire::{WireRecord, WireSink};
 use etcd_lock::{Client, ClientOptions, Error, EtcdErrorKind, Session, SessionOptions};
@@ -24,6 +26,7 @@ per_version!(
     wrong_password_is_refused,
     expired_token_is_renewed_transparently,
     session_keep_alive_outlives_tokens,
+    service_waits_are_checked_as_the_first_waiting_user,
 );
 
 const ROOT_PW: &str = "root-secret";
@@ -353,4 +356,171 @@ async fn session_keep_alive_outlives_tokens(bin: &EtcdBinary) {
     assert_eq!(still.kvs().len(), 1, "lock key vanished: lease expired");
     ok(guard.unlock().await);
     ok(session.close().await);
+}
+
+/// The four ways to wait for a name, for the two-user test.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    RecipeLock,
+    ServiceLock,
+    RecipeElection,
+    ServiceElection,
+}
+
+/// A lock held or an election led.
+enum Held {
+    Lock(LockGuard),
+    Lead(Leadership),
+}
+
+impl Held {
+    async fn release(self) -> Result<(), Error> {
+        match self {
+            Held::Lock(guard) => guard.unlock().await,
+            Held::Lead(leadership) => leadership.resign().await,
+        }
+    }
+}
+
+/// Locks (or campaigns for) `name` with `kind`, waiting until it is ours.
+async fn take(kind: Kind, session: Session, name: String) -> Result<Held, Error> {
+    let name = name.as_bytes();
+    match kind {
+        Kind::RecipeLock => RecipeLock::new().lock(&session, name).await.map(Held::Lock),
+        Kind::ServiceLock => ServiceLock::new()
+            .lock(&session, name)
+            .await
+            .map(Held::Lock),
+        Kind::RecipeElection => RecipeElection::new()
+            .campaign(&session, name, b"v")
+            .await
+            .map(Held::Lead),
+        Kind::ServiceElection => ServiceElection::new()
+            .campaign(&session, name, b"v")
+            .await
+            .map(Held::Lead),
+    }
+}
+
+/// Grants `user` read-write on `user/` only.
+async fn add_user(root: &Client, user: &str) {
+    let role = format!("{user}-rw");
+    ok(root.role_add(&role).await);
+    ok(root
+        .role_grant_permission(
+            &role,
+            Permission::ReadWrite,
+            PermissionRange::prefix(format!("{user}/")),
+        )
+        .await);
+    ok(root.user_add(user, APP_PW).await);
+    ok(root.user_grant_role(user, &role).await);
+}
+
+/// How the two waits of [`two_users_wait`] ended.
+#[derive(Debug)]
+struct Waits {
+    /// user2's wait: `Ok` once it held the name (and let it go again).
+    user2: Result<(), Error>,
+    /// Whether user2's wait had already ended when its holder let go.
+    user2_ended_early: bool,
+    /// user1's wait, within 5 s of its holder letting go; `None` if still waiting.
+    user1: Option<Result<(), Error>>,
+}
+
+/// On a fresh auth-enabled member: user1 holds `u1/NAME` and a second user1 session waits for
+/// it; while it waits, user2 holds `u2/NAME` and a second user2 session waits for that, each
+/// user under its own permitted prefix. user2's holder lets go after 1 s, then user1's.
+async fn two_users_wait(bin: &EtcdBinary, kind: Kind) -> Waits {
+    let cluster = auth_cluster(bin, None);
+    enable_auth(&cluster).await;
+    let root = ok(connect_as(&cluster, "root", ROOT_PW).await);
+    add_user(&root, "u1").await;
+    add_user(&root, "u2").await;
+    let u1 = ok(connect_as(&cluster, "u1", APP_PW).await);
+    let u2 = ok(connect_as(&cluster, "u2", APP_PW).await);
+    let (n1, n2) = ("u1/name".to_string(), "u2/name".to_string());
+    let (s1a, s1b) = (ok(Session::new(&u1).await), ok(Session::new(&u1).await));
+    let (s2a, s2b) = (ok(Session::new(&u2).await), ok(Session::new(&u2).await));
+    let h1 = ok(take(kind, s1a.clone(), n1.clone()).await);
+    let w1 = tokio::spawn(take(kind, s1b.clone(), n1.clone()));
+    common::wait_key_count(&u1, &n1, 2, Duration::from_secs(10)).await;
+    // The server-side wait opens its watch right after its key is written.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!w1.is_finished(), "{kind:?}: user1's waiter did not wait");
+
+    let h2 = ok(take(kind, s2a.clone(), n2.clone()).await);
+    let w2 = tokio::spawn(take(kind, s2b.clone(), n2));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let user2_ended_early = w2.is_finished();
+    ok(h2.release().await);
+    let ended = tokio::time::timeout(Duration::from_secs(10), w2).await;
+    let ended = ok(ended.map_err(|_| format!("{kind:?}: user2's wait still open after 10 s")));
+    let user2 = match ok(ended) {
+        Ok(held) => held.release().await,
+        Err(e) => Err(e),
+    };
+
+    ok(h1.release().await);
+    let user1 = match tokio::time::timeout(Duration::from_secs(5), w1).await {
+        Ok(joined) => Some(match ok(joined) {
+            Ok(held) => held.release().await,
+            Err(e) => Err(e),
+        }),
+        Err(_) => None,
+    };
+    for s in [s1a, s1b, s2a, s2b] {
+        ok(s.close().await);
+    }
+    let left = ok(root
+        .get_with(
+            "\0",
+            etcd_lock::kv::GetOptions::new()
+                .with_from_key()
+                .with_count_only(),
+        )
+        .await);
+    assert_eq!(left.count(), 0, "{kind:?}: keys left behind");
+    Waits {
+        user2,
+        user2_ended_early,
+        user1,
+    }
+}
+
+/// etcd runs its Lock and Election services on one client inside the server, whose single
+/// watch stream is checked as the user who opened it (etcd issue 17502). While user1 waits,
+/// user2's wait under its own prefix is refused with "permission denied" (sent as gRPC code
+/// Unknown wrapping the PermissionDenied text) before its holder lets go, for both services
+/// on both versions; on 3.5.1 user1's wait is then wedged too (it does not end after its
+/// holder lets go). The recipes watch on the caller's own client: both users wait and get
+/// their names. If etcd (or this crate) ever lifts the limit this test fails: update the
+/// docs it pins (`lock::ServiceLock`'s module, `ServiceElection`, README "TLS and
+/// authentication").
+async fn service_waits_are_checked_as_the_first_waiting_user(bin: &EtcdBinary) {
+    let wedged_on_35 = bin.version().starts_with("3.5");
+    for kind in [Kind::ServiceLock, Kind::ServiceElection] {
+        let waits = two_users_wait(bin, kind).await;
+        eprintln!("{} {kind:?}: {waits:?}", bin.version());
+        let text = waits.user2.as_ref().err().map(ToString::to_string);
+        assert!(
+            text.as_deref()
+                .is_some_and(|t| t.contains("permission denied")),
+            "{kind:?}: user2 was not refused ({waits:?}); etcd issue 17502 fixed?"
+        );
+        assert!(waits.user2_ended_early, "{kind:?}: {waits:?}");
+        if wedged_on_35 {
+            assert!(waits.user1.is_none(), "{kind:?}: {waits:?}");
+        } else {
+            assert!(matches!(waits.user1, Some(Ok(()))), "{kind:?}: {waits:?}");
+        }
+    }
+    for kind in [Kind::RecipeLock, Kind::RecipeElection] {
+        let waits = two_users_wait(bin, kind).await;
+        assert!(
+            waits.user2.is_ok() && !waits.user2_ended_early,
+            "{kind:?}: {waits:?}"
+        );
+        assert!(matches!(waits.user1, Some(Ok(()))), "{kind:?}: {waits:?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Both election flavours against real etcd 3.5.1 and 3.4.23: one leader at a time in queue
 //! order, a killed leader process replaced within its TTL and seen by an observer, fencing of
-//! a stale leader's proclaim, cancellation, and interop with `etcdctl elect`.
+//! a stale leader's proclaim, cancellation, interop with `etcdctl elect`, and an observer
+//! opened through a member that missed a leader's end.
 #![cfg(feature = "testkit")]
 
 mod common;
@@ -612,3 +613,77 @@ fn spawn_candidate(endpoint: &str, name: &str, flavour: &str, value: &str) -> Ch
     let spec = format!("{endpoint}|{name}|{flavour}|{value}");
     ChildTest::spawn("candidate_child", CHILD_ENV, &spec)
 }
+
+/// Item 9 of issue 10: an observer opened through a member that missed the old leader's end
+/// must not report that leader. Each round: `a` leads and `b` waits (through the other two
+/// members), member F is frozen, `a`'s session is revoked so `b` leads, F is continued, and an
+/// observer opened at once through F alone must yield `b` first, never the revoked `a`. The
+/// recipe's observation then starts with exactly one `KV/Range` and one watch create.
+async fn observer_on_a_lagging_member_never_reports_a_revoked_leader<
+    E: Elector + Clone + 'static,
+>(
+    bin: &EtcdBinary,
+    elector: E,
+) {
+    let cluster = common::three(bin);
+    let leader = ok(tokio::task::block_in_place(|| {
+        cluster.wait_leader(Duration::from_secs(10))
+    }));
+    let lagging = (leader + 1) % 3;
+    let others: Vec<String> = (0..3)
+        .filter(|&i| i != lagging)
+        .map(|i| cluster.member(i).endpoint())
+        .collect();
+    let client = ok(Client::connect(&others).await);
+    // Connected before the freeze, so the observe calls go out the moment F runs again.
+    let through_f = ok(Client::connect([cluster.member(lagging).endpoint()]).await);
+    for round in 0..5 {
+        let name = name("lagging-observe");
+        let sa = session(&client, 30).await;
+        let la = ok(elector.campaign(&sa, name.as_bytes(), b"a").await);
+        let sb = session(&client, 30).await;
+        let waiting = {
+            let (elector, name, sb) = (elector.clone(), name.clone(), sb.clone());
+            tokio::spawn(async move { elector.campaign(&sb, name.as_bytes(), b"b").await })
+        };
+        wait_key_count(&client, &name, 2, WAIT).await;
+        // F has applied both keys (a linearizable read through it), then misses a's end.
+        assert_eq!(keys_under(&through_f, &name).await.len(), 2);
+        ok(cluster.member(lagging).pause());
+        ok(sa.close().await);
+        drop(la);
+        let lb = ok(ok(within(WAIT, "b to lead after a's revoke", waiting).await));
+        ok(cluster.member(lagging).resume());
+        let mut observer = ok(elector.observe(&through_f, name.as_bytes()).await);
+        let first = next_leader(&mut observer).await;
+        assert_eq!(
+            (first.key_str(), first.value_str()),
+            (lb.key_str(), "b".to_string()),
+            "round {round}: the first leader observed through F is stale"
+        );
+        drop(observer);
+        ok(lb.resign().await);
+        ok(sb.close().await);
+    }
+    if elector.flavour() == "recipe" {
+        // Starting an observation costs one `KV/Range` and one watch create, as before.
+        let name = name("observe-rpcs");
+        let s = session(&client, 30).await;
+        let l = ok(elector.campaign(&s, name.as_bytes(), b"c").await);
+        let before = through_f.stats();
+        let mut observer = ok(elector.observe(&through_f, name.as_bytes()).await);
+        assert_eq!(next_leader(&mut observer).await.key_str(), l.key_str());
+        let after = through_f.stats();
+        assert_eq!(after.unary_calls - before.unary_calls, 1, "observe: Range");
+        assert_eq!(
+            after.stream_messages_sent - before.stream_messages_sent,
+            1,
+            "observe: watch create"
+        );
+        drop(observer);
+        ok(l.resign().await);
+        ok(s.close().await);
+    }
+}
+
+both_flavours!(observer_on_a_lagging_member_never_reports_a_revoked_leader);

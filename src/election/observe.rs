@@ -1,7 +1,9 @@
 //! Following an election: the [`Observer`] stream, and the recipe's way of feeding it.
 //!
-//! The recipe keeps one watch on `NAME/` (PUTs and DELETEs) and the leader as of a known
-//! revision. Each event after that revision updates it: a PUT into an empty election is the
+//! The recipe starts like Go's `Observe`: one linearizable `KV/Range` of the first-created key
+//! under `NAME/` gives the leader as of that read's revision R, never an older state, even when
+//! the member answering was behind. Then it keeps one watch on `NAME/` (PUTs and DELETEs) from
+//! R + 1, so starting costs two RPCs and no change after R is missed. Each event after that revision updates it: a PUT into an empty election is the
 //! new leader; a PUT on the leader key is a proclaim; a DELETE of the leader key is answered
 //! by one `KV/Range` of the first-created key *at the DELETE's revision*, so the successor is
 //! read exactly as it was then and no leader in between is skipped. Other candidates' keys
@@ -168,33 +170,53 @@ impl RecipeObserver {
         self.current = leader;
     }
 
-    /// Opens a watch from now and reads the leader at its start revision (also the way back
-    /// after a compaction: leaders that came and went in the compacted history are not seen).
+    /// Reads the leader with one linearizable `KV/Range` (first-created key under the prefix),
+    /// then opens the watch from that read's revision + 1: two RPCs, as before, in the order of
+    /// Go's `Observe`. Also the way back after a compaction: leaders that came and went in the
+    /// compacted history are not seen.
+    ///
+    /// Why this order: a linearizable read answers only once the member serving it has applied
+    /// everything committed before the read began, so the leader it returns was current when
+    /// `observe()` ran, and its header revision is a point the watch can continue from without
+    /// a gap. The old order (watch first, then read at the watch's start revision) took that
+    /// revision from the member's local store, which may lag (a member that was paused or cut
+    /// off), so the first "current" leader could be one deleted before `observe()` was called.
     async fn restart(&mut self) -> Result<()> {
         self.watcher = None;
-        let watcher = self
-            .client
-            .watch_with(self.prefix.clone(), WatchOptions::new().with_prefix())
-            .await?;
-        let start = watcher.created_revision();
-        self.opened_at = Instant::now();
-        self.watcher = Some(watcher);
-        // The header of a Range at a past revision carries the current revision, so the state
-        // read is known as of `start` only.
-        let response = self
-            .client
-            .get_with(self.prefix.clone(), first_created().with_revision(start))
-            .await?;
-        let at = if start > 0 {
-            start
-        } else {
-            response.revision()
-        };
-        let leader = response.into_inner().kvs.into_iter().next().map(Into::into);
-        self.known_through = at;
-        self.last_event = self.last_event.max(at);
-        self.set_leader(leader);
-        Ok(())
+        // A compaction between the read and the watch makes the watch start too old: read
+        // again, at most twice more.
+        let mut attempt = 0;
+        loop {
+            let response = self
+                .client
+                .get_with(self.prefix.clone(), first_created())
+                .await?;
+            let at = response.revision();
+            let leader = response.into_inner().kvs.into_iter().next().map(Into::into);
+            let opened = self
+                .client
+                .watch_with(
+                    self.prefix.clone(),
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(at + 1),
+                )
+                .await;
+            let watcher = match opened {
+                Ok(w) => w,
+                Err(Error::WatchCompacted { .. }) if attempt < 2 => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            self.opened_at = Instant::now();
+            self.watcher = Some(watcher);
+            self.known_through = at;
+            self.last_event = self.last_event.max(at);
+            self.set_leader(leader);
+            return Ok(());
+        }
     }
 
     /// The leader's key-value as it was at `revision` (one `KV/Range`); `None` when that

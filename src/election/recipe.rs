@@ -184,9 +184,10 @@ impl Elector for RecipeElection {
         Ok(response.into_inner().kvs.into_iter().next().map(Into::into))
     }
 
-    /// One `WatchCreateRequest` on the client's shared watch stream for `NAME/` (PUTs and
-    /// DELETEs), then `KV/Range(NAME/, sort create asc, limit 1)` at the watch's start revision.
-    /// Later, one `KV/Range` at the DELETE's revision each time the leader key is deleted, to
+    /// A linearizable `KV/Range(NAME/, sort create asc, limit 1)` for the current leader as of
+    /// its header revision R, then one `WatchCreateRequest` on the client's shared watch stream
+    /// for `NAME/` (PUTs and DELETEs) from R + 1 (as Go's `Observe`: never a stale leader first,
+    /// even through a member that is behind). Later, one `KV/Range` at the DELETE's revision each time the leader key is deleted, to
     /// find the next leader exactly as it was then. A broken watch is reopened from the last
     /// revision seen; a compacted one falls back to reading the current leader.
     async fn observe(&self, client: &Client, name: &[u8]) -> Result<Observer> {

@@ -3,6 +3,9 @@
 //! etcd runs Go's `concurrency.Election` inside the server with the same key layout, so this
 //! flavour and [`super::RecipeElection`] line up in the same queue. `Election/Campaign` blocks
 //! on the server until the candidate leads and returns its `LeaderKey{name, key, rev, lease}`.
+//! `Election/Observe` starts from a linearizable read on the member it reaches, so, like the
+//! recipe, it never yields a leader that was gone before the call (checked by pausing a member
+//! in `tests/election.rs`). With auth on, see [`ServiceElection`] for a limit of etcd's.
 
 use futures_util::Stream;
 
@@ -25,6 +28,20 @@ pub(crate) const OBSERVE: &str = "/v3electionpb.Election/Observe";
 pub(crate) const RESIGN: &str = "/v3electionpb.Election/Resign";
 
 /// etcd's server-side election service.
+///
+/// # Auth: one user at a time
+///
+/// With auth enabled, do not let two users wait on this service at once; use
+/// [`super::RecipeElection`] instead. etcd runs every `Election/Campaign` through one client
+/// inside the server, and that client's single watch stream is permission-checked as the user
+/// whose wait opened it (etcd issue 17502, reported for 3.4 and 3.5, closed without a fix). So while user1's candidate waits under user1's prefix, user2's
+/// `Campaign` that has to wait under its own permitted prefix fails with `permission denied`
+/// (gRPC code `Unknown` wrapping that text, so [`Error::is_permission_denied`] is false), and
+/// on etcd 3.5.1 user1's campaign then stays stuck after its leader resigns. An uncontended
+/// campaign, a single user, or users that never wait at the same moment are unaffected. The
+/// recipe waits on the caller's own client and token, so each user waits under its own
+/// permissions. `tests/auth.rs` pins this on both versions; the same limit holds for
+/// [`crate::lock::ServiceLock`].
 ///
 /// ```no_run
 /// # async fn demo(session: etcd_lock::Session) -> Result<(), etcd_lock::Error> {

@@ -5,6 +5,19 @@
 //! the server until the lock is held, then returns the key; one `KV/Range` of that key reads
 //! its create revision, the fencing token (the Lock answer's header revision is not it when
 //! the call had to wait).
+//!
+//! # Auth: one user at a time
+//!
+//! With auth enabled, do not let two users wait on this service at once; use
+//! [`super::RecipeLock`] instead. etcd runs every `Lock/Lock` through one client inside the
+//! server, and that client's single watch stream is permission-checked as the user whose wait
+//! opened it (etcd issue 17502, reported for 3.4 and 3.5, closed without a fix). So while user1
+//! waits on a lock under its prefix, user2's `Lock/Lock` that has to wait under its own
+//! permitted prefix fails with `permission denied` (gRPC code `Unknown` wrapping that text, so
+//! [`crate::Error::is_permission_denied`] is false), and on etcd 3.5.1 user1's wait then stays
+//! stuck after its holder lets go. Uncontended locks, a single user, or users that never wait
+//! at the same moment are unaffected. The recipe waits on the caller's own client and token,
+//! so each user waits under its own permissions. `tests/auth.rs` pins this on both versions.
 
 use crate::client::{Client, Retry};
 use crate::error::Result;
