@@ -15,8 +15,9 @@
 //!    `container_rolling_restart` restarts all three members one after the other.
 //!    Without Docker each prints `SKIPPED <test>: no docker` (also into the summary file,
 //!    with a count) and passes, except with `CI` set to any non-empty value: then it fails;
-//! 5. `leader_sigterm`: SIGTERM (`Member::terminate`, a graceful stop) the leader every 3 s
-//!    while writes are in flight, restart it 1 s after it exited (fenced increments);
+//! 5. `leader_sigterm`: SIGTERM (`Member::terminate`, a graceful stop) every 3 s while
+//!    writes are in flight, in turn the leader and the member the clients talk to, restart it
+//!    1 s after it exited (fenced increments);
 //! 6. `cut_unlock`: every `unlock()` runs under a 0-4 ms timeout, often dropped mid-RPC; the
 //!    worker keeps its session and stays away 3 s (unfenced increments);
 //! 7. `drop_relock`: drop the guard, `lock()` again at once on the same session and name,
@@ -347,9 +348,11 @@ async fn pause_members<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L)
     .await;
 }
 
-/// 5. SIGTERM the leader (a graceful stop: it hands leadership over and answers requests in
-/// flight with `server stopped`) every 3 s while writes are in flight, restart it 1 s after it
-/// exited. Increments are fenced only: a write applied twice shows as a doubled marker.
+/// Scenario 5: SIGTERM (a graceful stop: a leader hands leadership over, and requests in flight are
+/// answered `server stopped`, possibly after they were proposed) every 3 s while writes are in
+/// flight, in turn the leader and the member the workers' clients talk to (found from its
+/// `/metrics`), and restart it 1 s after it exited. Increments are fenced only: a write that a
+/// client sent again after it was applied shows as a marker written twice.
 async fn leader_sigterm<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
     let shape = Shape {
         mode: Mode::Fenced,
@@ -357,32 +360,69 @@ async fn leader_sigterm<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L
     };
     process_scenario(bin, locker, "leader-sigterm", shape, |cluster, h| {
         let end = Instant::now() + short_window();
+        let mut clients_turn = false;
         loop {
             let cycle = Instant::now();
             if cycle + Duration::from_millis(1000) > end {
                 return Ok(());
             }
             let leader = cluster.wait_leader(Duration::from_secs(10))?;
+            let busiest = clients_turn.then(|| busiest_member(cluster)).flatten();
+            let (target, role) = match busiest {
+                Some(m) if m == leader => (m, "leader, the clients' member,"),
+                Some(m) => (m, "follower, the clients' member,"),
+                None => (leader, "leader"),
+            };
             h.record(
                 DRIVER,
                 Op::Fault {
-                    what: format!("SIGTERM leader m{leader}"),
+                    what: format!("SIGTERM {role} m{target}"),
                 },
             );
-            cluster.member_mut(leader).terminate()?;
+            cluster.member_mut(target).terminate()?;
             let stopped = Instant::now();
-            note_new_leader(h, || cluster.leader(), Duration::from_millis(1000));
+            if target == leader {
+                note_new_leader(h, || cluster.leader(), Duration::from_millis(1000));
+            }
             sleep_until(stopped + Duration::from_millis(1000));
-            cluster.member_mut(leader).restart()?;
+            cluster.member_mut(target).restart()?;
+            clients_turn = !clients_turn;
             sleep_until(cycle + Duration::from_millis(3000));
         }
     })
     .await;
 }
 
-/// 6. Every `unlock()` runs under a timeout of 0-4 ms (one in five gets 200 ms), so it is
-/// often dropped mid-RPC; the worker keeps its session and stays away for 3 s. No cluster
-/// fault: a waiter must get the lock within [`history::HANDOFF_BOUND`]. Unfenced increments.
+/// The member serving the most unary requests over 250 ms (`grpc_server_started_total` of
+/// its `/metrics`): the one the workers' clients talk to. `None` when that cannot be told.
+fn busiest_member(cluster: &Cluster) -> Option<usize> {
+    let started = |i: usize| -> Option<f64> {
+        let text = cluster.member(i).metrics().ok()?;
+        let total = text
+            .lines()
+            .filter(|l| l.starts_with("grpc_server_started_total{") && l.contains("unary"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        Some(total)
+    };
+    let members = cluster.members().len();
+    let before: Vec<Option<f64>> = (0..members).map(started).collect();
+    std::thread::sleep(Duration::from_millis(250));
+    let mut best: Option<(usize, f64)> = None;
+    for (i, was) in before.into_iter().enumerate() {
+        let Some(delta) = was.zip(started(i)).map(|(a, b)| b - a) else {
+            continue;
+        };
+        if delta > best.map_or(0.0, |(_, d)| d) {
+            best = Some((i, delta));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Scenario 6: Every `unlock()` runs under a timeout of 0-4 ms (one in five gets 200 ms), so it is
+/// often dropped mid-RPC; the worker keeps its session and stays away for 3 s. No cluster fault: a
+/// waiter must get the lock within [`history::HANDOFF_BOUND`]. Unfenced increments.
 async fn cut_unlock<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
     let shape = Shape {
         mode: Mode::Unfenced,
@@ -391,8 +431,8 @@ async fn cut_unlock<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
     process_scenario(bin, locker, "cut-unlock", shape, client_side_fault).await;
 }
 
-/// 7. Drop the guard, `lock()` again at once on the same session and name, hold 300 ms, check
-/// the key; the other seven sessions keep waiting meanwhile and must not get in. Unfenced.
+/// Scenario 7: Drop the guard, `lock()` again at once on the same session and name, hold 300 ms,
+/// check the key; the other seven sessions keep waiting meanwhile and must not get in. Unfenced.
 async fn drop_relock<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
     let shape = Shape {
         mode: Mode::Unfenced,
@@ -820,16 +860,6 @@ enum Release {
     DropRelock,
 }
 
-impl Release {
-    fn name(self) -> &'static str {
-        match self {
-            Release::Unlock => "unlock",
-            Release::CutUnlock => "cut-unlock",
-            Release::DropRelock => "drop-relock",
-        }
-    }
-}
-
 /// A scenario's default increment mode and release.
 #[derive(Debug, Clone, Copy)]
 struct Shape {
@@ -909,12 +939,9 @@ impl Plan {
         }
     }
 
-    /// `scenario/mode` (plus the release, when not a plain unlock), for the summary.
+    /// `scenario/mode` (the scenario names its release), for the summary.
     fn label(&self) -> String {
-        match self.release {
-            Release::Unlock => format!("{}/{}", self.scenario, self.mode.name()),
-            other => format!("{}/{}/{}", self.scenario, self.mode.name(), other.name()),
-        }
+        format!("{}/{}", self.scenario, self.mode.name())
     }
 
     /// The error's kind; remembers the first message of each kind.

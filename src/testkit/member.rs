@@ -261,6 +261,22 @@ impl Member {
             && http::is_leader(self.health_port, HEALTH_TIMEOUT) == Some(true)
     }
 
+    /// The Prometheus text of `GET /metrics` (plain HTTP on [`Member::health_port`]), e.g. to
+    /// see which member serves a client's requests (`grpc_server_started_total`).
+    pub fn metrics(&self) -> Result<String, TestkitError> {
+        self.running_pid()?;
+        let what = || format!("GET /metrics of member {}", self.name);
+        let response = http::get(self.health_port, "/metrics", HEALTH_TIMEOUT)
+            .map_err(|e| TestkitError::io(what(), e))?;
+        if response.status != 200 {
+            return Err(TestkitError::io(
+                what(),
+                std::io::Error::other(format!("HTTP status {}", response.status)),
+            ));
+        }
+        Ok(response.body)
+    }
+
     /// Polls [`Member::is_healthy`] until it holds or `timeout` passes.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), TestkitError> {
         super::runtime::refuse_current_thread("Member::wait_healthy")?;

@@ -709,10 +709,8 @@ fn overlaps(events: &[&Event], report: &mut Report) {
                 }
                 inside = Some((e.worker, token, e.seq));
             }
-            Op::Leave { .. } => {
-                if inside.is_some_and(|(worker, _, _)| worker == e.worker) {
-                    inside = None;
-                }
+            Op::Leave { .. } if inside.is_some_and(|(worker, _, _)| worker == e.worker) => {
+                inside = None;
             }
             _ => {}
         }
@@ -744,7 +742,7 @@ fn handoffs(events: &[&Event], report: &mut Report) {
                     .find(|n| n.worker != e.worker && matches!(n.op, Op::Acquire { .. }))
                     .map(|n| n.at.saturating_sub(e.at));
                 report.handoff_max = report.handoff_max.max(next);
-                if !next.is_some_and(|d| d <= HANDOFF_BOUND) {
+                if next.is_none_or(|d| d > HANDOFF_BOUND) {
                     report.violations.push(format!(
                         "[handoff] worker {} abandoned unlock of token {token} ({how}) at #{}; the next waiter acquired {next:?} later (bound {HANDOFF_BOUND:?})",
                         e.worker, e.seq
