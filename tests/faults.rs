@@ -1434,6 +1434,9 @@ async fn worker<L: Locker>(
                 }
                 Ok(Err(e)) => {
                     h.error(id, "lock", plan.note("relock", &e));
+                    if e.is_session_lost() {
+                        lease_must_be_gone(id, &plan, &client, &s, &h).await;
+                    }
                     continue;
                 }
                 Ok(Ok(g)) => g,
@@ -1489,18 +1492,25 @@ async fn hold(
     if relocked {
         tokio::time::sleep(RELOCK_PAUSE).await;
         match bounded(plan, "read", client.get(guard.key().to_vec())).await {
-            Ok(r) => {
-                let kept = r.first().is_some_and(|kv| kv.create_revision == token);
-                if !kept && !guard.is_lost() {
-                    h.record(
-                        id,
-                        Op::Violation {
-                            what: format!(
-                                "[relock] key {} of the relocked guard (token {token}) is gone {RELOCK_PAUSE:?} after lock() returned, its session alive",
-                                guard.key_str()
-                            ),
-                        },
-                    );
+            Ok(r) if r.first().is_some_and(|kv| kv.create_revision == token) => {}
+            Ok(_) => {
+                // Gone. Only a lease that ended may take the key: ask etcd, not the guard
+                // (a library that marks the session lost when its key vanishes still lost it).
+                let lease = client.lease_time_to_live(guard.lease(), false);
+                match bounded(plan, "read", lease).await {
+                    Ok(ttl) if ttl.ttl() > 0 => {
+                        let what = format!(
+                            "[relock] key {} of the relocked guard (token {token}) is gone {RELOCK_PAUSE:?} after lock() returned, while its lease lives ({} s left; guard reports lost: {})",
+                            guard.key_str(),
+                            ttl.ttl(),
+                            guard.is_lost()
+                        );
+                        h.record(id, Op::Violation { what });
+                    }
+                    Ok(_) => {}
+                    Err(kind) => {
+                        h.error(id, "read", kind);
+                    }
                 }
             }
             Err(kind) => {
@@ -1515,6 +1525,25 @@ async fn hold(
     }
     if interval {
         h.record(id, Op::Leave { token });
+    }
+}
+
+/// After `lock()` on a session that was just used reported the session lost: records a
+/// violation when etcd says its lease still lives (no fault of this scenario ends a lease).
+async fn lease_must_be_gone(id: Worker, plan: &Plan, client: &Client, s: &Session, h: &History) {
+    match bounded(plan, "read", client.lease_time_to_live(s.lease(), false)).await {
+        Ok(ttl) if ttl.ttl() > 0 => {
+            let what = format!(
+                "[relock] lock() right after dropping a guard failed with session-lost, while the session's lease {:x} lives ({} s left)",
+                s.lease(),
+                ttl.ttl()
+            );
+            h.record(id, Op::Violation { what });
+        }
+        Ok(_) => {}
+        Err(kind) => {
+            h.error(id, "read", kind);
+        }
     }
 }
 
