@@ -3,8 +3,9 @@
 //! through `etcd_lock::Client` while members are killed, restarted, paused and cut off the
 //! network, and removed without a trace on drop (also on panic).
 //!
-//! Needs Docker and the images. Without Docker the tests print a note and pass, except with
-//! `CI=true`, where they fail. Missing images always fail, naming `scripts/build-images`.
+//! Needs Docker and the images. Without Docker each test prints `SKIPPED <name>: no docker`
+//! and passes, except with `CI` set to any non-empty value, where it fails. Missing images
+//! always fail, naming `scripts/build-images`.
 #![cfg(feature = "testkit")]
 
 mod common;
@@ -45,16 +46,10 @@ per_image!(
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/// The local image of `version`; `None` (with a note) when Docker is missing outside CI.
+/// The local image of `version`; `None` (skipped, see `common::skip_without_docker`) when
+/// Docker is missing outside CI.
 fn image(version: &str) -> Option<String> {
-    if !ContainerCluster::docker_available() {
-        let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-        if ci {
-            panic!(
-                "CI is set but Docker is not available: the container tests need a Docker daemon"
-            );
-        }
-        eprintln!("note: Docker is not available; container test for etcd {version} not run");
+    if common::skip_without_docker() {
         return None;
     }
     match ContainerCluster::image_for(version) {
@@ -314,7 +309,7 @@ fn nothing_left_behind_after_a_panic() {
 
 #[test]
 fn missing_image_names_build_images() {
-    if !ContainerCluster::docker_available() {
+    if common::skip_without_docker() {
         return;
     }
     let err = match ContainerCluster::image_for("v0.0.0-none") {

@@ -1,5 +1,5 @@
-//! Fault tests (issue 5): the lock stays safe (never two holders' guarded writes interleaved,
-//! no lost increment) and live (every waiter eventually gets the lock once a majority is up).
+//! Fault tests (issues 5 and 10): the lock stays safe (never two holders acting at once, no
+//! lost or doubled increment) and live (every waiter is served within a stated bound).
 //!
 //! Each scenario runs 8 contenders, each with its own [`Client`] over all 3 endpoints and its
 //! own [`Session`] (TTL 4 s), against a 3-member cluster while faults are injected:
@@ -13,15 +13,40 @@
 //! 4. containers (`etcd-lock/etcd:<version>` images from `scripts/build-images`):
 //!    `container_disconnect` cuts the clients' member off the network for 9 s;
 //!    `container_rolling_restart` restarts all three members one after the other.
-//!    Without Docker these print a note and pass, except with `CI=true`, where they fail.
+//!    Without Docker each prints `SKIPPED <test>: no docker` (also into the summary file,
+//!    with a count) and passes, except with `CI` set to any non-empty value: then it fails;
+//! 5. `leader_sigterm`: SIGTERM (`Member::terminate`, a graceful stop) every 3 s while
+//!    writes are in flight, in turn the leader and the member the clients talk to, restart it
+//!    1 s after it exited (fenced increments);
+//! 6. `cut_unlock`: every `unlock()` runs under a 0-4 ms timeout, often dropped mid-RPC; the
+//!    worker keeps its session and stays away 3 s (unfenced increments);
+//! 7. `drop_relock`: drop the guard, `lock()` again at once on the same session and name,
+//!    hold 300 ms and check the key is still there while the other sessions wait (unfenced).
 //!
-//! Every holder does guarded read-modify-write increments of a counter: read the counter,
-//! then `guard.txn(If mod_revision(counter) == read Then put counter+1, put marker)`, so
-//! etcd refuses a stale holder's write (the guard's fence) and a lost increment (the compare).
-//! Everything is recorded in a [`History`] and verified by [`history::check`] (rules in
-//! `tests/support/history.rs`). A scenario ends with the checker clean, the lock prefix empty
-//! after all sessions closed, and no etcd process or container left. One summary line per
-//! test is printed and appended to `target/fault-summary.txt` (a Markdown table).
+//! What protects the counter is the plan's [`Mode`] (`FAULTS_MODE=cas|fenced|unfenced`
+//! overrides every scenario's default): `cas` = `guard.txn(If mod_revision(counter) == read
+//! Then put counter+1, put marker)`, where etcd refuses a stale holder's write (the fence) and
+//! a lost increment (the compare) even with two holders; `fenced` = the same without the
+//! compare, so only the lock's fence stands between two holders and a lost increment;
+//! `unfenced` = an unconditional client write, with each hold's `Enter`..`Leave` interval
+//! recorded the way a shared file would see it, so only the lock protects the data. Marker
+//! keys written with each increment are the ground truth: a marker written twice is an
+//! increment applied twice (a retried write). Everything is recorded in a [`History`] and
+//! verified by [`history::check`] (rules in `tests/support/history.rs`). A scenario ends with
+//! the checker clean, the lock prefix empty after all sessions closed, and no etcd process or
+//! container left. One summary line per test is printed and appended to
+//! `target/fault-summary.txt` (a Markdown table).
+//!
+//! Bounds within which every waiter is served, each checked (a longer wait fails the test):
+//! * after the cluster is healed, every worker acquires again within [`DRAIN_LIMIT`] (40 s);
+//! * after an `unlock()` cut short or failed (`cut_unlock`), a waiting worker acquires
+//!   within [`history::HANDOFF_BOUND`] (2 s);
+//! * after a holder process is stopped (`paused_holder`), the next waiter acquires within
+//!   its TTL + 2 s (5 s).
+//!
+//! During faults a worker gives a `lock()` call up after [`LOCK_WAIT`] (8 s) and tries again;
+//! the summary's failover and gap columns report (without a bound) the longest time from a
+//! fault to the next acquisition and between two acquisitions.
 //!
 //! After the faults, each member is read on its own at one revision (counter, its mod
 //! revision, marker count). Members that disagree fail the test, with one exception: on
@@ -29,10 +54,10 @@
 //! (etcd-io/etcd#13766, fixed in 3.5.3), such a run is reported as void with the evidence
 //! (the lock cannot be judged on a store that disagrees with itself), not passed as clean.
 //!
-//! `FAULTS_WINDOW_SECS` (default 12) sets how long faults are injected. `FAULTS_DUMP=1` prints
-//! a timeline per test to stderr (use `--nocapture`): faults, leader changes, slow probe reads,
-//! the lock queue whenever it changes, every event in the 2.5 s after a fault, errors, and
-//! acquisitions per 250 ms.
+//! `FAULTS_WINDOW_SECS` (default 12; scenario 5 uses two thirds of it, 6 and 7 half) sets
+//! how long faults are injected. `FAULTS_DUMP=1` prints a timeline per test to stderr (use
+//! `--nocapture`): faults, leader changes, slow probe reads, the lock queue whenever it
+//! changes, every event in the 2.5 s after a fault, errors, and acquisitions per 250 ms.
 #![cfg(feature = "testkit")]
 
 mod common;
@@ -54,7 +79,7 @@ use etcd_lock::lock::{LockGuard, Locker, RecipeLock, ServiceLock};
 use etcd_lock::testkit::{Cluster, ContainerCluster, EtcdBinary, TestkitError, CONTAINER_LABEL};
 use etcd_lock::txn::{Compare, CompareOp, Txn, TxnOp};
 use etcd_lock::{Client, ClientOptions, Error, Session, SessionOptions};
-use history::{check, Ground, History, Op, Outcome, Report, Worker};
+use history::{check, AppliedWrite, Ground, History, Op, Outcome, Report, Worker};
 use tokio::task::JoinHandle;
 
 /// Contenders per scenario.
@@ -135,7 +160,14 @@ macro_rules! container_faults {
     };
 }
 
-process_faults!(leader_kill, pause_members, paused_holder);
+process_faults!(
+    leader_kill,
+    pause_members,
+    paused_holder,
+    leader_sigterm,
+    cut_unlock,
+    drop_relock
+);
 container_faults!(container_disconnect, container_rolling_restart);
 
 /// The divergence check itself: members of one cluster agree; two separate one-member
@@ -167,12 +199,97 @@ async fn member_disagreement_is_detected() {
     );
 }
 
+per_version!(terminate_then_restart);
+
+/// `Member::terminate` stops the leader gracefully (its log shows etcd's own SIGTERM
+/// shutdown, which SIGKILL never prints, and another member takes over) and reaps it; a
+/// restart afterwards serves a write sent to that member alone.
+async fn terminate_then_restart(bin: &EtcdBinary) {
+    let mut cluster = start_cluster(bin);
+    let (leader, next) = tokio::task::block_in_place(|| {
+        let leader = ok(cluster.wait_leader(Duration::from_secs(10)));
+        ok(cluster.member_mut(leader).terminate());
+        (leader, ok(cluster.wait_leader(Duration::from_secs(10))))
+    });
+    let member = cluster.member(leader);
+    assert_ne!(leader, next, "the terminated leader still leads");
+    assert_eq!(member.pid(), None, "terminate left the process running");
+    let log = member.log();
+    assert!(
+        log.contains("received signal; shutting down"),
+        "no graceful shutdown in the log of m{leader}:\n{log}"
+    );
+    let endpoint = member.endpoint();
+    tokio::task::block_in_place(|| ok(cluster.member_mut(leader).restart()));
+    let only = ok(Client::connect_with([endpoint], client_options()).await);
+    ok(only.put("terminated/back", "yes").await);
+    let read = ok(only.get("terminated/back").await);
+    assert_eq!(
+        read.first().map(|kv| kv.value.clone()),
+        Some(b"yes".to_vec())
+    );
+    ok(only.delete("terminated/back").await);
+}
+
+/// Without a Docker daemon, a container fault test is skipped with a `SKIPPED` line and a
+/// count in the summary file, unless `CI` is set to any non-empty value: then it fails.
+/// Runs one container test in a child process whose `DOCKER_HOST` points nowhere.
+#[test]
+fn container_tests_fail_in_ci_without_docker() {
+    let test = "container_disconnect::recipe::v3_5_1";
+    let summary =
+        std::env::temp_dir().join(format!("etcd-lock-skip-summary-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&summary);
+    for ci in [None, Some("true"), Some("1"), Some("yes")] {
+        let mut cmd = std::process::Command::new(ok(std::env::current_exe()));
+        cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(
+                "DOCKER_HOST",
+                "unix:///nonexistent/etcd-lock-test/docker.sock",
+            )
+            .env("FAULT_SUMMARY_FILE", &summary)
+            .env_remove("CI");
+        if let Some(value) = ci {
+            cmd.env("CI", value);
+        }
+        let out = ok(cmd.output());
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match ci {
+            None => {
+                assert!(out.status.success(), "plain run failed:\n{text}");
+                let line = format!("SKIPPED {test}: no docker");
+                assert!(text.contains(&line), "no {line:?} printed:\n{text}");
+                let written = std::fs::read_to_string(&summary).unwrap_or_default();
+                assert!(
+                    written.contains(&format!("{line} (1 skipped so far")),
+                    "summary file: {written:?}"
+                );
+            }
+            Some(value) => {
+                assert!(
+                    !out.status.success(),
+                    "CI={value} passed without Docker:\n{text}"
+                );
+                assert!(
+                    text.contains("CI is set but Docker is not available"),
+                    "{text}"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&summary);
+}
+
 // ---------------------------------------------------------------------------------------------
 // scenarios
 
 /// 1. SIGKILL the leader every 4.5 s and restart it 1.5 s later.
 async fn leader_kill<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
-    process_scenario(bin, locker, "leader-kill", |cluster, h| {
+    process_scenario(bin, locker, "leader-kill", Shape::CAS, |cluster, h| {
         let end = Instant::now() + window();
         loop {
             let cycle = Instant::now();
@@ -200,7 +317,7 @@ async fn leader_kill<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
 /// 2. SIGSTOP a follower, then the leader, each for 2.5 s (> the 1 s election timeout).
 async fn pause_members<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
     const PAUSE: Duration = Duration::from_millis(2500);
-    process_scenario(bin, locker, "pause-members", |cluster, h| {
+    process_scenario(bin, locker, "pause-members", Shape::CAS, |cluster, h| {
         let end = Instant::now() + window();
         let mut leader_turn = false;
         while Instant::now() + PAUSE < end {
@@ -231,6 +348,114 @@ async fn pause_members<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L)
         Ok(())
     })
     .await;
+}
+
+/// Scenario 5: SIGTERM (a graceful stop: a leader hands leadership over, and requests in flight are
+/// answered `server stopped`, possibly after they were proposed) every 3 s while writes are in
+/// flight, in turn the leader and the member the workers' clients talk to (found from its
+/// `/metrics`), and restart it 1 s after it exited. Increments are fenced only: a write that a
+/// client sent again after it was applied shows as a marker written twice.
+async fn leader_sigterm<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
+    let shape = Shape {
+        mode: Mode::Fenced,
+        release: Release::Unlock,
+    };
+    process_scenario(bin, locker, "leader-sigterm", shape, |cluster, h| {
+        let end = Instant::now() + short_window();
+        let mut clients_turn = false;
+        loop {
+            let cycle = Instant::now();
+            if cycle + Duration::from_millis(1000) > end {
+                return Ok(());
+            }
+            let leader = cluster.wait_leader(Duration::from_secs(10))?;
+            let busiest = clients_turn.then(|| busiest_member(cluster)).flatten();
+            let (target, role) = match busiest {
+                Some(m) if m == leader => (m, "leader, the clients' member,"),
+                Some(m) => (m, "follower, the clients' member,"),
+                None => (leader, "leader"),
+            };
+            h.record(
+                DRIVER,
+                Op::Fault {
+                    what: format!("SIGTERM {role} m{target}"),
+                },
+            );
+            cluster.member_mut(target).terminate()?;
+            let stopped = Instant::now();
+            if target == leader {
+                note_new_leader(h, || cluster.leader(), Duration::from_millis(1000));
+            }
+            sleep_until(stopped + Duration::from_millis(1000));
+            cluster.member_mut(target).restart()?;
+            clients_turn = !clients_turn;
+            sleep_until(cycle + Duration::from_millis(3000));
+        }
+    })
+    .await;
+}
+
+/// The member serving the most unary requests over 250 ms (`grpc_server_started_total` of
+/// its `/metrics`): the one the workers' clients talk to. `None` when that cannot be told.
+fn busiest_member(cluster: &Cluster) -> Option<usize> {
+    let started = |i: usize| -> Option<f64> {
+        let text = cluster.member(i).metrics().ok()?;
+        let total = text
+            .lines()
+            .filter(|l| l.starts_with("grpc_server_started_total{") && l.contains("unary"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        Some(total)
+    };
+    let members = cluster.members().len();
+    let before: Vec<Option<f64>> = (0..members).map(started).collect();
+    std::thread::sleep(Duration::from_millis(250));
+    let mut best: Option<(usize, f64)> = None;
+    for (i, was) in before.into_iter().enumerate() {
+        let Some(delta) = was.zip(started(i)).map(|(a, b)| b - a) else {
+            continue;
+        };
+        if delta > best.map_or(0.0, |(_, d)| d) {
+            best = Some((i, delta));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Scenario 6: Every `unlock()` runs under a timeout of 0-4 ms (one in five gets 200 ms), so it is
+/// often dropped mid-RPC; the worker keeps its session and stays away for 3 s. No cluster fault: a
+/// waiter must get the lock within [`history::HANDOFF_BOUND`]. Unfenced increments.
+async fn cut_unlock<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
+    let shape = Shape {
+        mode: Mode::Unfenced,
+        release: Release::CutUnlock,
+    };
+    process_scenario(bin, locker, "cut-unlock", shape, client_side_fault).await;
+}
+
+/// Scenario 7: Drop the guard, `lock()` again at once on the same session and name, hold 300 ms,
+/// check the key; the other seven sessions keep waiting meanwhile and must not get in. Unfenced.
+async fn drop_relock<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
+    let shape = Shape {
+        mode: Mode::Unfenced,
+        release: Release::DropRelock,
+    };
+    process_scenario(bin, locker, "drop-relock", shape, client_side_fault).await;
+}
+
+/// The driver of a scenario whose fault is the workers' own behaviour: marks its window.
+fn client_side_fault(_: &mut Cluster, h: &History) -> Result<(), TestkitError> {
+    let span = window() / 2;
+    let what = format!("workers' own fault for {span:?}");
+    h.record(DRIVER, Op::Fault { what });
+    std::thread::sleep(span);
+    Ok(())
+}
+
+/// The fault window of `leader_sigterm`: two thirds of [`window`] (8 s); `cut_unlock` and
+/// `drop_relock` run for half of it (6 s).
+fn short_window() -> Duration {
+    window() * 2 / 3
 }
 
 /// 3. A holder in another process is paused past its TTL.
@@ -423,8 +648,13 @@ fn start_cluster(bin: &EtcdBinary) -> Cluster {
 
 /// Runs the workers against a process cluster while `drive` injects faults (on a blocking
 /// thread), then heals, drains, checks, and verifies that no etcd process is left.
-async fn process_scenario<L, F>(bin: &EtcdBinary, locker: L, scenario: &'static str, drive: F)
-where
+async fn process_scenario<L, F>(
+    bin: &EtcdBinary,
+    locker: L,
+    scenario: &'static str,
+    shape: Shape,
+    drive: F,
+) where
     L: Locker + Clone + 'static,
     F: FnOnce(&mut Cluster, &History) -> Result<(), TestkitError> + Send + 'static,
 {
@@ -435,7 +665,8 @@ where
         locker.flavour(),
         bin.version(),
         cluster.endpoints(),
-    );
+    )
+    .shaped(shape);
     let run = Run::start(plan, locker).await;
     let h = run.history.clone();
     let began = Instant::now();
@@ -517,14 +748,10 @@ where
     conclude(&run.plan, faulted, report, diverged);
 }
 
-/// The local image of `version`; `None` (with a note) when Docker is missing outside CI.
+/// The local image of `version`; `None` (skipped, see `common::skip_without_docker`) when
+/// Docker is missing outside CI.
 fn image(version: &str) -> Option<String> {
-    if !ContainerCluster::docker_available() {
-        let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-        if ci {
-            panic!("CI is set but Docker is not available: the container fault tests need a Docker daemon");
-        }
-        eprintln!("note: Docker is not available; container fault test for etcd {version} not run");
+    if common::skip_without_docker() {
         return None;
     }
     match ContainerCluster::image_for(version) {
@@ -581,6 +808,90 @@ fn sleep_until(t: Instant) {
 // ---------------------------------------------------------------------------------------------
 // the contenders
 
+/// What protects the counter: how a holder increments it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `guard.txn(If mod_revision(counter) == read Then put counter+1, put marker)`: the
+    /// fence and a compare-and-swap. Two holders cannot lose an increment here: the CAS
+    /// protects the counter even where the lock does not.
+    Cas,
+    /// `guard.txn(put counter+1, put marker)`: the fence (`create_revision(key) == token`)
+    /// only. Two holders that both pass it lose an increment.
+    Fenced,
+    /// `KV/Txn(put counter+1, put marker)` on the client, no compare at all (the two puts of
+    /// a plain `put` pair, made atomic so the marker tells what applied), plus an `Enter` ..
+    /// `Leave` interval per hold in the history: what a process guarding a shared file sees.
+    /// Only the lock protects the data.
+    Unfenced,
+}
+
+impl Mode {
+    /// `FAULTS_MODE` (`cas`, `fenced`, `unfenced`) when set, else `default`.
+    fn from_env(default: Mode) -> Mode {
+        match std::env::var("FAULTS_MODE").as_deref() {
+            Ok("cas") => Mode::Cas,
+            Ok("fenced") => Mode::Fenced,
+            Ok("unfenced") => Mode::Unfenced,
+            Ok(other) if !other.is_empty() => {
+                panic!("FAULTS_MODE={other}: expected cas, fenced or unfenced")
+            }
+            _ => default,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Cas => "cas",
+            Mode::Fenced => "fenced",
+            Mode::Unfenced => "unfenced",
+        }
+    }
+}
+
+/// How a holder lets go of the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Release {
+    /// `unlock()`, bounded by [`CALL_BOUND`]; a failed unlock is recorded and the worker goes
+    /// on with the same session (the library must get rid of the key).
+    Unlock,
+    /// `unlock()` under a timeout of a few milliseconds ([`CUTS`]), so the future is often
+    /// dropped mid-RPC. After a cut or failed unlock the worker keeps its session but stays
+    /// away for [`SIT_OUT`]: a waiter must get the lock within [`history::HANDOFF_BOUND`].
+    CutUnlock,
+    /// Drop the guard without unlocking, `lock()` again at once on the same session and name,
+    /// pause [`RELOCK_PAUSE`] holding it, then check the key still exists. The other workers'
+    /// sessions keep trying meanwhile: none may get in while the relocked guard holds.
+    DropRelock,
+}
+
+/// A scenario's default increment mode and release.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    mode: Mode,
+    release: Release,
+}
+
+impl Shape {
+    /// The original shape: guarded CAS increments, plain unlock.
+    const CAS: Shape = Shape {
+        mode: Mode::Cas,
+        release: Release::Unlock,
+    };
+}
+
+/// Timeouts put on `unlock()` in [`Release::CutUnlock`], in turn (the last lets it finish).
+const CUTS: [Duration; 5] = [
+    Duration::ZERO,
+    Duration::from_millis(1),
+    Duration::from_millis(2),
+    Duration::from_millis(4),
+    Duration::from_millis(200),
+];
+/// How long a worker whose unlock was cut short stays away from the lock.
+const SIT_OUT: Duration = Duration::from_millis(3000);
+/// How long a relocked guard is held before its key is checked.
+const RELOCK_PAUSE: Duration = Duration::from_millis(300);
+
 /// Names and keys of one scenario run.
 #[derive(Debug)]
 struct Plan {
@@ -593,6 +904,10 @@ struct Plan {
     counter: String,
     /// Prefix of the marker keys.
     ops: String,
+    /// How holders change the counter.
+    mode: Mode,
+    /// How holders let go of the lock.
+    release: Release,
     /// The first error message seen per kind (evidence for the report).
     samples: Mutex<BTreeMap<String, String>>,
 }
@@ -613,8 +928,24 @@ impl Plan {
             name: format!("{base}lock"),
             counter: format!("{base}counter"),
             ops: format!("{base}ops/"),
+            mode: Mode::from_env(Mode::Cas),
+            release: Release::Unlock,
             samples: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The same plan with the scenario's shape (`FAULTS_MODE` still overrides the mode).
+    fn shaped(self, shape: Shape) -> Plan {
+        Plan {
+            mode: Mode::from_env(shape.mode),
+            release: shape.release,
+            ..self
+        }
+    }
+
+    /// `scenario/mode` (the scenario names its release), for the summary.
+    fn label(&self) -> String {
+        format!("{}/{}", self.scenario, self.mode.name())
     }
 
     /// The error's kind; remembers the first message of each kind.
@@ -933,7 +1264,8 @@ impl Run {
                         let key = String::from_utf8_lossy(&kv.key).into_owned();
                         match Ground::parse_marker(kv.mod_revision, &kv.value) {
                             Some(w) => {
-                                applied.insert(key, w);
+                                let version = kv.version;
+                                applied.insert(key, AppliedWrite { version, ..w });
                             }
                             None => panic!("bad marker {key}: {:?}", kv.value),
                         }
@@ -1074,41 +1406,48 @@ async fn worker<L: Locker>(
                 }
                 Ok(Ok(g)) => g,
             };
-        let token = guard.fencing_token();
-        let acquired = h.record(
-            id,
-            Op::Acquire {
-                name: plan.name.clone(),
-                key: guard.key_str(),
-                token,
-            },
-        );
-        for _ in 0..WRITES_PER_HOLD {
-            if !increment(id, &plan, &client, &guard, &h, &mut writes).await {
-                break;
-            }
-        }
-        let started = h.tick();
-        let released = bounded(&plan, "unlock", guard.unlock()).await;
-        h.record(
-            id,
-            Op::Release {
-                token,
-                started,
-                ok: released.is_ok(),
-            },
-        );
-        if let Err(kind) = released {
-            let known_gone = kind == "not-held" || kind == "session-lost";
-            h.error(id, "unlock", kind);
-            if !known_gone {
-                // Whether the key is gone is unknown: end the session, which deletes it.
-                if let Some(old) = session.take() {
-                    if let Err(kind) = bounded(&plan, "close", old.close()).await {
-                        h.error(id, "close", kind);
-                    }
+        let mut acquired = record_acquire(id, &plan, &guard, &h);
+        let mut guard = guard;
+        let mut relocked = false;
+        if plan.release == Release::DropRelock {
+            // Drop without unlocking, then lock again at once on the same session and name.
+            hold(id, &plan, &client, &guard, &h, &mut writes, false).await;
+            let token = guard.fencing_token();
+            let how = "dropped".to_string();
+            h.record(id, Op::Abandon { token, how });
+            let started = h.tick();
+            drop(guard);
+            h.record(
+                id,
+                Op::Release {
+                    token,
+                    started,
+                    ok: false,
+                },
+            );
+            h.record(id, Op::Attempt);
+            let again = tokio::time::timeout(LOCK_WAIT, locker.lock(&s, plan.name.as_bytes()));
+            guard = match again.await {
+                Err(_) => {
+                    h.record(id, Op::TimedOut);
+                    continue;
                 }
-            }
+                Ok(Err(e)) => {
+                    h.error(id, "lock", plan.note("relock", &e));
+                    if e.is_session_lost() {
+                        lease_must_be_gone(id, &plan, &client, &s, &h).await;
+                    }
+                    continue;
+                }
+                Ok(Ok(g)) => g,
+            };
+            acquired = record_acquire(id, &plan, &guard, &h);
+            relocked = true;
+        }
+        hold(id, &plan, &client, &guard, &h, &mut writes, relocked).await;
+        let cut = CUTS[acquired as usize % CUTS.len()];
+        if release(id, &plan, guard, &h, cut).await {
+            tokio::time::sleep(SIT_OUT).await;
         }
         let healed = control.healed.load(Ordering::SeqCst);
         if healed != 0 && acquired > healed {
@@ -1122,7 +1461,127 @@ async fn worker<L: Locker>(
     }
 }
 
-/// One guarded read-modify-write increment; `true` when it applied.
+/// Records an acquisition of `guard`; returns its sequence number.
+fn record_acquire(id: Worker, plan: &Plan, guard: &LockGuard, h: &History) -> u64 {
+    h.record(
+        id,
+        Op::Acquire {
+            name: plan.name.clone(),
+            key: guard.key_str(),
+            token: guard.fencing_token(),
+        },
+    )
+}
+
+/// One hold: the increments, inside an `Enter` .. `Leave` interval in [`Mode::Unfenced`];
+/// a `relocked` guard is first held for [`RELOCK_PAUSE`] and its key checked.
+async fn hold(
+    id: Worker,
+    plan: &Plan,
+    client: &Client,
+    guard: &LockGuard,
+    h: &History,
+    writes: &mut u64,
+    relocked: bool,
+) {
+    let token = guard.fencing_token();
+    let interval = plan.mode == Mode::Unfenced;
+    if interval {
+        h.record(id, Op::Enter { token });
+    }
+    if relocked {
+        tokio::time::sleep(RELOCK_PAUSE).await;
+        match bounded(plan, "read", client.get(guard.key().to_vec())).await {
+            Ok(r) if r.first().is_some_and(|kv| kv.create_revision == token) => {}
+            Ok(_) => {
+                // Gone. Only a lease that ended may take the key: ask etcd, not the guard
+                // (a library that marks the session lost when its key vanishes still lost it).
+                let lease = client.lease_time_to_live(guard.lease(), false);
+                match bounded(plan, "read", lease).await {
+                    Ok(ttl) if ttl.ttl() > 0 => {
+                        let what = format!(
+                            "[relock] key {} of the relocked guard (token {token}) is gone {RELOCK_PAUSE:?} after lock() returned, while its lease lives ({} s left; guard reports lost: {})",
+                            guard.key_str(),
+                            ttl.ttl(),
+                            guard.is_lost()
+                        );
+                        h.record(id, Op::Violation { what });
+                    }
+                    Ok(_) => {}
+                    Err(kind) => {
+                        h.error(id, "read", kind);
+                    }
+                }
+            }
+            Err(kind) => {
+                h.error(id, "read", kind);
+            }
+        }
+    }
+    for _ in 0..WRITES_PER_HOLD {
+        if !increment(id, plan, client, guard, h, writes).await {
+            break;
+        }
+    }
+    if interval {
+        h.record(id, Op::Leave { token });
+    }
+}
+
+/// After `lock()` on a session that was just used reported the session lost: records a
+/// violation when etcd says its lease still lives (no fault of this scenario ends a lease).
+async fn lease_must_be_gone(id: Worker, plan: &Plan, client: &Client, s: &Session, h: &History) {
+    match bounded(plan, "read", client.lease_time_to_live(s.lease(), false)).await {
+        Ok(ttl) if ttl.ttl() > 0 => {
+            let what = format!(
+                "[relock] lock() right after dropping a guard failed with session-lost, while the session's lease {:x} lives ({} s left)",
+                s.lease(),
+                ttl.ttl()
+            );
+            h.record(id, Op::Violation { what });
+        }
+        Ok(_) => {}
+        Err(kind) => {
+            h.error(id, "read", kind);
+        }
+    }
+}
+
+/// Lets go of `guard` as the plan says; `true` when the worker must now stay away for
+/// [`SIT_OUT`] (an unlock cut short after `cut`, or failed, in [`Release::CutUnlock`]).
+async fn release(id: Worker, plan: &Plan, guard: LockGuard, h: &History, cut: Duration) -> bool {
+    let token = guard.fencing_token();
+    let started = h.tick();
+    let limit = match plan.release {
+        Release::CutUnlock => cut,
+        Release::Unlock | Release::DropRelock => CALL_BOUND,
+    };
+    let (ok, abandoned) = match tokio::time::timeout(limit, guard.unlock()).await {
+        Ok(Ok(())) => (true, None),
+        Ok(Err(e)) => {
+            let kind = plan.note("unlock", &e);
+            let known_gone = kind == "not-held" || kind == "session-lost";
+            h.error(id, "unlock", kind);
+            (false, (!known_gone).then_some("unlock-failed"))
+        }
+        Err(_) if plan.release == Release::CutUnlock => (false, Some("unlock-cut")),
+        Err(_) => {
+            h.error(id, "unlock", "test-timeout");
+            (false, None)
+        }
+    };
+    // Whatever happened, the worker keeps its session: getting rid of a key whose release
+    // failed or was cut short is the library's job.
+    let sit_out = plan.release == Release::CutUnlock && abandoned.is_some();
+    if let Some(how) = abandoned.filter(|_| sit_out) {
+        let how = how.to_string();
+        h.record(id, Op::Abandon { token, how });
+    }
+    h.record(id, Op::Release { token, started, ok });
+    sit_out
+}
+
+/// One read-modify-write increment as [`Mode`] says; `true` when it applied.
 async fn increment(
     id: Worker,
     plan: &Plan,
@@ -1141,26 +1600,39 @@ async fn increment(
                 return false;
             }
         };
+    if plan.mode == Mode::Unfenced && guard.is_lost() {
+        // A careful holder of a shared file stops once it knows its lock is gone.
+        return false;
+    }
     *writes += 1;
     let marker = format!("{}{id:02}-{:06}", plan.ops, *writes);
     let value = current + 1;
     let token = guard.fencing_token();
-    let txn = Txn::new()
-        .when([Compare::mod_revision(
+    let puts = [
+        TxnOp::put(plan.counter.clone(), value.to_string(), PutOptions::new()),
+        TxnOp::put(
+            marker.clone(),
+            format!("{token}:{value}"),
+            PutOptions::new(),
+        ),
+    ];
+    let txn = match plan.mode {
+        Mode::Cas => Txn::new().when([Compare::mod_revision(
             plan.counter.clone(),
             CompareOp::Equal,
             mod_revision,
-        )])
-        .and_then([
-            TxnOp::put(plan.counter.clone(), value.to_string(), PutOptions::new()),
-            TxnOp::put(
-                marker.clone(),
-                format!("{token}:{value}"),
-                PutOptions::new(),
-            ),
-        ]);
+        )]),
+        Mode::Fenced | Mode::Unfenced => Txn::new(),
+    }
+    .and_then(puts);
     let invoked = h.tick();
-    let outcome = match tokio::time::timeout(CALL_BOUND, guard.txn(txn)).await {
+    let sent = async {
+        match plan.mode {
+            Mode::Cas | Mode::Fenced => guard.txn(txn).await,
+            Mode::Unfenced => client.txn(txn).await,
+        }
+    };
+    let outcome = match tokio::time::timeout(CALL_BOUND, sent).await {
         Ok(Ok(r)) if r.succeeded() => Outcome::Applied,
         Ok(Ok(_)) => Outcome::Conflict,
         Ok(Err(Error::NotHeld { .. } | Error::SessionLost { .. })) => Outcome::Refused,
@@ -1373,9 +1845,17 @@ fn conclude(plan: &Plan, window: Duration, report: Report, diverged: Option<Stri
         None if report.faults.is_empty() => "-".into(),
         None => "never".into(),
     };
+    let handoff = match (report.abandoned, report.handoff_max) {
+        (0, _) => String::new(),
+        (n, Some(d)) => format!(
+            "; {n} abandoned unlocks, next waiter in <= {} ms",
+            d.as_millis()
+        ),
+        (n, None) => format!("; {n} abandoned unlocks, next waiter never"),
+    };
     let checker = match (&diverged, report.is_clean()) {
-        (None, true) => "clean".to_string(),
-        (None, false) => format!("{} VIOLATIONS", report.violations.len()),
+        (None, true) => format!("clean{handoff}"),
+        (None, false) => format!("{} VIOLATIONS{handoff}", report.violations.len()),
         (Some(_), _) if server_bug.is_some() => format!(
             "void: etcd members diverged (etcd#13766); {} violations",
             report.violations.len()
@@ -1387,7 +1867,7 @@ fn conclude(plan: &Plan, window: Duration, report: Report, diverged: Option<Stri
         .map_or("-".to_string(), |g| g.as_millis().to_string());
     let row = format!(
         "| {} | {} | {} | {:.1} | {} | {} | {} ({} confirmed + {} of {} unanswered) | {} | {} | {} | {} | {} | {} |",
-        plan.scenario,
+        plan.label(),
         plan.flavour,
         plan.version,
         window.as_secs_f64(),
@@ -1429,13 +1909,15 @@ fn conclude(plan: &Plan, window: Duration, report: Report, diverged: Option<Stri
     if let Some(detail) = &diverged {
         panic!(
             "{} {} etcd {}: members disagree at one revision: {detail}",
-            plan.scenario, plan.flavour, plan.version
+            plan.label(),
+            plan.flavour,
+            plan.version
         );
     }
     assert!(
         report.is_clean(),
         "{} {} etcd {}: {} violations:\n{}",
-        plan.scenario,
+        plan.label(),
         plan.flavour,
         plan.version,
         report.violations.len(),
@@ -1446,7 +1928,7 @@ fn conclude(plan: &Plan, window: Duration, report: Report, diverged: Option<Stri
 fn append_summary(row: &str) {
     static FILE: Mutex<()> = Mutex::new(());
     let _serial = FILE.lock().unwrap_or_else(|e| e.into_inner());
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault-summary.txt");
+    let path = common::summary_path();
     let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
     let fresh = std::fs::metadata(&path).map_or(true, |m| m.len() == 0);
     let file = std::fs::OpenOptions::new()

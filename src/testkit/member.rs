@@ -261,6 +261,22 @@ impl Member {
             && http::is_leader(self.health_port, HEALTH_TIMEOUT) == Some(true)
     }
 
+    /// The Prometheus text of `GET /metrics` (plain HTTP on [`Member::health_port`]), e.g. to
+    /// see which member serves a client's requests (`grpc_server_started_total`).
+    pub fn metrics(&self) -> Result<String, TestkitError> {
+        self.running_pid()?;
+        let what = || format!("GET /metrics of member {}", self.name);
+        let response = http::get(self.health_port, "/metrics", HEALTH_TIMEOUT)
+            .map_err(|e| TestkitError::io(what(), e))?;
+        if response.status != 200 {
+            return Err(TestkitError::io(
+                what(),
+                std::io::Error::other(format!("HTTP status {}", response.status)),
+            ));
+        }
+        Ok(response.body)
+    }
+
     /// Polls [`Member::is_healthy`] until it holds or `timeout` passes.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), TestkitError> {
         super::runtime::refuse_current_thread("Member::wait_healthy")?;
@@ -285,6 +301,45 @@ impl Member {
         killed.map_err(|e| TestkitError::io(what.clone(), e))?;
         waited.map_err(|e| TestkitError::io(what, e))?;
         Ok(())
+    }
+
+    /// Stops the member gracefully: sends SIGTERM (after SIGCONT when it is paused) and waits
+    /// until the process has exited and is reaped. etcd then shuts down the way an operator's
+    /// stop does: a leader hands leadership over first, and requests still in flight are
+    /// answered with `etcdserver: server stopped`. Does nothing if the member is not running.
+    /// The data folder is kept, so [`Member::restart`] can bring it back.
+    ///
+    /// If the process is still running after the cluster's start timeout (default 20 s), it
+    /// is killed with SIGKILL and a [`TestkitError::Timeout`] carrying the log tail is
+    /// returned; either way no process is left behind.
+    pub fn terminate(&mut self) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("Member::terminate")?;
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        if self.is_paused() {
+            signal::send(pid, "CONT")?;
+            self.paused.store(false, Ordering::SeqCst);
+        }
+        if let Err(e) = signal::send(pid, "TERM") {
+            // It may have exited on its own meanwhile: only an error while it still runs counts.
+            return match self.poll_exit() {
+                Some(_) => Ok(()),
+                None => Err(e),
+            };
+        }
+        if poll_until(self.start_timeout, || self.poll_exit()).is_some() {
+            return Ok(());
+        }
+        let log_tail = self.log_tail(ERROR_TAIL_LINES);
+        self.kill()?;
+        Err(TestkitError::Timeout {
+            what: format!(
+                "member {} still running {:?} after SIGTERM (killed)",
+                self.name, self.start_timeout
+            ),
+            log_tail,
+        })
     }
 
     /// Freezes the process with SIGSTOP (it keeps its sockets but stops answering).

@@ -4,12 +4,14 @@
 
 pub mod child;
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::time::{Duration, Instant};
 
 use etcd_lock::kv::GetOptions;
-use etcd_lock::testkit::{Cluster, EtcdBinary};
+use etcd_lock::testkit::{Cluster, ContainerCluster, EtcdBinary};
 use etcd_lock::{Client, ClientOptions, Session, SessionOptions};
 
 /// The etcd versions every integration test runs against (CI installs both).
@@ -119,4 +121,56 @@ pub async fn wait_key_count(client: &Client, name: &str, want: usize, within: Du
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether `CI` is set to any non-empty value (`true`, `1`, `yes`, ...).
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// The running test's name (libtest names each test's thread after it).
+pub fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_string()
+}
+
+/// The fault and skip summary: `target/fault-summary.txt`, or `FAULT_SUMMARY_FILE` when set.
+pub fn summary_path() -> PathBuf {
+    match std::env::var_os("FAULT_SUMMARY_FILE") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault-summary.txt"),
+    }
+}
+
+/// Tests skipped by this test binary so far.
+static SKIPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// For a test that needs Docker: `true` when it must be skipped because the daemon does not
+/// answer. Then it prints `SKIPPED <test>: no docker` straight to stderr (not captured by
+/// libtest, so a plain `cargo test` shows it) and appends the line, with the number skipped
+/// so far by this test binary, to [`summary_path`]. With `CI` set to any non-empty
+/// value it panics instead: CI must not pass without running these tests.
+pub fn skip_without_docker() -> bool {
+    if ContainerCluster::docker_available() {
+        return false;
+    }
+    let name = test_name();
+    if in_ci() {
+        panic!("CI is set but Docker is not available: {name} needs a Docker daemon");
+    }
+    let count = SKIPPED.fetch_add(1, Ordering::SeqCst) + 1;
+    let line = format!("SKIPPED {name}: no docker");
+    let _ = writeln!(std::io::stderr(), "{line}");
+    let path = summary_path();
+    let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        let _ = writeln!(file, "{line} ({count} skipped so far by this test binary)");
+    }
+    true
 }

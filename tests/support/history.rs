@@ -30,6 +30,13 @@
 //!   (confirmed ones plus lost answers that did apply);
 //! * `[conflict]` a holder whose fence held never found the counter changed since its own read
 //!   (that would be another writer inside its hold);
+//! * `[doubled]` no marker was written twice (an increment applied twice: a write retried
+//!   after etcd had applied it, which the counter rule cannot see);
+//! * `[overlap]` the holders' `Enter` .. `Leave` intervals (recorded where the lock alone
+//!   protects the data, as a shared file would see them) never overlap;
+//! * `[handoff]` after an `unlock()` cut short by a timeout or failed, a waiting worker
+//!   acquires within [`HANDOFF_BOUND`] (the abandoned key must still go);
+//! * `[worker]` a promise a worker checked itself held (e.g. a relocked guard's key exists);
 //! * `[liveness]` once the cluster is healed, every live worker acquires the lock again.
 #![allow(dead_code, unreachable_pub)]
 
@@ -109,6 +116,30 @@ pub enum Op {
     /// An observation for the timeline (leader changes, probe reads); not checked.
     Note {
         /// Description.
+        what: String,
+    },
+    /// The holder starts acting on the shared data as the only holder (what a process
+    /// guarding a shared file does after `lock()` returns): the start of its interval.
+    Enter {
+        /// Token of the guard it holds.
+        token: i64,
+    },
+    /// The holder stops acting on the shared data: the end of its interval.
+    Leave {
+        /// Token of the guard it held.
+        token: i64,
+    },
+    /// The holder let go without a confirmed release: its `unlock()` was cut short by a
+    /// timeout or failed (`how` starts with `unlock`), or the guard was dropped (`dropped`).
+    Abandon {
+        /// Token of the guard let go.
+        token: i64,
+        /// How it was let go.
+        how: String,
+    },
+    /// A promise the worker checked itself was broken (e.g. a relocked guard's key vanished).
+    Violation {
+        /// What was seen.
         what: String,
     },
 }
@@ -231,6 +262,9 @@ pub struct AppliedWrite {
     pub token: i64,
     /// The counter value written, as written into the marker.
     pub value: u64,
+    /// The marker's version: 1 when the write was applied once, more when it was applied
+    /// again (a request retried after etcd had already applied it).
+    pub version: i64,
 }
 
 /// What etcd holds after the run.
@@ -253,6 +287,7 @@ impl Ground {
             revision,
             token: token.parse().ok()?,
             value: value.parse().ok()?,
+            version: 1,
         })
     }
 }
@@ -287,6 +322,10 @@ pub struct Report {
     /// The longest time without any acquisition, from the first fault to the first
     /// acquisition after the (last) heal.
     pub longest_gap: Option<Duration>,
+    /// Unlocks abandoned (cut short or failed) while another worker waited.
+    pub abandoned: usize,
+    /// The longest time from such an abandoned unlock to the next waiter's acquisition.
+    pub handoff_max: Option<Duration>,
 }
 
 impl Report {
@@ -357,6 +396,10 @@ pub fn check(events: &[Event], ground: &Ground, live: &[Worker]) -> Report {
     exclusion_by_revision(&writes, &mut report);
     exclusion_by_time(&events, &holds, &mut report);
     counter(&writes, ground, &mut report);
+    doubled(ground, &mut report);
+    overlaps(&events, &mut report);
+    handoffs(&events, &mut report);
+    reported(&events, &mut report);
     liveness(&events, live, &mut report);
     failovers(&events, &mut report);
     report
@@ -438,7 +481,17 @@ fn well_formed(events: &[&Event], report: &mut Report) -> Vec<Hold> {
             Op::Error { during, kind } => {
                 *report.errors.entry(format!("{during}:{kind}")).or_default() += 1;
             }
-            Op::Fault { .. } | Op::Healed | Op::Note { .. } => {}
+            Op::Enter { token } | Op::Leave { token } => match open.get(&e.worker) {
+                Some(&i) if holds[i].token == *token => {}
+                _ => report.violations.push(format!(
+                    "[well-formed] worker {} enters or leaves with token {token} at #{} without holding it",
+                    e.worker, e.seq
+                )),
+            },
+            Op::Abandon { how, .. } => {
+                *report.errors.entry(format!("release:{how}")).or_default() += 1;
+            }
+            Op::Fault { .. } | Op::Healed | Op::Note { .. } | Op::Violation { .. } => {}
         }
     }
     let mut still: Vec<_> = open.into_iter().collect();
@@ -626,6 +679,93 @@ fn counter(writes: &[AppliedEvent], ground: &Ground, report: &mut Report) {
     }
 }
 
+/// A marker written more than once: one increment applied twice (a write retried after
+/// etcd had applied it). The counter rule cannot see it: both applications wrote one value.
+fn doubled(ground: &Ground, report: &mut Report) {
+    for (marker, w) in &ground.applied {
+        if w.version > 1 {
+            report.violations.push(format!(
+                "[doubled] write {marker} (token {}) was applied {} times, the last at revision {}",
+                w.token, w.version, w.revision
+            ));
+        }
+    }
+}
+
+/// The holders' intervals (`Enter` .. `Leave`, as a shared file would see them) never
+/// overlap: at most one worker is inside at any point of the total order.
+fn overlaps(events: &[&Event], report: &mut Report) {
+    let mut inside: Option<(Worker, i64, u64)> = None;
+    for e in events {
+        match e.op {
+            Op::Enter { token } => {
+                if let Some((worker, held, since)) = inside {
+                    if worker != e.worker {
+                        report.violations.push(format!(
+                            "[overlap] worker {} (token {token}) entered at #{} while worker {worker} (token {held}) was inside since #{since}",
+                            e.worker, e.seq
+                        ));
+                    }
+                }
+                inside = Some((e.worker, token, e.seq));
+            }
+            Op::Leave { .. } if inside.is_some_and(|(worker, _, _)| worker == e.worker) => {
+                inside = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Longest time from an abandoned `unlock()` (cut short or failed) to the next acquisition by
+/// another worker, while one was waiting: the key of an abandoned unlock must still go.
+pub const HANDOFF_BOUND: Duration = Duration::from_secs(2);
+
+/// After each abandoned `unlock()`, a waiting worker acquires within [`HANDOFF_BOUND`].
+fn handoffs(events: &[&Event], report: &mut Report) {
+    let mut waiting: BTreeMap<Worker, u64> = BTreeMap::new();
+    for (i, e) in events.iter().enumerate() {
+        match &e.op {
+            Op::Attempt => {
+                waiting.insert(e.worker, e.seq);
+            }
+            Op::Acquire { .. } | Op::TimedOut | Op::Error { during: "lock", .. } => {
+                waiting.remove(&e.worker);
+            }
+            Op::Abandon { token, how } if how.starts_with("unlock") => {
+                if !waiting.keys().any(|&w| w != e.worker) {
+                    continue;
+                }
+                report.abandoned += 1;
+                let next = events[i + 1..]
+                    .iter()
+                    .find(|n| n.worker != e.worker && matches!(n.op, Op::Acquire { .. }))
+                    .map(|n| n.at.saturating_sub(e.at));
+                report.handoff_max = report.handoff_max.max(next);
+                if next.is_none_or(|d| d > HANDOFF_BOUND) {
+                    report.violations.push(format!(
+                        "[handoff] worker {} abandoned unlock of token {token} ({how}) at #{}; the next waiter acquired {next:?} later (bound {HANDOFF_BOUND:?})",
+                        e.worker, e.seq
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Promises the workers checked themselves.
+fn reported(events: &[&Event], report: &mut Report) {
+    for e in events {
+        if let Op::Violation { what } = &e.op {
+            report.violations.push(format!(
+                "[worker] worker {} at #{}: {what}",
+                e.worker, e.seq
+            ));
+        }
+    }
+}
+
 /// After the (last) `Healed`, every live worker acquires again.
 fn liveness(events: &[&Event], live: &[Worker], report: &mut Report) {
     let Some(healed) = events
@@ -742,6 +882,7 @@ mod tests {
                         revision,
                         token,
                         value,
+                        version: 1,
                     },
                 );
                 self.ground.final_counter = self.ground.final_counter.max(value);
@@ -935,6 +1076,76 @@ mod tests {
     }
 
     #[test]
+    fn write_applied_twice_is_flagged() {
+        let mut s = Script::default();
+        s.acquire(0, 10);
+        let marker = s.write(0, 10, 1, Outcome::Applied, Some(12));
+        s.release(0, 10, true);
+        assert!(s.check(&[]).is_clean());
+        if let Some(w) = s.ground.applied.get_mut(&marker) {
+            w.version = 2;
+        }
+        assert_flags(&s.check(&[]), "[doubled]");
+    }
+
+    #[test]
+    fn overlapping_intervals_are_flagged() {
+        let mut s = Script::default();
+        s.acquire(0, 10);
+        s.push(0, Op::Enter { token: 10 });
+        s.push(0, Op::Leave { token: 10 });
+        s.release(0, 10, true);
+        s.acquire(1, 12);
+        s.push(1, Op::Enter { token: 12 });
+        assert!(s
+            .check(&[])
+            .violations
+            .iter()
+            .all(|v| !v.starts_with("[overlap]")));
+        s.acquire(2, 14);
+        s.push(2, Op::Enter { token: 14 });
+        s.push(1, Op::Leave { token: 12 });
+        s.push(2, Op::Leave { token: 14 });
+        assert_flags(&s.check(&[]), "[overlap]");
+    }
+
+    #[test]
+    fn slow_handoff_after_abandoned_unlock_is_flagged() {
+        let abandoned = |gap_events: u64| {
+            let mut s = Script::default();
+            s.acquire(0, 10);
+            s.push(1, Op::Attempt);
+            s.push(
+                0,
+                Op::Abandon {
+                    token: 10,
+                    how: "unlock-cut".into(),
+                },
+            );
+            s.release(0, 10, false);
+            // Each scripted event is 10 ms later than the one before.
+            for _ in 0..gap_events {
+                s.push(100, Op::Note { what: "-".into() });
+            }
+            s.push(
+                1,
+                Op::Acquire {
+                    name: "L".into(),
+                    key: "L/1".into(),
+                    token: 12,
+                },
+            );
+            s.release(1, 12, true);
+            s.check(&[])
+        };
+        let quick = abandoned(3);
+        assert!(quick.is_clean(), "{:#?}", quick.violations);
+        assert_eq!(quick.abandoned, 1);
+        let bound_in_events = HANDOFF_BOUND.as_millis() as u64 / 10;
+        assert_flags(&abandoned(bound_in_events + 5), "[handoff]");
+    }
+
+    #[test]
     fn malformed_history_is_flagged() {
         let mut s = Script::default();
         s.acquire(0, 10);
@@ -965,7 +1176,8 @@ mod tests {
             Some(AppliedWrite {
                 revision: 9,
                 token: 7,
-                value: 3
+                value: 3,
+                version: 1
             })
         );
     }
