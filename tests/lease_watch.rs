@@ -937,7 +937,11 @@ async fn read_until_lagged(w: &mut Watcher) -> (Vec<Event>, i64) {
             Ok(Some(Err(Error::WatchLagged { next_revision }))) => {
                 // Nothing after the error.
                 assert!(
-                    tokio::time::timeout(WAIT, w.next()).await.ok().flatten().is_none(),
+                    tokio::time::timeout(WAIT, w.next())
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_none(),
                     "a lagged watcher must end"
                 );
                 return (got, next_revision);
@@ -956,7 +960,9 @@ async fn watch_unread_watcher_lags_and_others_keep_receiving(bin: &EtcdBinary) {
     let mut slow = ok(client
         .watch_with(p.as_str(), WatchOptions::new().with_prefix().with_buffer(4))
         .await);
-    let mut other = ok(client.watch_with(p.as_str(), WatchOptions::new().with_prefix()).await);
+    let mut other = ok(client
+        .watch_with(p.as_str(), WatchOptions::new().with_prefix())
+        .await);
     let mut revisions = Vec::new();
     for i in 0..40 {
         revisions.push(ok(client.put(format!("{p}{i}"), "v").await).revision());
@@ -989,7 +995,10 @@ async fn watch_unread_watcher_lags_and_others_keep_receiving(bin: &EtcdBinary) {
     all.dedup();
     assert_eq!(all, revisions);
     // The other watcher was never held back, and still receives.
-    assert_eq!(events(&mut other, revisions.len()).await.len(), revisions.len());
+    assert_eq!(
+        events(&mut other, revisions.len()).await.len(),
+        revisions.len()
+    );
     ok(client.put(format!("{p}after"), "x").await);
     assert_eq!(
         summary(&p, &events(&mut other, 1).await),
@@ -1002,7 +1011,9 @@ async fn watch_unread_watcher_lags_and_others_keep_receiving(bin: &EtcdBinary) {
 async fn watch_default_buffer_is_bounded(bin: &EtcdBinary) {
     let (_cluster, client) = started(bin).await;
     let p = unique("watch_default_buffer");
-    let mut slow = ok(client.watch_with(p.as_str(), WatchOptions::new().with_prefix()).await);
+    let mut slow = ok(client
+        .watch_with(p.as_str(), WatchOptions::new().with_prefix())
+        .await);
     let puts = DEFAULT_WATCH_BUFFER + 64;
     let mut in_flight = tokio::task::JoinSet::new();
     for chunk in 0..16 {

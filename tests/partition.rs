@@ -162,9 +162,11 @@ async fn wait_keys(client: &Client, name: &str, want: usize) {
 
 /// The remaining TTL of `lease`, read through `client` (a member of the majority).
 async fn remaining_ttl(client: &Client, lease: i64) -> i64 {
-    eventually("lease_time_to_live", || client.lease_time_to_live(lease, false))
-        .await
-        .ttl()
+    eventually("lease_time_to_live", || {
+        client.lease_time_to_live(lease, false)
+    })
+    .await
+    .ttl()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,7 +188,10 @@ async fn watch_on_isolated_member_fails_over_and_delivers(image: &str) {
     assert!(matches!(first, Ok(Some(Ok(_)))), "{first:?}");
 
     isolate(&cluster, isolated);
-    eventually("put through the majority", || writer.put(key.as_str(), "during")).await;
+    eventually("put through the majority", || {
+        writer.put(key.as_str(), "during")
+    })
+    .await;
     let put_at = Instant::now();
     let got = tokio::time::timeout(FAILOVER_BOUND, watcher.next()).await;
     let batch = match got {
@@ -202,7 +207,10 @@ async fn watch_on_isolated_member_fails_over_and_delivers(image: &str) {
         .filter_map(|e| e.kv.as_ref().map(|kv| kv.value.as_slice()))
         .collect();
     assert_eq!(values, [b"during".as_slice()]);
-    eprintln!("{image}: watch delivered {:?} after the put", put_at.elapsed());
+    eprintln!(
+        "{image}: watch delivered {:?} after the put",
+        put_at.elapsed()
+    );
     heal(&cluster, isolated);
 }
 

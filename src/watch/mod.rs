@@ -333,7 +333,11 @@ impl Client {
 
     /// Files one `WatchCreateRequest` with the hub and waits for etcd's answer.
     /// `buffer` responses may wait unread; one more slot is kept for the error that ends it.
-    async fn create_watch(&self, request: pb::WatchCreateRequest, buffer: usize) -> Result<Watcher> {
+    async fn create_watch(
+        &self,
+        request: pb::WatchCreateRequest,
+        buffer: usize,
+    ) -> Result<Watcher> {
         let hub = self.watch_hub();
         let (created_tx, created_rx) = oneshot::channel();
         let (events_tx, events_rx) = mpsc::channel(buffer.saturating_add(1));
