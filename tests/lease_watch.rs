@@ -35,6 +35,7 @@ per_version!(
     watch_large_replay_without_fragment,
     watch_unread_watcher_lags_and_others_keep_receiving,
     watch_default_buffer_is_bounded,
+    watch_mass_drop_cancels_every_watch,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1031,5 +1032,34 @@ async fn watch_default_buffer_is_bounded(bin: &EtcdBinary) {
     assert!(
         delivered.len() < puts,
         "the unread watcher delivered all {puts} events"
+    );
+}
+
+/// Dropping far more watchers at once than the watch task's bounded command queue holds still
+/// cancels every one of them on the server (the overflow goes through the task's list of
+/// deferred cancels), and the stream stays usable.
+async fn watch_mass_drop_cancels_every_watch(bin: &EtcdBinary) {
+    let (cluster, client) = started(bin).await;
+    let p = unique("watch_mass_drop");
+    let mut watchers = Vec::new();
+    for i in 0..300 {
+        watchers.push(ok(client.watch(format!("{p}{i}")).await));
+    }
+    assert_eq!(metric(&cluster, WATCHERS), 300.0);
+    let before = client.stats().stream_messages_sent;
+    drop(watchers);
+    eventually("300 cancels sent", || {
+        client.stats().stream_messages_sent == before + 300
+    })
+    .await;
+    eventually("no watcher left on the server", || {
+        metric(&cluster, WATCHERS) == 0.0
+    })
+    .await;
+    let mut again = ok(client.watch(format!("{p}again")).await);
+    ok(client.put(format!("{p}again"), "x").await);
+    assert_eq!(
+        summary(&p, &events(&mut again, 1).await),
+        [ev("put", "again", "x")]
     );
 }
