@@ -103,6 +103,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A watcher fell too far behind: its buffer of undelivered responses (see
+    /// `WatchOptions::with_buffer`) was full when the next one arrived, so the watch was
+    /// cancelled instead of dropping events or stalling the other watches of the client.
+    /// Every response before `next_revision` was delivered; none at or after it.
+    #[error("watcher fell behind (its buffer was full) and was ended; watch again with start revision {next_revision} and read it faster, or give it a larger buffer")]
+    WatchLagged {
+        /// The first revision not delivered: pass it to `WatchOptions::with_start_revision`.
+        next_revision: i64,
+    },
+
     /// The session's lease expired, was revoked, or could not be kept alive.
     #[error("session lost: lease {lease:x} is gone (expired, revoked, or keep-alive failed); open a new session")]
     SessionLost {

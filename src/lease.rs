@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::kv::{header_of, response_wrapper};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
+use crate::watch::leader::require_leader;
 
 pub(crate) const GRANT: &str = "/etcdserverpb.Lease/LeaseGrant";
 pub(crate) const REVOKE: &str = "/etcdserverpb.Lease/LeaseRevoke";
@@ -228,6 +229,13 @@ impl Client {
     /// Opens a `Lease/LeaseKeepAlive` stream for `id` and refreshes the lease once; keep the
     /// returned [`LeaseKeeper`] to refresh again over the same stream. With auth, the stream
     /// carries the token and is opened again once with a new token if etcd refuses it.
+    ///
+    /// The stream carries etcd's require-leader metadata (`hasleader: true`, as Go's
+    /// `clientv3.WithRequireLeader`): a member without a leader refuses to open it, and ends
+    /// an open one about three election timeouts after losing its leader, with
+    /// `Unavailable: etcdserver: no leader`. Either failure moves the client to its next
+    /// endpoint, so the next stream (see [`Session`](crate::Session)) goes to a member that
+    /// can still reach the leader, which alone can refresh the lease.
     pub async fn lease_keep_alive(&self, id: i64) -> Result<(LeaseKeeper, LeaseKeepAliveResponse)> {
         check_id(id)?;
         self.with_token_retry(|token| self.open_keep_alive(id, token))
@@ -252,7 +260,9 @@ impl Client {
             );
         let (endpoint, channel) = self.current();
         let mut grpc = LeaseClient::new(channel).max_decoding_message_size(usize::MAX);
-        let open = grpc.lease_keep_alive(self.request_with_token(requests, token.as_ref()));
+        let mut request = self.request_with_token(requests, token.as_ref());
+        require_leader(&mut request);
+        let open = grpc.lease_keep_alive(request);
         let timeout = self.options().request_timeout;
         let opened = match timeout {
             Some(t) => tokio::time::timeout(t, open).await.map_err(|_| {

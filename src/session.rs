@@ -330,26 +330,46 @@ async fn keep_alive(shared: Arc<Shared>, mut keeper: Option<LeaseKeeper>) {
     let period = Duration::from_millis((shared.ttl.max(1) as u64 * 1000) / 3)
         .max(Duration::from_millis(300));
     let mut next = tokio::time::Instant::now() + period;
+    /// `call`, or a keep-alive timeout after `period`.
+    async fn within<T>(
+        period: Duration,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(period, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    method: crate::lease::KEEP_ALIVE,
+                    after: period,
+                    last_error: None,
+                })
+            })
+    }
+
     let mut backoff = Duration::from_millis(100);
     loop {
         tokio::time::sleep_until(next).await;
         let sent_at = Instant::now();
         let result = match keeper.as_mut() {
-            Some(k) => match tokio::time::timeout(period, k.keep_alive()).await {
-                Ok(r) => r.map(|r| r.ttl()),
-                Err(_) => Err(Error::Timeout {
-                    method: crate::lease::KEEP_ALIVE,
-                    after: period,
-                    last_error: None,
-                }),
-            },
-            None => match shared.client.lease_keep_alive(shared.lease).await {
-                Ok((k, first)) => {
-                    keeper = Some(k);
-                    Ok(first.ttl())
+            Some(k) => within(period, k.keep_alive()).await.map(|r| r.ttl()),
+            None => {
+                // A member cut off from its peers may accept the stream and then hold the
+                // first refresh until it notices it has no leader: bound the open by the
+                // period too, and move on from that member when it runs out.
+                let (endpoint, _) = shared.client.current();
+                match within(period, shared.client.lease_keep_alive(shared.lease)).await {
+                    Ok((k, first)) => {
+                        keeper = Some(k);
+                        Ok(first.ttl())
+                    }
+                    Err(e) => {
+                        if e.is_timeout() {
+                            shared.client.fail_over(endpoint);
+                        }
+                        Err(e)
+                    }
                 }
-                Err(e) => Err(e),
-            },
+            }
         };
         match result {
             Ok(ttl) => {

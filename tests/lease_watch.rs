@@ -12,7 +12,7 @@ use etcd_lock::kv::{GetOptions, PutOptions};
 use etcd_lock::lease::MAX_TTL_SECS;
 use etcd_lock::proto::mvccpb::Event;
 use etcd_lock::testkit::{Cluster, EtcdBinary};
-use etcd_lock::watch::{is_delete, WatchOptions, WatchResponse, Watcher};
+use etcd_lock::watch::{is_delete, WatchOptions, WatchResponse, Watcher, DEFAULT_WATCH_BUFFER};
 use etcd_lock::{Client, Error, EtcdErrorKind};
 
 per_version!(
@@ -33,6 +33,9 @@ per_version!(
     watch_refused_and_invalid_requests,
     watch_fragmented_replay_is_merged,
     watch_large_replay_without_fragment,
+    watch_unread_watcher_lags_and_others_keep_receiving,
+    watch_default_buffer_is_bounded,
+    watch_mass_drop_cancels_every_watch,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -918,4 +921,145 @@ async fn watch_large_replay_without_fragment(bin: &EtcdBinary) {
     // The other watch on the shared stream is unaffected.
     ok(client.put(format!("{p}bystander"), "still here").await);
     assert_eq!(events(&mut bystander, 1).await.len(), 1);
+}
+
+/// Reads `w` until it ends with `Error::WatchLagged`: the events it delivered before, and the
+/// revision it says to resume from. Panics if it ends otherwise or stalls for `WAIT`.
+async fn read_until_lagged(w: &mut Watcher) -> (Vec<Event>, i64) {
+    let mut got = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, w.next()).await {
+            Err(_) => panic!(
+                "watcher neither delivered nor ended within {WAIT:?} after {} events",
+                got.len()
+            ),
+            Ok(None) => panic!("watcher ended without an error after {} events", got.len()),
+            Ok(Some(Ok(batch))) => got.extend(batch.events().iter().cloned()),
+            Ok(Some(Err(Error::WatchLagged { next_revision }))) => {
+                // Nothing after the error.
+                assert!(
+                    tokio::time::timeout(WAIT, w.next())
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_none(),
+                    "a lagged watcher must end"
+                );
+                return (got, next_revision);
+            }
+            Ok(Some(Err(e))) => panic!("expected WatchLagged, got {e:?}"),
+        }
+    }
+}
+
+/// A watcher that is kept but never read holds at most its buffer: once full, it is ended with
+/// `WatchLagged` naming the first revision it missed, and a new watch from there gets exactly
+/// the rest. The other watcher on the same shared stream gets every event, before and after.
+async fn watch_unread_watcher_lags_and_others_keep_receiving(bin: &EtcdBinary) {
+    let (_cluster, client) = started(bin).await;
+    let p = unique("watch_lagged");
+    let mut slow = ok(client
+        .watch_with(p.as_str(), WatchOptions::new().with_prefix().with_buffer(4))
+        .await);
+    let mut other = ok(client
+        .watch_with(p.as_str(), WatchOptions::new().with_prefix())
+        .await);
+    let mut revisions = Vec::new();
+    for i in 0..40 {
+        revisions.push(ok(client.put(format!("{p}{i}"), "v").await).revision());
+    }
+    let (delivered, next_revision) = read_until_lagged(&mut slow).await;
+    assert!(
+        !delivered.is_empty() && delivered.len() < revisions.len(),
+        "a 4-response buffer delivered {} of {} events",
+        delivered.len(),
+        revisions.len()
+    );
+    let last = delivered.last().and_then(|e| e.kv.as_ref()).expect("kv");
+    assert_eq!(next_revision, last.mod_revision + 1);
+    // Resuming from the named revision loses and repeats nothing.
+    let missed = revisions.iter().filter(|&&r| r >= next_revision).count();
+    let mut again = ok(client
+        .watch_with(
+            p.as_str(),
+            WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(next_revision),
+        )
+        .await);
+    let rest = events(&mut again, missed).await;
+    let mut all: Vec<i64> = delivered
+        .iter()
+        .chain(rest.iter())
+        .map(|e| e.kv.as_ref().expect("kv").mod_revision)
+        .collect();
+    all.dedup();
+    assert_eq!(all, revisions);
+    // The other watcher was never held back, and still receives.
+    assert_eq!(
+        events(&mut other, revisions.len()).await.len(),
+        revisions.len()
+    );
+    ok(client.put(format!("{p}after"), "x").await);
+    assert_eq!(
+        summary(&p, &events(&mut other, 1).await),
+        [ev("put", "after", "x")]
+    );
+}
+
+/// Without `with_buffer`, an unread watcher is bounded too: after `DEFAULT_WATCH_BUFFER`
+/// responses it ends with `WatchLagged` instead of growing with every event.
+async fn watch_default_buffer_is_bounded(bin: &EtcdBinary) {
+    let (_cluster, client) = started(bin).await;
+    let p = unique("watch_default_buffer");
+    let mut slow = ok(client
+        .watch_with(p.as_str(), WatchOptions::new().with_prefix())
+        .await);
+    let puts = DEFAULT_WATCH_BUFFER + 64;
+    let mut in_flight = tokio::task::JoinSet::new();
+    for chunk in 0..16 {
+        let (client, p) = (client.clone(), p.clone());
+        in_flight.spawn(async move {
+            for i in (chunk..puts).step_by(16) {
+                ok(client.put(format!("{p}{i}"), "v").await);
+            }
+        });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        ok(done);
+    }
+    let (delivered, _) = read_until_lagged(&mut slow).await;
+    assert!(
+        delivered.len() < puts,
+        "the unread watcher delivered all {puts} events"
+    );
+}
+
+/// Dropping far more watchers at once than the watch task's bounded command queue holds still
+/// cancels every one of them on the server (the overflow goes through the task's list of
+/// deferred cancels), and the stream stays usable.
+async fn watch_mass_drop_cancels_every_watch(bin: &EtcdBinary) {
+    let (cluster, client) = started(bin).await;
+    let p = unique("watch_mass_drop");
+    let mut watchers = Vec::new();
+    for i in 0..300 {
+        watchers.push(ok(client.watch(format!("{p}{i}")).await));
+    }
+    assert_eq!(metric(&cluster, WATCHERS), 300.0);
+    let before = client.stats().stream_messages_sent;
+    drop(watchers);
+    eventually("300 cancels sent", || {
+        client.stats().stream_messages_sent == before + 300
+    })
+    .await;
+    eventually("no watcher left on the server", || {
+        metric(&cluster, WATCHERS) == 0.0
+    })
+    .await;
+    let mut again = ok(client.watch(format!("{p}again")).await);
+    ok(client.put(format!("{p}again"), "x").await);
+    assert_eq!(
+        summary(&p, &events(&mut again, 1).await),
+        [ev("put", "again", "x")]
+    );
 }

@@ -9,6 +9,14 @@
 //! that arrive before the waiter registers are remembered (bounded), and a waiter whose `H` is
 //! older than what was forgotten is told to re-check at once. If the watch breaks, every waiter
 //! is woken to re-check, and the next wait opens a fresh watch.
+//!
+//! A member that is cut off from its peers but still reachable would keep this watch open and
+//! silent while the majority hands the lock on. The client's shared watch stream carries
+//! etcd's require-leader metadata (see `crate::watch`), so that member ends the stream and the
+//! watch resumes on another member from its next unseen revision: the DELETE still arrives.
+//! Any end of the watch itself (no member would take it, a compacted resume revision, or
+//! `Error::WatchLagged` if this router ever fell a whole buffer behind) is treated alike:
+//! every waiter re-checks with a Range, and the next wait opens a fresh watch.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

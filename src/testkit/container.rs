@@ -3,9 +3,11 @@
 use std::io;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::member::{ERROR_TAIL_LINES, HEALTH_TIMEOUT};
+use super::netns::{self, Filter};
 use super::poll::poll_until;
 use super::{http, ports, TestkitError};
 
@@ -49,6 +51,8 @@ struct Node {
     paused: AtomicBool,
     /// Disconnected with [`ContainerCluster::disconnect`] and not reconnected since.
     disconnected: AtomicBool,
+    /// The packet filter holding the peer port shut ([`ContainerCluster::isolate_peers`]).
+    peer_filter: Mutex<Option<Filter>>,
 }
 
 impl Node {
@@ -96,6 +100,8 @@ impl Node {
 /// | [`kill`](Self::kill) | `docker kill` (SIGKILL) | connection refused (the port is unbound) |
 /// | [`pause`](Self::pause) | `docker pause` (cgroup freezer) | TCP connects (docker-proxy accepts), requests hang |
 /// | [`disconnect`](Self::disconnect) | `docker network disconnect` | connection refused: the container has no network left, Docker removes the port mapping (the host port is released) |
+/// | [`isolate_peers`](Self::isolate_peers) | packet filter on port 2380 inside the container's network namespace | nothing changes: the member answers, but it loses its leader and stops seeing new revisions |
+/// | [`heal_peers`](Self::heal_peers) | removes that filter | the member catches up |
 /// | [`reconnect`](Self::reconnect) | `docker network connect --alias mI` | mapping restored on the **same** port (it is fixed) |
 /// | [`restart`](Self::restart) | `docker start` / `docker restart` | same port, same data |
 ///
@@ -194,6 +200,7 @@ impl ContainerCluster {
                     stopped: AtomicBool::new(false),
                     paused: AtomicBool::new(false),
                     disconnected: AtomicBool::new(false),
+                    peer_filter: Mutex::new(None),
                 })
                 .collect();
             match cluster.run_all(&format!("{base}-{attempt}")) {
@@ -394,6 +401,10 @@ impl ContainerCluster {
             docker(&["restart", "--time", RESTART_GRACE_SECS, &node.name])?;
         }
         node.stopped.store(false, Ordering::SeqCst);
+        // A new process has a new network namespace: no peer filter any more.
+        if let Ok(mut filter) = node.peer_filter.lock() {
+            *filter = None;
+        }
         let mut next_inspect = Instant::now() + INSPECT_EVERY;
         let started = poll_until(START_TIMEOUT, || {
             if http::is_healthy(node.port, HEALTH_TIMEOUT) {
@@ -457,6 +468,82 @@ impl ContainerCluster {
         ])?;
         node.disconnected.store(false, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Cuts member `i` off from its peers only: every TCP packet to or from port 2380 (etcd's
+    /// peer port) is dropped inside the container's own network namespace, in both
+    /// directions, while its client port stays reachable through the published host port.
+    ///
+    /// The member keeps running and answering clients; after an election timeout it has no
+    /// leader (a leader steps down), so linearizable requests there fail or time out, while
+    /// serializable reads and open streams see a store that no longer moves. The other
+    /// members carry on as a majority. Until [`heal_peers`](Self::heal_peers).
+    ///
+    /// Runs the host's `iptables -I` (or, without `iptables`, `nft`) through
+    /// `nsenter --target <container pid> --net` (the pid from `docker inspect`), so nothing
+    /// changes in the host's own namespace. Needs root (or `CAP_NET_ADMIN` and
+    /// `CAP_SYS_ADMIN`); fails with [`TestkitError::MissingTool`] when `nsenter`, or both
+    /// filter tools, are not installed. A no-op when the member is already isolated. The
+    /// rules live in the container's namespace, so a restart of the container drops them.
+    ///
+    /// # Panics
+    /// If `i` is not smaller than [`members`](Self::members).
+    pub fn isolate_peers(&self, i: usize) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("ContainerCluster::isolate_peers")?;
+        let node = &self.nodes[i];
+        let mut current = node
+            .peer_filter
+            .lock()
+            .map_err(|_| TestkitError::InvalidConfig("peer filter state poisoned".into()))?;
+        if current.is_some() {
+            return Ok(());
+        }
+        let filter = netns::pick()?;
+        let pid = self.container_pid(i)?;
+        if let Err(e) = netns::drop_port(pid, PEER_PORT, filter) {
+            // Take back whatever part of the rules went in.
+            let _ = netns::allow_port(pid, PEER_PORT, filter);
+            return Err(e);
+        }
+        *current = Some(filter);
+        Ok(())
+    }
+
+    /// Ends [`isolate_peers`](Self::isolate_peers) for member `i`: removes its packet filter
+    /// (`iptables -D`, or `nft delete table`, through `nsenter` into the container's network
+    /// namespace). The member then catches up with the leader. Does not wait: follow with
+    /// [`wait_healthy`](Self::wait_healthy). A no-op when the member is not isolated (or was
+    /// restarted since, which dropped the filter).
+    ///
+    /// # Panics
+    /// If `i` is not smaller than [`members`](Self::members).
+    pub fn heal_peers(&self, i: usize) -> Result<(), TestkitError> {
+        super::runtime::refuse_current_thread("ContainerCluster::heal_peers")?;
+        let node = &self.nodes[i];
+        let mut current = node
+            .peer_filter
+            .lock()
+            .map_err(|_| TestkitError::InvalidConfig("peer filter state poisoned".into()))?;
+        let Some(filter) = *current else {
+            return Ok(());
+        };
+        if self.is_running(i) {
+            netns::allow_port(self.container_pid(i)?, PEER_PORT, filter)?;
+        }
+        *current = None;
+        Ok(())
+    }
+
+    /// The host pid of member `i`'s etcd process (`docker inspect`), for `nsenter`.
+    fn container_pid(&self, i: usize) -> Result<u32, TestkitError> {
+        let name = &self.nodes[i].name;
+        let out = docker(&["inspect", "--format", "{{.State.Pid}}", name])?;
+        match out.trim().parse::<u32>() {
+            Ok(pid) if pid > 0 => Ok(pid),
+            _ => Err(TestkitError::NotRunning {
+                member: format!("{name} (docker inspect gave pid {:?})", out.trim()),
+            }),
+        }
     }
 
     /// The whole log of member `i` (`docker logs`; etcd logs JSON lines to stderr), or a

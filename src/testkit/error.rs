@@ -54,6 +54,14 @@ pub enum TestkitError {
     },
     /// The requested configuration is invalid (e.g. zero members).
     InvalidConfig(String),
+    /// A host tool the operation needs is not installed (e.g. `nsenter`, or both `iptables`
+    /// and `nft` for a peer-only partition). Nothing was changed.
+    MissingTool {
+        /// The tool(s) looked for.
+        tool: &'static str,
+        /// What it was needed for.
+        needed_for: &'static str,
+    },
     /// A call that blocks its thread while it waits was made from the body of a
     /// current-thread tokio runtime (a plain `#[tokio::test]`), where it would freeze the
     /// client's connection, keep-alive and watch tasks. Nothing was started or changed.
@@ -104,6 +112,11 @@ impl fmt::Display for TestkitError {
             } => write!(f, "kill -{signal} {pid} failed: {detail}"),
             TestkitError::NotRunning { member } => write!(f, "member {member} is not running"),
             TestkitError::InvalidConfig(msg) => write!(f, "invalid testkit configuration: {msg}"),
+            TestkitError::MissingTool { tool, needed_for } => write!(
+                f,
+                "{tool} not found on this host (needed for {needed_for}); install it \
+                 (Debian: `apt-get install util-linux iptables`)"
+            ),
             TestkitError::CurrentThreadRuntime { call } => write!(
                 f,
                 "{call} blocks its thread while it waits, and this thread drives a \

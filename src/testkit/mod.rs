@@ -70,6 +70,7 @@ mod container;
 mod error;
 mod http;
 mod member;
+mod netns;
 mod poll;
 mod ports;
 mod runtime;

@@ -7,14 +7,20 @@
 //! next endpoint and re-creates every subscription from its next unseen revision: no event is
 //! missed and none repeated. If that revision was compacted meanwhile, that watch ends with
 //! [`Error::WatchCompacted`]. The task ends when the last client clone is dropped.
+//!
+//! The stream is opened with require-leader metadata, so a member that lost its leader ends it
+//! (`Unavailable: etcdserver: no leader`) and that counts as a broken stream. Each watcher's
+//! channel is bounded: a response for a full one ends that watch with [`Error::WatchLagged`]
+//! (the last slot of every channel is kept for that terminal error), never the others.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Weak;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tonic::metadata::AsciiMetadataValue;
 
+use super::leader::require_leader;
 use super::{WatchResponse, WATCH};
 use crate::client::{Client, Inner};
 use crate::error::{Error, Result};
@@ -22,7 +28,37 @@ use crate::kv::header_of;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::watch_client::WatchClient;
 
-pub(super) type EventSender = mpsc::UnboundedSender<Result<WatchResponse>>;
+pub(super) type EventSender = mpsc::Sender<Result<WatchResponse>>;
+
+/// What became of a response offered to a watcher.
+enum Delivery {
+    Sent,
+    /// Only the slot kept for the terminal error is left: the reader fell behind.
+    Lagged,
+    /// The watcher was dropped.
+    Gone,
+}
+
+/// Queues a response for a watcher unless that would take the slot kept for its final error.
+fn deliver(events: &EventSender, resp: WatchResponse) -> Delivery {
+    if events.is_closed() {
+        return Delivery::Gone;
+    }
+    // Only this task sends, so the room can only grow between the check and the send.
+    if events.capacity() <= 1 {
+        return Delivery::Lagged;
+    }
+    match events.try_send(Ok(resp)) {
+        Ok(()) => Delivery::Sent,
+        Err(mpsc::error::TrySendError::Full(_)) => Delivery::Lagged,
+        Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
+    }
+}
+
+/// Queues the error that ends a watch; the kept slot guarantees room for it.
+fn end(events: &EventSender, error: Error) {
+    let _ = events.try_send(Err(error));
+}
 
 /// What the hub reports for a confirmed watch.
 #[derive(Debug, Clone, Copy)]
@@ -140,9 +176,26 @@ impl Subscription {
     }
 }
 
-pub(super) async fn run(client: Weak<Inner>, mut commands: mpsc::UnboundedReceiver<Command>) {
+pub(super) async fn run(
+    client: Weak<Inner>,
+    mut commands: mpsc::Receiver<Command>,
+    deferred_cancels: Arc<Mutex<Vec<u64>>>,
+) {
     let mut hub = Hub::default();
     loop {
+        // Cancels of watchers dropped while the command queue was full.
+        let deferred = match deferred_cancels.lock() {
+            Ok(mut list) => std::mem::take(&mut *list),
+            Err(_) => Vec::new(),
+        };
+        if !deferred.is_empty() {
+            let Some(inner) = client.upgrade() else {
+                return;
+            };
+            for handle in deferred {
+                hub.apply(Command::Cancel(handle), &inner);
+            }
+        }
         let Some(stream) = hub.stream.as_mut() else {
             // No stream: wait for work (None: every client clone is gone).
             let Some(command) = commands.recv().await else {
@@ -295,7 +348,9 @@ impl Hub {
         let (endpoint, channel) = client.current();
         let mut grpc = WatchClient::new(channel).max_decoding_message_size(usize::MAX);
         let token = client.token();
-        let open = grpc.watch(client.request_with_token(requests, token.as_ref()));
+        let mut request = client.request_with_token(requests, token.as_ref());
+        require_leader(&mut request);
+        let open = grpc.watch(request);
         let timeout = client
             .options()
             .request_timeout
@@ -335,9 +390,7 @@ impl Hub {
                 Some(created) => {
                     let _ = created.send(Err(closed(reason)));
                 }
-                None => {
-                    let _ = sub.events.send(Err(closed(reason)));
-                }
+                None => end(&sub.events, closed(reason)),
             }
         }
     }
@@ -368,7 +421,7 @@ impl Hub {
                 if let Some(sub) = self.subs.remove(&handle) {
                     match sub.created {
                         Some(created) => drop(created.send(Err(err))),
-                        None => drop(sub.events.send(Err(err))),
+                        None => end(&sub.events, err),
                     }
                 }
                 return;
@@ -409,7 +462,7 @@ impl Hub {
                 } else {
                     closed(&format!("cancelled by etcd: {}", resp.cancel_reason))
                 };
-                let _ = sub.events.send(Err(err));
+                end(&sub.events, err);
             }
             return;
         }
@@ -430,16 +483,21 @@ impl Hub {
         let Some(sub) = self.subs.get_mut(&handle) else {
             return;
         };
-        match resp.events.last().and_then(|e| e.kv.as_ref()) {
-            Some(kv) => sub.next_revision = sub.next_revision.max(kv.mod_revision + 1),
+        let delivered_up_to = match resp.events.last().and_then(|e| e.kv.as_ref()) {
+            Some(kv) => kv.mod_revision,
             // A progress notification: everything up to its revision was delivered.
-            None => {
-                let rev = header_of(&resp.header).revision;
-                sub.next_revision = sub.next_revision.max(rev + 1);
+            None => header_of(&resp.header).revision,
+        };
+        match deliver(&sub.events, WatchResponse(resp)) {
+            Delivery::Sent => sub.next_revision = sub.next_revision.max(delivered_up_to + 1),
+            Delivery::Lagged => {
+                let lagged = Error::WatchLagged {
+                    next_revision: sub.next_revision,
+                };
+                end(&sub.events, lagged);
+                self.apply(Command::Cancel(handle), inner);
             }
-        }
-        if sub.events.send(Ok(WatchResponse(resp))).is_err() {
-            self.apply(Command::Cancel(handle), inner);
+            Delivery::Gone => self.apply(Command::Cancel(handle), inner),
         }
     }
 }

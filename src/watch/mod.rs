@@ -4,12 +4,34 @@
 //! events by watch ID, merges fragmented responses, and when the stream breaks re-creates every
 //! watch on the next endpoint from the first revision it has not delivered yet, so a member
 //! loss neither drops nor repeats events. It ends when the last [`Client`] clone is dropped.
+//!
+//! # A member without a leader
+//!
+//! The shared stream is always opened with etcd's require-leader metadata (`hasleader: true`),
+//! as Go's `clientv3.WithRequireLeader` does: a member that has lost
+//! its leader for about three election timeouts (cut off from its peers, say) cancels the
+//! stream with `etcdserver: no leader`, and the task moves every watch to another member as
+//! after any broken stream. Without it, such a member would keep the stream open and send
+//! nothing, while the rest of the cluster moves on. It is not a per-watch option because the
+//! metadata belongs to the stream, which every watch of the client shares; the lock and
+//! election waiters depend on it. The price: while no member of the cluster has a leader, no
+//! watch can be opened or resumed (it ends with [`Error::WatchClosed`]).
+//!
+//! # Bounded buffers
+//!
+//! Each [`Watcher`] buffers at most [`WatchOptions::with_buffer`] responses (default
+//! [`DEFAULT_WATCH_BUFFER`]). When a response arrives for a watcher whose buffer is full, that
+//! watch is cancelled and ends, after the responses already buffered, with
+//! [`Error::WatchLagged`] naming the first revision it did not get: events are never dropped
+//! silently, and the shared stream never waits for one slow reader. The task's command queue
+//! is bounded too ([`Client::watch_with`] waits for room).
 
 mod hub;
+pub(crate) mod leader;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Weak;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
@@ -24,6 +46,12 @@ use hub::{closed, Command};
 
 pub(crate) const WATCH: &str = "/etcdserverpb.Watch/Watch";
 
+/// How many undelivered responses a [`Watcher`] buffers unless
+/// [`WatchOptions::with_buffer`] says otherwise.
+pub const DEFAULT_WATCH_BUFFER: usize = 1024;
+/// Room in the watch task's command queue (creates and cancels).
+const COMMAND_QUEUE: usize = 64;
+
 /// Options of a watch (see [`Client::watch_with`]).
 #[derive(Debug, Clone, Default)]
 #[must_use]
@@ -36,6 +64,8 @@ pub struct WatchOptions {
     no_put: bool,
     no_delete: bool,
     fragment: bool,
+    /// Responses buffered for the reader; 0: [`DEFAULT_WATCH_BUFFER`].
+    buffer: usize,
 }
 
 impl WatchOptions {
@@ -90,6 +120,22 @@ impl WatchOptions {
         self
     }
 
+    /// How many responses (event batches) may wait unread in the [`Watcher`] (at least 1;
+    /// default [`DEFAULT_WATCH_BUFFER`]). Local only: nothing about it goes on the wire.
+    /// A watcher that falls further behind is cancelled (`WatchCancelRequest`) and ends with
+    /// [`Error::WatchLagged`] once its buffered responses have been read.
+    pub fn with_buffer(mut self, responses: usize) -> Self {
+        self.buffer = responses.max(1);
+        self
+    }
+
+    fn buffer(&self) -> usize {
+        match self.buffer {
+            0 => DEFAULT_WATCH_BUFFER,
+            n => n,
+        }
+    }
+
     fn to_request(&self, key: Vec<u8>) -> Result<pb::WatchCreateRequest> {
         check_key(&key)?;
         if self.start_revision < 0 {
@@ -141,10 +187,33 @@ pub fn is_delete(event: &mvccpb::Event) -> bool {
     event.r#type == mvccpb::event::EventType::Delete as i32
 }
 
+/// The way into the watch task: a bounded command queue, and a list for the cancels of
+/// watchers dropped while that queue was full (a `Drop` cannot wait for room). That list holds
+/// at most one entry per watcher; the task empties it whenever it takes a command.
+#[derive(Debug, Clone)]
+struct HubLink {
+    commands: mpsc::Sender<Command>,
+    deferred_cancels: Arc<Mutex<Vec<u64>>>,
+}
+
+impl HubLink {
+    /// Asks the task to cancel watch `handle`, without waiting.
+    fn cancel(&self, handle: u64) {
+        match self.commands.try_send(Command::Cancel(handle)) {
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if let Ok(mut deferred) = self.deferred_cancels.lock() {
+                    deferred.push(handle);
+                }
+            }
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
 /// Handle to the per-client watch task.
 #[derive(Debug)]
 pub(crate) struct WatchHub {
-    commands: mpsc::UnboundedSender<Command>,
+    link: HubLink,
     next_handle: AtomicU64,
 }
 
@@ -152,10 +221,14 @@ impl WatchHub {
     /// Spawns the hub task. It holds only a weak reference to the client, so it ends when
     /// the last client clone is dropped (its command channel closes).
     pub(crate) fn start(client: Weak<Inner>) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(hub::run(client, rx));
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let deferred_cancels = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(hub::run(client, rx, Arc::clone(&deferred_cancels)));
         WatchHub {
-            commands: tx,
+            link: HubLink {
+                commands: tx,
+                deferred_cancels,
+            },
             next_handle: AtomicU64::new(1),
         }
     }
@@ -168,8 +241,8 @@ pub struct Watcher {
     watch_id: i64,
     handle: u64,
     created_revision: i64,
-    events: mpsc::UnboundedReceiver<Result<WatchResponse>>,
-    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::Receiver<Result<WatchResponse>>,
+    link: HubLink,
 }
 
 impl Watcher {
@@ -184,8 +257,9 @@ impl Watcher {
         self.created_revision
     }
     /// The next batch of events; `None` once the watch was cancelled. Errors end the watch:
-    /// no endpoint would take the stream back ([`Error::WatchClosed`]) or the revision to
-    /// resume from was compacted ([`Error::WatchCompacted`]).
+    /// no endpoint would take the stream back ([`Error::WatchClosed`]), the revision to
+    /// resume from was compacted ([`Error::WatchCompacted`]), or this watcher was not read
+    /// and its buffer filled up ([`Error::WatchLagged`]: watch again from its revision).
     pub async fn next(&mut self) -> Option<Result<WatchResponse>> {
         self.events.recv().await
     }
@@ -195,7 +269,7 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Cancel(self.handle));
+        self.link.cancel(self.handle);
     }
 }
 
@@ -214,7 +288,8 @@ impl Client {
 
     /// Watches with options (prefix, range, start revision, prev_kv, progress notify, filters,
     /// fragment): one `WatchCreateRequest` on the client's shared watch stream; returns once
-    /// etcd confirmed the watch (`created`).
+    /// etcd confirmed the watch (`created`). The stream carries etcd's require-leader
+    /// metadata (`hasleader: true`), see the [module docs](crate::watch).
     ///
     /// ```no_run
     /// # async fn demo(client: etcd_lock::Client) -> Result<(), etcd_lock::Error> {
@@ -233,7 +308,8 @@ impl Client {
         options: WatchOptions,
     ) -> Result<Watcher> {
         let request = options.to_request(key.into())?;
-        match self.create_watch(request.clone()).await {
+        let buffer = options.buffer();
+        match self.create_watch(request.clone(), buffer).await {
             // With auth, the shared stream keeps the token it was opened with; once that token
             // expired, etcd refuses every new watch on it ("permission denied" on 3.5, "invalid
             // auth token" on 3.4). A Range over
@@ -249,27 +325,35 @@ impl Client {
                     probe = probe.with_range_end(request.range_end.clone());
                 }
                 self.get_with(request.key.clone(), probe).await?;
-                self.create_watch(request).await
+                self.create_watch(request, buffer).await
             }
             other => other,
         }
     }
 
     /// Files one `WatchCreateRequest` with the hub and waits for etcd's answer.
-    async fn create_watch(&self, request: pb::WatchCreateRequest) -> Result<Watcher> {
+    /// `buffer` responses may wait unread; one more slot is kept for the error that ends it.
+    async fn create_watch(
+        &self,
+        request: pb::WatchCreateRequest,
+        buffer: usize,
+    ) -> Result<Watcher> {
         let hub = self.watch_hub();
         let (created_tx, created_rx) = oneshot::channel();
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::channel(buffer.saturating_add(1));
         let handle = hub.next_handle.fetch_add(1, Ordering::Relaxed);
-        hub.commands
-            .send(Command::Create {
-                handle,
-                request,
-                created: created_tx,
-                events: events_tx,
-            })
-            .map_err(|_| closed("watch task ended"))?;
+        let command = Command::Create {
+            handle,
+            request,
+            created: created_tx,
+            events: events_tx,
+        };
         let wait = async {
+            hub.link
+                .commands
+                .send(command)
+                .await
+                .map_err(|_| closed("watch task ended"))?;
             created_rx
                 .await
                 .map_err(|_| closed("watch task ended before etcd confirmed the watch"))?
@@ -289,7 +373,7 @@ impl Client {
             handle,
             created_revision: created.revision,
             events: events_rx,
-            commands: hub.commands.clone(),
+            link: hub.link.clone(),
         })
     }
 }
