@@ -88,10 +88,16 @@ impl Writers {
                     let key = format!("{prefix}{w}/{n}");
                     n += 1;
                     let result = client.put(key.clone(), "v").await;
-                    let Ok(mut o) = outcomes.lock() else { return };
-                    match result {
-                        Ok(_) => o.put_ok.push(key),
-                        Err(_) => o.put_failed += 1,
+                    let failed = result.is_err();
+                    if let Ok(mut o) = outcomes.lock() {
+                        match result {
+                            Ok(_) => o.put_ok.push(key),
+                            Err(_) => o.put_failed += 1,
+                        }
+                    }
+                    if failed {
+                        // No busy loop while no member answers.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
             }));
@@ -101,12 +107,17 @@ impl Writers {
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let result = client.lease_grant(600).await;
-                    let Ok(mut o) = outcomes.lock() else { return };
-                    match result {
-                        Ok(lease) => {
-                            o.granted.insert(lease.id());
+                    let failed = result.is_err();
+                    if let Ok(mut o) = outcomes.lock() {
+                        match result {
+                            Ok(lease) => {
+                                o.granted.insert(lease.id());
+                            }
+                            Err(_) => o.grant_failed += 1,
                         }
-                        Err(_) => o.grant_failed += 1,
+                    }
+                    if failed {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
             }));
