@@ -287,16 +287,19 @@ async fn slow_path_waiters_survive_a_leader_kill_in_fifo_order(bin: &EtcdBinary)
     let urls = cluster.endpoints();
     let order = vec![urls[c].clone(), urls[b].clone(), urls[leader].clone()];
 
-    let holder_client = ok(Client::connect(order.clone()).await);
+    // No HTTP/2 PING may end a connection while a member is paused: the watch stays on C. The
+    // request timeout leaves room for an election slowed down by a loaded machine.
+    let options = ClientOptions::new()
+        .with_request_timeout(Some(Duration::from_secs(15)))
+        .with_keep_alive(Duration::from_secs(120), Duration::from_secs(60));
+    // The holder talks to the leader: its release must not depend on C catching up.
+    let holder_order = vec![urls[leader].clone(), urls[c].clone(), urls[b].clone()];
+    let holder_client = ok(Client::connect_with(holder_order, options.clone()).await);
     let holder_session = session(&holder_client, 30).await;
     let held = ok(RecipeLock::new()
         .lock(&holder_session, name.as_bytes())
         .await);
 
-    // No HTTP/2 PING may end a connection while a member is paused: the watch stays on C.
-    let options = ClientOptions::new()
-        .with_request_timeout(Some(Duration::from_secs(4)))
-        .with_keep_alive(Duration::from_secs(120), Duration::from_secs(60));
     let served = Arc::new(Mutex::new(Vec::new()));
     let mut clients = Vec::new();
     let mut waiters = Vec::new();
@@ -326,6 +329,9 @@ async fn slow_path_waiters_survive_a_leader_kill_in_fifo_order(bin: &EtcdBinary)
         common::wait_key_count(&holder_client, &name, w + 2, Duration::from_secs(10)).await;
     }
 
+    // Let each waiter finish the re-check that follows its joining txn (its key exists before
+    // that re-check is answered), so that none is in flight on C when C is paused.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     // Move the waiters' requests (not their open watch) from C to B: a read that times out on
     // a paused C makes each client fail over.
     ok(cluster.member(c).pause());
@@ -340,6 +346,7 @@ async fn slow_path_waiters_survive_a_leader_kill_in_fifo_order(bin: &EtcdBinary)
         assert!(ok(probe.await), "a read on a paused member answered");
     }
     ok(cluster.member(c).resume());
+    tokio::task::block_in_place(|| ok(cluster.member(c).wait_healthy(Duration::from_secs(15))));
 
     ok(cluster.member(b).pause());
     ok(held.unlock().await);
