@@ -282,12 +282,35 @@ impl TxnResponse {
     }
 }
 
+/// True when neither branch, nor any nested transaction's branches, writes: etcd serves such a
+/// txn as a read, so sending it again cannot apply anything twice.
+fn is_read_only(txn: &pb::TxnRequest) -> bool {
+    txn.success
+        .iter()
+        .chain(&txn.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(_)) => true,
+            Some(Request::RequestTxn(nested)) => is_read_only(nested),
+            Some(Request::RequestPut(_) | Request::RequestDeleteRange(_)) | None => false,
+        })
+}
+
 impl Client {
-    /// Runs a transaction: one `KV/Txn` with the compares and both branches. Never retried on
-    /// another endpoint once it may have reached a server.
+    /// Runs a transaction: one `KV/Txn` with the compares and both branches.
+    ///
+    /// A txn that only reads (every op of both branches, nested txns included, is a `get`) is
+    /// retried on another endpoint like a `Range`. A txn with a `put` or `delete` anywhere is
+    /// sent again only when it provably never reached a server (see [`ClientOptions`]).
+    ///
+    /// [`ClientOptions`]: crate::ClientOptions
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         let req = txn.into_request()?;
-        self.unary(TXN, Retry::NotSent, req, |ch, r| async move {
+        let retry = if is_read_only(&req) {
+            Retry::Idempotent
+        } else {
+            Retry::NotSent
+        };
+        self.unary(TXN, retry, req, |ch, r| async move {
             KvClient::new(ch)
                 .max_decoding_message_size(usize::MAX)
                 .txn(r)
@@ -295,5 +318,37 @@ impl Client {
         })
         .await
         .map(TxnResponse)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_only(txn: Txn) -> bool {
+        match txn.into_request() {
+            Ok(req) => is_read_only(&req),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn only_txns_without_writes_count_as_reads() {
+        let get = || TxnOp::get("k", GetOptions::new());
+        let put = || TxnOp::put("k", "v", PutOptions::new());
+        let delete = || TxnOp::delete("k", DeleteOptions::new());
+        let guard = || Compare::version("k", CompareOp::Equal, 0);
+        assert!(read_only(Txn::new()));
+        assert!(read_only(Txn::new().when([guard()]).and_then([get()])));
+        assert!(read_only(
+            Txn::new()
+                .and_then([get(), TxnOp::txn(Txn::new().or_else([get()]))])
+                .or_else([get()])
+        ));
+        assert!(!read_only(Txn::new().when([guard()]).and_then([put()])));
+        assert!(!read_only(Txn::new().and_then([get()]).or_else([delete()])));
+        // A write two levels down, in the branch that may never run, still counts.
+        let deep = Txn::new().or_else([TxnOp::txn(Txn::new().and_then([delete()]))]);
+        assert!(!read_only(Txn::new().and_then([get(), TxnOp::txn(deep)])));
     }
 }

@@ -16,6 +16,30 @@ use crate::watch::WatchHub;
 use crate::wire::WireSink;
 
 /// Connection settings. Build with [`ClientOptions::new`] (or `Default`) and the `with_*` setters.
+///
+/// # What a failed request does next
+///
+/// Every unary RPC goes to the current endpoint. When it fails because the member (or the
+/// connection to it) failed, later requests go to the next endpoint; whether *this* request is
+/// sent again depends on what it is:
+///
+/// - **Reads are repeated** on the next endpoint until the request timeout: `Range`, a `Txn`
+///   whose branches (nested txns included) hold only gets, `Status`, `MemberList`,
+///   `LeaseTimeToLive`, `LeaseLeases`, `Authenticate`, `AuthStatus`, the election service's
+///   `Leader`. They are repeated after a broken connection, `Unavailable`, and etcd's
+///   `no leader`, `not leader`, `leader changed`, `server stopped` and `request timed out`.
+/// - **Writes are repeated only when the request provably never reached etcd**: the connection
+///   could not be opened, the server refused the HTTP/2 stream (`REFUSED_STREAM`), or it sent a
+///   GOAWAY that excludes our stream. This is decided from error types, never from message
+///   text. Everything else fails the call, because etcd may already have applied the write:
+///   `server stopped`, `leader changed` and `request timed out` can all come after the
+///   proposal, and a connection that broke may have carried it. Go's `clientv3` follows the
+///   same rule for mutable RPCs.
+///
+/// So a `put`, `delete`, write `txn`, `lease_grant`, lock or election call can fail with such
+/// an error during a leader change or a member shutdown, where a read would have succeeded.
+/// Repeat it yourself if doing it twice is harmless, or read back first: a guarded txn (a
+/// `Compare` on the key's version or revision) makes a repeated write safe.
 #[derive(Debug, Clone)]
 #[must_use]
 #[non_exhaustive]
@@ -264,6 +288,9 @@ impl Client {
     }
 
     /// The index and channel of the endpoint requests currently go to.
+    ///
+    /// The stored index is kept below the list's length (see [`Client::replace_members`]);
+    /// the modulo only guards a reader that raced with a list change.
     pub(crate) fn current(&self) -> (usize, Channel) {
         let members = self.members();
         let i = self.inner.current.load(Ordering::Relaxed) % members.len();
@@ -278,15 +305,37 @@ impl Client {
             .unwrap_or_default()
     }
 
-    /// Moves on to the next endpoint after `failed` failed (no-op if another caller already did).
+    /// Moves on to the next endpoint after `failed` (an index [`Client::current`] returned)
+    /// failed; a no-op if another caller already moved on.
+    ///
+    /// Compares against the position `current()` reports, not the raw stored value, so a
+    /// stored index that is out of range (a list that shrank under a racing reader) still moves.
     pub(crate) fn fail_over(&self, failed: usize) {
         let n = self.members().len().max(1);
-        let _ = self.inner.current.compare_exchange(
-            failed,
-            (failed + 1) % n,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let _ = self
+            .inner
+            .current
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |stored| {
+                (stored % n == failed).then_some((failed + 1) % n)
+            });
+    }
+
+    /// Installs a new endpoint list and points the current index at the same URL when it is
+    /// still listed, else at the first endpoint, so the index always lies within the list.
+    pub(crate) fn replace_members(&self, members: Arc<[Member]>) {
+        let Ok(mut slot) = self.inner.members.write() else {
+            return;
+        };
+        let old = slot.len().max(1);
+        let was = self.inner.current.load(Ordering::Relaxed) % old;
+        let url = slot.get(was).map(|m| m.url.as_str());
+        let now = members
+            .iter()
+            .position(|m| Some(m.url.as_str()) == url)
+            .unwrap_or(0);
+        *slot = members;
+        // Stored under the write lock: no `current()` sees the new list with the old index.
+        self.inner.current.store(now, Ordering::Relaxed);
     }
 
     pub(crate) fn counters(&self) -> &Counters {

@@ -53,10 +53,7 @@ impl Client {
             };
             members.push(Member { url, channel });
         }
-        let members: Arc<[Member]> = members.into();
-        if let Ok(mut slot) = self.inner.members.write() {
-            *slot = members;
-        }
+        self.replace_members(members.into());
         Ok(true)
     }
 }

@@ -201,28 +201,33 @@ fn member_failed(error: &Error) -> bool {
 }
 
 /// Decides whether a failed request may go to another endpoint.
+///
+/// A read goes again after any answer that says the member, not the request, failed. A write
+/// goes again only when the failure proves the request never reached etcd (see [`never_sent`]):
+/// etcd's own answers (`server stopped`, `no leader`, `leader changed`, `request timed out`)
+/// can all come after the proposal was made, and a broken connection may have carried it.
 fn should_retry(error: &Error, retry: Retry) -> bool {
-    match error.etcd_kind() {
-        // Refused before proposing to raft: nothing was applied.
-        Some(EtcdErrorKind::NoLeader | EtcdErrorKind::NotLeader | EtcdErrorKind::Stopped) => {
-            return true
-        }
-        // The request may have been applied: only reads may be repeated.
-        Some(EtcdErrorKind::ServerTimeout | EtcdErrorKind::LeaderChanged) => {
-            return retry == Retry::Idempotent
-        }
-        Some(_) => return false,
-        None => {}
-    }
-    match error {
-        Error::Status { status } if status.code() == tonic::Code::Unavailable => {
-            retry == Retry::Idempotent || never_sent(status)
-        }
-        // The connection broke (reset, closed) with the request queued or in flight.
-        Error::Status { status } if is_transport_failure(status) => {
-            retry == Retry::Idempotent || never_sent(status)
-        }
-        _ => false,
+    match retry {
+        Retry::Idempotent => match error.etcd_kind() {
+            Some(kind) => matches!(
+                kind,
+                EtcdErrorKind::NoLeader
+                    | EtcdErrorKind::NotLeader
+                    | EtcdErrorKind::Stopped
+                    | EtcdErrorKind::ServerTimeout
+                    | EtcdErrorKind::LeaderChanged
+            ),
+            None => match error {
+                Error::Status { status } => {
+                    status.code() == tonic::Code::Unavailable || is_transport_failure(status)
+                }
+                _ => false,
+            },
+        },
+        Retry::NotSent => match error {
+            Error::Status { status } if error.etcd_kind().is_none() => never_sent(status),
+            _ => false,
+        },
     }
 }
 
@@ -233,12 +238,111 @@ pub(super) fn is_transport_failure(status: &tonic::Status) -> bool {
         || (status.code() == tonic::Code::Unknown && status.message() == "transport error")
 }
 
-/// True when a transport failure happened while connecting, so the request never left.
+/// True when the failure's source chain proves the request never reached etcd.
+///
+/// Decided from error types only, never from message text (a proxy in between may say
+/// "connect" after it forwarded the request). Proof is one of:
+/// - tonic's [`tonic::ConnectError`], or an I/O error of kind `ConnectionRefused`: the
+///   connection (TCP, TLS, HTTP/2 handshake) was never established;
+/// - an HTTP/2 `RST_STREAM` with `REFUSED_STREAM`: the server states it did not process the
+///   stream (RFC 9113, section 8.7);
+/// - an HTTP/2 GOAWAY received from the server: h2 gives the stream that error only when its
+///   id is above the GOAWAY's last-stream-id, or when the stream was to be opened after the
+///   GOAWAY arrived; streams the server accepted end with a reset or an I/O error instead.
 fn never_sent(status: &tonic::Status) -> bool {
-    let text = format!(
-        "{} {:?}",
-        status.message(),
-        std::error::Error::source(status)
-    );
-    text.contains("connect") || text.contains("Connection refused")
+    let mut next = std::error::Error::source(status);
+    while let Some(error) = next {
+        if error.is::<tonic::ConnectError>() {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.is_remote())
+            {
+                return true;
+            }
+        }
+        next = error.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status};
+
+    /// Whether a write, then a read, failing with `status` would be sent again.
+    fn retried(status: Status) -> (bool, bool) {
+        let error = Error::from_status(status);
+        (
+            should_retry(&error, Retry::NotSent),
+            should_retry(&error, Retry::Idempotent),
+        )
+    }
+
+    /// A status whose source chain holds `cause`, as tonic builds it from a transport error.
+    fn caused_by(cause: impl std::error::Error + Send + Sync + 'static) -> Status {
+        Status::from_error(Box::new(cause))
+    }
+
+    #[test]
+    fn etcd_answers_after_a_proposal_repeat_reads_only() {
+        for message in [
+            "etcdserver: server stopped",
+            "etcdserver: no leader",
+            "etcdserver: leader changed",
+            "etcdserver: request timed out",
+            "etcdserver: request timed out, possibly due to previous leader failure",
+        ] {
+            assert_eq!(
+                retried(Status::unavailable(message)),
+                (false, true),
+                "{message}"
+            );
+        }
+        let not_leader = Status::failed_precondition("etcdserver: not leader");
+        assert_eq!(retried(not_leader), (false, true));
+    }
+
+    #[test]
+    fn words_in_a_message_prove_nothing() {
+        // An Envoy-style proxy says this after it forwarded the request.
+        let proxy = "upstream connect error or disconnect/reset before headers. \
+                     reset reason: connection failure";
+        assert_eq!(retried(Status::unavailable(proxy)), (false, true));
+        let h2 = "h2 protocol error: connection error received: not a result of an error";
+        assert_eq!(retried(Status::unavailable(h2)), (false, true));
+        assert_eq!(
+            retried(Status::unknown("tcp connect error: Connection refused")),
+            (false, false)
+        );
+    }
+
+    #[test]
+    fn a_failed_connect_repeats_writes() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let connect = caused_by(tonic::ConnectError(Box::new(refused)));
+        assert_eq!(connect.code(), Code::Unavailable);
+        assert_eq!(retried(connect), (true, true));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(retried(caused_by(refused)).0);
+    }
+
+    #[test]
+    fn only_a_refused_stream_among_http2_errors_repeats_writes() {
+        let refused = caused_by(h2::Error::from(h2::Reason::REFUSED_STREAM));
+        assert_eq!(refused.code(), Code::Unavailable);
+        assert_eq!(retried(refused), (true, true));
+        // A reset or a broken connection: the server may have run the request.
+        let cancel = caused_by(h2::Error::from(h2::Reason::INTERNAL_ERROR));
+        assert!(!retried(cancel).0);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!retried(caused_by(reset)).0);
+    }
 }
