@@ -10,8 +10,10 @@
 //! still in flight (which would leave it holding a guard for a key that is gone).
 //!
 //! If the session ends first, its lease takes the key with it. If etcd refuses the delete for
-//! good (e.g. permission denied), the session is closed (`Lease/LeaseRevoke`) so the lease
-//! takes the key: a key under a live lease would block every other waiter on the cluster.
+//! good (e.g. permission denied) for a key known to exist, the session is closed
+//! (`Lease/LeaseRevoke`) so the lease takes the key: a key under a live lease would block every
+//! other waiter on the cluster. A key that was never confirmed (its creating txn failed) is
+//! given up on such a refusal instead.
 
 use std::time::Duration;
 
@@ -86,6 +88,11 @@ async fn delete_while_session_lives(session: &Session, key: Vec<u8>, token: Opti
         }
         match session.client().txn(delete_txn(key.clone(), token)).await {
             Ok(_) => return,
+            // The key was never confirmed (the txn that would have created it failed, and etcd
+            // checks a txn's permissions as a whole, so a refusal now means it refused that
+            // put too): nothing to remove.
+            Err(e) if gives_up(&e) && token.is_none() => return,
+            // The key exists and can no longer be deleted by us: let the lease take it.
             Err(e) if gives_up(&e) => {
                 let _ = session.clone().close().await;
                 return;
