@@ -401,17 +401,25 @@ async fn latest_35_alias_resolves_and_its_image_runs_three_members() {
         version.starts_with("3.5.") && version != "3.5-latest",
         "3.5-latest resolved to {version}"
     );
-    assert!(bin.etcd_path().ends_with(format!("v{version}/etcd")), "{bin:?}");
+    assert!(
+        bin.etcd_path().ends_with(format!("v{version}/etcd")),
+        "{bin:?}"
+    );
     if !ContainerCluster::docker_available() {
-        assert!(std::env::var("CI").is_err(), "CI is set but Docker is not available");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI is set but Docker is not available"
+        );
         eprintln!("note: Docker is not available; the 3.5-latest image was not started");
         return;
     }
     let image = ok(ContainerCluster::image_for("3.5-latest"));
     assert_eq!(image, format!("etcd-lock/etcd:{version}"));
-    let cluster = ok(tokio::task::spawn_blocking(move || ContainerCluster::start(&image, 3))
-        .await
-        .expect("join"));
+    let cluster = ok(
+        tokio::task::spawn_blocking(move || ContainerCluster::start(&image, 3))
+            .await
+            .expect("join"),
+    );
     for endpoint in cluster.endpoints() {
         let client = Client::connect([endpoint.clone()]).await.expect("connect");
         let status = client.status().await.expect("status");

@@ -15,7 +15,8 @@ pub const BIN_ENV_PREFIX: &str = "ETCD_BIN_";
 ///
 /// Binaries are looked up, in this order:
 /// 1. `ETCD_BIN_<version with dots as underscores>` (e.g. `ETCD_BIN_3_5_1=/opt/etcd/etcd`);
-///    `etcdctl` is expected in the same folder;
+///    `etcdctl` is expected in the same folder. Set for an alias (`ETCD_BIN_3_5_LATEST`), the
+///    binary is taken as is and [`version`](Self::version) reports the alias;
 /// 2. `<cache>/v<version>/etcd` and `<cache>/v<version>/etcdctl`, where `<cache>` is
 ///    [`EtcdBinary::cache_dir`]. `scripts/install-etcd` installs there;
 /// 3. an alias such as `3.5-latest`: `<cache>/3.5-latest` is a symlink to a `v<version>`
@@ -104,11 +105,14 @@ pub(crate) fn resolve_alias(name: &str) -> Option<String> {
     Lookup::from_env().alias_target(&normalize(name))
 }
 
-/// `ETCD_BIN_3_5_1` for `3.5.1`.
+/// `ETCD_BIN_3_5_1` for `3.5.1`, `ETCD_BIN_3_5_LATEST` for `3.5-latest` (upper case).
 pub(crate) fn override_var(version: &str) -> String {
     let v: String = normalize(version)
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .map(|c| match c {
+            c if c.is_ascii_alphanumeric() => c.to_ascii_uppercase(),
+            _ => '_',
+        })
         .collect();
     format!("{BIN_ENV_PREFIX}{v}")
 }
@@ -370,7 +374,12 @@ mod tests {
         let names: Vec<String> = l.installed().iter().map(|b| b.version.clone()).collect();
         assert_eq!(names, ["3.5.30", "3.4.23"]);
         l.only = parse_versions("3.5-latest,3.5.30,3.4.23");
-        let names: Vec<String> = l.matrix().unwrap().iter().map(|b| b.version.clone()).collect();
+        let names: Vec<String> = l
+            .matrix()
+            .unwrap()
+            .iter()
+            .map(|b| b.version.clone())
+            .collect();
         assert_eq!(names, ["3.5.30", "3.4.23"]);
 
         // An override of the real version applies through the alias.
@@ -382,7 +391,10 @@ mod tests {
         // A dangling alias and a missing one name what was looked for.
         std::fs::remove_dir_all(cache.join("v3.5.30")).unwrap();
         let err = l.find("3.5-latest").unwrap_err().to_string();
-        assert!(err.contains("3.5-latest") && err.contains("v3.5.30"), "{err}");
+        assert!(
+            err.contains("3.5-latest") && err.contains("v3.5.30"),
+            "{err}"
+        );
         l.only = parse_versions("3.5-latest");
         assert!(l.matrix().is_err());
         let err = l.find("3.6-latest").unwrap_err().to_string();
@@ -393,6 +405,7 @@ mod tests {
     #[test]
     fn override_names() {
         assert_eq!(override_var("v3.5.1"), "ETCD_BIN_3_5_1");
+        assert_eq!(override_var("3.5-latest"), "ETCD_BIN_3_5_LATEST");
         assert!(parse_versions(" , ").is_none());
         assert!(version_key("3.6.0") > version_key("3.6.0-rc.1"));
         assert!(version_key("3.10.0") > version_key("3.9.9"));
