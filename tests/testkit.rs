@@ -385,3 +385,49 @@ fn waiting_calls_refuse_the_body_of_a_current_thread_runtime() {
         assert_eq!(ok(cluster.wait_leader(WAIT)), 0);
     });
 }
+
+/// `3.5-latest` (Debian sid's etcd 3.5, `scripts/install-etcd 3.5-latest`) resolves to the
+/// exact version, as a binary and as the image `scripts/build-images 3.5-latest` builds, and
+/// that image (dynamically linked: libc and the loader copied in) runs a 3-member cluster
+/// whose members all report that version.
+#[tokio::test(flavor = "multi_thread")]
+async fn latest_35_alias_resolves_and_its_image_runs_three_members() {
+    use etcd_lock::testkit::ContainerCluster;
+    use etcd_lock::Client;
+
+    let bin = ok(EtcdBinary::find("3.5-latest"));
+    let version = bin.version().to_string();
+    assert!(
+        version.starts_with("3.5.") && version != "3.5-latest",
+        "3.5-latest resolved to {version}"
+    );
+    assert!(
+        bin.etcd_path().ends_with(format!("v{version}/etcd")),
+        "{bin:?}"
+    );
+    if !ContainerCluster::docker_available() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI is set but Docker is not available"
+        );
+        eprintln!("note: Docker is not available; the 3.5-latest image was not started");
+        return;
+    }
+    let image = ok(ContainerCluster::image_for("3.5-latest"));
+    assert_eq!(image, format!("etcd-lock/etcd:{version}"));
+    let cluster = ok(
+        tokio::task::spawn_blocking(move || ContainerCluster::start(&image, 3))
+            .await
+            .expect("join"),
+    );
+    for endpoint in cluster.endpoints() {
+        let client = Client::connect([endpoint.clone()]).await.expect("connect");
+        let status = client.status().await.expect("status");
+        assert_eq!(status.version(), version, "{endpoint}");
+        let members = client.member_list().await.expect("member list");
+        assert_eq!(members.members().len(), 3, "{endpoint}");
+    }
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .expect("join");
+}

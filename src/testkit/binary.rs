@@ -6,7 +6,7 @@ use super::TestkitError;
 
 /// Environment variable naming the cache folder that `scripts/install-etcd` fills.
 pub const CACHE_ENV: &str = "ETCD_LOCK_CACHE";
-/// Environment variable restricting [`EtcdBinary::installed`], e.g. `3.5.1,3.4.23`.
+/// Environment variable restricting [`EtcdBinary::installed`], e.g. `3.5.1,3.4.23,3.5-latest`.
 pub const VERSIONS_ENV: &str = "ETCD_LOCK_VERSIONS";
 /// Prefix of the per-version override variables, e.g. `ETCD_BIN_3_5_1=/path/to/etcd`.
 pub const BIN_ENV_PREFIX: &str = "ETCD_BIN_";
@@ -15,9 +15,14 @@ pub const BIN_ENV_PREFIX: &str = "ETCD_BIN_";
 ///
 /// Binaries are looked up, in this order:
 /// 1. `ETCD_BIN_<version with dots as underscores>` (e.g. `ETCD_BIN_3_5_1=/opt/etcd/etcd`);
-///    `etcdctl` is expected in the same folder;
+///    `etcdctl` is expected in the same folder. Set for an alias (`ETCD_BIN_3_5_LATEST`), the
+///    binary is taken as is and [`version`](Self::version) reports the alias;
 /// 2. `<cache>/v<version>/etcd` and `<cache>/v<version>/etcdctl`, where `<cache>` is
-///    [`EtcdBinary::cache_dir`]. `scripts/install-etcd` installs there.
+///    [`EtcdBinary::cache_dir`]. `scripts/install-etcd` installs there;
+/// 3. an alias such as `3.5-latest`: `<cache>/3.5-latest` is a symlink to a `v<version>`
+///    folder (or a file holding the version), written by `scripts/install-etcd 3.5-latest`.
+///    The alias resolves to that version, which [`version`](Self::version) then reports
+///    (e.g. `3.5.30`), and the rules above apply to it.
 ///
 /// Only the existence of `etcd` is checked; `etcdctl` is needed only by
 /// [`Cluster::etcdctl`](super::Cluster::etcdctl).
@@ -29,7 +34,8 @@ pub struct EtcdBinary {
 }
 
 impl EtcdBinary {
-    /// Finds an installed etcd version such as `"3.5.1"` (a leading `v` is accepted).
+    /// Finds an installed etcd version such as `"3.5.1"` (a leading `v` is accepted), or an
+    /// alias such as `"3.5-latest"`, resolved to the version it points at.
     ///
     /// Fails with [`TestkitError::NotInstalled`], whose message names
     /// `scripts/install-etcd`, when the version is not installed.
@@ -39,8 +45,8 @@ impl EtcdBinary {
 
     /// All installed versions, newest first.
     ///
-    /// When `ETCD_LOCK_VERSIONS` is set (comma separated, e.g. `3.5.1,3.4.23`),
-    /// only those versions are returned; listed versions that are not installed
+    /// When `ETCD_LOCK_VERSIONS` is set (comma separated, e.g. `3.5.1,3.4.23,3.5-latest`;
+    /// aliases are resolved), only those versions are returned; listed versions that are not installed
     /// are silently skipped (use [`EtcdBinary::matrix`] to make that an error).
     pub fn installed() -> Vec<EtcdBinary> {
         Lookup::from_env().installed()
@@ -48,7 +54,8 @@ impl EtcdBinary {
 
     /// The versions a test matrix should run against, newest first.
     ///
-    /// With `ETCD_LOCK_VERSIONS` set, every listed version must be installed;
+    /// With `ETCD_LOCK_VERSIONS` set, every listed version (or alias) must be installed, and
+    /// a version listed twice (e.g. `3.5-latest` and the version it points at) runs once;
     /// without it, all installed versions are used and at least one must exist.
     /// Unlike [`EtcdBinary::installed`], this never silently yields fewer versions
     /// than asked for, so a misconfigured CI job fails instead of testing nothing.
@@ -92,11 +99,20 @@ impl EtcdBinary {
     }
 }
 
-/// `ETCD_BIN_3_5_1` for `3.5.1`.
+/// The version an alias such as `3.5-latest` points at in the binary cache (e.g. `3.5.30`),
+/// or `None` when `name` is no alias there.
+pub(crate) fn resolve_alias(name: &str) -> Option<String> {
+    Lookup::from_env().alias_target(&normalize(name))
+}
+
+/// `ETCD_BIN_3_5_1` for `3.5.1`, `ETCD_BIN_3_5_LATEST` for `3.5-latest` (upper case).
 pub(crate) fn override_var(version: &str) -> String {
     let v: String = normalize(version)
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .map(|c| match c {
+            c if c.is_ascii_alphanumeric() => c.to_ascii_uppercase(),
+            _ => '_',
+        })
         .collect();
     format!("{BIN_ENV_PREFIX}{v}")
 }
@@ -151,21 +167,60 @@ impl Lookup {
     fn find(&self, version: &str) -> Result<EtcdBinary, TestkitError> {
         let version = normalize(version);
         let mut searched = Vec::new();
-        let var = override_var(&version);
+        if let Some(bin) = self.find_literal(&version, &mut searched) {
+            return Ok(bin);
+        }
+        match self.alias_target(&version) {
+            Some(real) => {
+                if let Some(bin) = self.find_literal(&real, &mut searched) {
+                    return Ok(bin);
+                }
+            }
+            None if version.chars().any(|c| c.is_ascii_alphabetic()) => {
+                searched.push(self.cache.join(&version));
+            }
+            None => {}
+        }
+        Err(TestkitError::NotInstalled { version, searched })
+    }
+
+    /// Rules 1 and 2 of [`EtcdBinary`] for `version` as written; records what it looked for.
+    fn find_literal(&self, version: &str, searched: &mut Vec<PathBuf>) -> Option<EtcdBinary> {
+        let var = override_var(version);
         if let Some((_, etcd)) = self.overrides.iter().find(|(v, _)| override_var(v) == var) {
             if etcd.is_file() {
                 let etcdctl = etcd.with_file_name("etcdctl");
-                return Ok(EtcdBinary::from_paths(version, etcd.clone(), etcdctl));
+                return Some(EtcdBinary::from_paths(version, etcd.clone(), etcdctl));
             }
             searched.push(etcd.clone());
         }
         let dir = self.cache.join(format!("v{version}"));
         let etcd = dir.join("etcd");
         if etcd.is_file() {
-            return Ok(EtcdBinary::from_paths(version, etcd, dir.join("etcdctl")));
+            return Some(EtcdBinary::from_paths(version, etcd, dir.join("etcdctl")));
         }
         searched.push(etcd);
-        Err(TestkitError::NotInstalled { version, searched })
+        None
+    }
+
+    /// The version `<cache>/<name>` points at: the folder name of a symlink's target
+    /// (`3.5-latest -> v3.5.30`), or the contents of a small file (`3.5.30`).
+    fn alias_target(&self, name: &str) -> Option<String> {
+        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+            return None;
+        }
+        let path = self.cache.join(name);
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        let target = if meta.file_type().is_symlink() {
+            let link = std::fs::read_link(&path).ok()?;
+            link.file_name()?.to_str()?.to_string()
+        } else if meta.is_file() {
+            std::fs::read_to_string(&path).ok()?
+        } else {
+            return None;
+        };
+        let real = normalize(&target);
+        (!real.is_empty() && real != name).then_some(real)
     }
 
     fn installed(&self) -> Vec<EtcdBinary> {
@@ -178,7 +233,11 @@ impl Lookup {
             }
         }
         if let Some(only) = &self.only {
-            versions.retain(|v| only.contains(v));
+            let wanted: Vec<String> = only
+                .iter()
+                .map(|v| self.alias_target(v).unwrap_or_else(|| v.clone()))
+                .collect();
+            versions.retain(|v| wanted.contains(v) || only.contains(v));
         }
         let mut found: Vec<EtcdBinary> =
             versions.iter().filter_map(|v| self.find(v).ok()).collect();
@@ -195,6 +254,7 @@ impl Lookup {
                     .map(|v| self.find(v))
                     .collect::<Result<Vec<_>, _>>()?;
                 sort_newest_first(&mut found);
+                found.dedup_by(|a, b| a.version == b.version);
                 Ok(found)
             }
             None => {
@@ -288,9 +348,64 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn aliases_resolve_to_the_version_they_point_at() {
+        let root = scratch("alias");
+        let cache = root.join("cache");
+        fake_install(&cache, "3.4.23");
+        let real = fake_install(&cache, "3.5.30");
+        std::os::unix::fs::symlink("v3.5.30", cache.join("3.5-latest")).unwrap();
+        std::fs::write(cache.join("3.5-pinned"), "3.5.30\n").unwrap();
+        let mut l = Lookup {
+            cache: cache.clone(),
+            overrides: Vec::new(),
+            only: None,
+        };
+        let bin = l.find("3.5-latest").unwrap();
+        assert_eq!(bin.version(), "3.5.30");
+        assert_eq!(bin.etcd_path(), real);
+        assert_eq!(l.find("v3.5-pinned").unwrap().version(), "3.5.30");
+        // The alias is no version of its own: installed() lists each folder once.
+        let names: Vec<String> = l.installed().iter().map(|b| b.version.clone()).collect();
+        assert_eq!(names, ["3.5.30", "3.4.23"]);
+
+        l.only = parse_versions("3.4.23,3.5-latest");
+        let names: Vec<String> = l.installed().iter().map(|b| b.version.clone()).collect();
+        assert_eq!(names, ["3.5.30", "3.4.23"]);
+        l.only = parse_versions("3.5-latest,3.5.30,3.4.23");
+        let names: Vec<String> = l
+            .matrix()
+            .unwrap()
+            .iter()
+            .map(|b| b.version.clone())
+            .collect();
+        assert_eq!(names, ["3.5.30", "3.4.23"]);
+
+        // An override of the real version applies through the alias.
+        let custom = fake_install(&root.join("custom"), "3.5.30");
+        l.overrides = vec![("3.5.30".into(), custom.clone())];
+        assert_eq!(l.find("3.5-latest").unwrap().etcd_path(), custom);
+        l.overrides.clear();
+
+        // A dangling alias and a missing one name what was looked for.
+        std::fs::remove_dir_all(cache.join("v3.5.30")).unwrap();
+        let err = l.find("3.5-latest").unwrap_err().to_string();
+        assert!(
+            err.contains("3.5-latest") && err.contains("v3.5.30"),
+            "{err}"
+        );
+        l.only = parse_versions("3.5-latest");
+        assert!(l.matrix().is_err());
+        let err = l.find("3.6-latest").unwrap_err().to_string();
+        assert!(err.contains("3.6-latest"), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn override_names() {
         assert_eq!(override_var("v3.5.1"), "ETCD_BIN_3_5_1");
+        assert_eq!(override_var("3.5-latest"), "ETCD_BIN_3_5_LATEST");
         assert!(parse_versions(" , ").is_none());
         assert!(version_key("3.6.0") > version_key("3.6.0-rc.1"));
         assert!(version_key("3.10.0") > version_key("3.9.9"));

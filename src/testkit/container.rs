@@ -223,20 +223,32 @@ impl ContainerCluster {
 
     /// `etcd-lock/etcd:<version>` (a leading `v` is ignored) when that image exists locally.
     ///
+    /// An alias such as `3.5-latest` names the image of the version it points at in the
+    /// binary cache (see [`EtcdBinary`](super::EtcdBinary)), e.g. `etcd-lock/etcd:3.5.30`;
+    /// without that link or image, the `etcd-lock/etcd:3.5-latest` tag that
+    /// `scripts/build-images` also sets is used. Only `docker image inspect` runs; nothing
+    /// is pulled.
+    ///
     /// Fails when Docker is unavailable, or with an error naming `scripts/build-images` when
     /// the image has not been built.
     pub fn image_for(version: &str) -> Result<String, TestkitError> {
         let version = version.trim().trim_start_matches('v');
-        let image = format!("{IMAGE_REPO}:{version}");
         require_docker()?;
-        if image_exists(&image)? {
-            Ok(image)
-        } else {
-            Err(TestkitError::InvalidConfig(format!(
-                "Docker image {image} not found; build it with `scripts/build-images {version}` \
-                 (from the etcd binaries scripts/install-etcd installs, no registry needed)"
-            )))
+        let mut tags = Vec::new();
+        if let Some(real) = super::binary::resolve_alias(version) {
+            tags.push(format!("{IMAGE_REPO}:{real}"));
         }
+        tags.push(format!("{IMAGE_REPO}:{version}"));
+        for image in &tags {
+            if image_exists(image)? {
+                return Ok(image.clone());
+            }
+        }
+        Err(TestkitError::InvalidConfig(format!(
+            "Docker image {} not found; build it with `scripts/build-images {version}` \
+             (from the etcd binaries scripts/install-etcd installs, no registry needed)",
+            tags.join(" or ")
+        )))
     }
 
     /// True when the `docker` CLI runs and its daemon answers (`docker version`).
