@@ -34,6 +34,12 @@ macro_rules! per_image {
                     super::$case(&image).await;
                 }
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_5_latest() {
+                if let Some(image) = super::image("3.5-latest") {
+                    super::$case(&image).await;
+                }
+            }
         }
     )+};
 }

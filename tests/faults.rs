@@ -156,6 +156,12 @@ macro_rules! container_faults {
                     super::super::$case(&image, $locker::new()).await;
                 }
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_5_latest() {
+                if let Some(image) = image("3.5-latest") {
+                    super::super::$case(&image, $locker::new()).await;
+                }
+            }
         }
     };
 }

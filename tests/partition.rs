@@ -34,6 +34,12 @@ macro_rules! per_image {
                     super::$case(&image).await;
                 }
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_5_latest() {
+                if let Some(image) = super::image("3.5-latest") {
+                    super::$case(&image).await;
+                }
+            }
         }
     )+};
 }
@@ -59,11 +65,7 @@ const HEAL_BOUND: Duration = Duration::from_secs(30);
 /// The local image of `version`; `None` (with a note) when Docker is missing and `CI` is
 /// empty or unset.
 fn image(version: &str) -> Option<String> {
-    if !ContainerCluster::docker_available() {
-        if std::env::var("CI").is_ok_and(|v| !v.is_empty()) {
-            panic!("CI is set but Docker is not available: the partition tests need Docker");
-        }
-        eprintln!("note: Docker is not available; partition test for etcd {version} skipped");
+    if common::skip_without_docker() {
         return None;
     }
     match ContainerCluster::image_for(version) {

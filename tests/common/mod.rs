@@ -14,11 +14,12 @@ use etcd_lock::kv::GetOptions;
 use etcd_lock::testkit::{Cluster, ContainerCluster, EtcdBinary};
 use etcd_lock::{Client, ClientOptions, Session, SessionOptions};
 
-/// The etcd versions every integration test runs against (CI installs both).
-pub const VERSIONS: [&str; 2] = ["3.5.1", "3.4.23"];
+/// The etcd versions every integration test runs against (CI installs all three;
+/// `3.5-latest` is the newest 3.5 release Debian sid carries, resolved by the testkit).
+pub const VERSIONS: [&str; 3] = ["3.5-latest", "3.5.1", "3.4.23"];
 
 /// Declares one `#[tokio::test]` per etcd version for an `async fn(&EtcdBinary)`:
-/// `per_version!(my_case);` -> `my_case::v3_5_1`, `my_case::v3_4_23`.
+/// `per_version!(my_case);` -> `my_case::v3_5_1`, `my_case::v3_4_23`, `my_case::v3_5_latest`.
 #[macro_export]
 macro_rules! per_version {
     ($($case:ident),+ $(,)?) => {$(
@@ -31,6 +32,11 @@ macro_rules! per_version {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn v3_4_23() {
                 let bin = $crate::common::binary("3.4.23");
+                super::$case(&bin).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_5_latest() {
+                let bin = $crate::common::binary("3.5-latest");
                 super::$case(&bin).await;
             }
         }
