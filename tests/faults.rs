@@ -12,7 +12,9 @@
 //!    after SIGCONT the holder must report the loss and see its guarded write refused;
 //! 4. containers (`etcd-lock/etcd:<version>` images from `scripts/build-images`):
 //!    `container_disconnect` cuts the clients' member off the network for 9 s;
-//!    `container_rolling_restart` restarts all three members one after the other.
+//!    `container_rolling_restart` restarts all three members one after the other;
+//!    `container_peer_partition` cuts the clients' member off from its peers only (port 2380
+//!    filtered inside its container's network namespace) for 9 s, unfenced increments.
 //!    Without Docker each prints `SKIPPED <test>: no docker` (also into the summary file,
 //!    with a count) and passes, except with `CI` set to any non-empty value: then it fails;
 //! 5. `leader_sigterm`: SIGTERM (`Member::terminate`, a graceful stop) every 3 s while
@@ -174,7 +176,11 @@ process_faults!(
     cut_unlock,
     drop_relock
 );
-container_faults!(container_disconnect, container_rolling_restart);
+container_faults!(
+    container_disconnect,
+    container_rolling_restart,
+    container_peer_partition
+);
 
 /// The divergence check itself: members of one cluster agree; two separate one-member
 /// "clusters" holding different counters at the same revision are reported as disagreeing.
@@ -590,27 +596,72 @@ async fn paused_holder<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L)
 
 /// 4a. Cut the member the clients talk to (m0) off the network for 9 s.
 async fn container_disconnect<L: Locker + Clone + 'static>(image: &str, locker: L) {
-    container_scenario(image, locker, "container-disconnect", |cluster, h| {
+    container_scenario(
+        image,
+        locker,
+        "container-disconnect",
+        Shape::CAS,
+        |cluster, h| {
+            std::thread::sleep(Duration::from_secs(1));
+            let role = match cluster.leader() {
+                Some(0) => "leader",
+                Some(_) => "follower",
+                None => "member",
+            };
+            cluster.disconnect(0)?;
+            h.record(
+                DRIVER,
+                Op::Fault {
+                    what: format!("disconnect m0 ({role}, the clients' endpoint) for 9 s"),
+                },
+            );
+            std::thread::sleep(Duration::from_secs(9));
+            cluster.reconnect(0)?;
+            // Rejoining can itself disturb the cluster (an isolated member's higher term): a fault.
+            h.record(
+                DRIVER,
+                Op::Fault {
+                    what: "reconnect m0".into(),
+                },
+            );
+            note_leaders(h, || cluster.leader(), Duration::from_secs(4));
+            Ok(())
+        },
+    )
+    .await;
+}
+
+/// 4c. Cut the clients' member off from its peers only (packet filters in its container's
+/// network namespace: port 2380 both ways) for 9 s; clients still reach it. Its watch and
+/// keep-alive streams carry require-leader metadata, so etcd ends them once it has no leader
+/// and they move to the majority. Unfenced increments: only the lock protects the counter.
+/// `ServiceLock` waiters whose `Lock` call is blocked inside the cut-off member hear nothing
+/// until the heal (etcd's in-server client has no require-leader), within the drain bound.
+async fn container_peer_partition<L: Locker + Clone + 'static>(image: &str, locker: L) {
+    let shape = Shape {
+        mode: Mode::Unfenced,
+        release: Release::Unlock,
+    };
+    container_scenario(image, locker, "peer-partition", shape, |cluster, h| {
         std::thread::sleep(Duration::from_secs(1));
         let role = match cluster.leader() {
             Some(0) => "leader",
             Some(_) => "follower",
             None => "member",
         };
-        cluster.disconnect(0)?;
+        cluster.isolate_peers(0)?;
         h.record(
             DRIVER,
             Op::Fault {
-                what: format!("disconnect m0 ({role}, the clients' endpoint) for 9 s"),
+                what: format!("cut m0 ({role}, the clients' endpoint) off from its peers for 9 s"),
             },
         );
         std::thread::sleep(Duration::from_secs(9));
-        cluster.reconnect(0)?;
-        // Rejoining can itself disturb the cluster (an isolated member's higher term): a fault.
+        cluster.heal_peers(0)?;
         h.record(
             DRIVER,
             Op::Fault {
-                what: "reconnect m0".into(),
+                what: "heal m0's peer links".into(),
             },
         );
         note_leaders(h, || cluster.leader(), Duration::from_secs(4));
@@ -621,21 +672,27 @@ async fn container_disconnect<L: Locker + Clone + 'static>(image: &str, locker: 
 
 /// 4b. Restart all three members, one after the other.
 async fn container_rolling_restart<L: Locker + Clone + 'static>(image: &str, locker: L) {
-    container_scenario(image, locker, "container-rolling-restart", |cluster, h| {
-        for i in 0..cluster.members() {
-            // `restart` blocks until the member is healthy again: record its start.
-            h.record(
-                DRIVER,
-                Op::Fault {
-                    what: format!("docker restart m{i}"),
-                },
-            );
-            cluster.restart(i)?;
-            cluster.wait_healthy(Duration::from_secs(30))?;
-            std::thread::sleep(Duration::from_millis(1500));
-        }
-        Ok(())
-    })
+    container_scenario(
+        image,
+        locker,
+        "container-rolling-restart",
+        Shape::CAS,
+        |cluster, h| {
+            for i in 0..cluster.members() {
+                // `restart` blocks until the member is healthy again: record its start.
+                h.record(
+                    DRIVER,
+                    Op::Fault {
+                        what: format!("docker restart m{i}"),
+                    },
+                );
+                cluster.restart(i)?;
+                cluster.wait_healthy(Duration::from_secs(30))?;
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            Ok(())
+        },
+    )
     .await;
 }
 
@@ -698,8 +755,13 @@ async fn process_scenario<L, F>(
 }
 
 /// The same with a container cluster of `image`; verifies no container or network is left.
-async fn container_scenario<L, F>(image: &str, locker: L, scenario: &'static str, drive: F)
-where
+async fn container_scenario<L, F>(
+    image: &str,
+    locker: L,
+    scenario: &'static str,
+    shape: Shape,
+    drive: F,
+) where
     L: Locker + Clone + 'static,
     F: FnOnce(&ContainerCluster, &History) -> Result<(), TestkitError> + Send + 'static,
 {
@@ -709,7 +771,7 @@ where
     };
     let network = cluster.network().to_string();
     let version = image.rsplit(':').next().unwrap_or(image).to_string();
-    let plan = Plan::new(scenario, locker.flavour(), &version, cluster.endpoints());
+    let plan = Plan::new(scenario, locker.flavour(), &version, cluster.endpoints()).shaped(shape);
     let run = Run::start(plan, locker).await;
     let h = run.history.clone();
     let began = Instant::now();
