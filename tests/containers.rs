@@ -18,32 +18,6 @@ use common::{ok, unique};
 use etcd_lock::testkit::{ContainerCluster, CONTAINER_LABEL};
 use etcd_lock::{Client, ClientOptions};
 
-/// One `#[tokio::test]` per image version for an `async fn(&str)` taking the image name.
-macro_rules! per_image {
-    ($($case:ident),+ $(,)?) => {$(
-        mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v3_5_1() {
-                if let Some(image) = super::image("3.5.1") {
-                    super::$case(&image).await;
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v3_4_23() {
-                if let Some(image) = super::image("3.4.23") {
-                    super::$case(&image).await;
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v3_5_latest() {
-                if let Some(image) = super::image("3.5-latest") {
-                    super::$case(&image).await;
-                }
-            }
-        }
-    )+};
-}
-
 per_image!(
     leader_kill_restart_and_follower_pause,
     disconnect_and_reconnect
@@ -51,18 +25,6 @@ per_image!(
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-/// The local image of `version`; `None` (skipped, see `common::skip_without_docker`) when
-/// Docker is missing outside CI.
-fn image(version: &str) -> Option<String> {
-    if common::skip_without_docker() {
-        return None;
-    }
-    match ContainerCluster::image_for(version) {
-        Ok(image) => Some(image),
-        Err(e) => panic!("{e}"),
-    }
-}
 
 /// Runs blocking testkit code without stalling the runtime's other worker.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -297,7 +259,9 @@ async fn disconnect_and_reconnect(image: &str) {
 /// A test that panics while holding a cluster leaves no container and no network behind.
 #[test]
 fn nothing_left_behind_after_a_panic() {
-    let Some(image) = image("3.5.1") else { return };
+    let Some(image) = common::image("3.5.1") else {
+        return;
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     let result = std::thread::spawn(move || {
         let cluster = match ContainerCluster::start(&image, 1) {

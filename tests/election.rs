@@ -21,19 +21,7 @@ use etcd_lock::{Client, Error, Session, SessionOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 
-/// Runs an election test once per flavour.
-macro_rules! both_flavours {
-    ($($case:ident),+ $(,)?) => {$(
-        mod $case {
-            use super::*;
-            async fn recipe(bin: &EtcdBinary) { super::$case(bin, RecipeElection::new()).await }
-            async fn service(bin: &EtcdBinary) { super::$case(bin, ServiceElection::new()).await }
-            per_version!(recipe, service);
-        }
-    )+};
-}
-
-both_flavours!(
+election_flavours!(
     one_leader_at_a_time_in_queue_order,
     killed_leader_process_is_replaced_and_observed,
     stale_leader_cannot_proclaim,
@@ -686,4 +674,4 @@ async fn observer_on_a_lagging_member_never_reports_a_revoked_leader<
     }
 }
 
-both_flavours!(observer_on_a_lagging_member_never_reports_a_revoked_leader);
+election_flavours!(observer_on_a_lagging_member_never_reports_a_revoked_leader);

@@ -122,18 +122,6 @@ fn client_options() -> ClientOptions {
 // ---------------------------------------------------------------------------------------------
 // test matrix
 
-/// One test per flavour and etcd version (processes): `case::recipe::v3_5_1`, ...
-macro_rules! process_faults {
-    ($($case:ident),+ $(,)?) => {$(
-        mod $case {
-            use super::*;
-            async fn recipe(bin: &EtcdBinary) { super::$case(bin, RecipeLock::new()).await }
-            async fn service(bin: &EtcdBinary) { super::$case(bin, ServiceLock::new()).await }
-            per_version!(recipe, service);
-        }
-    )+};
-}
-
 /// One test per flavour and image version (containers): `case::recipe::v3_5_1`, ...
 macro_rules! container_faults {
     ($($case:ident),+ $(,)?) => {$(
@@ -148,19 +136,19 @@ macro_rules! container_faults {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn v3_5_1() {
-                if let Some(image) = image("3.5.1") {
+                if let Some(image) = common::image("3.5.1") {
                     super::super::$case(&image, $locker::new()).await;
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn v3_4_23() {
-                if let Some(image) = image("3.4.23") {
+                if let Some(image) = common::image("3.4.23") {
                     super::super::$case(&image, $locker::new()).await;
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn v3_5_latest() {
-                if let Some(image) = image("3.5-latest") {
+                if let Some(image) = common::image("3.5-latest") {
                     super::super::$case(&image, $locker::new()).await;
                 }
             }
@@ -168,7 +156,7 @@ macro_rules! container_faults {
     };
 }
 
-process_faults!(
+lock_flavours!(
     leader_kill,
     pause_members,
     paused_holder,
@@ -602,30 +590,13 @@ async fn container_disconnect<L: Locker + Clone + 'static>(image: &str, locker: 
         "container-disconnect",
         Shape::CAS,
         |cluster, h| {
-            std::thread::sleep(Duration::from_secs(1));
-            let role = match cluster.leader() {
-                Some(0) => "leader",
-                Some(_) => "follower",
-                None => "member",
-            };
-            cluster.disconnect(0)?;
-            h.record(
-                DRIVER,
-                Op::Fault {
-                    what: format!("disconnect m0 ({role}, the clients' endpoint) for 9 s"),
-                },
-            );
-            std::thread::sleep(Duration::from_secs(9));
-            cluster.reconnect(0)?;
-            // Rejoining can itself disturb the cluster (an isolated member's higher term): a fault.
-            h.record(
-                DRIVER,
-                Op::Fault {
-                    what: "reconnect m0".into(),
-                },
-            );
-            note_leaders(h, || cluster.leader(), Duration::from_secs(4));
-            Ok(())
+            cut_off_m0(
+                cluster,
+                h,
+                ("disconnect", "reconnect m0"),
+                ContainerCluster::disconnect,
+                ContainerCluster::reconnect,
+            )
         },
     )
     .await;
@@ -643,31 +614,42 @@ async fn container_peer_partition<L: Locker + Clone + 'static>(image: &str, lock
         release: Release::Unlock,
     };
     container_scenario(image, locker, "peer-partition", shape, |cluster, h| {
-        std::thread::sleep(Duration::from_secs(1));
-        let role = match cluster.leader() {
-            Some(0) => "leader",
-            Some(_) => "follower",
-            None => "member",
-        };
-        cluster.isolate_peers(0)?;
-        h.record(
-            DRIVER,
-            Op::Fault {
-                what: format!("cut m0 ({role}, the clients' endpoint) off from its peers for 9 s"),
-            },
-        );
-        std::thread::sleep(Duration::from_secs(9));
-        cluster.heal_peers(0)?;
-        h.record(
-            DRIVER,
-            Op::Fault {
-                what: "heal m0's peer links".into(),
-            },
-        );
-        note_leaders(h, || cluster.leader(), Duration::from_secs(4));
-        Ok(())
+        cut_off_m0(
+            cluster,
+            h,
+            ("cut off from its peers", "heal m0's peer links"),
+            ContainerCluster::isolate_peers,
+            ContainerCluster::heal_peers,
+        )
     })
     .await;
+}
+
+/// After 1 s, applies `cut` to m0 (the clients' endpoint) for 9 s, then `heal`, recording both
+/// as faults (`names`: what the cut does, what the heal is called), and notes the leaders for
+/// 4 s after (rejoining can itself disturb the cluster: an isolated member's higher term).
+fn cut_off_m0(
+    cluster: &ContainerCluster,
+    h: &History,
+    names: (&str, &str),
+    cut: fn(&ContainerCluster, usize) -> Result<(), TestkitError>,
+    heal: fn(&ContainerCluster, usize) -> Result<(), TestkitError>,
+) -> Result<(), TestkitError> {
+    std::thread::sleep(Duration::from_secs(1));
+    let role = match cluster.leader() {
+        Some(0) => "leader",
+        Some(_) => "follower",
+        None => "member",
+    };
+    cut(cluster, 0)?;
+    let what = format!("{} m0 ({role}, the clients' endpoint) for 9 s", names.0);
+    h.record(DRIVER, Op::Fault { what });
+    std::thread::sleep(Duration::from_secs(9));
+    heal(cluster, 0)?;
+    let what = names.1.to_string();
+    h.record(DRIVER, Op::Fault { what });
+    note_leaders(h, || cluster.leader(), Duration::from_secs(4));
+    Ok(())
 }
 
 /// 4b. Restart all three members, one after the other.
@@ -814,18 +796,6 @@ async fn container_scenario<L, F>(
     tokio::task::block_in_place(|| drop(cluster));
     report.violations.extend(leftover_containers(&network));
     conclude(&run.plan, faulted, report, diverged);
-}
-
-/// The local image of `version`; `None` (skipped, see `common::skip_without_docker`) when
-/// Docker is missing outside CI.
-fn image(version: &str) -> Option<String> {
-    if common::skip_without_docker() {
-        return None;
-    }
-    match ContainerCluster::image_for(version) {
-        Ok(image) => Some(image),
-        Err(e) => panic!("{e}"),
-    }
 }
 
 /// Notes the first leader seen within `limit` (none while an election runs).

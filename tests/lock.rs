@@ -16,19 +16,7 @@ use etcd_lock::testkit::EtcdBinary;
 use etcd_lock::{Client, Error, Session, SessionOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// Runs a lock test once per flavour.
-macro_rules! both_flavours {
-    ($($case:ident),+ $(,)?) => {$(
-        mod $case {
-            use super::*;
-            async fn recipe(bin: &EtcdBinary) { super::$case(bin, RecipeLock::new()).await }
-            async fn service(bin: &EtcdBinary) { super::$case(bin, ServiceLock::new()).await }
-            per_version!(recipe, service);
-        }
-    )+};
-}
-
-both_flavours!(
+lock_flavours!(
     mutual_exclusion,
     waiters_acquire_in_queue_order,
     fencing_tokens_increase,

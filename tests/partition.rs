@@ -18,32 +18,6 @@ use etcd_lock::testkit::ContainerCluster;
 use etcd_lock::{Client, ClientOptions, LockGuard, Locker, RecipeLock, ServiceLock, Session};
 use etcd_lock::{Error, SessionOptions};
 
-/// One `#[tokio::test]` per image version for an `async fn(&str)` taking the image name.
-macro_rules! per_image {
-    ($($case:ident),+ $(,)?) => {$(
-        mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v3_5_1() {
-                if let Some(image) = super::image("3.5.1") {
-                    super::$case(&image).await;
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v3_4_23() {
-                if let Some(image) = super::image("3.4.23") {
-                    super::$case(&image).await;
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v3_5_latest() {
-                if let Some(image) = super::image("3.5-latest") {
-                    super::$case(&image).await;
-                }
-            }
-        }
-    )+};
-}
-
 per_image!(
     watch_on_isolated_member_fails_over_and_delivers,
     recipe_waiter_on_isolated_member_gets_the_lock,
@@ -61,18 +35,6 @@ const HEAL_BOUND: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-/// The local image of `version`; `None` (with a note) when Docker is missing and `CI` is
-/// empty or unset.
-fn image(version: &str) -> Option<String> {
-    if common::skip_without_docker() {
-        return None;
-    }
-    match ContainerCluster::image_for(version) {
-        Ok(image) => Some(image),
-        Err(e) => panic!("{e}"),
-    }
-}
 
 /// Runs blocking testkit code without stalling the runtime's other worker.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {

@@ -15,35 +15,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{keys_under, ok, session};
-use etcd_lock::election::{Elector, RecipeElection, ServiceElection};
+use etcd_lock::election::{Elector, RecipeElection};
 use etcd_lock::kv::GetOptions;
 use etcd_lock::lock::{LockGuard, Locker, RecipeLock, ServiceLock};
 use etcd_lock::testkit::{Cluster, EtcdBinary};
 use etcd_lock::{Client, ClientOptions, Error, Session};
-
-/// Runs a lock test once per flavour and version.
-macro_rules! lock_flavours {
-    ($($case:ident),+ $(,)?) => {$(
-        mod $case {
-            use super::*;
-            async fn recipe(bin: &EtcdBinary) { super::$case(bin, RecipeLock::new()).await }
-            async fn service(bin: &EtcdBinary) { super::$case(bin, ServiceLock::new()).await }
-            per_version!(recipe, service);
-        }
-    )+};
-}
-
-/// Runs an election test once per flavour and version.
-macro_rules! election_flavours {
-    ($($case:ident),+ $(,)?) => {$(
-        mod $case {
-            use super::*;
-            async fn recipe(bin: &EtcdBinary) { super::$case(bin, RecipeElection::new()).await }
-            async fn service(bin: &EtcdBinary) { super::$case(bin, ServiceElection::new()).await }
-            per_version!(recipe, service);
-        }
-    )+};
-}
 
 lock_flavours!(
     drop_then_relock_keeps_the_new_key,

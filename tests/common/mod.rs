@@ -43,6 +43,80 @@ macro_rules! per_version {
     )+};
 }
 
+/// Declares one test per lock flavour and etcd version for an
+/// `async fn(&EtcdBinary, L: Locker)`: `case::recipe::v3_5_1`, `case::service::v3_4_23`, ...
+#[macro_export]
+macro_rules! lock_flavours {
+    ($($case:ident),+ $(,)?) => {$(
+        mod $case {
+            async fn recipe(bin: &::etcd_lock::testkit::EtcdBinary) {
+                super::$case(bin, ::etcd_lock::lock::RecipeLock::new()).await
+            }
+            async fn service(bin: &::etcd_lock::testkit::EtcdBinary) {
+                super::$case(bin, ::etcd_lock::lock::ServiceLock::new()).await
+            }
+            $crate::per_version!(recipe, service);
+        }
+    )+};
+}
+
+/// Declares one test per election flavour and etcd version for an
+/// `async fn(&EtcdBinary, E: Elector)`: `case::recipe::v3_5_1`, `case::service::v3_4_23`, ...
+#[macro_export]
+macro_rules! election_flavours {
+    ($($case:ident),+ $(,)?) => {$(
+        mod $case {
+            async fn recipe(bin: &::etcd_lock::testkit::EtcdBinary) {
+                super::$case(bin, ::etcd_lock::election::RecipeElection::new()).await
+            }
+            async fn service(bin: &::etcd_lock::testkit::EtcdBinary) {
+                super::$case(bin, ::etcd_lock::election::ServiceElection::new()).await
+            }
+            $crate::per_version!(recipe, service);
+        }
+    )+};
+}
+
+/// Declares one `#[tokio::test]` per image version for an `async fn(&str)` taking the local
+/// image name; skipped (see [`skip_without_docker`]) when Docker is missing outside CI.
+#[macro_export]
+macro_rules! per_image {
+    ($($case:ident),+ $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_5_1() {
+                if let Some(image) = $crate::common::image("3.5.1") {
+                    super::$case(&image).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_4_23() {
+                if let Some(image) = $crate::common::image("3.4.23") {
+                    super::$case(&image).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_5_latest() {
+                if let Some(image) = $crate::common::image("3.5-latest") {
+                    super::$case(&image).await;
+                }
+            }
+        }
+    )+};
+}
+
+/// The local image of `version` (`etcd-lock/etcd:<version>`, aliases resolved); `None` when
+/// Docker is missing outside CI (see [`skip_without_docker`]); panics when it is not built.
+pub fn image(version: &str) -> Option<String> {
+    if skip_without_docker() {
+        return None;
+    }
+    match ContainerCluster::image_for(version) {
+        Ok(image) => Some(image),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// The installed binary of `version`; panics with the install hint when it is missing.
 pub fn binary(version: &str) -> EtcdBinary {
     match EtcdBinary::find(version) {
