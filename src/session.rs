@@ -272,9 +272,7 @@ impl Session {
                     }
                 }
             }
-            if self.is_lost() {
-                return Err(self.lost_error());
-            }
+            // `lost()` is ready at once for a session already lost.
             tokio::select! {
                 _ = released => {}
                 _ = self.lost() => return Err(self.lost_error()),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{ok, unique};
 use etcd_lock::testkit::{ContainerCluster, CONTAINER_LABEL};
-use etcd_lock::{Client, ClientOptions};
+use etcd_lock::Client;
 
 per_image!(
     leader_kill_restart_and_follower_pause,
@@ -62,16 +62,6 @@ fn wait_healthy(cluster: &ContainerCluster) {
 fn fault<E: std::fmt::Display>(what: &str, r: Result<(), E>) {
     if let Err(e) = r {
         panic!("{what}: {e}");
-    }
-}
-
-async fn connect(endpoints: &[String]) -> Client {
-    let options = ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_request_timeout(Some(Duration::from_secs(3)));
-    match Client::connect_with(endpoints, options).await {
-        Ok(c) => c,
-        Err(e) => panic!("connecting to {endpoints:?}: {e}"),
     }
 }
 
@@ -172,7 +162,7 @@ fn drop_and_check_gone(cluster: ContainerCluster) {
 
 async fn leader_kill_restart_and_follower_pause(image: &str) {
     let cluster = start(image);
-    let client = connect(&cluster.endpoints()).await;
+    let client = common::connect_quick(&cluster.endpoints()).await;
     let prefix = unique("containers");
     let k = format!("{prefix}k");
     ok(client.put(k.as_str(), "v1").await);
@@ -186,26 +176,26 @@ async fn leader_kill_restart_and_follower_pause(image: &str) {
     let new = wait_leader(&cluster);
     assert_ne!(new, old);
     put_eventually(&client, &k, "v2").await;
-    let survivors = connect(&others(&cluster, old)).await;
+    let survivors = common::connect_quick(&others(&cluster, old)).await;
     assert_eq!(value_of(&survivors, &k).await.as_deref(), Some(&b"v2"[..]));
 
     // Restart it: same port, same data, caught up.
     fault("restart", blocking(|| cluster.restart(old)));
     assert_eq!(cluster.endpoint(old), old_endpoint);
     wait_healthy(&cluster);
-    let restarted = connect(&[old_endpoint]).await;
+    let restarted = common::connect_quick(&[old_endpoint]).await;
     assert_eq!(value_of(&restarted, &k).await.as_deref(), Some(&b"v2"[..]));
 
     // Pause a follower: the others keep serving; resume: healthy again.
     let leader = wait_leader(&cluster);
     let follower = (leader + 1) % cluster.members();
     fault("pause", cluster.pause(follower));
-    let live = connect(&others(&cluster, follower)).await;
+    let live = common::connect_quick(&others(&cluster, follower)).await;
     put_eventually(&live, &k, "v3").await;
     assert_eq!(value_of(&live, &k).await.as_deref(), Some(&b"v3"[..]));
     fault("resume", cluster.resume(follower));
     wait_healthy(&cluster);
-    let thawed = connect(&[cluster.endpoint(follower)]).await;
+    let thawed = common::connect_quick(&[cluster.endpoint(follower)]).await;
     assert_eq!(value_of(&thawed, &k).await.as_deref(), Some(&b"v3"[..]));
     assert!(cluster.logs(follower).contains("etcd"), "logs are readable");
 
@@ -235,7 +225,7 @@ async fn disconnect_and_reconnect(image: &str) {
     );
     let new = wait_leader(&cluster);
     assert_ne!(new, leader);
-    let rest = connect(&others(&cluster, leader)).await;
+    let rest = common::connect_quick(&others(&cluster, leader)).await;
     put_eventually(&rest, &k, "written while partitioned").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -243,7 +233,7 @@ async fn disconnect_and_reconnect(image: &str) {
     fault("reconnect", cluster.reconnect(leader));
     assert_eq!(cluster.host_port(leader), port);
     wait_healthy(&cluster);
-    let back = connect(&[cluster.endpoint(leader)]).await;
+    let back = common::connect_quick(&[cluster.endpoint(leader)]).await;
     assert_eq!(
         value_of(&back, &k).await.as_deref(),
         Some(&b"written while partitioned"[..])

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{keys_under, ok, unique};
 use etcd_lock::testkit::ContainerCluster;
-use etcd_lock::{Client, ClientOptions, LockGuard, Locker, RecipeLock, ServiceLock, Session};
+use etcd_lock::{Client, LockGuard, Locker, RecipeLock, ServiceLock, Session};
 use etcd_lock::{Error, SessionOptions};
 
 per_image!(
@@ -81,16 +81,6 @@ fn others(cluster: &ContainerCluster, skip: usize) -> Vec<String> {
         .collect()
 }
 
-async fn connect(endpoints: &[String]) -> Client {
-    let options = ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_request_timeout(Some(Duration::from_secs(3)));
-    match Client::connect_with(endpoints, options).await {
-        Ok(c) => c,
-        Err(e) => panic!("connecting to {endpoints:?}: {e}"),
-    }
-}
-
 async fn session(client: &Client, ttl: i64) -> Session {
     ok(Session::with_options(client, SessionOptions::new().with_ttl(ttl)).await)
 }
@@ -146,8 +136,8 @@ async fn remaining_ttl(client: &Client, lease: i64) -> i64 {
 async fn watch_on_isolated_member_fails_over_and_delivers(image: &str) {
     let (cluster, _leader, isolated) = start(image);
     let key = format!("{}k", unique("partition_watch"));
-    let watching = connect(&pinned_to(&cluster, isolated)).await;
-    let writer = connect(&others(&cluster, isolated)).await;
+    let watching = common::connect_quick(&pinned_to(&cluster, isolated)).await;
+    let writer = common::connect_quick(&others(&cluster, isolated)).await;
     let mut watcher = ok(watching.watch(key.as_str()).await);
     // The stream is live on the member about to be isolated.
     ok(writer.put(key.as_str(), "before").await);
@@ -200,9 +190,9 @@ where
 {
     let (cluster, leader, isolated) = start(image);
     let name = unique("partition_lock").trim_end_matches('/').to_string();
-    let holder_client = connect(&pinned_to(&cluster, leader)).await;
-    let waiter_client = connect(&pinned_to(&cluster, isolated)).await;
-    let observer = connect(&others(&cluster, isolated)).await;
+    let holder_client = common::connect_quick(&pinned_to(&cluster, leader)).await;
+    let waiter_client = common::connect_quick(&pinned_to(&cluster, isolated)).await;
+    let observer = common::connect_quick(&others(&cluster, isolated)).await;
     let holder = session(&holder_client, 5).await;
     let waiter_session = session(&waiter_client, 5).await;
     let guard = ok(locker.lock(&holder, name.as_bytes()).await);
@@ -296,8 +286,8 @@ async fn service_waiter_on_isolated_member_waits_for_the_heal(image: &str) {
 /// leader, or a refresh times out), and the lease is still live as seen from the majority.
 async fn keep_alive_on_isolated_member_keeps_the_lease(image: &str) {
     let (cluster, _leader, isolated) = start(image);
-    let client = connect(&pinned_to(&cluster, isolated)).await;
-    let observer = connect(&others(&cluster, isolated)).await;
+    let client = common::connect_quick(&pinned_to(&cluster, isolated)).await;
+    let observer = common::connect_quick(&others(&cluster, isolated)).await;
     let ttl = 4;
     let kept = session(&client, ttl).await;
     let since = isolate(&cluster, isolated);

@@ -3,12 +3,12 @@
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::{DeleteOptions, PutOptions};
-use crate::lock::OwnedKey;
+use crate::lock::{key_gone_error, OwnedKey, Released};
 use crate::proto::v3electionpb as pb;
 use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
 
-use super::{check_value, not_leader, service};
+use super::{check_value, service};
 
 /// How leadership was won, which decides how it is proclaimed and resigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,14 +135,14 @@ impl Leadership {
                     Err(e) => return Err(e),
                 };
                 if !response.succeeded() {
-                    return Err(not_leader(&self.session, &self.key).await);
+                    return Err(key_gone_error(&self.session, &self.key).await);
                 }
             }
             Flavour::Service => {
                 match service::proclaim(self.client(), self.leader_key(), value.clone()).await {
                     Ok(()) => {}
                     Err(e) if service::is_not_leader(&e) => {
-                        return Err(not_leader(&self.session, &self.key).await)
+                        return Err(key_gone_error(&self.session, &self.key).await)
                     }
                     Err(e) if e.is_lease_not_found() => return Err(self.session.lost_error()),
                     Err(e) => return Err(e),
@@ -161,7 +161,7 @@ impl Leadership {
         let guarded = Txn::new().when([self.fence()]).and_then([TxnOp::txn(txn)]);
         let response = self.client().txn(guarded).await?;
         if !response.succeeded() {
-            return Err(not_leader(&self.session, &self.key).await);
+            return Err(key_gone_error(&self.session, &self.key).await);
         }
         match response
             .into_inner()
@@ -202,12 +202,15 @@ impl Leadership {
         } = self;
         let client = session.client();
         // `owned` lives across the call: dropped with this future, it deletes in the background.
-        let deleted = match flavour {
+        let answer = match flavour {
             Flavour::Recipe => {
                 let txn = Txn::new()
                     .when([Compare::create_revision(key.clone(), CompareOp::Equal, rev)])
                     .and_then([TxnOp::delete(key.clone(), DeleteOptions::new())]);
-                client.txn(txn).await.map(|r| r.succeeded())
+                client.txn(txn).await.map(|r| match r.succeeded() {
+                    true => Released::Deleted,
+                    false => Released::NothingDeleted,
+                })
             }
             Flavour::Service => {
                 let leader = pb::LeaderKey {
@@ -216,26 +219,11 @@ impl Leadership {
                     rev,
                     lease: session.lease(),
                 };
-                service::resign(client, leader).await.map(|()| true)
+                service::resign(client, leader)
+                    .await
+                    .map(|()| Released::Unknown)
             }
         };
-        match deleted {
-            Ok(true) => {
-                owned.gone();
-                if flavour == Flavour::Service && session.is_lost() {
-                    return Err(session.lost_error());
-                }
-                Ok(())
-            }
-            Ok(false) => {
-                owned.gone();
-                Err(not_leader(&session, &key).await)
-            }
-            Err(e) => {
-                // Hand the key to the background delete (it retries while the session lives).
-                drop(owned);
-                Err(e)
-            }
-        }
+        owned.settle(&session, &key, answer).await
     }
 }

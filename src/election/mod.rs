@@ -170,12 +170,6 @@ pub(crate) fn check_value(value: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Why `key` (this session's candidate key) is gone: one `Lease/LeaseTimeToLive` tells a lost
-/// session ([`Error::SessionLost`]) from a key deleted by someone else ([`Error::NotHeld`]).
-pub(crate) async fn not_leader(session: &Session, key: &[u8]) -> Error {
-    crate::lock::key_gone_error(session, key).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

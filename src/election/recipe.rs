@@ -17,14 +17,14 @@ use crate::error::{Error, Result};
 use crate::kv::{GetOptions, PutOptions, SortOrder, SortTarget};
 use crate::lock::queue::{join_txn, older_keys, range_kvs, Place, Turn};
 use crate::lock::waiters::PrefixWatch;
-use crate::lock::{key_for, OwnedKey};
+use crate::lock::{key_for, key_gone_error, OwnedKey};
 use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp};
 use std::sync::Arc;
 
 use super::leadership::{Flavour, Leadership};
 use super::observe::{self, Observer};
-use super::{check_value, not_leader, prefix_for, Elector, LeaderInfo};
+use super::{check_value, prefix_for, Elector, LeaderInfo};
 
 /// The client-side election recipe (Go `concurrency.Election` compatible). Stateless and cheap:
 /// the per-prefix watch a candidate waits on belongs to the session's client.
@@ -94,7 +94,7 @@ impl Candidate {
                     ..
                 } = self;
                 owned.gone();
-                Err(not_leader(&session, &key).await)
+                Err(key_gone_error(&session, &key).await)
             }
         }
     }
@@ -153,7 +153,7 @@ impl Elector for RecipeElection {
                     )]);
                 if !client.txn(update).await?.succeeded() {
                     owned.gone();
-                    return Err(not_leader(session, &key).await);
+                    return Err(key_gone_error(session, &key).await);
                 }
             }
             (kv.create_revision, None)

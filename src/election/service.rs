@@ -12,14 +12,14 @@ use futures_util::Stream;
 use crate::client::{Client, Retry};
 use crate::error::{Error, Result};
 use crate::kv::GetOptions;
-use crate::lock::{key_for, OwnedKey};
+use crate::lock::{key_for, key_gone_error, OwnedKey};
 use crate::proto::v3electionpb as pb;
 use crate::proto::v3electionpb::election_client::ElectionClient;
 use crate::session::Session;
 
 use super::leadership::{Flavour, Leadership};
 use super::observe::Observer;
-use super::{check_value, not_leader, prefix_for, Elector, LeaderInfo};
+use super::{check_value, prefix_for, Elector, LeaderInfo};
 
 pub(crate) const CAMPAIGN: &str = "/v3electionpb.Election/Campaign";
 pub(crate) const PROCLAIM: &str = "/v3electionpb.Election/Proclaim";
@@ -163,7 +163,7 @@ impl Elector for ServiceElection {
             .await?;
         if found.first().map(|kv| kv.create_revision) != Some(leader.rev) {
             owned.gone();
-            return Err(not_leader(session, &leader.key).await);
+            return Err(key_gone_error(session, &leader.key).await);
         }
         Ok(Leadership::new(
             name.to_vec(),

@@ -6,7 +6,7 @@ use crate::kv::PutOptions;
 use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
 
-use super::owned::{key_gone_error, OwnedKey};
+use super::owned::{OwnedKey, Released};
 
 /// How the lock was taken, which decides how it is released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,33 +161,21 @@ impl LockGuard {
             ..
         } = self;
         // `owned` lives across the call: dropped with this future, it deletes in the background.
-        let deleted = match flavour {
-            Flavour::Recipe => session
-                .client()
-                .delete(key.clone())
-                .await
-                .map(|r| r.deleted() > 0),
+        let answer = match flavour {
+            Flavour::Recipe => {
+                session
+                    .client()
+                    .delete(key.clone())
+                    .await
+                    .map(|r| match r.deleted() {
+                        0 => Released::NothingDeleted,
+                        _ => Released::Deleted,
+                    })
+            }
             Flavour::Service => super::service::unlock_key(session.client(), key.clone())
                 .await
-                .map(|()| true),
+                .map(|()| Released::Unknown),
         };
-        match deleted {
-            Ok(true) => {
-                owned.gone();
-                if flavour == Flavour::Service && session.is_lost() {
-                    return Err(session.lost_error());
-                }
-                Ok(())
-            }
-            Ok(false) => {
-                owned.gone();
-                Err(key_gone_error(&session, &key).await)
-            }
-            Err(e) => {
-                // Hand the key to the background delete (it retries while the session lives).
-                drop(owned);
-                Err(e)
-            }
-        }
+        owned.settle(&session, &key, answer).await
     }
 }

@@ -36,7 +36,7 @@ pub(crate) mod waiters;
 
 pub use guard::LockGuard;
 // Shared with `crate::election` (same key layout, same cleanup rules).
-pub(crate) use owned::{key_gone_error, OwnedKey};
+pub(crate) use owned::{key_gone_error, OwnedKey, Released};
 pub use recipe::RecipeLock;
 pub use service::ServiceLock;
 

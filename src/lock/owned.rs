@@ -125,6 +125,52 @@ fn delete_txn(key: Vec<u8>, token: Option<i64>) -> Txn {
     }
 }
 
+/// What a release call (`unlock`, `resign`) answered, for [`OwnedKey::settle`].
+#[derive(Debug)]
+pub(crate) enum Released {
+    /// The key was deleted by this call.
+    Deleted,
+    /// The answer cannot tell whether the key was still there (etcd's Lock/Unlock and
+    /// Election/Resign return only a header): trust it unless the session is known lost.
+    Unknown,
+    /// Nothing was deleted: the key was already gone.
+    NothingDeleted,
+}
+
+impl OwnedKey {
+    /// Settles a release of `key` by one call whose outcome is `answer`: the key is known gone
+    /// on an answer; on a failure it is handed to the background delete (which retries while
+    /// the session lives) and the failure is returned as it happened.
+    pub(crate) async fn settle(
+        self,
+        session: &Session,
+        key: &[u8],
+        answer: Result<Released>,
+    ) -> Result<()> {
+        match answer {
+            Ok(Released::Deleted) => {
+                self.gone();
+                Ok(())
+            }
+            Ok(Released::Unknown) => {
+                self.gone();
+                if session.is_lost() {
+                    return Err(session.lost_error());
+                }
+                Ok(())
+            }
+            Ok(Released::NothingDeleted) => {
+                self.gone();
+                Err(key_gone_error(session, key).await)
+            }
+            Err(e) => {
+                drop(self);
+                Err(e)
+            }
+        }
+    }
+}
+
 /// The error for "this session's key is not there any more". Costs one
 /// `Lease/LeaseTimeToLive` unless the session is already known lost: a key deleted by someone
 /// else is [`Error::NotHeld`] and leaves the session (and its other locks) alone; a lease that

@@ -141,6 +141,18 @@ pub fn three(bin: &EtcdBinary) -> Cluster {
     }
 }
 
+/// A client for `endpoints` with a 2 s connect and 3 s request timeout, for tests that fail
+/// members over (panics with the error text when none answers).
+pub async fn connect_quick(endpoints: &[String]) -> Client {
+    let options = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_request_timeout(Some(Duration::from_secs(3)));
+    match Client::connect_with(endpoints, options).await {
+        Ok(c) => c,
+        Err(e) => panic!("connecting to {endpoints:?}: {e}"),
+    }
+}
+
 /// A client for every endpoint of `cluster`.
 pub async fn client(cluster: &Cluster) -> Client {
     client_with(cluster, ClientOptions::new()).await
