@@ -165,7 +165,7 @@ impl Error {
     /// Classifies a gRPC status received from etcd.
     pub fn from_status(status: tonic::Status) -> Self {
         #[cfg(feature = "tls")]
-        if let Some(reason) = crate::tls::failure_in(&status) {
+        if let Some(reason) = crate::support::tls::failure_in(&status) {
             return Error::Tls { reason };
         }
         match EtcdErrorKind::from_message(status.message()) {

@@ -5,10 +5,9 @@ use tokio::sync::mpsc;
 
 use crate::client::{Client, Retry};
 use crate::error::{Error, Result};
-use crate::kv::{header_of, response_wrapper};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
-use crate::watch::leader::require_leader;
+use crate::support::{header_of, require_leader, response_wrapper};
 
 pub(crate) const GRANT: &str = "/etcdserverpb.Lease/LeaseGrant";
 pub(crate) const REVOKE: &str = "/etcdserverpb.Lease/LeaseRevoke";

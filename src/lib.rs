@@ -29,11 +29,14 @@ pub mod client;
 pub mod election;
 pub mod error;
 pub mod kv;
+#[cfg(test)]
+mod layering;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod proto;
 pub mod session;
+mod support;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod txn;

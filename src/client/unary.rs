@@ -57,14 +57,14 @@ impl Client {
         let request_len = request.encoded_len();
         let mut backoff = Duration::from_millis(25);
         let mut attempts = 0usize;
-        let secret = crate::auth::is_secret(method);
+        let secret = super::token::is_secret(method);
         let mut token_renewed = false;
         // The failure that sent us to the next endpoint: reported if the deadline comes first.
         let mut last_failure: Option<Error> = None;
         loop {
             let (index, channel) = self.current();
             // Authenticate goes without a token: etcd checks a stale one even there.
-            let token = (method != crate::auth::AUTHENTICATE)
+            let token = (method != super::token::AUTHENTICATE)
                 .then(|| self.token())
                 .flatten();
             let mut req = self.request_with_token(request.clone(), token.as_ref());

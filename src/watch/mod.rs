@@ -27,21 +27,21 @@
 //! is bounded too ([`Client::watch_with`] waits for room).
 
 mod hub;
-pub(crate) mod leader;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client::{Client, Inner};
+use crate::client::{Client, WeakClient};
 use crate::error::{Error, Result};
-use crate::kv::{check_key, response_wrapper, GetOptions, KeySpan};
+use crate::kv::{check_key, GetOptions, KeySpan};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::mvccpb;
+use crate::support::response_wrapper;
 use hub::{closed, Command};
 
 pub(crate) const WATCH: &str = "/etcdserverpb.Watch/Watch";
@@ -212,15 +212,20 @@ impl HubLink {
 
 /// Handle to the per-client watch task.
 #[derive(Debug)]
-pub(crate) struct WatchHub {
+struct WatchHub {
     link: HubLink,
     next_handle: AtomicU64,
 }
 
 impl WatchHub {
+    /// The client's hub, started on first use and kept in the client's extension slot.
+    fn of(client: &Client) -> Arc<WatchHub> {
+        client.extension(|c| WatchHub::start(c.downgrade()))
+    }
+
     /// Spawns the hub task. It holds only a weak reference to the client, so it ends when
     /// the last client clone is dropped (its command channel closes).
-    pub(crate) fn start(client: Weak<Inner>) -> Self {
+    fn start(client: WeakClient) -> Self {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let deferred_cancels = Arc::new(Mutex::new(Vec::new()));
         tokio::spawn(hub::run(client, rx, Arc::clone(&deferred_cancels)));
@@ -317,8 +322,7 @@ impl Client {
             // authenticating again if needed); then the hub re-opens the stream with the new
             // token when the create is sent again.
             Err(e)
-                if (e.is_permission_denied() || e.wants_new_token())
-                    && self.inner.auth.credentials.is_some() =>
+                if (e.is_permission_denied() || e.wants_new_token()) && self.has_credentials() =>
             {
                 let mut probe = GetOptions::new().with_count_only();
                 if !request.range_end.is_empty() {
@@ -338,7 +342,7 @@ impl Client {
         request: pb::WatchCreateRequest,
         buffer: usize,
     ) -> Result<Watcher> {
-        let hub = self.watch_hub();
+        let hub = WatchHub::of(self);
         let (created_tx, created_rx) = oneshot::channel();
         let (events_tx, events_rx) = mpsc::channel(buffer.saturating_add(1));
         let handle = hub.next_handle.fetch_add(1, Ordering::Relaxed);
