@@ -22,7 +22,7 @@
 
 use crate::client::token::{USER_ADD, USER_CHANGE_PASSWORD};
 use crate::client::{Client, Retry};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::proto::authpb;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::auth_client::AuthClient;
@@ -160,7 +160,7 @@ impl Client {
             .await;
         match result {
             Ok(resp) => Ok(AuthStatusResponse(resp)),
-            Err(e) if e.code() == Some(tonic::Code::Unimplemented) => Err(Error::Unsupported {
+            Err(e) if e.code() == Some(Code::Unimplemented) => Err(Error::Unsupported {
                 method: AUTH_STATUS,
                 reason: "etcd added it in 3.5; on 3.4 an authenticated request (or \
                          `UserList` as root) tells whether auth is on"

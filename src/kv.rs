@@ -332,6 +332,21 @@ response_wrapper!(
     pb::CompactionResponse
 );
 
+impl KeyValue {
+    /// The key as UTF-8 text. etcd keys are bytes: a key that is not valid UTF-8 gives the
+    /// [`Utf8Error`](std::str::Utf8Error) (where the bad byte is) instead of a lossy copy.
+    /// Returns a borrow; nothing is copied.
+    pub fn key_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.key)
+    }
+
+    /// The value as UTF-8 text, or the [`Utf8Error`](std::str::Utf8Error) when it is not
+    /// (binary values are fine in etcd; read them from `value`). Borrows, never replaces bytes.
+    pub fn value_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.value)
+    }
+}
+
 impl GetResponse {
     /// The key-value pairs found (empty with `count_only`).
     pub fn kvs(&self) -> &[KeyValue] {
@@ -477,6 +492,18 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_views_of_keys_and_values_are_exact() {
+        let kv = KeyValue {
+            key: b"app/\xc3\xa9".to_vec(),
+            value: vec![b'v', 0xff],
+            ..Default::default()
+        };
+        assert_eq!(kv.key_str(), Ok("app/\u{e9}"));
+        let bad = kv.value_str().err().map(|e| e.valid_up_to());
+        assert_eq!(bad, Some(1));
+    }
 
     #[test]
     fn empty_keys_and_negative_numbers_are_refused() {

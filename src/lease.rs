@@ -4,7 +4,7 @@
 use tokio::sync::mpsc;
 
 use crate::client::{Client, Retry};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, GrpcStatus, Result};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::support::{header_of, require_leader, response_wrapper};
@@ -170,7 +170,10 @@ impl LeaseKeeper {
                 Ok(LeaseKeepAliveResponse(resp))
             }
             Ok(None) => Err(Error::Status {
-                status: Box::new(tonic::Status::unavailable("keep-alive stream ended")),
+                status: Box::new(GrpcStatus::new(
+                    Code::Unavailable,
+                    "keep-alive stream ended",
+                )),
             }),
             Err(status) => Err(Error::from_status(status)),
         }

@@ -50,7 +50,7 @@ pub mod testkit;
 
 pub use client::{Client, ClientOptions, ClientStats};
 pub use election::{Elector, LeaderInfo, Leadership, Observer, RecipeElection, ServiceElection};
-pub use error::{Error, EtcdErrorKind, Result};
+pub use error::{Code, Error, EtcdErrorKind, GrpcStatus, Result};
 pub use lock::{LockGuard, Locker, RecipeLock, ServiceLock};
 pub use proto::mvccpb::KeyValue;
 pub use session::{Session, SessionOptions};

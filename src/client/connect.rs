@@ -300,8 +300,8 @@ async fn probe(channel: Channel, limit: Duration) -> std::result::Result<(), Fai
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(status)) => match Error::from_status(status) {
                 Error::Tls { reason } => return Err(Failure::Tls(reason)),
-                Error::Status { status } if is_transport_failure(&status) => {
-                    closed = transport_status_reason(&status);
+                Error::Status { status } if is_transport_failure(status.as_tonic()) => {
+                    closed = transport_status_reason(status.as_tonic());
                 }
                 _ => return Ok(()),
             },

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 use super::{Client, Retry};
-use crate::error::{Error, EtcdErrorKind, Result};
+use crate::error::{Code, Error, EtcdErrorKind, Result};
 use crate::wire::{WireMessage, WireRecord};
 
 impl Client {
@@ -186,7 +186,7 @@ impl Client {
 fn member_failed(error: &Error) -> bool {
     match error {
         Error::Status { status } => {
-            status.code() == tonic::Code::Unavailable || is_transport_failure(status)
+            status.code() == Code::Unavailable || is_transport_failure(status.as_tonic())
         }
         Error::Etcd { kind, .. } => matches!(
             kind,
@@ -219,13 +219,15 @@ fn should_retry(error: &Error, retry: Retry) -> bool {
             ),
             None => match error {
                 Error::Status { status } => {
-                    status.code() == tonic::Code::Unavailable || is_transport_failure(status)
+                    status.code() == Code::Unavailable || is_transport_failure(status.as_tonic())
                 }
                 _ => false,
             },
         },
         Retry::NotSent => match error {
-            Error::Status { status } if error.etcd_kind().is_none() => never_sent(status),
+            Error::Status { status } if error.etcd_kind().is_none() => {
+                never_sent(status.as_tonic())
+            }
             _ => false,
         },
     }

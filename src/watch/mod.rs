@@ -168,7 +168,7 @@ response_wrapper!(
 );
 
 impl WatchResponse {
-    /// The events, in revision order.
+    /// The events, in revision order; [`mvccpb::Event::event_type`] tells a PUT from a DELETE.
     pub fn events(&self) -> &[mvccpb::Event] {
         &self.0.events
     }
@@ -182,9 +182,39 @@ impl WatchResponse {
     }
 }
 
-/// True for a DELETE event.
+/// What happened to a key in a watch event: etcd's `mvccpb.Event.EventType`, read with
+/// [`Event::event_type`](crate::proto::mvccpb::Event::event_type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// The key was created or written (`PUT`, 0).
+    Put,
+    /// The key was deleted, by a delete or by its lease ending (`DELETE`, 1).
+    Delete,
+    /// A value this client does not know, as received (a newer etcd may add values).
+    Unknown(i32),
+}
+
+impl EventType {
+    fn from_wire(value: i32) -> EventType {
+        match mvccpb::event::EventType::try_from(value) {
+            Ok(mvccpb::event::EventType::Put) => EventType::Put,
+            Ok(mvccpb::event::EventType::Delete) => EventType::Delete,
+            Err(_) => EventType::Unknown(value),
+        }
+    }
+}
+
+impl mvccpb::Event {
+    /// The event's type. Unlike the generated `r#type()`, which reads a value it does not
+    /// know as `Put`, an unknown value comes back as [`EventType::Unknown`].
+    pub fn event_type(&self) -> EventType {
+        EventType::from_wire(self.r#type)
+    }
+}
+
+/// True for a DELETE event (`event.event_type() == EventType::Delete`).
 pub fn is_delete(event: &mvccpb::Event) -> bool {
-    event.r#type == mvccpb::event::EventType::Delete as i32
+    event.event_type() == EventType::Delete
 }
 
 /// The way into the watch task: a bounded command queue, and a list for the cancels of
@@ -379,5 +409,22 @@ impl Client {
             events: events_rx,
             link: hub.link.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_keep_unknown_values() {
+        let event = |t: i32| mvccpb::Event {
+            r#type: t,
+            ..Default::default()
+        };
+        assert_eq!(event(0).event_type(), EventType::Put);
+        assert_eq!(event(1).event_type(), EventType::Delete);
+        assert_eq!(event(7).event_type(), EventType::Unknown(7));
+        assert!(is_delete(&event(1)) && !is_delete(&event(0)) && !is_delete(&event(7)));
     }
 }
