@@ -37,6 +37,7 @@ pub mod maintenance;
 pub mod proto;
 pub mod session;
 mod support;
+mod trace;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod txn;

@@ -317,12 +317,15 @@ impl Client {
     /// stored index that is out of range (a list that shrank under a racing reader) still moves.
     pub(crate) fn fail_over(&self, failed: usize) {
         let n = self.members().len().max(1);
-        let _ = self
-            .inner
-            .current
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |stored| {
-                (stored % n == failed).then_some((failed + 1) % n)
-            });
+        let moved =
+            self.inner
+                .current
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |stored| {
+                    (stored % n == failed).then_some((failed + 1) % n)
+                });
+        if moved.is_ok() {
+            crate::trace::event!(WARN, "failover", from = %self.endpoint_url(failed), to = %self.endpoint_url((failed + 1) % n));
+        }
     }
 
     /// Installs a new endpoint list and points the current index at the same URL when it is

@@ -123,6 +123,7 @@ impl Client {
         if let Ok(mut slot) = self.inner.token.token.write() {
             *slot = Some(token);
         }
+        crate::trace::event!(INFO, "token renewed", user = %credentials.user);
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use tonic::transport::Channel;
 
 use super::{Client, Retry};
 use crate::error::{Code, Error, EtcdErrorKind, Result};
+use crate::trace::RpcSpan;
 use crate::wire::{WireMessage, WireRecord};
 
 impl Client {
@@ -37,6 +38,7 @@ impl Client {
     }
 
     /// [`Client::unary`] with an explicit deadline (`None`: wait as long as the server takes).
+    /// With the `tracing` feature the call runs in an `rpc` span (see `crate::trace`).
     pub(crate) async fn unary_timeout<Req, Resp, F, Fut>(
         &self,
         method: &'static str,
@@ -44,6 +46,28 @@ impl Client {
         timeout: Option<Duration>,
         request: Req,
         call: F,
+    ) -> Result<Resp>
+    where
+        Req: prost::Message + Clone + std::fmt::Debug,
+        Resp: prost::Message + std::fmt::Debug,
+        F: Fn(Channel, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        crate::trace::rpc(method, |span| {
+            self.unary_attempts(method, retry, timeout, request, call, span)
+        })
+        .await
+    }
+
+    /// The attempts of one unary call, failing over between endpoints as `retry` allows.
+    async fn unary_attempts<Req, Resp, F, Fut>(
+        &self,
+        method: &'static str,
+        retry: Retry,
+        timeout: Option<Duration>,
+        request: Req,
+        call: F,
+        span: RpcSpan,
     ) -> Result<Resp>
     where
         Req: prost::Message + Clone + std::fmt::Debug,
@@ -84,6 +108,7 @@ impl Client {
                 .bytes_sent
                 .fetch_add(request_len as u64, Ordering::Relaxed);
             attempts += 1;
+            span.attempt(attempts, || self.endpoint_url(index));
             let sent_at = Instant::now();
             let outcome = match remaining {
                 Some(remaining) => {
@@ -165,6 +190,7 @@ impl Client {
                         }
                         return Err(error);
                     }
+                    crate::trace::event!(INFO, "retry", method, attempt = attempts, endpoint = %self.endpoint_url(index), reason = %error);
                     self.fail_over(index);
                     last_failure = Some(error);
                     // Go through every endpoint once quickly; back off when all were tried.

@@ -331,6 +331,14 @@ impl Hub {
         // Queue the creates before opening: etcd sends headers with its first answer.
         for handle in &handles {
             if let Some(sub) = self.subs.get(handle) {
+                if sub.next_revision > 0 {
+                    crate::trace::event!(
+                        INFO,
+                        "watch resume",
+                        watch = *handle,
+                        start_revision = sub.next_revision
+                    );
+                }
                 let msg = create_message(sub.resume_request());
                 client
                     .counters()
