@@ -5,8 +5,8 @@
 //!
 //! | module | what it does on the wire |
 //! |---|---|
-//! | [`client`] | connections, timeouts, endpoint failover, request counters |
-//! | [`auth`] | `Auth/Authenticate` and the token on every call; users, roles, `AuthEnable` |
+//! | [`client`] | connections, timeouts, endpoint failover, request counters, the auth token on every call (`Auth/Authenticate`, renewed when refused) |
+//! | [`auth`] | users, roles, permissions, `AuthEnable`/`AuthDisable`/`AuthStatus` |
 //! | `tls` (feature `tls`) | `tls::TlsOptions`: `https://` endpoints, CA bundle, client certificate, server name |
 //! | [`kv`] | `KV/Range`, `KV/Put`, `KV/DeleteRange`, `KV/Compact` |
 //! | [`txn`] | `KV/Txn` compares and branches |
@@ -19,7 +19,11 @@
 //! | [`wire`] | the wire log hook |
 //! | `wirelog` (feature `wire-log`) | `wirelog::JsonLines`: one JSON line per RPC, decoded from the wire bytes |
 //! | [`proto`] | the generated messages and clients |
-//! | [`error`] | the one [`Error`] type |
+//! | [`error`] | the one [`Error`] type, with the crate's own gRPC [`Code`] and [`GrpcStatus`] |
+//!
+//! With the `tracing` feature, every unary RPC runs in an `rpc` span and failovers, retries,
+//! token renewals, watch resumes, keep-alive and session losses and lock and election
+//! handoffs are `tracing` events (see the README's "Tracing" section for names and fields).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
@@ -37,9 +41,9 @@ pub mod maintenance;
 pub mod proto;
 pub mod session;
 mod support;
-mod trace;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod trace;
 pub mod txn;
 pub mod watch;
 pub mod wire;
