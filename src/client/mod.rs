@@ -354,6 +354,7 @@ impl Client {
 }
 
 mod connect;
+mod endpoint;
 mod sync;
 mod unary;
 
