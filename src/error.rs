@@ -475,7 +475,9 @@ impl std::fmt::Display for EtcdErrorKind {
             PeerUrlExists => "a member already has these peer URLs",
             MemberBadUrls => "invalid member peer URLs",
             MemberNotLearner => "only a learner can be promoted",
-            LearnerNotReady => "learner not in sync with the leader yet (retry the promotion later)",
+            LearnerNotReady => {
+                "learner not in sync with the leader yet (retry the promotion later)"
+            }
             TooManyLearners => "too many learners in the cluster",
             MemberNotEnoughStarted => "too few started members for this reconfiguration",
             BadLeaderTransferee => "bad leader transferee (not a voting member)",

@@ -234,7 +234,10 @@ impl Client {
     /// same history give the same hash for the same revision.
     pub async fn hash_kv(&self, endpoint: &str, revision: i64) -> Result<HashKvResponse> {
         if revision < 0 {
-            return Err(Error::invalid("revision", "must be 0 (current) or positive"));
+            return Err(Error::invalid(
+                "revision",
+                "must be 0 (current) or positive",
+            ));
         }
         let req = pb::HashKvRequest { revision };
         self.unary_at(endpoint, HASH_KV, req, |ch, r| async move {
@@ -337,15 +340,17 @@ impl Client {
             .iter()
             .find(|m| m.id == leader && leader != 0)
             .and_then(|m| m.client_ur_ls.first().cloned());
-        url.ok_or_else(|| {
-            Error::from_status(tonic::Status::unavailable("etcdserver: no leader"))
-        })
+        url.ok_or_else(|| Error::from_status(tonic::Status::unavailable("etcdserver: no leader")))
     }
 
     /// Validates, starts or cancels a cluster downgrade to `version` (`"3.4"` or `"3.4.0"`;
     /// ignored by [`DowngradeAction::Cancel`]): `Maintenance/Downgrade`, etcd 3.5+. etcd 3.4
     /// has no such RPC: [`Error::Unsupported`].
-    pub async fn downgrade(&self, action: DowngradeAction, version: &str) -> Result<DowngradeResponse> {
+    pub async fn downgrade(
+        &self,
+        action: DowngradeAction,
+        version: &str,
+    ) -> Result<DowngradeResponse> {
         use pb::downgrade_request::DowngradeAction as Wire;
         let action = match action {
             DowngradeAction::Validate => Wire::Validate,
@@ -353,7 +358,10 @@ impl Client {
             DowngradeAction::Cancel => Wire::Cancel,
         };
         if action != Wire::Cancel && version.trim().is_empty() {
-            return Err(Error::invalid("version", "a target version such as 3.4 is required"));
+            return Err(Error::invalid(
+                "version",
+                "a target version such as 3.4 is required",
+            ));
         }
         let req = pb::DowngradeRequest {
             action: action as i32,

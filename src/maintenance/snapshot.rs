@@ -19,7 +19,6 @@ use crate::error::{Error, Result, SnapshotFailure};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 
-
 /// Length of the digest that ends the stream.
 const DIGEST_LEN: usize = 32;
 
@@ -68,7 +67,10 @@ impl SnapshotOptions {
         self
     }
     /// Calls `progress` after every received message.
-    pub fn with_progress(mut self, progress: impl Fn(SnapshotProgress) + Send + Sync + 'static) -> Self {
+    pub fn with_progress(
+        mut self,
+        progress: impl Fn(SnapshotProgress) + Send + Sync + 'static,
+    ) -> Self {
         self.progress = Some(Arc::new(progress));
         self
     }
@@ -184,7 +186,11 @@ impl Client {
     }
 
     /// [`Client::snapshot`] from a chosen member and/or with a progress callback.
-    pub async fn snapshot_with<W>(&self, out: &mut W, options: SnapshotOptions) -> Result<SnapshotInfo>
+    pub async fn snapshot_with<W>(
+        &self,
+        out: &mut W,
+        options: SnapshotOptions,
+    ) -> Result<SnapshotInfo>
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
@@ -221,7 +227,8 @@ impl Client {
             };
             // wire-log: stream hook (each SnapshotResponse arrives here; the wire log's stream
             // API is not merged yet)
-            self.counters().stream_received(prost::Message::encoded_len(&message));
+            self.counters()
+                .stream_received(prost::Message::encoded_len(&message));
             let progress = verifier.push(&message);
             if let Err(e) = out.write_all(&message.blob).await {
                 return Err(write_failed(e, verifier.received()));
@@ -243,7 +250,8 @@ impl Client {
     /// (or when the future is dropped) the temporary file is removed, so `path` is either
     /// the whole snapshot or untouched.
     pub async fn snapshot_to_file(&self, path: impl AsRef<Path>) -> Result<SnapshotInfo> {
-        self.snapshot_to_file_with(path, SnapshotOptions::new()).await
+        self.snapshot_to_file_with(path, SnapshotOptions::new())
+            .await
     }
 
     /// [`Client::snapshot_to_file`] from a chosen member and/or with a progress callback.
@@ -254,7 +262,10 @@ impl Client {
     ) -> Result<SnapshotInfo> {
         let path = path.as_ref();
         let Some(name) = path.file_name() else {
-            return Err(Error::invalid("path", format!("{} names no file", path.display())));
+            return Err(Error::invalid(
+                "path",
+                format!("{} names no file", path.display()),
+            ));
         };
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -286,7 +297,10 @@ impl Client {
 }
 
 fn write_failed(e: std::io::Error, received: u64) -> Error {
-    Error::invalid("out", format!("writing the snapshot failed after {received} bytes: {e}"))
+    Error::invalid(
+        "out",
+        format!("writing the snapshot failed after {received} bytes: {e}"),
+    )
 }
 
 /// Removes a file when dropped, unless disarmed.
@@ -333,7 +347,9 @@ mod tests {
         out
     }
 
-    fn check(messages: &[pb::SnapshotResponse]) -> std::result::Result<SnapshotInfo, SnapshotFailure> {
+    fn check(
+        messages: &[pb::SnapshotResponse],
+    ) -> std::result::Result<SnapshotInfo, SnapshotFailure> {
         let mut v = Verifier::default();
         for m in messages {
             v.push(m);
@@ -357,7 +373,10 @@ mod tests {
             }
             let info = v.finish().expect("valid stream");
             assert_eq!(info.bytes, 10_032);
-            assert_eq!(info.sha256.to_vec(), messages.last().map(|m| m.blob.clone()).unwrap_or_default());
+            assert_eq!(
+                info.sha256.to_vec(),
+                messages.last().map(|m| m.blob.clone()).unwrap_or_default()
+            );
         }
     }
 
@@ -376,7 +395,10 @@ mod tests {
     fn a_short_stream_is_truncated() {
         let messages = stream(&db(), 4096);
         // Digest missing.
-        assert_eq!(check(&messages[..messages.len() - 1]), Err(SnapshotFailure::Truncated));
+        assert_eq!(
+            check(&messages[..messages.len() - 1]),
+            Err(SnapshotFailure::Truncated)
+        );
         // A data message missing.
         assert_eq!(check(&messages[..1]), Err(SnapshotFailure::Truncated));
         // Digest cut short.
