@@ -137,7 +137,8 @@ response_wrapper!(
     pb::HashResponse
 );
 response_wrapper!(
-    /// Answer to `Maintenance/Alarm`: the alarms active after the request.
+    /// Answer to `Maintenance/Alarm`: the active alarms (for a GET) or the alarm just cleared
+    /// (for a DEACTIVATE; empty when there was no such alarm).
     AlarmResponse,
     pb::AlarmResponse
 );
@@ -271,9 +272,10 @@ impl Client {
         .map(AlarmResponse)
     }
 
-    /// Clears one alarm of one member: `Maintenance/Alarm` with action DEACTIVATE. Clear a
-    /// NOSPACE alarm only after freeing space (compact, then defragment every member), or
-    /// the next write raises it again.
+    /// Clears one alarm of one member: `Maintenance/Alarm` with action DEACTIVATE. The answer
+    /// lists the alarm cleared (empty if it was not active). Clear a NOSPACE alarm only after
+    /// freeing space (compact, then defragment every member), or the next write raises it
+    /// again.
     pub async fn alarm_disarm(&self, member_id: u64, alarm: AlarmType) -> Result<AlarmResponse> {
         if member_id == 0 || alarm == AlarmType::None {
             return Err(Error::invalid(
@@ -294,13 +296,15 @@ impl Client {
     }
 
     /// Clears every active alarm: [`Client::alarm_list`], then one [`Client::alarm_disarm`]
-    /// per alarm (as Go's `AlarmDisarm` does for an empty alarm). Returns what is left.
-    pub async fn alarm_disarm_all(&self) -> Result<AlarmResponse> {
-        let mut left = self.alarm_list().await?;
-        for alarm in left.alarms().to_vec() {
-            left = self.alarm_disarm(alarm.member_id, alarm.alarm()).await?;
+    /// per alarm (as Go's `AlarmDisarm` does for an empty alarm). Returns the alarms cleared.
+    pub async fn alarm_disarm_all(&self) -> Result<Vec<pb::AlarmMember>> {
+        let active = self.alarm_list().await?;
+        let mut cleared = Vec::new();
+        for alarm in active.alarms() {
+            let resp = self.alarm_disarm(alarm.member_id, alarm.alarm()).await?;
+            cleared.extend_from_slice(resp.alarms());
         }
-        Ok(left)
+        Ok(cleared)
     }
 
     /// Hands leadership to the member `target_id`: `Maintenance/MoveLeader`, sent to the
