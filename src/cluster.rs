@@ -112,6 +112,13 @@ impl Client {
     /// Adds a voting member with these peer URLs: `Cluster/MemberAdd`. The cluster's quorum
     /// grows at once, so start the new member right away (or use
     /// [`Client::member_add_as_learner`]).
+    ///
+    /// etcd refuses membership changes with
+    /// [`EtcdErrorKind::Unhealthy`](crate::EtcdErrorKind::Unhealthy) until the member serving
+    /// the call has been connected to a quorum for 5 s (just after a cluster starts, or after
+    /// a partition), and with `PeerUrlExists`, `MemberBadUrls` or `MemberNotEnoughStarted`
+    /// when the URLs or the cluster do not allow it. Empty or scheme-less URLs are refused
+    /// before anything is sent.
     pub async fn member_add<I, S>(&self, peer_urls: I) -> Result<MemberAddResponse>
     where
         I: IntoIterator<Item = S>,

@@ -1,6 +1,6 @@
 //! Maintenance wrappers: `Status`, `Defragment`, `Hash`, `HashKV`, `Alarm`, `MoveLeader`,
-//! `Downgrade`, `Snapshot` (in [`snapshot`](self::SnapshotOptions)), and `Cluster/MemberList`
-//! (the other Cluster calls are in [`crate::cluster`]).
+//! `Downgrade`, `Snapshot` ([`Client::snapshot`], checked against etcd's trailing sha256), and
+//! `Cluster/MemberList` (the other Cluster calls are in [`crate::cluster`]).
 //!
 //! Calls that describe or act on one member (`status_of`, `defragment`, `hash`, `hash_kv`, a
 //! snapshot with an endpoint) go to that member and only to it, never failing over: an answer
