@@ -321,6 +321,27 @@ async fn small_quota_raises_nospace_until_compact_defrag_disarm(bin: &EtcdBinary
         .is_empty());
     assert!(ok(client.alarm_disarm_all().await).is_empty());
 
+    // Again, cleared with alarm_disarm_all this time.
+    let mut more = 0;
+    let again = loop {
+        match client.put("fill", value.clone()).await {
+            Ok(_) => more += 1,
+            Err(e) => break e,
+        }
+        assert!(more < 200, "no second NOSPACE after {more} puts");
+    };
+    assert_eq!(again.etcd_kind(), Some(EtcdErrorKind::NoSpace), "{again}");
+    let rev = ok(client.get("fill").await).revision();
+    ok(client.compact(rev, true).await);
+    ok(client.defragment(&endpoint).await);
+    let cleared = ok(client.alarm_disarm_all().await);
+    assert_eq!(cleared.len(), 1, "{cleared:?}");
+    assert_eq!(
+        (cleared[0].member_id, cleared[0].alarm()),
+        (me, AlarmType::Nospace)
+    );
+    ok(client.put("after", "works again").await);
+
     // Downgrade: 3.5 validates one minor version down; 3.4 does not have the RPC.
     let validate = client.downgrade(DowngradeAction::Validate, "3.4").await;
     if bin.version().starts_with("3.4") {
