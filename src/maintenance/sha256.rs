@@ -60,11 +60,10 @@ impl Sha256 {
             compress(&mut self.state, &block);
             self.filled = 0;
         }
-        let mut blocks = data.chunks_exact(64);
-        for block in &mut blocks {
+        let (blocks, rest) = data.as_chunks::<64>();
+        for block in blocks {
             compress(&mut self.state, block);
         }
-        let rest = blocks.remainder();
         self.block[..rest.len()].copy_from_slice(rest);
         self.filled = rest.len();
     }
@@ -89,29 +88,36 @@ impl Sha256 {
     }
 }
 
-/// One application of the compression function to a 64-byte block.
-fn compress(state: &mut [u32; 8], block: &[u8]) {
-    let mut w = [0u32; 64];
-    for (word, bytes) in w.iter_mut().zip(block.chunks_exact(4)) {
-        *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    }
-    for i in 16..64 {
-        let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-        let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16]
-            .wrapping_add(s0)
-            .wrapping_add(w[i - 7])
-            .wrapping_add(s1);
+/// One application of the compression function to a 64-byte block. The message schedule is
+/// kept as a rolling window of 16 words.
+fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
+    let mut w = [0u32; 16];
+    for (word, bytes) in w.iter_mut().zip(block.as_chunks::<4>().0) {
+        *word = u32::from_be_bytes(*bytes);
     }
     let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
-    for i in 0..64 {
+    for (i, k) in K.iter().enumerate() {
+        let wi = if i < 16 {
+            w[i]
+        } else {
+            let w15 = w[(i + 1) & 15];
+            let w2 = w[(i + 14) & 15];
+            let s0 = w15.rotate_right(7) ^ w15.rotate_right(18) ^ (w15 >> 3);
+            let s1 = w2.rotate_right(17) ^ w2.rotate_right(19) ^ (w2 >> 10);
+            let next = w[i & 15]
+                .wrapping_add(s0)
+                .wrapping_add(w[(i + 9) & 15])
+                .wrapping_add(s1);
+            w[i & 15] = next;
+            next
+        };
         let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
         let ch = (e & f) ^ (!e & g);
         let t1 = h
             .wrapping_add(s1)
             .wrapping_add(ch)
-            .wrapping_add(K[i])
-            .wrapping_add(w[i]);
+            .wrapping_add(*k)
+            .wrapping_add(wi);
         let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
         let maj = (a & b) ^ (a & c) ^ (b & c);
         let t2 = s0.wrapping_add(maj);
