@@ -143,9 +143,19 @@ async fn one_cluster_status_hash_defrag_move_leader_snapshot(bin: &EtcdBinary) {
     }
 
     // MoveLeader: sent to the leader whichever member the client talks to.
+    // The call comes from a client that knows only a follower, which etcd would refuse.
     let leader = ok(client.status().await).leader();
     let target = *ids.iter().find(|&&id| id != leader).expect("a follower");
-    ok(client.move_leader(target).await);
+    let mut follower = None;
+    for endpoint in &endpoints {
+        let status = ok(client.status_of(endpoint).await);
+        if status.member_id() != leader {
+            follower = Some(endpoint.clone());
+        }
+    }
+    let follower = common::connect_quick(&[follower.expect("a follower endpoint")]).await;
+    assert!(!ok(follower.status().await).is_leader());
+    ok(follower.move_leader(target).await);
     let deadline = Instant::now() + Duration::from_secs(10);
     'moved: loop {
         let mut all = true;
