@@ -284,6 +284,96 @@ impl Client {
     }
 }
 
+/// Auth reads (`UserGet`, `UserList`, `RoleGet`, `RoleList`).
+pub(crate) const USER_GET: &str = "/etcdserverpb.Auth/UserGet";
+pub(crate) const USER_LIST: &str = "/etcdserverpb.Auth/UserList";
+pub(crate) const ROLE_GET: &str = "/etcdserverpb.Auth/RoleGet";
+pub(crate) const ROLE_LIST: &str = "/etcdserverpb.Auth/RoleList";
+
+/// One permission of a role, as [`Client::role_get`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RolePermission {
+    /// Read, write or both.
+    pub permission: Permission,
+    /// The first key covered.
+    pub key: Vec<u8>,
+    /// The end of the range (exclusive); empty for exactly `key`, `[0]` for every key from
+    /// `key` on.
+    pub range_end: Vec<u8>,
+}
+
+impl Client {
+    /// The roles granted to a user: `Auth/UserGet`. With auth on, a user may read itself;
+    /// other users need root. An unknown user is [`EtcdErrorKind::UserNotFound`].
+    pub async fn user_get(&self, name: &str) -> Result<Vec<String>> {
+        check_name("user", name)?;
+        let req = pb::AuthUserGetRequest {
+            name: name.to_string(),
+        };
+        self.unary(USER_GET, Retry::Idempotent, req, |ch, r| async move {
+            AuthClient::new(ch).user_get(r).await
+        })
+        .await
+        .map(|resp| resp.roles)
+    }
+
+    /// Every user name, sorted: `Auth/UserList` (root only once auth is on).
+    pub async fn user_list(&self) -> Result<Vec<String>> {
+        let req = pb::AuthUserListRequest {};
+        self.unary(USER_LIST, Retry::Idempotent, req, |ch, r| async move {
+            AuthClient::new(ch).user_list(r).await
+        })
+        .await
+        .map(|resp| resp.users)
+    }
+
+    /// A role's permissions: `Auth/RoleGet`. With auth on, a user may read its own roles;
+    /// other roles need root. An unknown role is [`EtcdErrorKind::RoleNotFound`].
+    pub async fn role_get(&self, name: &str) -> Result<Vec<RolePermission>> {
+        check_name("role", name)?;
+        let req = pb::AuthRoleGetRequest {
+            role: name.to_string(),
+        };
+        let resp = self
+            .unary(ROLE_GET, Retry::Idempotent, req, |ch, r| async move {
+                AuthClient::new(ch).role_get(r).await
+            })
+            .await?;
+        resp.perm
+            .into_iter()
+            .map(|p| {
+                let permission = match authpb::permission::Type::try_from(p.perm_type) {
+                    Ok(authpb::permission::Type::Read) => Permission::Read,
+                    Ok(authpb::permission::Type::Write) => Permission::Write,
+                    Ok(authpb::permission::Type::Readwrite) => Permission::ReadWrite,
+                    Err(_) => {
+                        return Err(Error::Protocol(format!(
+                            "RoleGet returned permission type {}",
+                            p.perm_type
+                        )))
+                    }
+                };
+                Ok(RolePermission {
+                    permission,
+                    key: p.key,
+                    range_end: p.range_end,
+                })
+            })
+            .collect()
+    }
+
+    /// Every role name, sorted: `Auth/RoleList` (root only once auth is on).
+    pub async fn role_list(&self) -> Result<Vec<String>> {
+        let req = pb::AuthRoleListRequest {};
+        self.unary(ROLE_LIST, Retry::Idempotent, req, |ch, r| async move {
+            AuthClient::new(ch).role_list(r).await
+        })
+        .await
+        .map(|resp| resp.roles)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

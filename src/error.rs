@@ -156,6 +156,19 @@ pub enum Error {
     /// The server sent something the client cannot interpret (missing field, unexpected shape).
     #[error("unexpected response from etcd: {0}")]
     Protocol(String),
+
+    /// A `Maintenance/Snapshot` stream was refused: its trailing sha256 did not match, it ended
+    /// early, or the member was lost mid-stream (`cause` then holds the transport error).
+    #[error("snapshot refused after {received} bytes: {failure}")]
+    Snapshot {
+        /// What was wrong with the stream.
+        failure: SnapshotFailure,
+        /// Bytes received (and written) before the failure was seen.
+        received: u64,
+        /// The error that ended the stream, for [`SnapshotFailure::Interrupted`].
+        #[source]
+        cause: Option<Box<Error>>,
+    },
 }
 
 impl Error {
@@ -447,6 +460,30 @@ pub enum EtcdErrorKind {
     MemberNotFound,
     /// `etcdserver: corrupt cluster`
     Corrupt,
+    /// `etcdserver: member ID already exist`
+    MemberExists,
+    /// `etcdserver: Peer URLs already exists`
+    PeerUrlExists,
+    /// `etcdserver: given member URLs are invalid`
+    MemberBadUrls,
+    /// `etcdserver: can only promote a learner member`
+    MemberNotLearner,
+    /// `etcdserver: can only promote a learner member which is in sync with leader`
+    LearnerNotReady,
+    /// `etcdserver: too many learner members in cluster`
+    TooManyLearners,
+    /// `etcdserver: re-configuration failed due to not enough started members`
+    MemberNotEnoughStarted,
+    /// `etcdserver: bad leader transferee` (`MoveLeader` to a learner or an unknown member)
+    BadLeaderTransferee,
+    /// `etcdserver: invalid downgrade target version` (3.5+)
+    InvalidDowngradeTarget,
+    /// `etcdserver: wrong downgrade target version format` (3.5+)
+    WrongDowngradeVersionFormat,
+    /// `etcdserver: no inflight downgrade job` (3.5+)
+    NoInflightDowngrade,
+    /// `etcdserver: cluster has a downgrade job in progress` (3.5+)
+    DowngradeInProgress,
 }
 
 impl EtcdErrorKind {
@@ -491,6 +528,18 @@ impl EtcdErrorKind {
             "root user does not exist" | "root user does not have root role" => RootUserMissing,
             "member not found" => MemberNotFound,
             "corrupt cluster" => Corrupt,
+            "member ID already exist" => MemberExists,
+            "Peer URLs already exists" => PeerUrlExists,
+            "given member URLs are invalid" => MemberBadUrls,
+            "can only promote a learner member" => MemberNotLearner,
+            "can only promote a learner member which is in sync with leader" => LearnerNotReady,
+            "too many learner members in cluster" => TooManyLearners,
+            "re-configuration failed due to not enough started members" => MemberNotEnoughStarted,
+            "bad leader transferee" => BadLeaderTransferee,
+            "invalid downgrade target version" => InvalidDowngradeTarget,
+            "wrong downgrade target version format" => WrongDowngradeVersionFormat,
+            "no inflight downgrade job" => NoInflightDowngrade,
+            "cluster has a downgrade job in progress" => DowngradeInProgress,
             m if m.starts_with("request timed out") => ServerTimeout,
             _ => return None,
         };
@@ -541,8 +590,48 @@ impl std::fmt::Display for EtcdErrorKind {
             }
             MemberNotFound => "member not found",
             Corrupt => "corrupt cluster",
+            MemberExists => "member ID already exists",
+            PeerUrlExists => "a member already has these peer URLs",
+            MemberBadUrls => "invalid member peer URLs",
+            MemberNotLearner => "only a learner can be promoted",
+            LearnerNotReady => {
+                "learner not in sync with the leader yet (retry the promotion later)"
+            }
+            TooManyLearners => "too many learners in the cluster",
+            MemberNotEnoughStarted => "too few started members for this reconfiguration",
+            BadLeaderTransferee => "bad leader transferee (not a voting member)",
+            InvalidDowngradeTarget => "invalid downgrade target version",
+            WrongDowngradeVersionFormat => "downgrade target version must look like 3.4 or 3.4.0",
+            NoInflightDowngrade => "no downgrade in progress",
+            DowngradeInProgress => "a downgrade is already in progress",
         };
         f.write_str(text)
+    }
+}
+
+/// Why a snapshot stream was refused (see [`Error::Snapshot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotFailure {
+    /// The trailing sha256 is not the digest of the bytes before it.
+    ChecksumMismatch,
+    /// The stream ended before the announced size and the 32-byte checksum arrived.
+    Truncated,
+    /// The stream broke (member lost, connection closed) before it was complete.
+    Interrupted,
+}
+
+impl std::fmt::Display for SnapshotFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SnapshotFailure::ChecksumMismatch => {
+                "the trailing sha256 does not match the data (corrupted in transit; take it again)"
+            }
+            SnapshotFailure::Truncated => "the stream ended early (take the snapshot again)",
+            SnapshotFailure::Interrupted => {
+                "the stream broke before the end (member lost? take it again, or from another member)"
+            }
+        })
     }
 }
 

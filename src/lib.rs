@@ -12,7 +12,8 @@
 //! | [`txn`] | `KV/Txn` compares and branches |
 //! | [`lease`] | `Lease/LeaseGrant`, `LeaseRevoke`, `LeaseKeepAlive`, `LeaseTimeToLive`, `LeaseLeases` |
 //! | [`watch`] | `Watch/Watch`, many watches on one stream |
-//! | [`maintenance`] | `Maintenance/Status`, `Cluster/MemberList` |
+//! | [`maintenance`] | `Maintenance/Status`, `Defragment`, `Hash`, `HashKV`, `Alarm`, `MoveLeader`, `Downgrade`, `Snapshot`; `Cluster/MemberList` |
+//! | [`cluster`] | `Cluster/MemberAdd`, `MemberRemove`, `MemberUpdate`, `MemberPromote` |
 //! | [`session`] | a lease kept alive, with a "lost" signal |
 //! | [`lock`] | [`lock::RecipeLock`] and [`lock::ServiceLock`] behind [`lock::Locker`] |
 //! | [`election`] | [`election::RecipeElection`] and [`election::ServiceElection`] behind [`election::Elector`] |
@@ -30,6 +31,7 @@ pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod election;
 pub mod error;
 pub mod kv;

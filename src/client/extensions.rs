@@ -71,7 +71,7 @@ impl Client {
     }
 
     /// A weak reference to this client (see [`WeakClient`]).
-    pub(crate) fn downgrade(&self) -> WeakClient {
+    pub(crate) fn weak(&self) -> WeakClient {
         WeakClient(Arc::downgrade(&self.inner))
     }
 }
@@ -105,7 +105,7 @@ mod tests {
         assert_eq!(made.load(Ordering::SeqCst), 1);
         let other: Arc<String> = client.extension(|_| "other type".to_string());
         assert_eq!(other.as_str(), "other type");
-        let weak = client.downgrade();
+        let weak = client.weak();
         assert!(weak.upgrade().is_some());
         let held = Arc::downgrade(&first);
         drop((first, again, client, clone));

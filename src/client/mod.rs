@@ -356,6 +356,7 @@ impl Client {
 }
 
 mod connect;
+mod endpoint;
 mod extensions;
 mod sync;
 pub(crate) mod token;

@@ -250,7 +250,7 @@ struct WatchHub {
 impl WatchHub {
     /// The client's hub, started on first use and kept in the client's extension slot.
     fn of(client: &Client) -> Arc<WatchHub> {
-        client.extension(|c| WatchHub::start(c.downgrade()))
+        client.extension(|c| WatchHub::start(c.weak()))
     }
 
     /// Spawns the hub task. It holds only a weak reference to the client, so it ends when
