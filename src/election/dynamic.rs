@@ -166,7 +166,8 @@ impl Elector for dyn DynElector {
 
 impl Clone for Box<dyn DynElector> {
     fn clone(&self) -> Self {
-        self.clone_boxed()
+        // `(**self)`: on the Box itself this would pick the blanket impl and recurse.
+        (**self).clone_boxed()
     }
 }
 

@@ -108,7 +108,8 @@ impl Locker for dyn DynLocker {
 
 impl Clone for Box<dyn DynLocker> {
     fn clone(&self) -> Self {
-        self.clone_boxed()
+        // `(**self)`: on the Box itself this would pick the blanket impl and recurse.
+        (**self).clone_boxed()
     }
 }
 

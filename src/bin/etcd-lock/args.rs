@@ -67,6 +67,16 @@ pub(crate) enum Via {
     Service,
 }
 
+impl Via {
+    /// The flavour as a run-time locker, so `flock` has one code path for both.
+    pub(crate) fn locker(self) -> Box<dyn etcd_lock::lock::DynLocker> {
+        match self {
+            Via::Recipe => Box::new(etcd_lock::lock::RecipeLock::new()),
+            Via::Service => Box::new(etcd_lock::lock::ServiceLock::new()),
+        }
+    }
+}
+
 /// `etcd-lock NAME -- CMD`.
 #[derive(Debug)]
 pub(crate) struct LockArgs {

@@ -3,12 +3,12 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use etcd_lock::lock::{LockGuard, Locker, RecipeLock, ServiceLock};
+use etcd_lock::lock::{DynLocker, LockGuard, Locker};
 use etcd_lock::{Error, Session, SessionOptions};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::args::{LockArgs, Via};
+use crate::args::LockArgs;
 use crate::{EXIT_FAILED, EXIT_USAGE};
 
 const EXIT_LOST: u8 = 122;
@@ -23,13 +23,8 @@ fn fail(message: impl std::fmt::Display) -> u8 {
 }
 
 pub(crate) async fn run(a: LockArgs) -> u8 {
-    match a.via {
-        Via::Recipe => run_with(RecipeLock::new(), a).await,
-        Via::Service => run_with(ServiceLock::new(), a).await,
-    }
-}
-
-async fn run_with<L: Locker>(locker: L, a: LockArgs) -> u8 {
+    // One code path for both flavours: `--via` picks a `Box<dyn DynLocker>` at run time.
+    let locker: Box<dyn DynLocker> = a.via.locker();
     let client = match crate::connect(&a.common).await {
         Ok(c) => c,
         Err(e) => return fail(e),
