@@ -47,6 +47,12 @@ pub(crate) async fn run(a: LockArgs) -> u8 {
     };
 
     // Wait for the lock, bounded by --timeout and interruptible by SIGINT/SIGTERM.
+    tracing::debug!(
+        lock = %a.name,
+        via = locker.flavour(),
+        lease = %format_args!("{:x}", session.lease()),
+        "session open, waiting for the lock"
+    );
     let acquire = locker.lock(&session, a.name.as_bytes());
     let timeout = async {
         match a.timeout {
@@ -83,7 +89,16 @@ pub(crate) async fn run(a: LockArgs) -> u8 {
     };
 
     let mut child = match spawn(&a.command, &guard) {
-        Ok(child) => child,
+        Ok(child) => {
+            tracing::info!(
+                command = %a.command[0],
+                pid = child.id(),
+                lock = %a.name,
+                fence = guard.fencing_token(),
+                "command started while holding the lock"
+            );
+            child
+        }
         Err((code, message)) => {
             let _ = guard.unlock().await;
             let _ = session.close().await;
@@ -109,6 +124,7 @@ pub(crate) async fn run(a: LockArgs) -> u8 {
             _ = terminate.recv() => forward(&child, libc::SIGTERM),
         }
     };
+    tracing::info!(command = %a.command[0], exit_code = code, "command finished; releasing the lock");
     if let Err(e) = guard.unlock().await {
         eprintln!("etcd-lock: releasing lock {}: {e}", a.name);
     }
