@@ -120,43 +120,26 @@ impl<E: Elector + Clone + 'static> DynElector for E {
 }
 
 impl Elector for dyn DynElector {
-    fn campaign(
-        &self,
-        session: &Session,
-        name: &[u8],
-        value: &[u8],
-    ) -> impl Future<Output = Result<Leadership>> + Send {
-        // An async block captures each borrow on its own; the boxed future alone would
+    async fn campaign(&self, session: &Session, name: &[u8], value: &[u8]) -> Result<Leadership> {
+        // `async`: the future captures each borrow on its own; the boxed future alone would
         // need one lifetime shared by all of them.
-        async move { self.campaign_boxed(session, name, value).await }
+        self.campaign_boxed(session, name, value).await
     }
 
-    fn proclaim(
-        &self,
-        leadership: &mut Leadership,
-        value: &[u8],
-    ) -> impl Future<Output = Result<()>> + Send {
-        async move { self.proclaim_boxed(leadership, value).await }
+    async fn proclaim(&self, leadership: &mut Leadership, value: &[u8]) -> Result<()> {
+        self.proclaim_boxed(leadership, value).await
     }
 
     fn resign(&self, leadership: Leadership) -> impl Future<Output = Result<()>> + Send {
         self.resign_boxed(leadership)
     }
 
-    fn leader(
-        &self,
-        client: &Client,
-        name: &[u8],
-    ) -> impl Future<Output = Result<Option<LeaderInfo>>> + Send {
-        async move { self.leader_boxed(client, name).await }
+    async fn leader(&self, client: &Client, name: &[u8]) -> Result<Option<LeaderInfo>> {
+        self.leader_boxed(client, name).await
     }
 
-    fn observe(
-        &self,
-        client: &Client,
-        name: &[u8],
-    ) -> impl Future<Output = Result<Observer>> + Send {
-        async move { self.observe_boxed(client, name).await }
+    async fn observe(&self, client: &Client, name: &[u8]) -> Result<Observer> {
+        self.observe_boxed(client, name).await
     }
 
     fn flavour(&self) -> &'static str {

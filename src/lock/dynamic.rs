@@ -86,14 +86,10 @@ impl<L: Locker + Clone + 'static> DynLocker for L {
 
 impl Locker for dyn DynLocker {
     /// The wrapped flavour's [`Locker::lock`].
-    fn lock(
-        &self,
-        session: &Session,
-        name: &[u8],
-    ) -> impl Future<Output = Result<LockGuard>> + Send {
-        // An async block captures each borrow on its own; the boxed future alone would
+    async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
+        // `async`: the future captures each borrow on its own; the boxed future alone would
         // need one lifetime shared by all of them.
-        async move { self.lock_boxed(session, name).await }
+        self.lock_boxed(session, name).await
     }
 
     /// The wrapped flavour's [`Locker::unlock`].
