@@ -2,10 +2,10 @@
 
 use crate::client::{Client, Retry};
 use crate::error::Result;
-use crate::kv::{header_of, response_wrapper};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use crate::support::{header_of, response_wrapper};
 
 pub(crate) const STATUS: &str = "/etcdserverpb.Maintenance/Status";
 pub(crate) const MEMBER_LIST: &str = "/etcdserverpb.Cluster/MemberList";

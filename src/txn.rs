@@ -17,14 +17,15 @@
 use crate::client::{Client, Retry};
 use crate::error::Result;
 use crate::kv::{
-    check_key, header_of, response_wrapper, DeleteOptions, DeleteResponse, GetOptions, GetResponse,
-    KeySpan, PutOptions, PutResponse,
+    check_key, DeleteOptions, DeleteResponse, GetOptions, GetResponse, KeySpan, PutOptions,
+    PutResponse,
 };
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::response_op::Response;
+use crate::support::{header_of, response_wrapper};
 
 pub(crate) const TXN: &str = "/etcdserverpb.KV/Txn";
 

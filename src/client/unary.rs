@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 use super::{Client, Retry};
-use crate::error::{Error, EtcdErrorKind, Result};
+use crate::error::{Code, Error, EtcdErrorKind, Result};
+use crate::trace::RpcSpan;
 use crate::wire::{WireMessage, WireRecord};
 
 impl Client {
@@ -37,6 +38,7 @@ impl Client {
     }
 
     /// [`Client::unary`] with an explicit deadline (`None`: wait as long as the server takes).
+    /// With the `tracing` feature the call runs in an `rpc` span (see `crate::trace`).
     pub(crate) async fn unary_timeout<Req, Resp, F, Fut>(
         &self,
         method: &'static str,
@@ -51,20 +53,42 @@ impl Client {
         F: Fn(Channel, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
+        crate::trace::rpc(method, |span| {
+            self.unary_attempts(method, retry, timeout, request, call, span)
+        })
+        .await
+    }
+
+    /// The attempts of one unary call, failing over between endpoints as `retry` allows.
+    async fn unary_attempts<Req, Resp, F, Fut>(
+        &self,
+        method: &'static str,
+        retry: Retry,
+        timeout: Option<Duration>,
+        request: Req,
+        call: F,
+        span: RpcSpan,
+    ) -> Result<Resp>
+    where
+        Req: prost::Message + Clone + std::fmt::Debug,
+        Resp: prost::Message + std::fmt::Debug,
+        F: Fn(Channel, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
         let counters = &self.inner.counters;
         let request_len = request.encoded_len();
         let mut backoff = Duration::from_millis(25);
         let mut attempts = 0usize;
-        let secret = crate::auth::is_secret(method);
+        let secret = super::token::is_secret(method);
         let mut token_renewed = false;
         // The failure that sent us to the next endpoint: reported if the deadline comes first.
         let mut last_failure: Option<Error> = None;
         loop {
             let (index, channel) = self.current();
             // Authenticate goes without a token: etcd checks a stale one even there.
-            let token = (method != crate::auth::AUTHENTICATE)
+            let token = (method != super::token::AUTHENTICATE)
                 .then(|| self.token())
                 .flatten();
             let mut req = self.request_with_token(request.clone(), token.as_ref());
@@ -84,6 +108,7 @@ impl Client {
                 .bytes_sent
                 .fetch_add(request_len as u64, Ordering::Relaxed);
             attempts += 1;
+            span.attempt(attempts, || self.endpoint_url(index));
             let sent_at = Instant::now();
             let outcome = match remaining {
                 Some(remaining) => {
@@ -165,6 +190,7 @@ impl Client {
                         }
                         return Err(error);
                     }
+                    crate::trace::event!(INFO, "retry", method, attempt = attempts, endpoint = %self.endpoint_url(index), reason = %error);
                     self.fail_over(index);
                     last_failure = Some(error);
                     // Go through every endpoint once quickly; back off when all were tried.
@@ -186,7 +212,7 @@ impl Client {
 fn member_failed(error: &Error) -> bool {
     match error {
         Error::Status { status } => {
-            status.code() == tonic::Code::Unavailable || is_transport_failure(status)
+            status.code() == Code::Unavailable || is_transport_failure(status.as_tonic())
         }
         Error::Etcd { kind, .. } => matches!(
             kind,
@@ -219,13 +245,15 @@ fn should_retry(error: &Error, retry: Retry) -> bool {
             ),
             None => match error {
                 Error::Status { status } => {
-                    status.code() == tonic::Code::Unavailable || is_transport_failure(status)
+                    status.code() == Code::Unavailable || is_transport_failure(status.as_tonic())
                 }
                 _ => false,
             },
         },
         Retry::NotSent => match error {
-            Error::Status { status } if error.etcd_kind().is_none() => never_sent(status),
+            Error::Status { status } if error.etcd_kind().is_none() => {
+                never_sent(status.as_tonic())
+            }
             _ => false,
         },
     }

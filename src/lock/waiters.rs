@@ -34,13 +34,19 @@ const REMEMBERED_DELETES: usize = 4096;
 /// A prefix watch with no waiters for this long is closed on the next registry lookup.
 const IDLE_CLOSE: Duration = Duration::from_secs(60);
 
-/// The per-client registry of prefix watches.
+/// The per-client registry of prefix watches (see [`Registry::of`]).
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     watches: Mutex<HashMap<Vec<u8>, Arc<PrefixWatch>>>,
 }
 
 impl Registry {
+    /// The registry of `client` (shared by its clones), kept in the client's extension slot:
+    /// the client itself knows nothing of locks.
+    pub(crate) fn of(client: &Client) -> Arc<Registry> {
+        client.extension(|_| Registry::default())
+    }
+
     /// The router for `prefix`, created (without any RPC) if needed; idle ones are closed.
     pub(crate) fn get(&self, prefix: &[u8]) -> Arc<PrefixWatch> {
         let Ok(mut map) = self.watches.lock() else {
