@@ -279,8 +279,9 @@ fn bench_prints_one_json_line_per_flavour() {
     }
 }
 
-/// `-v` prints etcd-lock's info events on stderr (never stdout, which is the command's); without
-/// it (and without RUST_LOG) nothing is logged; `-vv` adds debug events; a RUST_LOG that does not
+/// `-v` prints etcd-lock's info events (the library's lock acquired/released, the CLI's command
+/// started/finished) on stderr, never stdout, which is the command's; without it (and without
+/// RUST_LOG) nothing is logged; `-vv` adds debug events; a RUST_LOG that does not
 /// parse is reported and ignored; `--via service` goes through the same code path.
 async fn verbose_logs_go_to_stderr_only(bin: &EtcdBinary) {
     let cluster = common::single(bin);
@@ -305,6 +306,16 @@ async fn verbose_logs_go_to_stderr_only(bin: &EtcdBinary) {
         );
         assert!(err.contains(&format!("lock={name}")), "{err}");
         assert!(err.contains("command finished"), "{err}");
+        // The library's own events (feature `tracing`, on in `cli`): the handoff, with the
+        // fencing token, in order around the command.
+        let acquired = err.find("lock acquired");
+        let started = err.find("command started");
+        let released = err.find("lock released");
+        assert!(
+            acquired < started && started < released && acquired.is_some(),
+            "{err}"
+        );
+        assert!(err.contains("fencing_token="), "{err}");
         assert!(!err.contains("DEBUG"), "-v is info only: {err}");
     }
 
