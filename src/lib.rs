@@ -40,6 +40,7 @@ mod layering;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod namespace;
 pub mod proto;
 pub mod session;
 mod support;
