@@ -39,8 +39,11 @@ const IDLE_CLOSE: Duration = Duration::from_secs(60);
 /// watches speak that view's key space (see `crate::namespace`).
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    watches: Mutex<HashMap<(Vec<u8>, Vec<u8>), Arc<PrefixWatch>>>,
+    watches: Mutex<HashMap<RouterKey, Arc<PrefixWatch>>>,
 }
+
+/// *(namespace prefix, lock prefix)*; the namespace is empty for a plain client.
+type RouterKey = (Vec<u8>, Vec<u8>);
 
 impl Registry {
     /// The registry of `client` (shared by its clones), kept in the client's extension slot:
