@@ -33,8 +33,9 @@
 //! in `0xff` is computed with a carry (`"a\xff"` -> `"b\0"`, which includes the key `"b"`),
 //! [`prefix_end`] drops trailing `0xff` bytes first (`"a\xff"` -> `"b"`).
 //!
-//! Leases carry no keys and are not mapped: a key put with a lease inside a namespace is
-//! attached to it as usual and vanishes when the lease ends. `Compact`, cluster, maintenance
+//! Lease IDs are not mapped: a key put with a lease inside a namespace is attached to it as
+//! usual and vanishes when the lease ends. `Lease/LeaseTimeToLive` with keys lists only the
+//! lease's keys inside the namespace, stripped (Go's `namespace.NewLease`). `Compact`, cluster, maintenance
 //! and auth calls are not key-scoped and act on the whole cluster, as in Go.
 //!
 //! # Shared per-client state
@@ -255,6 +256,19 @@ pub(crate) fn watch_response(ns: Option<&[u8]>, mut r: pb::WatchResponse) -> pb:
             event.kv.iter_mut().for_each(|kv| strip_kv(p, kv));
             event.prev_kv.iter_mut().for_each(|kv| strip_kv(p, kv));
         }
+    }
+    r
+}
+
+/// The keys of a `Lease/LeaseTimeToLive` answer: those inside the namespace, stripped; keys
+/// of the same lease outside it are left out (as Go's `namespace.NewLease` does).
+pub(crate) fn lease_keys(
+    ns: Option<&[u8]>,
+    mut r: pb::LeaseTimeToLiveResponse,
+) -> pb::LeaseTimeToLiveResponse {
+    if let Some(p) = ns {
+        r.keys.retain(|k| k.starts_with(p));
+        r.keys.iter_mut().for_each(|k| strip(p, k));
     }
     r
 }

@@ -242,9 +242,35 @@ async fn leased_key_vanishes_with_the_lease(bin: &EtcdBinary) {
         .await);
     let raw = ok(plain.get(format!("{base}a/l")).await);
     assert_eq!(raw.kvs()[0].lease, lease);
+    // The same lease on a key outside the namespace: listed by the plain client only.
+    ok(plain
+        .put_with(
+            format!("{base}outside"),
+            "v",
+            PutOptions::new().with_lease(lease),
+        )
+        .await);
+    let seen_in_a = ok(a.lease_time_to_live(lease, true).await)
+        .into_inner()
+        .keys;
+    assert_eq!(seen_in_a, [b"l".to_vec()]);
+    let mut seen_plain = ok(plain.lease_time_to_live(lease, true).await)
+        .into_inner()
+        .keys;
+    seen_plain.sort();
+    assert_eq!(
+        seen_plain,
+        [
+            format!("{base}a/l").into_bytes(),
+            format!("{base}outside").into_bytes()
+        ]
+    );
     ok(a.lease_revoke(lease).await);
     assert!(ok(a.get("l").await).kvs().is_empty());
     assert!(ok(plain.get(format!("{base}a/l")).await).kvs().is_empty());
+    assert!(ok(plain.get(format!("{base}outside")).await)
+        .kvs()
+        .is_empty());
 }
 
 async fn empty_prefix_is_refused(bin: &EtcdBinary) {
