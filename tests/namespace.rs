@@ -182,6 +182,10 @@ async fn watch_sees_only_its_namespace_stripped(bin: &EtcdBinary) {
     let mut everything = ok(a
         .watch_with("\0", WatchOptions::new().with_from_key())
         .await);
+    // The plain client on the same shared watch stream: full keys.
+    let mut raw = ok(plain
+        .watch_with(format!("{base}a/w/"), WatchOptions::new().with_prefix())
+        .await);
     ok(b.put("w/1", "b").await);
     ok(plain.put(format!("{base}a0"), "outside").await);
     ok(a.put("x", "not under w/").await);
@@ -224,6 +228,12 @@ async fn watch_sees_only_its_namespace_stripped(bin: &EtcdBinary) {
                 .map(|e| e.kv.as_ref().map(|kv| kv.key.clone()).unwrap_or_default()),
         );
     }
+    let first = tokio::time::timeout(Duration::from_secs(10), raw.next()).await;
+    let first = ok(ok(first).unwrap_or_else(|| panic!("watch ended")));
+    assert_eq!(
+        first.events()[0].kv.as_ref().map(|kv| kv.key.clone()),
+        Some(format!("{base}a/w/1").into_bytes())
+    );
     // Neither b's put nor the plain key just past the namespace's end.
     assert_eq!(
         all,
