@@ -196,6 +196,7 @@ impl ClientBuilder {
                 extensions: Default::default(),
                 token: TokenState::new(self.credentials),
             }),
+            namespace: None,
         };
         if client.inner.token.credentials.is_some() {
             client.authenticate_at_connect().await?;
@@ -236,6 +237,7 @@ impl ClientBuilder {
                 extensions: Default::default(),
                 token: TokenState::new(self.credentials),
             }),
+            namespace: None,
         }
     }
 }
