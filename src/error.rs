@@ -93,6 +93,20 @@ pub enum Error {
         status: Box<GrpcStatus>,
     },
 
+    /// A message was over the size limit set in `ClientOptions::with_max_message_bytes`:
+    /// a request (refused before it was sent) or a response (dropped after it arrived).
+    #[error("{method}: {what} of {bytes} bytes is over the client's {limit}-byte limit (raise it with ClientOptions::with_max_message_bytes, or ask for less, e.g. with a range limit)")]
+    MessageTooLarge {
+        /// The gRPC method.
+        method: &'static str,
+        /// `"request"` or `"response"`.
+        what: &'static str,
+        /// The message's protobuf size.
+        bytes: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+
     /// A watch could not start (or was stopped) because its revision was compacted away.
     #[error("watch revision was compacted; the oldest revision still available is {compact_revision} (restart from it, or re-read the current state)")]
     WatchCompacted {
