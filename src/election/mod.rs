@@ -34,6 +34,7 @@
 mod leadership;
 mod observe;
 mod recipe;
+mod resume;
 mod service;
 
 pub use leadership::Leadership;
