@@ -13,8 +13,8 @@
 
 use crate::error::{Error, Result};
 use crate::kv::GetOptions;
-use crate::lock::{key_for, key_gone_error, OwnedKey};
 use crate::lock::queue::range_kvs;
+use crate::lock::{key_for, key_gone_error, OwnedKey};
 use crate::session::Session;
 use crate::txn::{Txn, TxnOp};
 
