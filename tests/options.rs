@@ -50,11 +50,16 @@ async fn message_size_limits(bin: &EtcdBinary) {
         other => panic!("5 MiB answer under a 1 MiB limit: {other:?}"),
     }
     // A small answer still passes.
-    let one = ok(small.get_with(format!("{prefix}/"), all.clone().with_keys_only()).await);
+    let one = ok(small
+        .get_with(format!("{prefix}/"), all.clone().with_keys_only())
+        .await);
     assert_eq!(one.kvs().len(), 5);
 
     // A request over the 64 KiB request limit is not sent: the key is not written.
-    match small.put(format!("{prefix}/request"), vec![b'y'; 100 * 1024]).await {
+    match small
+        .put(format!("{prefix}/request"), vec![b'y'; 100 * 1024])
+        .await
+    {
         Err(Error::MessageTooLarge { what, limit, .. }) => {
             assert_eq!((what, limit), ("request", 64 * 1024))
         }
@@ -131,7 +136,11 @@ async fn require_leader_fails_fast_on_an_isolated_member(bin: &EtcdBinary) {
         matches!(&write, Err(e) if e.etcd_kind() == Some(EtcdErrorKind::NoLeader)),
         "{write:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 
     // Without the option, the same member serves its stale copy.
     let stale = ok(lenient.get_with(key.clone(), serializable).await);

@@ -152,9 +152,10 @@ struct Hub {
     subs: HashMap<u64, Subscription>,
     stream: Option<Stream>,
     /// Watches that asked for progress and have not been answered yet. etcd answers a
-    /// `WatchProgressRequest` once for the whole stream (watch ID -1), and since 3.5.8/3.4.25
-    /// may fold several requests into one answer, so one answer serves every handle here.
-    /// Kept across streams: a request lost with a broken stream is sent again on the next.
+    /// `WatchProgressRequest` for the whole stream (watch ID -1), and since 3.5.8/3.4.25 not
+    /// at all while a watch of the stream is still catching up, so one answer serves every
+    /// handle here. Kept across streams: a request lost with a broken stream is sent again on
+    /// the next.
     progress_wanted: Vec<u64>,
 }
 
@@ -306,19 +307,17 @@ impl Hub {
                 if !self.subs.contains_key(&handle) {
                     return;
                 }
-                let first = self.progress_wanted.is_empty();
                 if !self.progress_wanted.contains(&handle) {
                     self.progress_wanted.push(handle);
                 }
-                // One request in flight answers everyone who asks before its answer comes.
-                if first {
-                    if let Some(stream) = self.stream.as_mut() {
-                        let msg = progress_message();
-                        client
-                            .counters()
-                            .stream_sent(prost::Message::encoded_len(&msg));
-                        let _ = stream.requests.send(msg);
-                    }
+                // Sent every time: etcd 3.5.8+ drops a request that finds a watch of the stream
+                // still catching up, so an earlier request may never be answered.
+                if let Some(stream) = self.stream.as_mut() {
+                    let msg = progress_message();
+                    client
+                        .counters()
+                        .stream_sent(prost::Message::encoded_len(&msg));
+                    let _ = stream.requests.send(msg);
                 }
             }
             Command::Cancel(handle) => {

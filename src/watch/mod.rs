@@ -310,8 +310,11 @@ impl Watcher {
     /// This is the usual way to confirm that a cache fed by the watch is current up to a
     /// revision, e.g. before serving a read from it.
     ///
-    /// On etcd 3.5.8+ and 3.4.25+ the answer is sent only once every watch on the stream has
-    /// caught up, so its revision means "every event up to here was delivered". Older servers
+    /// On etcd 3.5.8+ and 3.4.25+ the server answers only when every watch on the stream has
+    /// caught up (is "synced"), so its revision means "every event up to here was delivered";
+    /// a request that finds a watch still catching up (a busy or just-resumed watch) is
+    /// dropped without an answer, as etcd's docs say the events show the progress then: ask
+    /// again after a while if no answer came (bound the wait with a timeout). Older servers
     /// (3.5.1 and 3.4.23 among them) send it at once, possibly before events of lower
     /// revisions that were still queued (etcd issue 15220, fixed by PR 15237): there the
     /// revision says only where the store was. Either way, the client never takes it as the
