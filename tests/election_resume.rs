@@ -2,6 +2,7 @@
 //! process adopts its lease and resumes the leadership from the saved key and revision
 //! (`RecipeElection::resume`, `ServiceElection::resume`), still leads, proclaims and resigns.
 //! Resumes with a wrong revision, key or lease fail with typed errors.
+#![cfg(feature = "testkit")]
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! - `with_require_leader(true)`: on a member cut off from its peers (the two others of a
 //!   3-member cluster stopped), a serializable read fails at once with `no leader`, where a
 //!   client without the option is served stale data.
+#![cfg(feature = "testkit")]
 
 mod common;
 

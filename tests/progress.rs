@@ -2,6 +2,7 @@
 //! `WatchProgressRequest` on the shared stream; the answer reaches the watcher as a progress
 //! notification, and it never becomes the revision a broken stream resumes from (etcd before
 //! 3.5.8 / 3.4.25 could answer ahead of queued events, etcd issue 15220).
+#![cfg(feature = "testkit")]
 
 mod common;
 
