@@ -12,6 +12,24 @@
 
 use std::time::Duration;
 
+/// Which message of a call [`Error::MessageTooLarge`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// The request (refused before it was sent): `ClientOptions::max_request_bytes`.
+    Request,
+    /// The response (dropped after it arrived): `ClientOptions::max_response_bytes`.
+    Response,
+}
+
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MessageKind::Request => "request",
+            MessageKind::Response => "response",
+        })
+    }
+}
+
 /// Shorthand for `Result<T, etcd_lock::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -99,8 +117,8 @@ pub enum Error {
     MessageTooLarge {
         /// The gRPC method.
         method: &'static str,
-        /// `"request"` or `"response"`.
-        what: &'static str,
+        /// Which message was over its limit.
+        what: MessageKind,
         /// The message's protobuf size.
         bytes: usize,
         /// The limit in force.

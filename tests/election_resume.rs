@@ -247,12 +247,12 @@ async fn waiting_candidate_is_not_resumed(bin: &EtcdBinary) {
         let (s, n) = (second.clone(), name.clone());
         tokio::spawn(async move { RecipeElection::new().campaign(&s, n.as_bytes(), b"b").await })
     };
-    common::wait_key_count(&client, &name, 2, Duration::from_secs(5)).await;
+    common::wait_key_count(&client, &name, 2, Duration::from_secs(10)).await;
     waiting.abort();
     let _ = waiting.await;
     // The aborted campaign deletes its key in the background; once it is gone, write it again
     // as a candidate that a crashed process left behind.
-    common::wait_key_count(&client, &name, 1, Duration::from_secs(5)).await;
+    common::wait_key_count(&client, &name, 1, Duration::from_secs(10)).await;
     let key = format!("{name}/{:x}", second.lease());
     let put = etcd_lock::kv::PutOptions::new().with_lease(second.lease());
     let written = ok(client.put_with(key.clone(), "b", put).await);

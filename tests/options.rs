@@ -13,6 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::ok;
+use etcd_lock::error::MessageKind;
 use etcd_lock::kv::GetOptions;
 use etcd_lock::testkit::EtcdBinary;
 use etcd_lock::{ClientOptions, Error, EtcdErrorKind};
@@ -45,7 +46,7 @@ async fn message_size_limits(bin: &EtcdBinary) {
         Err(Error::MessageTooLarge {
             what, bytes, limit, ..
         }) => {
-            assert_eq!((what, limit), ("response", MIB));
+            assert_eq!((what, limit), (MessageKind::Response, MIB));
             assert!(bytes > 5 * MIB);
         }
         other => panic!("5 MiB answer under a 1 MiB limit: {other:?}"),
@@ -62,7 +63,7 @@ async fn message_size_limits(bin: &EtcdBinary) {
         .await
     {
         Err(Error::MessageTooLarge { what, limit, .. }) => {
-            assert_eq!((what, limit), ("request", 64 * 1024))
+            assert_eq!((what, limit), (MessageKind::Request, 64 * 1024))
         }
         other => panic!("100 KiB put under a 64 KiB limit: {other:?}"),
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 use super::{Client, Retry};
-use crate::error::{Code, Error, EtcdErrorKind, Result};
+use crate::error::{Code, Error, EtcdErrorKind, MessageKind, Result};
 use crate::trace::RpcSpan;
 use crate::wire::{WireMessage, WireRecord};
 
@@ -83,7 +83,7 @@ impl Client {
         if request_len > options.max_request_bytes {
             return Err(Error::MessageTooLarge {
                 method,
-                what: "request",
+                what: MessageKind::Request,
                 bytes: request_len,
                 limit: options.max_request_bytes,
             });
@@ -161,7 +161,7 @@ impl Client {
                     if response_len > options.max_response_bytes {
                         return Err(Error::MessageTooLarge {
                             method,
-                            what: "response",
+                            what: MessageKind::Response,
                             bytes: response_len,
                             limit: options.max_response_bytes,
                         });
