@@ -12,6 +12,24 @@
 
 use std::time::Duration;
 
+/// Which message of a call [`Error::MessageTooLarge`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// The request (refused before it was sent): `ClientOptions::max_request_bytes`.
+    Request,
+    /// The response (dropped after it arrived): `ClientOptions::max_response_bytes`.
+    Response,
+}
+
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MessageKind::Request => "request",
+            MessageKind::Response => "response",
+        })
+    }
+}
+
 /// Shorthand for `Result<T, etcd_lock::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -91,6 +109,20 @@ pub enum Error {
         /// The status as received.
         #[source]
         status: Box<GrpcStatus>,
+    },
+
+    /// A message was over the size limit set in `ClientOptions::with_max_message_bytes`:
+    /// a request (refused before it was sent) or a response (dropped after it arrived).
+    #[error("{method}: {what} of {bytes} bytes is over the client's {limit}-byte limit (raise it with ClientOptions::with_max_message_bytes, or ask for less, e.g. with a range limit)")]
+    MessageTooLarge {
+        /// The gRPC method.
+        method: &'static str,
+        /// Which message was over its limit.
+        what: MessageKind,
+        /// The message's protobuf size.
+        bytes: usize,
+        /// The limit in force.
+        limit: usize,
     },
 
     /// A watch could not start (or was stopped) because its revision was compacted away.

@@ -67,7 +67,23 @@ pub struct ClientOptions {
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub tls: Option<crate::tls::TlsOptions>,
+    /// Send etcd's require-leader metadata (`hasleader: true`) with every unary RPC, as Go's
+    /// `clientv3.WithRequireLeader` does. Default `false`. See
+    /// [`ClientOptions::with_require_leader`].
+    pub require_leader: bool,
+    /// Largest request message (protobuf bytes) a unary RPC may send; a bigger one fails with
+    /// [`Error::MessageTooLarge`](crate::Error::MessageTooLarge) before anything is sent.
+    /// Default `usize::MAX`: no client-side limit, etcd's `--max-request-bytes` decides.
+    pub max_request_bytes: usize,
+    /// Largest response message (protobuf bytes) accepted. Default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`] (`i32::MAX`, the limit etcd's own Go client and server
+    /// use), so a large range never hits gRPC's usual 4 MiB default.
+    pub max_response_bytes: usize,
 }
+
+/// Default [`ClientOptions::max_response_bytes`]: 2^31 - 1 bytes, Go's `math.MaxInt32`, which is
+/// both etcd's server-side gRPC send limit and `clientv3`'s default receive limit.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -79,6 +95,9 @@ impl Default for ClientOptions {
             auto_sync_interval: None,
             #[cfg(feature = "tls")]
             tls: None,
+            require_leader: false,
+            max_request_bytes: usize::MAX,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -117,6 +136,42 @@ impl ClientOptions {
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn with_tls(mut self, tls: crate::tls::TlsOptions) -> Self {
         self.tls = Some(tls);
+        self
+    }
+    /// Makes every unary RPC of this client carry etcd's require-leader metadata
+    /// (`hasleader: true`). A member that knows no leader (cut off from its peers, or during an
+    /// election) then answers at once with `etcdserver: no leader`
+    /// ([`EtcdErrorKind::NoLeader`](crate::error::EtcdErrorKind::NoLeader)) instead of serving
+    /// a possibly stale serializable read or holding a linearizable one until it times out.
+    ///
+    /// A read that gets this answer goes to each other endpoint once; when every endpoint
+    /// said `no leader`, the call fails with it (no waiting out the request timeout). A write
+    /// is not sent again (see above). It is a client-wide option rather than a per-call one
+    /// because it is about the cluster, not the request: a caller that wants both behaviours
+    /// keeps two clients. The watch and keep-alive streams always carry it (see
+    /// [`crate::watch`]).
+    ///
+    /// ```
+    /// let options = etcd_lock::ClientOptions::new().with_require_leader(true);
+    /// assert!(options.require_leader);
+    /// ```
+    pub fn with_require_leader(mut self, require: bool) -> Self {
+        self.require_leader = require;
+        self
+    }
+    /// Sets the largest request (`max_request_bytes`, default no limit) and response
+    /// (`max_response_bytes`, default [`DEFAULT_MAX_RESPONSE_BYTES`]) message sizes, in
+    /// protobuf bytes. A request over its limit is refused before it is sent; a response over
+    /// its limit fails the call. Either way the error is
+    /// [`Error::MessageTooLarge`](crate::Error::MessageTooLarge). Values below 1 are read as 1.
+    ///
+    /// ```
+    /// let options = etcd_lock::ClientOptions::new().with_max_message_bytes(2 << 20, 64 << 20);
+    /// assert_eq!(options.max_response_bytes, 64 << 20);
+    /// ```
+    pub fn with_max_message_bytes(mut self, request: usize, response: usize) -> Self {
+        self.max_request_bytes = request.max(1);
+        self.max_response_bytes = response.max(1);
         self
     }
 }

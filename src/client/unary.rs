@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 use super::{Client, Retry};
-use crate::error::{Code, Error, EtcdErrorKind, Result};
+use crate::error::{Code, Error, EtcdErrorKind, MessageKind, Result};
 use crate::trace::RpcSpan;
 use crate::wire::{WireMessage, WireRecord};
 
@@ -81,6 +81,15 @@ impl Client {
         let deadline = timeout.map(|t| started + t);
         let counters = &self.inner.counters;
         let request_len = request.encoded_len();
+        let options = &self.inner.options;
+        if request_len > options.max_request_bytes {
+            return Err(Error::MessageTooLarge {
+                method,
+                what: MessageKind::Request,
+                bytes: request_len,
+                limit: options.max_request_bytes,
+            });
+        }
         let mut backoff = Duration::from_millis(25);
         let mut attempts = 0usize;
         let secret = super::token::is_secret(method);
@@ -94,6 +103,9 @@ impl Client {
                 .then(|| self.token())
                 .flatten();
             let mut req = self.request_with_token(request.clone(), token.as_ref());
+            if options.require_leader {
+                crate::support::require_leader(&mut req);
+            }
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if let Some(remaining) = remaining {
                 if remaining.is_zero() {
@@ -142,9 +154,20 @@ impl Client {
             match outcome {
                 Ok(response) => {
                     let response = response.into_inner();
+                    let response_len = response.encoded_len();
                     counters
                         .bytes_received
-                        .fetch_add(response.encoded_len() as u64, Ordering::Relaxed);
+                        .fetch_add(response_len as u64, Ordering::Relaxed);
+                    // The generated clients decode up to usize::MAX; the configured limit is
+                    // applied here, the one place every unary answer passes.
+                    if response_len > options.max_response_bytes {
+                        return Err(Error::MessageTooLarge {
+                            method,
+                            what: MessageKind::Response,
+                            bytes: response_len,
+                            limit: options.max_response_bytes,
+                        });
+                    }
                     return Ok(response);
                 }
                 Err(status) => {
@@ -184,7 +207,12 @@ impl Client {
                         self.renew_token(token.as_ref()).await?;
                         continue;
                     }
-                    if !should_retry(&error, retry) || attempts >= 16 {
+                    // Asked to require a leader: once every endpoint said it has none, say so
+                    // now rather than waiting for one until the deadline.
+                    let leaderless = options.require_leader
+                        && error.etcd_kind() == Some(EtcdErrorKind::NoLeader)
+                        && attempts >= self.members().len().max(1);
+                    if !should_retry(&error, retry) || attempts >= 16 || leaderless {
                         // Not repeated (it may have been applied), but the next request should
                         // not go to a member whose connection just broke.
                         if member_failed(&error) {

@@ -38,6 +38,7 @@ mod dynamic;
 mod leadership;
 mod observe;
 mod recipe;
+mod resume;
 mod service;
 
 pub use dynamic::{elector_for, electors, DynElector, FLAVOURS};

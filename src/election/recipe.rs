@@ -36,6 +36,45 @@ impl RecipeElection {
     pub fn new() -> Self {
         RecipeElection
     }
+
+    /// Takes back a leadership after a restart (Go's `concurrency.ResumeElection`): `session`
+    /// runs on the lease the leader key was written with (adopt it with
+    /// [`SessionOptions::with_lease`](crate::SessionOptions::with_lease), which keeps it alive),
+    /// `key` and `revision` are [`Leadership::key`] and [`Leadership::revision`] (or the `key`
+    /// and `rev` of [`Leadership::leader_key`]) saved by the process that won.
+    ///
+    /// Sends one read-only `KV/Txn`: `Range(key)` and `Range(NAME/, sort create asc, limit 1)`,
+    /// and writes nothing. The key must still exist with that create revision and the session's
+    /// lease, and be the oldest under `NAME/`; the value it holds becomes
+    /// [`Leadership::value`]. Errors: [`Error::InvalidArgument`] when `key` is not
+    /// `NAME/<session lease in hex>` or `revision` is not positive; [`Error::AlreadyHeld`] when
+    /// the session already campaigns for `name`; [`Error::SessionLost`] when the lease is gone;
+    /// [`Error::NotHeld`] when the key is gone or was re-created, or an older candidate leads
+    /// (the key is left alone: [`Elector::campaign`] with the same session adopts it and
+    /// waits). Proclaim and resign then work as after a campaign (`KV/Txn` fenced on the
+    /// revision).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcd_lock::Client, lease: i64, key: Vec<u8>, rev: i64)
+    /// # -> Result<(), etcd_lock::Error> {
+    /// use etcd_lock::{RecipeElection, Session, SessionOptions};
+    /// // `lease`, `key` and `rev` were saved by the process that won the campaign.
+    /// let session = Session::with_options(&client, SessionOptions::new().with_lease(lease)).await?;
+    /// let mut leadership = RecipeElection::new()
+    ///     .resume(&session, b"/svc/primary", &key, rev)
+    ///     .await?;
+    /// leadership.proclaim("back again").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn resume(
+        &self,
+        session: &Session,
+        name: &[u8],
+        key: &[u8],
+        revision: i64,
+    ) -> Result<Leadership> {
+        super::resume::resume(session, name, key, revision, Flavour::Recipe).await
+    }
 }
 
 /// `Range(prefix, sort create asc, limit 1)`: the leader's key-value.

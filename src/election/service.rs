@@ -65,6 +65,49 @@ impl ServiceElection {
     pub fn new() -> Self {
         ServiceElection
     }
+
+    /// Takes back a leadership after a restart from the `v3electionpb.LeaderKey` that
+    /// `Election/Campaign` returned ([`Leadership::leader_key`], saved by the process that
+    /// won). `session` must run on `leader.lease` (adopt it with
+    /// [`SessionOptions::with_lease`](crate::SessionOptions::with_lease)); otherwise
+    /// [`Error::InvalidArgument`] names `lease`.
+    ///
+    /// The Election service has no resume call, so this checks through KV like
+    /// [`super::RecipeElection::resume`]: one read-only `KV/Txn` (`Range(key)`, `Range(NAME/,
+    /// sort create asc, limit 1)`), with the same errors. The resumed leadership proclaims with
+    /// `Election/Proclaim` and resigns with `Election/Resign`, as after a service campaign.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcd_lock::Client, saved: etcd_lock::proto::v3electionpb::LeaderKey)
+    /// # -> Result<(), etcd_lock::Error> {
+    /// use etcd_lock::{ServiceElection, Session, SessionOptions};
+    /// let options = SessionOptions::new().with_lease(saved.lease);
+    /// let session = Session::with_options(&client, options).await?;
+    /// let leadership = ServiceElection::new().resume(&session, &saved).await?;
+    /// leadership.resign().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn resume(&self, session: &Session, leader: &pb::LeaderKey) -> Result<Leadership> {
+        if leader.lease != session.lease() {
+            return Err(Error::invalid(
+                "lease",
+                format!(
+                    "the leader key is on lease {:x}, the session on lease {:x}: resume with a \
+                     session on the leader's lease",
+                    leader.lease,
+                    session.lease()
+                ),
+            ));
+        }
+        super::resume::resume(
+            session,
+            &leader.name,
+            &leader.key,
+            leader.rev,
+            Flavour::Service,
+        )
+        .await
+    }
 }
 
 /// True for the service's "not leader" answer (`election: not leader`, Go's

@@ -73,6 +73,8 @@ pub(super) enum Command {
         created: oneshot::Sender<Result<Created>>,
         events: EventSender,
     },
+    /// `WatchProgressRequest` on the shared stream; the answer goes to watch `handle`.
+    Progress(u64),
     Cancel(u64),
 }
 
@@ -87,6 +89,7 @@ impl std::fmt::Debug for Command {
                 .field(request)
                 .finish(),
             Command::Cancel(handle) => f.debug_tuple("Cancel").field(handle).finish(),
+            Command::Progress(handle) => f.debug_tuple("Progress").field(handle).finish(),
         }
     }
 }
@@ -148,6 +151,23 @@ struct Stream {
 struct Hub {
     subs: HashMap<u64, Subscription>,
     stream: Option<Stream>,
+    /// Watches that asked for progress and have not been answered yet. etcd answers a
+    /// `WatchProgressRequest` for the whole stream (watch ID -1), and since 3.5.8/3.4.25 not
+    /// at all while a watch of the stream is still catching up, so one answer serves every
+    /// handle here. Kept across streams: a request lost with a broken stream is sent again on
+    /// the next.
+    progress_wanted: Vec<u64>,
+}
+
+/// etcd's watch ID on answers that belong to no single watch (`clientv3.InvalidWatchID`).
+const STREAM_WIDE: i64 = -1;
+
+fn progress_message() -> pb::WatchRequest {
+    pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
+            pb::WatchProgressRequest {},
+        )),
+    }
 }
 
 fn create_message(request: pb::WatchCreateRequest) -> pb::WatchRequest {
@@ -283,8 +303,26 @@ impl Hub {
                 }
                 self.subs.insert(handle, sub);
             }
+            Command::Progress(handle) => {
+                if !self.subs.contains_key(&handle) {
+                    return;
+                }
+                if !self.progress_wanted.contains(&handle) {
+                    self.progress_wanted.push(handle);
+                }
+                // Sent every time: etcd 3.5.8+ drops a request that finds a watch of the stream
+                // still catching up, so an earlier request may never be answered.
+                if let Some(stream) = self.stream.as_mut() {
+                    let msg = progress_message();
+                    client
+                        .counters()
+                        .stream_sent(prost::Message::encoded_len(&msg));
+                    let _ = stream.requests.send(msg);
+                }
+            }
             Command::Cancel(handle) => {
                 self.subs.remove(&handle);
+                self.progress_wanted.retain(|h| *h != handle);
                 if let Some(stream) = self.stream.as_mut() {
                     if let Some(id) = stream.ids.remove(&handle) {
                         stream.by_id.remove(&id);
@@ -346,13 +384,23 @@ impl Hub {
                 let _ = tx.send(msg);
             }
         }
+        if !self.progress_wanted.is_empty() {
+            // Asked on a stream that broke before etcd answered: ask this one, after the creates.
+            let msg = progress_message();
+            client
+                .counters()
+                .stream_sent(prost::Message::encoded_len(&msg));
+            let _ = tx.send(msg);
+        }
         let requests =
             futures_util::stream::unfold(
                 rx,
                 |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
             );
         let (endpoint, channel) = client.current();
-        let mut grpc = WatchClient::new(channel).max_decoding_message_size(usize::MAX);
+        let mut grpc = WatchClient::new(channel)
+            .max_decoding_message_size(client.options().max_response_bytes)
+            .max_encoding_message_size(client.options().max_request_bytes);
         let token = client.token();
         let mut request = client.request_with_token(requests, token.as_ref());
         require_leader(&mut request);
@@ -391,6 +439,7 @@ impl Hub {
 
     fn fail_all(&mut self, reason: &str) {
         self.stream = None;
+        self.progress_wanted.clear();
         for (_, sub) in self.subs.drain() {
             match sub.created {
                 Some(created) => {
@@ -454,6 +503,10 @@ impl Hub {
             return;
         }
         let id = resp.watch_id;
+        if id == STREAM_WIDE && !resp.canceled && resp.events.is_empty() {
+            self.progress_answered(resp, client);
+            return;
+        }
         let Some(&handle) = stream.by_id.get(&id) else {
             return;
         };
@@ -504,6 +557,32 @@ impl Hub {
                 self.apply(Command::Cancel(handle), client);
             }
             Delivery::Gone => self.apply(Command::Cancel(handle), client),
+        }
+    }
+
+    /// Hands etcd's answer to `WatchProgressRequest` to every watch that asked for it.
+    ///
+    /// Its header revision does not move any watch's resume revision: before etcd 3.5.8 and
+    /// 3.4.25 the server sent this answer on the stream's control path, ahead of events of
+    /// lower revisions still queued for the watches (etcd issue 15220, fixed by PR 15237,
+    /// backported in PRs 15695 and 15697), so on 3.5.1 or 3.4.23 a resume from it would skip
+    /// those events. A watch resumes from its last delivered event + 1 instead.
+    fn progress_answered(&mut self, resp: pb::WatchResponse, client: &Client) {
+        for handle in std::mem::take(&mut self.progress_wanted) {
+            let Some(sub) = self.subs.get_mut(&handle) else {
+                continue;
+            };
+            match deliver(&sub.events, WatchResponse(resp.clone())) {
+                Delivery::Sent => {}
+                Delivery::Lagged => {
+                    let lagged = Error::WatchLagged {
+                        next_revision: sub.next_revision,
+                    };
+                    end(&sub.events, lagged);
+                    self.apply(Command::Cancel(handle), client);
+                }
+                Delivery::Gone => self.apply(Command::Cancel(handle), client),
+            }
         }
     }
 }

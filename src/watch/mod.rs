@@ -177,7 +177,8 @@ impl WatchResponse {
     pub fn watch_id(&self) -> i64 {
         self.0.watch_id
     }
-    /// True for a progress notification (no events, header revision only).
+    /// True for a progress notification (no events, header revision only): a periodic one
+    /// ([`WatchOptions::with_progress_notify`]) or the answer to [`Watcher::request_progress`].
     pub fn is_progress_notify(&self) -> bool {
         self.0.events.is_empty() && !self.0.created && !self.0.canceled
     }
@@ -314,6 +315,49 @@ impl Watcher {
     }
     /// Cancels the watch (`WatchCancelRequest`) and drops any queued events.
     pub fn cancel(self) {}
+
+    /// Asks etcd where this watch stands: sends a `WatchRequest{progress_request}` on the
+    /// client's shared watch stream. etcd answers with an empty response whose header revision
+    /// is its current revision; it arrives in this watcher's stream in order with the events
+    /// ([`WatchResponse::is_progress_notify`] is true, [`WatchResponse::watch_id`] is -1: etcd
+    /// answers the stream, not one watch). Requests made before an answer arrives share it.
+    /// This is the usual way to confirm that a cache fed by the watch is current up to a
+    /// revision, e.g. before serving a read from it.
+    ///
+    /// On etcd 3.5.8+ and 3.4.25+ the server answers only when every watch on the stream has
+    /// caught up (is "synced"), so its revision means "every event up to here was delivered";
+    /// a request that finds a watch still catching up (a busy or just-resumed watch) is
+    /// dropped without an answer, as etcd's docs say the events show the progress then: ask
+    /// again after a while if no answer came (bound the wait with a timeout). Older servers
+    /// (3.5.1 and 3.4.23 among them) send it at once, possibly before events of lower
+    /// revisions that were still queued (etcd issue 15220, fixed by PR 15237): there the
+    /// revision says only where the store was. Either way, the client never takes it as the
+    /// point to resume from after a broken stream: a watch resumes from its last delivered
+    /// event + 1, so no event is skipped. If the stream breaks before etcd answers, the
+    /// request is sent again on the next stream.
+    ///
+    /// Fails with [`Error::WatchClosed`] when the watch task has ended.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcd_lock::Client) -> Result<(), etcd_lock::Error> {
+    /// let mut watcher = client.watch("config").await?;
+    /// watcher.request_progress().await?;
+    /// while let Some(batch) = watcher.next().await {
+    ///     let batch = batch?;
+    ///     if batch.is_progress_notify() {
+    ///         println!("current up to revision {}", batch.revision());
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn request_progress(&self) -> Result<()> {
+        self.link
+            .commands
+            .send(Command::Progress(self.handle))
+            .await
+            .map_err(|_| closed("watch task ended"))
+    }
 }
 
 impl Drop for Watcher {
