@@ -3,6 +3,7 @@
 
 use crate::client::{Client, Retry};
 use crate::error::{Error, Result};
+use crate::namespace;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::mvccpb::KeyValue;
@@ -407,7 +408,7 @@ impl Client {
         key: impl Into<Vec<u8>>,
         options: GetOptions,
     ) -> Result<GetResponse> {
-        let req = options.to_request(key.into())?;
+        let req = namespace::range_request(self.namespace(), options.to_request(key.into())?);
         self.unary(RANGE, Retry::Idempotent, req, |ch, r| async move {
             KvClient::new(ch)
                 .max_decoding_message_size(usize::MAX)
@@ -415,7 +416,7 @@ impl Client {
                 .await
         })
         .await
-        .map(GetResponse)
+        .map(|r| GetResponse(namespace::range_response(self.namespace(), r)))
     }
 
     /// Writes a key: `KV/Put` with `key` and `value`.
@@ -435,7 +436,10 @@ impl Client {
         value: impl Into<Vec<u8>>,
         options: PutOptions,
     ) -> Result<PutResponse> {
-        let req = options.to_request(key.into(), value.into())?;
+        let req = namespace::put_request(
+            self.namespace(),
+            options.to_request(key.into(), value.into())?,
+        );
         self.unary(PUT, Retry::NotSent, req, |ch, r| async move {
             KvClient::new(ch)
                 .max_decoding_message_size(usize::MAX)
@@ -443,7 +447,7 @@ impl Client {
                 .await
         })
         .await
-        .map(PutResponse)
+        .map(|r| PutResponse(namespace::put_response(self.namespace(), r)))
     }
 
     /// Deletes one key: `KV/DeleteRange` with `key` and no range end.
@@ -457,7 +461,7 @@ impl Client {
         key: impl Into<Vec<u8>>,
         options: DeleteOptions,
     ) -> Result<DeleteResponse> {
-        let req = options.to_request(key.into())?;
+        let req = namespace::delete_request(self.namespace(), options.to_request(key.into())?);
         self.unary(DELETE_RANGE, Retry::NotSent, req, |ch, r| async move {
             KvClient::new(ch)
                 .max_decoding_message_size(usize::MAX)
@@ -465,7 +469,7 @@ impl Client {
                 .await
         })
         .await
-        .map(DeleteResponse)
+        .map(|r| DeleteResponse(namespace::delete_response(self.namespace(), r)))
     }
 
     /// Compacts the key-value history up to `revision`: `KV/Compact`. With `physical`, the call

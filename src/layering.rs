@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Modules `client` must never import: everything that is built on it.
-const ABOVE_CLIENT: [&str; 12] = [
+const ABOVE_CLIENT: [&str; 13] = [
     "auth",
     "bench",
     "cluster",
@@ -18,6 +18,7 @@ const ABOVE_CLIENT: [&str; 12] = [
     "lease",
     "lock",
     "maintenance",
+    "namespace",
     "session",
     "testkit",
     "txn",

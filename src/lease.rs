@@ -334,7 +334,7 @@ impl Client {
                 .await
         })
         .await
-        .map(LeaseTimeToLiveResponse)
+        .map(|r| LeaseTimeToLiveResponse(crate::namespace::lease_keys(self.namespace(), r)))
     }
 
     /// Lists all live leases: `Lease/LeaseLeases`.

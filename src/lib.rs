@@ -12,6 +12,7 @@
 //! | [`txn`] | `KV/Txn` compares and branches |
 //! | [`lease`] | `Lease/LeaseGrant`, `LeaseRevoke`, `LeaseKeepAlive`, `LeaseTimeToLive`, `LeaseLeases` |
 //! | [`watch`] | `Watch/Watch`, many watches on one stream |
+//! | [`namespace`] | `Client::namespaced(prefix)`: the calls above, and locks and elections, with every key under a prefix |
 //! | [`maintenance`] | `Maintenance/Status`, `Defragment`, `Hash`, `HashKV`, `Alarm`, `MoveLeader`, `Downgrade`, `Snapshot`; `Cluster/MemberList` |
 //! | [`cluster`] | `Cluster/MemberAdd`, `MemberRemove`, `MemberUpdate`, `MemberPromote` |
 //! | [`session`] | a lease kept alive, with a "lost" signal |
@@ -40,6 +41,7 @@ mod layering;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod namespace;
 pub mod proto;
 pub mod session;
 mod support;

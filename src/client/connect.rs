@@ -195,6 +195,7 @@ impl ClientBuilder {
                 extensions: Default::default(),
                 token: TokenState::new(self.credentials),
             }),
+            namespace: None,
         };
         if client.inner.token.credentials.is_some() {
             client.authenticate_at_connect().await?;
@@ -235,6 +236,7 @@ impl ClientBuilder {
                 extensions: Default::default(),
                 token: TokenState::new(self.credentials),
             }),
+            namespace: None,
         }
     }
 }

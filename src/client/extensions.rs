@@ -33,9 +33,13 @@ impl std::fmt::Debug for Extensions {
 pub(crate) struct WeakClient(Weak<Inner>);
 
 impl WeakClient {
-    /// The client, if a clone of it still exists.
+    /// The client, if a clone of it still exists: always the plain client (no namespace),
+    /// as the background tasks that hold this work with full keys.
     pub(crate) fn upgrade(&self) -> Option<Client> {
-        self.0.upgrade().map(|inner| Client { inner })
+        self.0.upgrade().map(|inner| Client {
+            inner,
+            namespace: None,
+        })
     }
 }
 

@@ -218,6 +218,8 @@ impl Drop for Inner {
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
+    /// The key prefix of a namespaced view (`crate::namespace`); `None` for a plain client.
+    pub(crate) namespace: Option<Arc<[u8]>>,
 }
 
 impl Client {

@@ -79,6 +79,11 @@ async fn sync_loop(client: Weak<Inner>, interval: Duration) {
             return;
         };
         // A failed sync keeps the current list; the next tick tries again.
-        let _ = Client { inner }.sync_endpoints().await;
+        let _ = Client {
+            inner,
+            namespace: None,
+        }
+        .sync_endpoints()
+        .await;
     }
 }

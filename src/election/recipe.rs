@@ -118,7 +118,7 @@ impl Elector for RecipeElection {
         let mut owned = OwnedKey::new(key.clone(), claim);
         let client = session.client();
 
-        let router = Registry::of(client).get(&prefix);
+        let router = Registry::of(client).get(client.namespace(), &prefix);
         // Read before the txn: only a watch already open then has seen every later DELETE.
         let epoch_before = router.live_epoch();
         let txn = join_txn(&key, &prefix, value, lease, GetOptions::new());

@@ -128,7 +128,7 @@ impl Locker for RecipeLock {
     /// prefix watch for the older keys' DELETEs (see `lock::queue`).
     async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
         let prefix = prefix_for(name)?;
-        let router = Registry::of(session.client()).get(&prefix);
+        let router = Registry::of(session.client()).get(session.client().namespace(), &prefix);
         // Read before the txn: only a watch already open then has seen every later DELETE.
         let epoch_before = router.live_epoch();
         let mut attempt = Attempt::start(session, name).await?;

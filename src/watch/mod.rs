@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::client::{Client, WeakClient};
 use crate::error::{Error, Result};
 use crate::kv::{check_key, GetOptions, KeySpan};
+use crate::namespace;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::mvccpb;
 use crate::support::response_wrapper;
@@ -278,6 +279,8 @@ pub struct Watcher {
     created_revision: i64,
     events: mpsc::Receiver<Result<WatchResponse>>,
     link: HubLink,
+    /// The prefix to strip from events (a namespaced client's watch), see `crate::namespace`.
+    namespace: Option<Arc<[u8]>>,
 }
 
 impl Watcher {
@@ -296,7 +299,18 @@ impl Watcher {
     /// resume from was compacted ([`Error::WatchCompacted`]), or this watcher was not read
     /// and its buffer filled up ([`Error::WatchLagged`]: watch again from its revision).
     pub async fn next(&mut self) -> Option<Result<WatchResponse>> {
-        self.events.recv().await
+        let batch = self.events.recv().await;
+        self.strip(batch)
+    }
+
+    /// Strips a namespaced watch's prefix from a batch's keys (a no-op without a namespace).
+    fn strip(&self, batch: Option<Result<WatchResponse>>) -> Option<Result<WatchResponse>> {
+        match (&self.namespace, batch) {
+            (Some(ns), Some(Ok(w))) => {
+                Some(Ok(WatchResponse(namespace::watch_response(Some(ns), w.0))))
+            }
+            (_, batch) => batch,
+        }
     }
     /// Cancels the watch (`WatchCancelRequest`) and drops any queued events.
     pub fn cancel(self) {}
@@ -311,7 +325,8 @@ impl Drop for Watcher {
 impl Stream for Watcher {
     type Item = Result<WatchResponse>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
+        let batch = std::task::ready!(self.events.poll_recv(cx));
+        Poll::Ready(self.strip(batch))
     }
 }
 
@@ -372,6 +387,7 @@ impl Client {
         request: pb::WatchCreateRequest,
         buffer: usize,
     ) -> Result<Watcher> {
+        let request = namespace::watch_request(self.namespace(), request);
         let hub = WatchHub::of(self);
         let (created_tx, created_rx) = oneshot::channel();
         let (events_tx, events_rx) = mpsc::channel(buffer.saturating_add(1));
@@ -408,6 +424,7 @@ impl Client {
             created_revision: created.revision,
             events: events_rx,
             link: hub.link.clone(),
+            namespace: self.namespace.clone(),
         })
     }
 }
