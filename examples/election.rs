@@ -56,7 +56,7 @@ async fn main() -> Result {
 
     // Bob campaigns too and waits in line, in the background.
     let bob_campaign = {
-        let (service, bob, name) = (service.clone(), bob.clone(), name.clone());
+        let (bob, name) = (bob.clone(), name.clone());
         tokio::spawn(async move { service.campaign(&bob, &name, b"bob at 10.0.0.2").await })
     };
 
