@@ -305,7 +305,7 @@ pub struct RolePermission {
 
 impl Client {
     /// The roles granted to a user: `Auth/UserGet`. With auth on, a user may read itself;
-    /// other users need root. An unknown user is [`EtcdErrorKind::UserNotFound`].
+    /// other users need root. An unknown user is [`EtcdErrorKind::UserNotFound`](crate::error::EtcdErrorKind::UserNotFound).
     pub async fn user_get(&self, name: &str) -> Result<Vec<String>> {
         check_name("user", name)?;
         let req = pb::AuthUserGetRequest {
@@ -329,7 +329,7 @@ impl Client {
     }
 
     /// A role's permissions: `Auth/RoleGet`. With auth on, a user may read its own roles;
-    /// other roles need root. An unknown role is [`EtcdErrorKind::RoleNotFound`].
+    /// other roles need root. An unknown role is [`EtcdErrorKind::RoleNotFound`](crate::error::EtcdErrorKind::RoleNotFound).
     pub async fn role_get(&self, name: &str) -> Result<Vec<RolePermission>> {
         check_name("role", name)?;
         let req = pb::AuthRoleGetRequest {

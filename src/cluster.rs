@@ -20,9 +20,9 @@
 
 use crate::client::{Client, Retry};
 use crate::error::{Error, Result};
-use crate::support::response_wrapper;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::cluster_client::ClusterClient;
+use crate::support::response_wrapper;
 
 pub(crate) const MEMBER_ADD: &str = "/etcdserverpb.Cluster/MemberAdd";
 pub(crate) const MEMBER_REMOVE: &str = "/etcdserverpb.Cluster/MemberRemove";

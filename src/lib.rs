@@ -30,6 +30,7 @@
 
 pub mod auth;
 #[cfg(feature = "bench")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
 pub mod client;
 pub mod cluster;
@@ -46,15 +47,18 @@ pub mod proto;
 pub mod session;
 mod support;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 mod trace;
 pub mod txn;
 pub mod watch;
 pub mod wire;
 #[cfg(feature = "wire-log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "wire-log")))]
 pub mod wirelog;
 
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 
 pub use client::{Client, ClientOptions, ClientStats};
@@ -64,4 +68,5 @@ pub use lock::{LockGuard, Locker, RecipeLock, ServiceLock};
 pub use proto::mvccpb::KeyValue;
 pub use session::{Session, SessionOptions};
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::TlsOptions;

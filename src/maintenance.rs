@@ -383,10 +383,12 @@ impl Client {
             .await;
         match result {
             Ok(resp) => Ok(DowngradeResponse(resp)),
-            Err(e) if e.code() == Some(crate::error::Code::Unimplemented) => Err(Error::Unsupported {
-                method: DOWNGRADE,
-                reason: "etcd added cluster downgrades in 3.5".into(),
-            }),
+            Err(e) if e.code() == Some(crate::error::Code::Unimplemented) => {
+                Err(Error::Unsupported {
+                    method: DOWNGRADE,
+                    reason: "etcd added cluster downgrades in 3.5".into(),
+                })
+            }
             Err(e) => Err(e),
         }
     }

@@ -72,7 +72,9 @@ where
         attempt = Empty,
         outcome = Empty
     );
-    let attempts = call(RpcSpan(span.clone()));
+    // Boxed: the span wrapper would otherwise add its own copy of the (large) call future to
+    // every caller's, which overflowed a test thread's stack in debug builds.
+    let attempts = Box::pin(call(RpcSpan(span.clone())));
     async move {
         let result = attempts.instrument(span.clone()).await;
         if !span.is_disabled() {

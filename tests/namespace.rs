@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{keys_under, ok, session};
 use etcd_lock::election::Elector;
 use etcd_lock::kv::{DeleteOptions, GetOptions, PutOptions};
-use etcd_lock::lock::Locker;
+use etcd_lock::lock::{Locker, RecipeLock};
 use etcd_lock::testkit::{Cluster, EtcdBinary};
 use etcd_lock::txn::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
 use etcd_lock::watch::WatchOptions;
@@ -22,6 +22,7 @@ per_version!(
     watch_sees_only_its_namespace_stripped,
     leased_key_vanishes_with_the_lease,
     empty_prefix_is_refused,
+    namespaced_calls_cost_the_same_rpcs,
 );
 lock_flavours!(locks_exclude_within_a_namespace_only);
 election_flavours!(elections_live_in_their_namespace);
@@ -181,6 +182,10 @@ async fn watch_sees_only_its_namespace_stripped(bin: &EtcdBinary) {
     let mut everything = ok(a
         .watch_with("\0", WatchOptions::new().with_from_key())
         .await);
+    // The plain client on the same shared watch stream: full keys.
+    let mut raw = ok(plain
+        .watch_with(format!("{base}a/w/"), WatchOptions::new().with_prefix())
+        .await);
     ok(b.put("w/1", "b").await);
     ok(plain.put(format!("{base}a0"), "outside").await);
     ok(a.put("x", "not under w/").await);
@@ -223,6 +228,12 @@ async fn watch_sees_only_its_namespace_stripped(bin: &EtcdBinary) {
                 .map(|e| e.kv.as_ref().map(|kv| kv.key.clone()).unwrap_or_default()),
         );
     }
+    let first = tokio::time::timeout(Duration::from_secs(10), raw.next()).await;
+    let first = ok(ok(first).unwrap_or_else(|| panic!("watch ended")));
+    assert_eq!(
+        first.events()[0].kv.as_ref().map(|kv| kv.key.clone()),
+        Some(format!("{base}a/w/1").into_bytes())
+    );
     // Neither b's put nor the plain key just past the namespace's end.
     assert_eq!(
         all,
@@ -438,4 +449,30 @@ async fn elections_live_in_their_namespace<E: Elector + Clone + 'static>(
     assert!(ok(elector.leader(&a, name).await).is_none());
     assert!(ok(elector.leader(&b, name).await).is_some());
     ok(elector.resign(lb).await);
+}
+
+async fn namespaced_calls_cost_the_same_rpcs(bin: &EtcdBinary) {
+    let (_cluster, plain, _base, a, _b) = setup(bin, "ns-rpcs").await;
+    let s = session(&a, 10).await;
+    let locker = RecipeLock::new();
+    for _ in 0..3 {
+        let before = plain.stats();
+        let g = ok(locker.lock(&s, b"one").await);
+        let after_lock = plain.stats();
+        ok(g.unlock().await);
+        let after_unlock = plain.stats();
+        assert_eq!(after_lock.requests - before.requests, 1, "acquire");
+        assert_eq!(after_unlock.requests - after_lock.requests, 1, "release");
+    }
+    // A view counts on its client's counters, one unary call per KV call.
+    let before = a.stats();
+    ok(a.put("k", "v").await);
+    ok(a.get("k").await);
+    ok(
+        a.txn(Txn::new().and_then([TxnOp::get("k", GetOptions::new())]))
+            .await,
+    );
+    assert_eq!(plain.stats().unary_calls - before.unary_calls, 3);
+    assert_eq!(a.stats(), plain.stats());
+    ok(s.close().await);
 }

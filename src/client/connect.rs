@@ -64,6 +64,7 @@ impl ClientBuilder {
     /// Uses TLS with these settings (CA bundle, client certificate, server name): the same as
     /// [`ClientOptions::with_tls`]. Bare `host:port` endpoints then use TLS too.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(mut self, tls: crate::tls::TlsOptions) -> Self {
         self.options.tls = Some(tls);
         self

@@ -65,6 +65,7 @@ pub struct ClientOptions {
     /// as etcdctl does). `None`: bare endpoints are `http://`; `https://` ones trust the
     /// system's CAs.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub tls: Option<crate::tls::TlsOptions>,
 }
 
@@ -113,6 +114,7 @@ impl ClientOptions {
     /// Sets the TLS settings (CA bundle, client certificate, server name); see
     /// [`crate::tls::TlsOptions`].
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn with_tls(mut self, tls: crate::tls::TlsOptions) -> Self {
         self.tls = Some(tls);
         self

@@ -39,24 +39,26 @@ impl Client {
 
     /// [`Client::unary`] with an explicit deadline (`None`: wait as long as the server takes).
     /// With the `tracing` feature the call runs in an `rpc` span (see `crate::trace`).
-    pub(crate) async fn unary_timeout<Req, Resp, F, Fut>(
-        &self,
+    ///
+    /// Not an `async fn`: without the feature it returns the attempts' future itself, so the
+    /// span costs no extra future layer.
+    pub(crate) fn unary_timeout<'a, Req, Resp, F, Fut>(
+        &'a self,
         method: &'static str,
         retry: Retry,
         timeout: Option<Duration>,
         request: Req,
         call: F,
-    ) -> Result<Resp>
+    ) -> impl Future<Output = Result<Resp>> + 'a
     where
-        Req: prost::Message + Clone + std::fmt::Debug,
-        Resp: prost::Message + std::fmt::Debug,
-        F: Fn(Channel, tonic::Request<Req>) -> Fut,
-        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+        Req: prost::Message + Clone + std::fmt::Debug + 'a,
+        Resp: prost::Message + std::fmt::Debug + 'a,
+        F: Fn(Channel, tonic::Request<Req>) -> Fut + 'a,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>> + 'a,
     {
-        crate::trace::rpc(method, |span| {
+        crate::trace::rpc(method, move |span| {
             self.unary_attempts(method, retry, timeout, request, call, span)
         })
-        .await
     }
 
     /// The attempts of one unary call, failing over between endpoints as `retry` allows.
