@@ -19,7 +19,8 @@
 //! One JSON line per run on stdout, then a summary line with the medians and
 //! `ratio` = etcdctl secs / etcd-lock secs (above 1.0: etcd-lock is faster). `max_rss_mb` is
 //! this process's peak resident memory (`getrusage`), printed before and after the snapshots
-//! to show that the database, several times larger, is streamed and never held whole.
+//! to show that the database, many times larger, is streamed and never held whole;
+//! `cpu_secs` the CPU time of the run (this process, or the etcdctl child).
 //! The etcdctl binary: `--etcdctl PATH`, else `.cache/etcd/v<server version>/etcdctl`.
 
 use std::path::{Path, PathBuf};
@@ -101,17 +102,26 @@ fn parse() -> Result<Config> {
     Ok(config)
 }
 
-/// This process's peak resident set size so far, in MiB (`getrusage(RUSAGE_SELF).ru_maxrss`,
-/// which Linux reports in KiB).
-fn max_rss_mb() -> f64 {
+/// `getrusage(who)`, or `None` when the call fails.
+fn rusage(who: libc::c_int) -> Option<libc::rusage> {
     // SAFETY: `rusage` is plain integers, so all-zero is a valid value; `getrusage` only
     // writes into the struct it is handed.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: a valid, exclusively borrowed `rusage` and a valid `who` constant.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return f64::NAN;
-    }
-    usage.ru_maxrss as f64 / 1024.0
+    (unsafe { libc::getrusage(who, &mut usage) } == 0).then_some(usage)
+}
+
+/// This process's peak resident set size so far, in MiB (`ru_maxrss`, which Linux reports in
+/// KiB).
+fn max_rss_mb() -> f64 {
+    rusage(libc::RUSAGE_SELF).map_or(f64::NAN, |u| u.ru_maxrss as f64 / 1024.0)
+}
+
+/// User + system CPU seconds so far of this process (`RUSAGE_SELF`) or of its waited-for
+/// children (`RUSAGE_CHILDREN`: the etcdctl runs).
+fn cpu_secs(who: libc::c_int) -> f64 {
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    rusage(who).map_or(f64::NAN, |u| secs(u.ru_utime) + secs(u.ru_stime))
 }
 
 /// Writes `keys` values of `size` bytes (xorshift noise, so nothing compresses) under
@@ -148,12 +158,22 @@ async fn load(client: &Client, config: &Config) -> Result<f64> {
 }
 
 /// One line of output.
-fn line(tool: &str, run: usize, bytes: u64, secs: f64) {
+fn line(tool: &str, run: usize, bytes: u64, secs: f64, cpu: f64) {
     println!(
-        "{{\"bench\":\"snapshot\",\"tool\":\"{tool}\",\"run\":{run},\"bytes\":{bytes},\"secs\":{secs:.3},\"mb_per_s\":{:.1},\"max_rss_mb\":{:.1}}}",
+        "{{\"bench\":\"snapshot\",\"tool\":\"{tool}\",\"run\":{run},\"bytes\":{bytes},\"secs\":{secs:.3},\"mb_per_s\":{:.1},\"cpu_secs\":{cpu:.3},\"max_rss_mb\":{:.1}}}",
         bytes as f64 / 1e6 / secs,
         max_rss_mb()
     );
+}
+
+/// Runs `f`, returning its result and the CPU seconds `who` spent meanwhile.
+async fn with_cpu<T>(
+    who: libc::c_int,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<(T, f64)> {
+    let before = cpu_secs(who);
+    let out = f.await?;
+    Ok((out, cpu_secs(who) - before))
 }
 
 async fn ours(config: &Config, file: &Path) -> Result<(u64, f64)> {
@@ -271,14 +291,18 @@ async fn main() -> Result {
     for run in 1..=config.runs {
         for turn in 0..2 {
             if (turn == 0) == (run % 2 == 1) {
-                let (bytes, secs) = ours(&config, &mine).await?;
-                line("etcd-lock", run, bytes, secs);
+                let ((bytes, secs), cpu) =
+                    with_cpu(libc::RUSAGE_SELF, ours(&config, &mine)).await?;
+                line("etcd-lock", run, bytes, secs, cpu);
                 our_secs.push(secs);
                 sizes.push(bytes);
                 std::fs::remove_file(&mine)?;
             } else {
-                let (bytes, secs) = etcdctl(&etcdctl_path, &config, &theirs)?;
-                line("etcdctl", run, bytes, secs);
+                let ((bytes, secs), cpu) = with_cpu(libc::RUSAGE_CHILDREN, async {
+                    etcdctl(&etcdctl_path, &config, &theirs)
+                })
+                .await?;
+                line("etcdctl", run, bytes, secs, cpu);
                 their_secs.push(secs);
                 std::fs::remove_file(&theirs)?;
             }
@@ -286,10 +310,10 @@ async fn main() -> Result {
     }
 
     // 3. Where the time goes.
-    let (bytes, sink_secs) = ours_to_sink(&config).await?;
-    line("etcd-lock-to-sink", 1, bytes, sink_secs);
-    let (bytes, raw_secs) = raw_stream(&config).await?;
-    line("raw-stream-no-hash", 1, bytes, raw_secs);
+    let ((bytes, sink_secs), cpu) = with_cpu(libc::RUSAGE_SELF, ours_to_sink(&config)).await?;
+    line("etcd-lock-to-sink", 1, bytes, sink_secs, cpu);
+    let ((bytes, raw_secs), cpu) = with_cpu(libc::RUSAGE_SELF, raw_stream(&config)).await?;
+    line("raw-stream-no-hash", 1, bytes, raw_secs, cpu);
 
     let (ours_med, theirs_med) = (median(our_secs), median(their_secs));
     let bytes = sizes.last().copied().unwrap_or(0) as f64;
