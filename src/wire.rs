@@ -178,9 +178,9 @@ impl CloseHow {
     }
 
     /// Tells from a stream's error how it ended, from the error's types: an HTTP/2 reset
-    /// received from the peer is `Reset`; a GOAWAY, an I/O error or any other transport error
-    /// is `ConnectionLost`; a locally raised h2 reset is `Cancelled`; a status without a
-    /// transport source came in trailers.
+    /// received from the peer is `Reset`; a GOAWAY or an I/O error is `ConnectionLost`; another
+    /// h2 error with reason `CANCEL` is `Cancelled`; a status without a transport source came
+    /// in trailers; any other transport failure is `ConnectionLost`.
     pub fn of(status: &tonic::Status) -> Self {
         let mut next = std::error::Error::source(status);
         if next.is_none() {
@@ -191,12 +191,11 @@ impl CloseHow {
                 if h2.is_go_away() || h2.is_io() {
                     return CloseHow::ConnectionLost;
                 }
-                if h2.is_reset() {
-                    return if h2.is_remote() {
-                        CloseHow::Reset
-                    } else {
-                        CloseHow::Cancelled
-                    };
+                if h2.is_reset() && h2.is_remote() {
+                    return CloseHow::Reset;
+                }
+                if h2.reason() == Some(h2::Reason::CANCEL) {
+                    return CloseHow::Cancelled;
                 }
             }
             next = error.source();

@@ -284,3 +284,548 @@ fn render_event(event: &WireEvent<'_>, now: SystemTime) -> String {
     s.push('}');
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::etcdserverpb as pb;
+    use crate::wire::codec::{capture, WireCodec};
+    use crate::wire::{CallRecord, CloseHow, StreamClose, StreamMessage, StreamOpen};
+    use prost::Message as _;
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+    use tonic::codec::Codec as _;
+
+    fn encode<M: prost::Message>(m: &M) -> Vec<u8> {
+        m.encode_to_vec()
+    }
+
+    /// The decoder hands the exact received bytes to the log, unknown field included, while
+    /// the prost message it returns has lost that field (a re-encoding would not show it).
+    #[tokio::test]
+    async fn decoder_keeps_received_bytes_with_unknown_fields() {
+        // RangeResponse{count: 5} plus unknown field 15 (varint 7): all ASCII, so the frame
+        // fits in a `String` body.
+        let payload = [0x20u8, 0x05, 0x78, 0x07];
+        let mut frame = vec![0u8, 0, 0, 0, payload.len() as u8];
+        frame.extend_from_slice(&payload);
+        let body = String::from_utf8(frame).unwrap();
+        let mut codec = WireCodec::<pb::RangeRequest, pb::RangeResponse>::default();
+        let mut stream = tonic::Streaming::new_response(
+            codec.decoder(),
+            body,
+            tonic::codegen::http::StatusCode::OK,
+            None,
+            None,
+        );
+        let (message, bytes) = capture(stream.message()).await;
+        let message = message.unwrap().unwrap();
+        assert_eq!(message.count, 5);
+        assert_eq!(bytes.as_deref(), Some(&payload[..]));
+        assert_eq!(
+            decode_message("etcdserverpb.RangeResponse", &payload),
+            r##"{"count":5,"#15":7}"##
+        );
+        assert_eq!(
+            encode(&message),
+            [0x20, 0x05],
+            "prost drops the unknown field"
+        );
+
+        // Without a capture scope the decoder copies nothing and still decodes.
+        let frame = [0u8, 0, 0, 0, 2, 0x20, 0x06];
+        let body = String::from_utf8(frame.to_vec()).unwrap();
+        let mut stream = tonic::Streaming::new_response(
+            codec.decoder(),
+            body,
+            tonic::codegen::http::StatusCode::OK,
+            None,
+            None,
+        );
+        assert_eq!(stream.message().await.unwrap().unwrap().count, 6);
+    }
+
+    #[test]
+    fn methods_and_types_come_from_the_descriptors() {
+        let pool = pool().unwrap();
+        let (input, output) = pool.method("/etcdserverpb.KV/Txn").unwrap();
+        assert_eq!(input.full_name(), "etcdserverpb.TxnRequest");
+        assert_eq!(output.full_name(), "etcdserverpb.TxnResponse");
+        assert!(pool.method("/v3lockpb.Lock/Lock").is_some());
+        assert!(pool.method("/v3electionpb.Election/Observe").is_some());
+        assert!(pool.method("/etcdserverpb.Watch/Watch").is_some());
+    }
+
+    #[test]
+    fn put_request_with_binary_value_and_lease() {
+        let req = pb::PutRequest {
+            key: b"a/key".to_vec(),
+            value: vec![0xff, 0x00, 0x80],
+            lease: 0x1234,
+            prev_kv: true,
+            ..Default::default()
+        };
+        let json = decode_message("etcdserverpb.PutRequest", &encode(&req));
+        assert_eq!(
+            json,
+            r#"{"key":"a/key","value":{"base64":"/wCA"},"lease":4660,"prev_kv":true}"#
+        );
+        assert_eq!(
+            decode_message(".etcdserverpb.PutRequest", &encode(&req)),
+            json
+        );
+        assert_eq!(
+            decode_message(
+                "etcdserverpb.PutRequest",
+                &encode(&pb::PutRequest::default())
+            ),
+            "{}"
+        );
+        // A `string` field that is not UTF-8 (AuthenticateRequest.name) is shown, not refused.
+        let bytes = [0x0a, 0x02, 0xff, 0xfe];
+        assert_eq!(
+            decode_message("etcdserverpb.AuthenticateRequest", &bytes),
+            r#"{"name":{"base64":"//4="}}"#
+        );
+    }
+
+    #[test]
+    fn txn_with_enums_oneofs_and_nested_ops() {
+        use pb::compare::{CompareResult, CompareTarget, TargetUnion};
+        use pb::request_op::Request;
+        let req = pb::TxnRequest {
+            compare: vec![
+                pb::Compare {
+                    result: CompareResult::Greater as i32,
+                    target: CompareTarget::Create as i32,
+                    key: b"k".to_vec(),
+                    target_union: Some(TargetUnion::CreateRevision(7)),
+                    range_end: vec![],
+                },
+                pb::Compare {
+                    result: 99,
+                    ..Default::default()
+                },
+            ],
+            success: vec![pb::RequestOp {
+                request: Some(Request::RequestTxn(pb::TxnRequest {
+                    success: vec![pb::RequestOp {
+                        request: Some(Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                            key: b"d".to_vec(),
+                            ..Default::default()
+                        })),
+                    }],
+                    ..Default::default()
+                })),
+            }],
+            failure: vec![pb::RequestOp {
+                request: Some(Request::RequestRange(pb::RangeRequest {
+                    key: b"k".to_vec(),
+                    limit: 1,
+                    ..Default::default()
+                })),
+            }],
+        };
+        assert_eq!(
+            decode_message("etcdserverpb.TxnRequest", &encode(&req)),
+            concat!(
+                r#"{"compare":[{"result":"GREATER","target":"CREATE","key":"k","create_revision":7},"#,
+                r#"{"result":99}],"#,
+                r#""success":[{"request_txn":{"success":[{"request_delete_range":{"key":"d"}}]}}],"#,
+                r#""failure":[{"request_range":{"key":"k","limit":1}}]}"#
+            )
+        );
+    }
+
+    #[test]
+    fn safe_integer_boundary_and_repeated_bytes() {
+        let at = |n: i64| {
+            decode_message(
+                "etcdserverpb.ResponseHeader",
+                &encode(&pb::ResponseHeader {
+                    revision: n,
+                    ..Default::default()
+                }),
+            )
+        };
+        assert_eq!(at((1 << 53) - 1), r#"{"revision":9007199254740991}"#);
+        assert_eq!(at(1 << 53), r#"{"revision":"9007199254740992"}"#);
+        assert_eq!(at(-((1 << 53) - 1)), r#"{"revision":-9007199254740991}"#);
+        assert_eq!(at(i64::MIN), r#"{"revision":"-9223372036854775808"}"#);
+        let header = pb::ResponseHeader {
+            cluster_id: u64::MAX,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_message("etcdserverpb.ResponseHeader", &encode(&header)),
+            r#"{"cluster_id":"18446744073709551615"}"#
+        );
+        let resp = pb::LeaseTimeToLiveResponse {
+            header: None,
+            id: 1,
+            ttl: 5,
+            granted_ttl: 10,
+            keys: vec![b"x".to_vec(), vec![0xfe]],
+        };
+        assert_eq!(
+            decode_message("etcdserverpb.LeaseTimeToLiveResponse", &encode(&resp)),
+            r#"{"ID":1,"TTL":5,"grantedTTL":10,"keys":["x",{"base64":"/g=="}]}"#
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_unknown_types() {
+        let mut bytes = encode(&pb::PutRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        });
+        // 100 varint 3, 101 fixed32 7, 102 fixed64 9, 100 again, 103 bytes "hi",
+        // 104 group { 1: varint 1 }.
+        for (tag, payload) in [
+            (100u64 << 3, vec![3u8]),
+            ((101 << 3) | 5, 7u32.to_le_bytes().to_vec()),
+            ((102 << 3) | 1, 9u64.to_le_bytes().to_vec()),
+            (100 << 3, vec![4]),
+            ((103 << 3) | 2, vec![2, b'h', b'i']),
+            ((104 << 3) | 3, vec![1 << 3, 1]),
+            ((104 << 3) | 4, vec![]),
+        ] {
+            prost::encoding::encode_varint(tag, &mut bytes);
+            bytes.extend_from_slice(&payload);
+        }
+        assert_eq!(
+            decode_message("etcdserverpb.PutRequest", &bytes),
+            r##"{"key":"k","#100":[3,4],"#101":7,"#102":9,"#103":"hi","#104":{"group":{"#1":1}}}"##
+        );
+        assert_eq!(
+            decode_message("no.Such", &encode(&pb::LeaseGrantRequest { ttl: 3, id: 0 })),
+            r##"{"#1":3}"##
+        );
+    }
+
+    #[test]
+    fn malformed_bytes_are_undecodable_never_a_panic() {
+        let cases: &[&[u8]] = &[
+            &[0x0a, 0x05, b'a'],       // length past the end
+            &[0x08],                   // varint cut short
+            &[0x00, 0x01],             // field number 0
+            &[0x0e],                   // wire type 6
+            &[0x09, 1, 2, 3],          // fixed64 cut short
+            &[0x0b, 0x08, 0x01],       // group never ends
+            &[0x0a, 0x02, 0x08, 0x80], // nested message cut short
+        ];
+        for bytes in cases {
+            let json = decode_message("etcdserverpb.RangeResponse", bytes);
+            let expected = format!(
+                "{{\"undecodable\":\"{}\"}}",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+            );
+            assert_eq!(json, expected, "{bytes:?}");
+            if bytes.len() != 4 {
+                // (the last case is a well-formed bytes field when the type is unknown)
+                let json = decode_message("no.Such", bytes);
+                assert!(json.starts_with("{\"undecodable\""), "{json}");
+            }
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..400 {
+            let bytes: Vec<u8> = (0..len % 40)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            let _ = decode_message("etcdserverpb.TxnRequest", &bytes);
+            let _ = decode_message("no.Such", &bytes);
+        }
+    }
+
+    #[test]
+    fn json_string_escaping_and_timestamps() {
+        let mut out = String::new();
+        json_string("q\"b\\n\nr\rt\t\u{0}\u{1f}\u{7f}é☃/", &mut out);
+        assert_eq!(out, "\"q\\\"b\\\\n\\nr\\rt\\t\\u0000\\u001f\\u007fé☃/\"");
+        let at = |ms: u64| {
+            let mut out = String::new();
+            rfc3339(UNIX_EPOCH + Duration::from_millis(ms), &mut out);
+            out
+        };
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_709_251_199_123), "2024-02-29T23:59:59.123Z");
+        assert_eq!(at(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn call_lines() {
+        let request = encode(&pb::PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        });
+        let response = encode(&pb::PutResponse {
+            header: Some(pb::ResponseHeader {
+                revision: 5,
+                ..Default::default()
+            }),
+            prev_kv: None,
+        });
+        let metadata = [
+            ("grpc-timeout", "9999m".to_string()),
+            ("token", "<redacted>".to_string()),
+        ];
+        let ok = CallRecord {
+            call: 7,
+            attempt: 2,
+            method: "/etcdserverpb.KV/Put",
+            endpoint: "http://127.0.0.1:2379",
+            metadata: &metadata,
+            request: &request,
+            request_bytes: request.len(),
+            response: Some(&response),
+            response_bytes: response.len(),
+            redacted: false,
+            status: None,
+            retry: None,
+            latency: Duration::from_micros(1234),
+        };
+        assert_eq!(
+            render_event(&WireEvent::Call(ok), UNIX_EPOCH),
+            concat!(
+                r#"{"ts":"1970-01-01T00:00:00.000Z","kind":"call","call":7,"attempt":2,"#,
+                r#""endpoint":"http://127.0.0.1:2379","authority":"127.0.0.1:2379","#,
+                r#""method":"/etcdserverpb.KV/Put","#,
+                r#""metadata":{"grpc-timeout":"9999m","token":"<redacted>"},"#,
+                r#""request":{"key":"k","value":"v"},"request_bytes":6,"#,
+                r#""response":{"header":{"revision":5}},"response_bytes":4,"status":"OK","#,
+                r#""retry":null,"latency_ms":1.234}"#
+            )
+        );
+        let failure = Failure {
+            code: tonic::Code::Unavailable,
+            message: "connection \"refused\"".into(),
+            cause: Some("transport error: connection refused".into()),
+        };
+        let failed = CallRecord {
+            call: 7,
+            attempt: 1,
+            method: "/etcdserverpb.Auth/Authenticate",
+            endpoint: "https://h:1/",
+            metadata: &[],
+            request: &[],
+            request_bytes: 9,
+            response: None,
+            response_bytes: 0,
+            redacted: true,
+            status: Some(&failure),
+            retry: Some("next endpoint"),
+            latency: Duration::from_millis(2),
+        };
+        assert_eq!(
+            render_event(&WireEvent::Call(failed), UNIX_EPOCH),
+            concat!(
+                r#"{"ts":"1970-01-01T00:00:00.000Z","kind":"call","call":7,"attempt":1,"#,
+                r#""endpoint":"https://h:1/","authority":"h:1","#,
+                r#""method":"/etcdserverpb.Auth/Authenticate","metadata":{},"#,
+                r#""request":"<redacted>","request_bytes":9,"response":null,"response_bytes":0,"#,
+                r#""status":{"code":"Unavailable","message":"connection \"refused\"","#,
+                r#""cause":"transport error: connection refused"},"#,
+                r#""retry":{"reason":"next endpoint"},"latency_ms":2.000}"#
+            )
+        );
+    }
+
+    #[test]
+    fn stream_lines() {
+        let metadata = [("hasleader", "true".to_string())];
+        let open = StreamOpen {
+            stream: 3,
+            method: "/etcdserverpb.Watch/Watch",
+            endpoint: "http://127.0.0.1:2379",
+            metadata: &metadata,
+        };
+        assert_eq!(
+            render_event(&WireEvent::Open(open), UNIX_EPOCH),
+            concat!(
+                r#"{"ts":"1970-01-01T00:00:00.000Z","kind":"open","stream":3,"#,
+                r#""endpoint":"http://127.0.0.1:2379","authority":"127.0.0.1:2379","#,
+                r#""method":"/etcdserverpb.Watch/Watch","metadata":{"hasleader":"true"}}"#
+            )
+        );
+        let create = encode(&pb::WatchRequest {
+            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+                pb::WatchCreateRequest {
+                    key: b"a".to_vec(),
+                    start_revision: 4,
+                    ..Default::default()
+                },
+            )),
+        });
+        let send = StreamMessage {
+            stream: 3,
+            seq: 1,
+            method: "/etcdserverpb.Watch/Watch",
+            message: &create,
+        };
+        assert_eq!(
+            render_event(&WireEvent::Send(send), UNIX_EPOCH),
+            concat!(
+                r#"{"ts":"1970-01-01T00:00:00.000Z","kind":"send","stream":3,"seq":1,"#,
+                r#""method":"/etcdserverpb.Watch/Watch","#,
+                r#""message":{"create_request":{"key":"a","start_revision":4}},"bytes":7}"#
+            )
+        );
+        let event = encode(&pb::WatchResponse {
+            watch_id: 0,
+            events: vec![crate::proto::mvccpb::Event {
+                r#type: 1,
+                kv: Some(crate::proto::mvccpb::KeyValue {
+                    key: b"a".to_vec(),
+                    mod_revision: 9,
+                    ..Default::default()
+                }),
+                prev_kv: None,
+            }],
+            ..Default::default()
+        });
+        let recv = StreamMessage {
+            stream: 3,
+            seq: 2,
+            method: "/etcdserverpb.Watch/Watch",
+            message: &event,
+        };
+        assert_eq!(
+            render_event(&WireEvent::Recv(recv), UNIX_EPOCH),
+            concat!(
+                r#"{"ts":"1970-01-01T00:00:00.000Z","kind":"recv","stream":3,"seq":2,"#,
+                r#""method":"/etcdserverpb.Watch/Watch","#,
+                r#""message":{"events":[{"type":"DELETE","kv":{"key":"a","mod_revision":9}}]},"#,
+                r#""bytes":11}"#
+            )
+        );
+        let failure = Failure {
+            code: tonic::Code::Unavailable,
+            message: "etcdserver: no leader".into(),
+            cause: None,
+        };
+        for (how, status, tail) in [
+            (
+                CloseHow::Trailers,
+                None,
+                r#""how":"trailers","status":"OK""#,
+            ),
+            (
+                CloseHow::Cancelled,
+                None,
+                r#""how":"cancelled","status":"OK""#,
+            ),
+            (
+                CloseHow::Trailers,
+                Some(&failure),
+                r#""how":"trailers","status":{"code":"Unavailable","message":"etcdserver: no leader"}"#,
+            ),
+        ] {
+            let close = StreamClose {
+                stream: 3,
+                method: "/etcdserverpb.Watch/Watch",
+                how,
+                status,
+                sent: 1,
+                received: 2,
+            };
+            assert_eq!(
+                render_event(&WireEvent::Close(close), UNIX_EPOCH),
+                format!(
+                    "{{\"ts\":\"1970-01-01T00:00:00.000Z\",\"kind\":\"close\",\"stream\":3,\
+                     \"method\":\"/etcdserverpb.Watch/Watch\",{tail},\"sent\":1,\"received\":2}}"
+                )
+            );
+        }
+    }
+
+    /// A `Write` shared with the test.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn grant_line() -> (Vec<u8>, [(&'static str, String); 0]) {
+        (encode(&pb::LeaseGrantRequest { ttl: 5, id: 0 }), [])
+    }
+
+    #[test]
+    fn sink_writes_whole_lines_and_counts_errors() {
+        let (request, metadata) = grant_line();
+        let record = || CallRecord {
+            call: 1,
+            attempt: 1,
+            method: "/etcdserverpb.Lease/LeaseGrant",
+            endpoint: "e",
+            metadata: &metadata,
+            request: &request,
+            request_bytes: request.len(),
+            response: None,
+            response_bytes: 0,
+            redacted: false,
+            status: None,
+            retry: None,
+            latency: Duration::ZERO,
+        };
+        let buf = Shared::default();
+        let sink = JsonLines::new(buf.clone());
+        sink.record(&WireEvent::Call(record()));
+        sink.record(&WireEvent::Call(record()));
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.ends_with('\n'));
+        assert!(text.contains(r#""request":{"TTL":5}"#), "{text}");
+        assert_eq!(sink.write_errors(), 0);
+
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = JsonLines::new(Broken);
+        sink.record(&WireEvent::Call(record()));
+        assert_eq!(sink.write_errors(), 1);
+        assert!(format!("{sink:?}").contains("JsonLines"));
+
+        let path = std::env::temp_dir().join(format!("wirelog-test-{}.jsonl", std::process::id()));
+        std::fs::write(&path, "old contents\n").unwrap();
+        let sink = JsonLines::to_file(&path).unwrap();
+        sink.record(&WireEvent::Call(record()));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    #[test]
+    fn close_how_from_error_types() {
+        assert_eq!(
+            CloseHow::of(&tonic::Status::unavailable("etcdserver: no leader")),
+            CloseHow::Trailers
+        );
+        let reset = tonic::Status::from_error(Box::new(h2::Error::from(h2::Reason::CANCEL)));
+        // A reason built locally (not received) is our own reset.
+        assert_eq!(CloseHow::of(&reset), CloseHow::Cancelled);
+        let io = tonic::Status::from_error(Box::new(io::Error::from(io::ErrorKind::BrokenPipe)));
+        assert_eq!(CloseHow::of(&io), CloseHow::ConnectionLost);
+        let failure = Failure::from_status(&io);
+        assert_eq!(failure.cause.as_deref(), Some("broken pipe"));
+    }
+}
