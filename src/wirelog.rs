@@ -291,7 +291,6 @@ mod tests {
     use crate::proto::etcdserverpb as pb;
     use crate::wire::codec::{capture, WireCodec};
     use crate::wire::{CallRecord, CloseHow, StreamClose, StreamMessage, StreamOpen};
-    use prost::Message as _;
     use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
     use tonic::codec::Codec as _;
