@@ -596,6 +596,18 @@ async fn contended_recipe_lock_shows_its_streams(bin: &EtcdBinary) {
             assert_eq!(send["bytes"], 1 + id_len, "{send}");
         }
     }
+    // For the docs: the waiter's story as raw lines (`--nocapture`).
+    let text =
+        String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let raw: Vec<&str> = text.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let watch = l["stream"] == stream;
+        let waiter_txn =
+            l["method"] == "/etcdserverpb.KV/Txn" && l["request"].to_string().contains(&waiter_key);
+        if watch || waiter_txn {
+            eprintln!("etcd {} wire: {}", bin.version(), raw[i]);
+        }
+    }
     // Closing: we dropped every stream.
     for close in kind(&lines, "close") {
         assert_eq!(close["how"], "cancelled", "{close}");
