@@ -488,6 +488,13 @@ impl StreamLog {
     }
 }
 
+impl Drop for StreamLog {
+    /// A stream whose close was never seen (every handle on it dropped) ended by our hand.
+    fn drop(&mut self) {
+        self.close(CloseHow::Cancelled, None);
+    }
+}
+
 impl StreamTap {
     /// A tap for a new stream of `method` (an id is taken only when a sink is attached).
     pub(crate) fn new(sink: Option<&Arc<dyn WireSink>>, method: &'static str) -> Self {
@@ -547,14 +554,13 @@ impl StreamTap {
         >,
     {
         let log = self.log.clone();
-        let guard = OpenGuard(log.clone());
-        match open.await {
-            Ok(response) => {
-                std::mem::forget(guard);
-                Ok(response.map(|inner| Inbound { inner, log }))
-            }
+        // Logs the stream as cancelled if this future is dropped before the RPC answers.
+        let mut guard = OpenGuard(log.clone());
+        let result = open.await;
+        guard.0 = None;
+        match result {
+            Ok(response) => Ok(response.map(|inner| Inbound { inner, log })),
             Err(status) => {
-                std::mem::forget(guard);
                 if let Some(log) = &log {
                     log.close(CloseHow::of(&status), Some(&Failure::from_status(&status)));
                 }
