@@ -29,6 +29,7 @@ per_version!(
     retried_read_logs_each_attempt,
     token_and_password_never_logged,
     concurrent_lines_never_interleave,
+    killed_member_ends_streams_as_connection_lost,
 );
 
 /// A writer the test can read back.
@@ -902,4 +903,38 @@ async fn concurrent_lines_never_interleave(bin: &EtcdBinary) {
         .map(|l| l["message"]["events"].as_array().map_or(0, Vec::len))
         .sum();
     assert_eq!(recv_events, 16);
+}
+
+/// A watch stream whose member is killed ends with `connection_lost`, the Unavailable status
+/// and the transport cause; it is told apart from our own cancel.
+async fn killed_member_ends_streams_as_connection_lost(bin: &EtcdBinary) {
+    let mut cluster = common::single(bin);
+    let buf = Shared::default();
+    let log = Arc::new(JsonLines::new(buf.clone()));
+    let client = logged(&cluster.endpoints(), &log).await;
+    let watcher = ok(client.watch("wirelog/killed").await);
+    let lines = wait_lines(&buf, "watch created", |lines| {
+        lines
+            .iter()
+            .any(|l| l["kind"] == "recv" && l["message"]["created"] == true)
+    })
+    .await;
+    let stream = streams(&lines, "/etcdserverpb.Watch/Watch")[0];
+    ok(cluster.member_mut(0).kill());
+    let lines = wait_lines(&buf, "watch stream closed", |lines| {
+        lines
+            .iter()
+            .any(|l| l["kind"] == "close" && l["stream"] == stream)
+    })
+    .await;
+    let close = lines
+        .iter()
+        .find(|l| l["kind"] == "close" && l["stream"] == stream);
+    let close = close.cloned().unwrap_or_default();
+    assert_eq!(close["how"], "connection_lost", "{close}");
+    assert!(close["status"]["code"].is_string(), "{close}");
+    assert!(close["status"]["cause"].is_string(), "{close}");
+    assert_eq!(close["sent"], 1, "{close}");
+    drop(watcher);
+    drop(client);
 }
