@@ -30,6 +30,7 @@ per_version!(
     token_and_password_never_logged,
     concurrent_lines_never_interleave,
     killed_member_ends_streams_as_connection_lost,
+    leaderless_member_ends_streams_with_trailers,
 );
 
 /// A writer the test can read back.
@@ -935,6 +936,50 @@ async fn killed_member_ends_streams_as_connection_lost(bin: &EtcdBinary) {
     assert!(close["status"]["code"].is_string(), "{close}");
     assert!(close["status"]["cause"].is_string(), "{close}");
     assert_eq!(close["sent"], 1, "{close}");
+    drop(watcher);
+    drop(client);
+}
+
+/// A member that loses its leader ends the require-leader watch stream itself, with
+/// grpc-status Unavailable "no leader" in trailers: logged as `trailers`, without a cause.
+async fn leaderless_member_ends_streams_with_trailers(bin: &EtcdBinary) {
+    let mut cluster = common::three(bin);
+    let buf = Shared::default();
+    let log = Arc::new(JsonLines::new(buf.clone()));
+    let endpoint = cluster.endpoints()[0].clone();
+    let client = logged(&[endpoint], &log).await;
+    let watcher = ok(client.watch("wirelog/leaderless").await);
+    let lines = wait_lines(&buf, "watch created", |lines| {
+        lines
+            .iter()
+            .any(|l| l["kind"] == "recv" && l["message"]["created"] == true)
+    })
+    .await;
+    let stream = streams(&lines, "/etcdserverpb.Watch/Watch")[0];
+    ok(cluster.member_mut(1).kill());
+    ok(cluster.member_mut(2).kill());
+    // About three election timeouts (1 s each by default) after the leader is gone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let close = loop {
+        let lines = buf.lines();
+        if let Some(close) = lines
+            .iter()
+            .find(|l| l["kind"] == "close" && l["stream"] == stream)
+        {
+            break close.clone();
+        }
+        assert!(Instant::now() < deadline, "watch stream never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(close["how"], "trailers", "{close}");
+    assert_eq!(close["status"]["code"], "Unavailable", "{close}");
+    assert!(
+        close["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no leader")),
+        "{close}"
+    );
+    assert!(close["status"].get("cause").is_none(), "{close}");
     drop(watcher);
     drop(client);
 }
