@@ -17,7 +17,16 @@
 //! `StreamTap::outbound` (or log a single request with `StreamTap::sent`), call
 //! `StreamTap::open` with the final `tonic::Request` (so its metadata is logged), await the
 //! RPC through `StreamTap::opened`, and read messages with `Inbound::message`. Dropping the
-//! `Inbound` before the end logs the stream as cancelled.
+//! `Inbound` before the end logs the stream as cancelled. For a server-streaming call:
+//!
+//! ```text
+//! let tap = crate::wire::StreamTap::new(client.wire(), SNAPSHOT);   // "/etcdserverpb.Maintenance/Snapshot"
+//! let request = client.request_with_token(pb::SnapshotRequest {}, token.as_ref());
+//! tap.open(|| client.endpoint_url(index), &request);                // open line (metadata)
+//! tap.sent(request.get_ref());                                       // send line, seq 1
+//! let mut chunks = tap.opened(grpc.snapshot(request)).await?.into_inner();  // Inbound<_>
+//! while let Some(chunk) = chunks.message().await? { .. }             // recv lines; close at end
+//! ```
 
 use std::fmt::{self, Debug, Display};
 use std::future::Future;
