@@ -20,89 +20,24 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::RwLock;
-
-use tonic::metadata::AsciiMetadataValue;
-
+use crate::client::token::{USER_ADD, USER_CHANGE_PASSWORD};
 use crate::client::{Client, Retry};
-use crate::error::{Error, EtcdErrorKind, Result};
-use crate::kv::{header_of, prefix_end, response_wrapper};
+use crate::error::{Code, Error, Result};
 use crate::proto::authpb;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::auth_client::AuthClient;
+use crate::support::{header_of, prefix_end, response_wrapper};
 
-pub(crate) const AUTHENTICATE: &str = "/etcdserverpb.Auth/Authenticate";
 pub(crate) const AUTH_ENABLE: &str = "/etcdserverpb.Auth/AuthEnable";
 pub(crate) const AUTH_DISABLE: &str = "/etcdserverpb.Auth/AuthDisable";
 pub(crate) const AUTH_STATUS: &str = "/etcdserverpb.Auth/AuthStatus";
-pub(crate) const USER_ADD: &str = "/etcdserverpb.Auth/UserAdd";
 pub(crate) const USER_DELETE: &str = "/etcdserverpb.Auth/UserDelete";
-pub(crate) const USER_CHANGE_PASSWORD: &str = "/etcdserverpb.Auth/UserChangePassword";
 pub(crate) const USER_GRANT_ROLE: &str = "/etcdserverpb.Auth/UserGrantRole";
 pub(crate) const USER_REVOKE_ROLE: &str = "/etcdserverpb.Auth/UserRevokeRole";
 pub(crate) const ROLE_ADD: &str = "/etcdserverpb.Auth/RoleAdd";
 pub(crate) const ROLE_DELETE: &str = "/etcdserverpb.Auth/RoleDelete";
 pub(crate) const ROLE_GRANT_PERMISSION: &str = "/etcdserverpb.Auth/RoleGrantPermission";
 pub(crate) const ROLE_REVOKE_PERMISSION: &str = "/etcdserverpb.Auth/RoleRevokePermission";
-
-/// The metadata key etcd reads the token from.
-const TOKEN: &str = "token";
-
-/// Methods whose requests or responses carry a password or a token: the wire log gets `{}`.
-pub(crate) fn is_secret(method: &str) -> bool {
-    matches!(method, AUTHENTICATE | USER_ADD | USER_CHANGE_PASSWORD)
-}
-
-/// User name and password; `Debug` does not print the password.
-#[derive(Clone)]
-pub(crate) struct Credentials {
-    pub(crate) user: String,
-    pub(crate) password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-/// The auth state a client and its clones share.
-#[derive(Default)]
-pub(crate) struct AuthState {
-    pub(crate) credentials: Option<Credentials>,
-    token: RwLock<Option<AsciiMetadataValue>>,
-    /// One re-authentication at a time; the others wait and use its token.
-    renewing: tokio::sync::Mutex<()>,
-}
-
-impl AuthState {
-    pub(crate) fn new(credentials: Option<Credentials>) -> Self {
-        AuthState {
-            credentials,
-            ..Default::default()
-        }
-    }
-}
-
-impl AuthState {
-    /// The current token, if any.
-    pub(crate) fn current(&self) -> Option<AsciiMetadataValue> {
-        self.token.read().ok().and_then(|t| t.clone())
-    }
-}
-
-impl std::fmt::Debug for AuthState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let has_token = self.token.read().is_ok_and(|t| t.is_some());
-        f.debug_struct("AuthState")
-            .field("credentials", &self.credentials)
-            .field("token", &if has_token { "<redacted>" } else { "none" })
-            .finish()
-    }
-}
 
 /// What a role may do on its keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,88 +127,6 @@ macro_rules! auth_call {
 }
 
 impl Client {
-    /// The current token, if the client has one.
-    pub(crate) fn token(&self) -> Option<AsciiMetadataValue> {
-        self.inner.auth.current()
-    }
-
-    /// Wraps `message` in a request carrying `token` (if any) in the `token` metadata.
-    pub(crate) fn request_with_token<T>(
-        &self,
-        message: T,
-        token: Option<&AsciiMetadataValue>,
-    ) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        if let Some(token) = token {
-            request.metadata_mut().insert(TOKEN, token.clone());
-        }
-        request
-    }
-
-    /// Whether a failed call should be repeated with a new token: the client has credentials
-    /// and etcd's answer is one a fresh token can cure.
-    pub(crate) fn token_may_help(&self, error: &Error) -> bool {
-        self.inner.auth.credentials.is_some() && error.wants_new_token()
-    }
-
-    /// Authenticates again, unless another caller already replaced `stale` meanwhile.
-    pub(crate) async fn renew_token(&self, stale: Option<&AsciiMetadataValue>) -> Result<()> {
-        let Some(credentials) = self.inner.auth.credentials.as_ref() else {
-            return Ok(());
-        };
-        let _one_at_a_time = self.inner.auth.renewing.lock().await;
-        if self.token().as_ref() != stale {
-            return Ok(());
-        }
-        // Boxed: `unary` may call back into this function.
-        let token = Box::pin(self.authenticate(&credentials.user, &credentials.password)).await?;
-        if let Ok(mut slot) = self.inner.auth.token.write() {
-            *slot = Some(token);
-        }
-        Ok(())
-    }
-
-    /// Runs `call` with the current token; when etcd refuses the token, authenticates again and
-    /// runs it once more with the new one (used to open streams).
-    pub(crate) async fn with_token_retry<T, F, Fut>(&self, call: F) -> Result<T>
-    where
-        F: Fn(Option<AsciiMetadataValue>) -> Fut,
-        Fut: std::future::Future<Output = Result<T>>,
-    {
-        let token = self.token();
-        match call(token.clone()).await {
-            Err(e) if self.token_may_help(&e) => {
-                self.renew_token(token.as_ref()).await?;
-                call(self.token()).await
-            }
-            other => other,
-        }
-    }
-
-    /// `Auth/Authenticate` at connect time. A cluster without auth is fine (no token is sent,
-    /// as Go's client does); if auth is enabled later, the first refused request authenticates.
-    pub(crate) async fn authenticate_at_connect(&self) -> Result<()> {
-        match self.renew_token(None).await {
-            Err(e) if e.etcd_kind() == Some(EtcdErrorKind::AuthNotEnabled) => Ok(()),
-            other => other,
-        }
-    }
-
-    /// `Auth/Authenticate`: trades a user name and password for a token (sent without one).
-    async fn authenticate(&self, user: &str, password: &str) -> Result<AsciiMetadataValue> {
-        let req = pb::AuthenticateRequest {
-            name: user.to_string(),
-            password: password.to_string(),
-        };
-        let resp = self
-            .unary(AUTHENTICATE, Retry::Idempotent, req, |ch, r| async move {
-                AuthClient::new(ch).authenticate(r).await
-            })
-            .await?;
-        AsciiMetadataValue::try_from(resp.token.as_str())
-            .map_err(|_| Error::Protocol("Authenticate returned a token that is not ASCII".into()))
-    }
-
     /// Turns authentication on: `Auth/AuthEnable`. etcd requires a user `root` holding the role
     /// `root` first (else the typed `RootUserMissing` error). Returns the revision.
     ///
@@ -307,7 +160,7 @@ impl Client {
             .await;
         match result {
             Ok(resp) => Ok(AuthStatusResponse(resp)),
-            Err(e) if e.code() == Some(tonic::Code::Unimplemented) => Err(Error::Unsupported {
+            Err(e) if e.code() == Some(Code::Unimplemented) => Err(Error::Unsupported {
                 method: AUTH_STATUS,
                 reason: "etcd added it in 3.5; on 3.4 an authenticated request (or \
                          `UserList` as root) tells whether auth is on"
@@ -431,20 +284,104 @@ impl Client {
     }
 }
 
+/// Auth reads (`UserGet`, `UserList`, `RoleGet`, `RoleList`).
+pub(crate) const USER_GET: &str = "/etcdserverpb.Auth/UserGet";
+pub(crate) const USER_LIST: &str = "/etcdserverpb.Auth/UserList";
+pub(crate) const ROLE_GET: &str = "/etcdserverpb.Auth/RoleGet";
+pub(crate) const ROLE_LIST: &str = "/etcdserverpb.Auth/RoleList";
+
+/// One permission of a role, as [`Client::role_get`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RolePermission {
+    /// Read, write or both.
+    pub permission: Permission,
+    /// The first key covered.
+    pub key: Vec<u8>,
+    /// The end of the range (exclusive); empty for exactly `key`, `[0]` for every key from
+    /// `key` on.
+    pub range_end: Vec<u8>,
+}
+
+impl Client {
+    /// The roles granted to a user: `Auth/UserGet`. With auth on, a user may read itself;
+    /// other users need root. An unknown user is [`EtcdErrorKind::UserNotFound`].
+    pub async fn user_get(&self, name: &str) -> Result<Vec<String>> {
+        check_name("user", name)?;
+        let req = pb::AuthUserGetRequest {
+            name: name.to_string(),
+        };
+        self.unary(USER_GET, Retry::Idempotent, req, |ch, r| async move {
+            AuthClient::new(ch).user_get(r).await
+        })
+        .await
+        .map(|resp| resp.roles)
+    }
+
+    /// Every user name, sorted: `Auth/UserList` (root only once auth is on).
+    pub async fn user_list(&self) -> Result<Vec<String>> {
+        let req = pb::AuthUserListRequest {};
+        self.unary(USER_LIST, Retry::Idempotent, req, |ch, r| async move {
+            AuthClient::new(ch).user_list(r).await
+        })
+        .await
+        .map(|resp| resp.users)
+    }
+
+    /// A role's permissions: `Auth/RoleGet`. With auth on, a user may read its own roles;
+    /// other roles need root. An unknown role is [`EtcdErrorKind::RoleNotFound`].
+    pub async fn role_get(&self, name: &str) -> Result<Vec<RolePermission>> {
+        check_name("role", name)?;
+        let req = pb::AuthRoleGetRequest {
+            role: name.to_string(),
+        };
+        let resp = self
+            .unary(ROLE_GET, Retry::Idempotent, req, |ch, r| async move {
+                AuthClient::new(ch).role_get(r).await
+            })
+            .await?;
+        resp.perm
+            .into_iter()
+            .map(|p| {
+                let permission = match authpb::permission::Type::try_from(p.perm_type) {
+                    Ok(authpb::permission::Type::Read) => Permission::Read,
+                    Ok(authpb::permission::Type::Write) => Permission::Write,
+                    Ok(authpb::permission::Type::Readwrite) => Permission::ReadWrite,
+                    Err(_) => {
+                        return Err(Error::Protocol(format!(
+                            "RoleGet returned permission type {}",
+                            p.perm_type
+                        )))
+                    }
+                };
+                Ok(RolePermission {
+                    permission,
+                    key: p.key,
+                    range_end: p.range_end,
+                })
+            })
+            .collect()
+    }
+
+    /// Every role name, sorted: `Auth/RoleList` (root only once auth is on).
+    pub async fn role_list(&self) -> Result<Vec<String>> {
+        let req = pb::AuthRoleListRequest {};
+        self.unary(ROLE_LIST, Retry::Idempotent, req, |ch, r| async move {
+            AuthClient::new(ch).role_list(r).await
+        })
+        .await
+        .map(|resp| resp.roles)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn ranges_and_secrets() {
+    fn permission_ranges() {
         assert_eq!(PermissionRange::prefix("app/").range_end, b"app0".to_vec());
         assert_eq!(PermissionRange::from_key("a").range_end, vec![0]);
         assert!(PermissionRange::key("k").range_end.is_empty());
-        let creds = Credentials {
-            user: "u".into(),
-            password: "hunter2".into(),
-        };
-        assert!(!format!("{creds:?}").contains("hunter2"));
-        assert!(is_secret(AUTHENTICATE) && !is_secret(AUTH_ENABLE));
     }
 }

@@ -1,10 +1,14 @@
 //! One error type for everything the client does.
 //!
 //! etcd reports its own failures as gRPC statuses whose message starts with `etcdserver:`.
-//! [`Error::Etcd`] keeps the original [`tonic::Status`] (code, message, metadata) and adds a
-//! named [`EtcdErrorKind`] so callers can match on meaning instead of on strings. Input that etcd
-//! would refuse, or that can never be right, is refused before anything goes on the wire with
-//! [`Error::InvalidArgument`], which names the argument.
+//! [`Error::Etcd`] keeps the status as received (a [`GrpcStatus`]: [`Code`] and message) and
+//! adds a named [`EtcdErrorKind`] so callers can match on meaning instead of on strings. Input
+//! that etcd would refuse, or that can never be right, is refused before anything goes on the
+//! wire with [`Error::InvalidArgument`], which names the argument.
+//!
+//! The types here are the crate's own: a tonic upgrade does not change them. The
+//! `tonic::Status` behind a [`GrpcStatus`] is still there for whoever needs its metadata or
+//! transport cause: it is the [`source`](std::error::Error::source) of the `GrpcStatus`.
 
 use std::time::Duration;
 
@@ -76,17 +80,17 @@ pub enum Error {
         /// What the error means.
         kind: EtcdErrorKind,
         /// The status as received (code and message kept).
-        status: Box<tonic::Status>,
+        status: Box<GrpcStatus>,
     },
 
     /// Any other gRPC status (transport failure, unknown server error, ...). For a transport
     /// failure the text ends with the innermost cause (e.g. `broken pipe`), which tonic's own
     /// message ("transport error") leaves out; `source()` gives the whole chain.
-    #[error("gRPC error {:?}: {}{}", status.code(), status.message(), innermost_cause(status))]
+    #[error("gRPC error {:?}: {}{}", status.code(), status.message(), innermost_cause(status.as_tonic()))]
     Status {
         /// The status as received.
         #[source]
-        status: Box<tonic::Status>,
+        status: Box<GrpcStatus>,
     },
 
     /// A watch could not start (or was stopped) because its revision was compacted away.
@@ -152,6 +156,19 @@ pub enum Error {
     /// The server sent something the client cannot interpret (missing field, unexpected shape).
     #[error("unexpected response from etcd: {0}")]
     Protocol(String),
+
+    /// A `Maintenance/Snapshot` stream was refused: its trailing sha256 did not match, it ended
+    /// early, or the member was lost mid-stream (`cause` then holds the transport error).
+    #[error("snapshot refused after {received} bytes: {failure}")]
+    Snapshot {
+        /// What was wrong with the stream.
+        failure: SnapshotFailure,
+        /// Bytes received (and written) before the failure was seen.
+        received: u64,
+        /// The error that ended the stream, for [`SnapshotFailure::Interrupted`].
+        #[source]
+        cause: Option<Box<Error>>,
+    },
 }
 
 impl Error {
@@ -163,27 +180,27 @@ impl Error {
     }
 
     /// Classifies a gRPC status received from etcd.
-    pub fn from_status(status: tonic::Status) -> Self {
+    pub(crate) fn from_status(status: tonic::Status) -> Self {
         #[cfg(feature = "tls")]
-        if let Some(reason) = crate::tls::failure_in(&status) {
+        if let Some(reason) = crate::support::tls::failure_in(&status) {
             return Error::Tls { reason };
         }
         match EtcdErrorKind::from_message(status.message()) {
             Some(kind) => Error::Etcd {
                 kind,
-                status: Box::new(status),
+                status: Box::new(GrpcStatus(status)),
             },
             None => Error::Status {
-                status: Box::new(status),
+                status: Box::new(GrpcStatus(status)),
             },
         }
     }
 
     /// The gRPC code of a server-side error (`None` for client-side errors).
-    pub fn code(&self) -> Option<tonic::Code> {
+    pub fn code(&self) -> Option<Code> {
         match self {
             Error::Etcd { status, .. } | Error::Status { status } => Some(status.code()),
-            Error::WatchCompacted { .. } => Some(tonic::Code::OutOfRange),
+            Error::WatchCompacted { .. } => Some(Code::OutOfRange),
             _ => None,
         }
     }
@@ -216,7 +233,7 @@ impl Error {
     /// True when the request never reached a server that could answer it, or the answer was
     /// "unavailable" (down member, no leader, ...). Such failures are worth retrying elsewhere.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Connect { .. }) || self.code() == Some(tonic::Code::Unavailable)
+        matches!(self, Error::Connect { .. }) || self.code() == Some(Code::Unavailable)
     }
 
     /// True for a client-side timeout.
@@ -247,6 +264,121 @@ impl Error {
                     | EtcdErrorKind::UserEmpty
             )
         )
+    }
+}
+
+/// A gRPC status as received: its [`Code`] and message.
+///
+/// Its [`source`](std::error::Error::source) is the `tonic::Status` itself (metadata, details,
+/// and, for a transport failure, the chain down to the I/O error); the type of that source
+/// follows tonic's version, this one does not.
+#[derive(Debug)]
+pub struct GrpcStatus(tonic::Status);
+
+impl GrpcStatus {
+    /// The gRPC status code.
+    pub fn code(&self) -> Code {
+        Code::from_tonic(self.0.code())
+    }
+
+    /// The status message (etcd's own text, e.g. `etcdserver: no leader`).
+    pub fn message(&self) -> &str {
+        self.0.message()
+    }
+
+    /// The status as tonic delivered it (for the client's own checks of the source chain).
+    pub(crate) fn as_tonic(&self) -> &tonic::Status {
+        &self.0
+    }
+
+    /// A status made here, not received (e.g. a stream that ended without one).
+    pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
+        GrpcStatus(tonic::Status::new(code.to_tonic(), message))
+    }
+}
+
+impl std::fmt::Display for GrpcStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code(), self.message())
+    }
+}
+
+impl std::error::Error for GrpcStatus {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// The 17 gRPC status codes (see gRPC's `statuscodes.md`), as [`Error::code`] reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// 0: not an error.
+    Ok,
+    /// 1: the operation was cancelled, typically by the caller.
+    Cancelled,
+    /// 2: an unknown error (also tonic's code for a broken connection).
+    Unknown,
+    /// 3: the request is invalid whatever the system's state (etcd: empty key, bad range...).
+    InvalidArgument,
+    /// 4: the deadline expired before the operation completed.
+    DeadlineExceeded,
+    /// 5: a requested entity was not found (etcd: lease not found).
+    NotFound,
+    /// 6: the entity to create already exists.
+    AlreadyExists,
+    /// 7: the caller may not do this (etcd: permission denied).
+    PermissionDenied,
+    /// 8: a resource is exhausted (etcd: request too large, too many requests, no space).
+    ResourceExhausted,
+    /// 9: the system is not in a state that allows the operation (etcd: not leader...).
+    FailedPrecondition,
+    /// 10: aborted, typically by a concurrency conflict.
+    Aborted,
+    /// 11: past the valid range (etcd: compacted or future revision).
+    OutOfRange,
+    /// 12: the server does not implement the method.
+    Unimplemented,
+    /// 13: an internal error of the server.
+    Internal,
+    /// 14: the service is unavailable for now (etcd: no leader, server stopped...).
+    Unavailable,
+    /// 15: unrecoverable data loss or corruption.
+    DataLoss,
+    /// 16: no valid credentials (etcd: invalid auth token).
+    Unauthenticated,
+}
+
+impl Code {
+    /// The code's number on the wire (`grpc-status`).
+    pub fn as_i32(self) -> i32 {
+        self as i32
+    }
+
+    fn from_tonic(code: tonic::Code) -> Code {
+        use tonic::Code as T;
+        match code {
+            T::Ok => Code::Ok,
+            T::Cancelled => Code::Cancelled,
+            T::Unknown => Code::Unknown,
+            T::InvalidArgument => Code::InvalidArgument,
+            T::DeadlineExceeded => Code::DeadlineExceeded,
+            T::NotFound => Code::NotFound,
+            T::AlreadyExists => Code::AlreadyExists,
+            T::PermissionDenied => Code::PermissionDenied,
+            T::ResourceExhausted => Code::ResourceExhausted,
+            T::FailedPrecondition => Code::FailedPrecondition,
+            T::Aborted => Code::Aborted,
+            T::OutOfRange => Code::OutOfRange,
+            T::Unimplemented => Code::Unimplemented,
+            T::Internal => Code::Internal,
+            T::Unavailable => Code::Unavailable,
+            T::DataLoss => Code::DataLoss,
+            T::Unauthenticated => Code::Unauthenticated,
+        }
+    }
+
+    fn to_tonic(self) -> tonic::Code {
+        tonic::Code::from_i32(self as i32)
     }
 }
 
@@ -328,6 +460,30 @@ pub enum EtcdErrorKind {
     MemberNotFound,
     /// `etcdserver: corrupt cluster`
     Corrupt,
+    /// `etcdserver: member ID already exist`
+    MemberExists,
+    /// `etcdserver: Peer URLs already exists`
+    PeerUrlExists,
+    /// `etcdserver: given member URLs are invalid`
+    MemberBadUrls,
+    /// `etcdserver: can only promote a learner member`
+    MemberNotLearner,
+    /// `etcdserver: can only promote a learner member which is in sync with leader`
+    LearnerNotReady,
+    /// `etcdserver: too many learner members in cluster`
+    TooManyLearners,
+    /// `etcdserver: re-configuration failed due to not enough started members`
+    MemberNotEnoughStarted,
+    /// `etcdserver: bad leader transferee` (`MoveLeader` to a learner or an unknown member)
+    BadLeaderTransferee,
+    /// `etcdserver: invalid downgrade target version` (3.5+)
+    InvalidDowngradeTarget,
+    /// `etcdserver: wrong downgrade target version format` (3.5+)
+    WrongDowngradeVersionFormat,
+    /// `etcdserver: no inflight downgrade job` (3.5+)
+    NoInflightDowngrade,
+    /// `etcdserver: cluster has a downgrade job in progress` (3.5+)
+    DowngradeInProgress,
 }
 
 impl EtcdErrorKind {
@@ -372,6 +528,18 @@ impl EtcdErrorKind {
             "root user does not exist" | "root user does not have root role" => RootUserMissing,
             "member not found" => MemberNotFound,
             "corrupt cluster" => Corrupt,
+            "member ID already exist" => MemberExists,
+            "Peer URLs already exists" => PeerUrlExists,
+            "given member URLs are invalid" => MemberBadUrls,
+            "can only promote a learner member" => MemberNotLearner,
+            "can only promote a learner member which is in sync with leader" => LearnerNotReady,
+            "too many learner members in cluster" => TooManyLearners,
+            "re-configuration failed due to not enough started members" => MemberNotEnoughStarted,
+            "bad leader transferee" => BadLeaderTransferee,
+            "invalid downgrade target version" => InvalidDowngradeTarget,
+            "wrong downgrade target version format" => WrongDowngradeVersionFormat,
+            "no inflight downgrade job" => NoInflightDowngrade,
+            "cluster has a downgrade job in progress" => DowngradeInProgress,
             m if m.starts_with("request timed out") => ServerTimeout,
             _ => return None,
         };
@@ -422,8 +590,48 @@ impl std::fmt::Display for EtcdErrorKind {
             }
             MemberNotFound => "member not found",
             Corrupt => "corrupt cluster",
+            MemberExists => "member ID already exists",
+            PeerUrlExists => "a member already has these peer URLs",
+            MemberBadUrls => "invalid member peer URLs",
+            MemberNotLearner => "only a learner can be promoted",
+            LearnerNotReady => {
+                "learner not in sync with the leader yet (retry the promotion later)"
+            }
+            TooManyLearners => "too many learners in the cluster",
+            MemberNotEnoughStarted => "too few started members for this reconfiguration",
+            BadLeaderTransferee => "bad leader transferee (not a voting member)",
+            InvalidDowngradeTarget => "invalid downgrade target version",
+            WrongDowngradeVersionFormat => "downgrade target version must look like 3.4 or 3.4.0",
+            NoInflightDowngrade => "no downgrade in progress",
+            DowngradeInProgress => "a downgrade is already in progress",
         };
         f.write_str(text)
+    }
+}
+
+/// Why a snapshot stream was refused (see [`Error::Snapshot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotFailure {
+    /// The trailing sha256 is not the digest of the bytes before it.
+    ChecksumMismatch,
+    /// The stream ended before the announced size and the 32-byte checksum arrived.
+    Truncated,
+    /// The stream broke (member lost, connection closed) before it was complete.
+    Interrupted,
+}
+
+impl std::fmt::Display for SnapshotFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SnapshotFailure::ChecksumMismatch => {
+                "the trailing sha256 does not match the data (corrupted in transit; take it again)"
+            }
+            SnapshotFailure::Truncated => "the stream ended early (take the snapshot again)",
+            SnapshotFailure::Interrupted => {
+                "the stream broke before the end (member lost? take it again, or from another member)"
+            }
+        })
     }
 }
 
@@ -483,7 +691,7 @@ mod tests {
             "etcdserver: mvcc: required revision has been compacted",
         ));
         assert!(e.is_compacted());
-        assert_eq!(e.code(), Some(tonic::Code::OutOfRange));
+        assert_eq!(e.code(), Some(Code::OutOfRange));
         let e = Error::from_status(tonic::Status::unavailable(
             "etcdserver: request timed out, possibly due to previous leader failure",
         ));
@@ -491,6 +699,26 @@ mod tests {
         assert!(e.is_unavailable());
         let e = Error::from_status(tonic::Status::internal("boom"));
         assert!(matches!(e, Error::Status { .. }));
+    }
+
+    #[test]
+    fn codes_match_grpc_numbers_and_the_status_stays_the_source() {
+        for n in 0..=16 {
+            let code = Code::from_tonic(tonic::Code::from_i32(n));
+            assert_eq!(code.as_i32(), n);
+            assert_eq!(code.to_tonic() as i32, n);
+            assert_eq!(
+                format!("{code:?}"),
+                format!("{:?}", tonic::Code::from_i32(n))
+            );
+        }
+        let e = Error::from_status(tonic::Status::internal("boom"));
+        let Error::Status { status } = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!((status.code(), status.message()), (Code::Internal, "boom"));
+        let inner = std::error::Error::source(&e).and_then(std::error::Error::source);
+        assert!(inner.is_some_and(|s| s.is::<tonic::Status>()));
     }
 
     #[test]

@@ -3,27 +3,17 @@
 
 use crate::client::{Client, Retry};
 use crate::error::{Error, Result};
+use crate::namespace;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::mvccpb::KeyValue;
+pub use crate::support::prefix_end;
+use crate::support::response_wrapper;
 
 pub(crate) const RANGE: &str = "/etcdserverpb.KV/Range";
 pub(crate) const PUT: &str = "/etcdserverpb.KV/Put";
 pub(crate) const DELETE_RANGE: &str = "/etcdserverpb.KV/DeleteRange";
 pub(crate) const COMPACT: &str = "/etcdserverpb.KV/Compact";
-
-/// The end of the key range that covers every key starting with `prefix`
-/// (the prefix with its last byte below 0xff incremented; `"\0"` when there is none, i.e. all keys).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
 
 /// Which keys a request covers besides its key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -322,45 +312,6 @@ impl DeleteOptions {
     }
 }
 
-/// The header etcd puts on every response, or an all-zero one if it was missing.
-pub(crate) fn header_of(h: &Option<pb::ResponseHeader>) -> &pb::ResponseHeader {
-    static EMPTY: pb::ResponseHeader = pb::ResponseHeader {
-        cluster_id: 0,
-        member_id: 0,
-        revision: 0,
-        raft_term: 0,
-    };
-    h.as_ref().unwrap_or(&EMPTY)
-}
-
-macro_rules! response_wrapper {
-    ($(#[$doc:meta])* $name:ident, $inner:ty) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Default, PartialEq)]
-        pub struct $name(pub(crate) $inner);
-
-        impl $name {
-            /// The response header (cluster ID, member ID, store revision, raft term).
-            pub fn header(&self) -> &pb::ResponseHeader {
-                $crate::kv::header_of(&self.0.header)
-            }
-            /// The store revision when the request was applied (`header.revision`).
-            pub fn revision(&self) -> i64 {
-                self.header().revision
-            }
-            /// The raw protobuf response.
-            pub fn into_inner(self) -> $inner {
-                self.0
-            }
-            /// The raw protobuf response, borrowed.
-            pub fn get_ref(&self) -> &$inner {
-                &self.0
-            }
-        }
-    };
-}
-pub(crate) use response_wrapper;
-
 response_wrapper!(
     /// Answer to `Range`.
     GetResponse,
@@ -381,6 +332,21 @@ response_wrapper!(
     CompactResponse,
     pb::CompactionResponse
 );
+
+impl KeyValue {
+    /// The key as UTF-8 text. etcd keys are bytes: a key that is not valid UTF-8 gives the
+    /// [`Utf8Error`](std::str::Utf8Error) (where the bad byte is) instead of a lossy copy.
+    /// Returns a borrow; nothing is copied.
+    pub fn key_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.key)
+    }
+
+    /// The value as UTF-8 text, or the [`Utf8Error`](std::str::Utf8Error) when it is not
+    /// (binary values are fine in etcd; read them from `value`). Borrows, never replaces bytes.
+    pub fn value_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.value)
+    }
+}
 
 impl GetResponse {
     /// The key-value pairs found (empty with `count_only`).
@@ -442,7 +408,7 @@ impl Client {
         key: impl Into<Vec<u8>>,
         options: GetOptions,
     ) -> Result<GetResponse> {
-        let req = options.to_request(key.into())?;
+        let req = namespace::range_request(self.namespace(), options.to_request(key.into())?);
         self.unary(RANGE, Retry::Idempotent, req, |ch, r| async move {
             KvClient::new(ch)
                 .max_decoding_message_size(usize::MAX)
@@ -450,7 +416,7 @@ impl Client {
                 .await
         })
         .await
-        .map(GetResponse)
+        .map(|r| GetResponse(namespace::range_response(self.namespace(), r)))
     }
 
     /// Writes a key: `KV/Put` with `key` and `value`.
@@ -470,7 +436,10 @@ impl Client {
         value: impl Into<Vec<u8>>,
         options: PutOptions,
     ) -> Result<PutResponse> {
-        let req = options.to_request(key.into(), value.into())?;
+        let req = namespace::put_request(
+            self.namespace(),
+            options.to_request(key.into(), value.into())?,
+        );
         self.unary(PUT, Retry::NotSent, req, |ch, r| async move {
             KvClient::new(ch)
                 .max_decoding_message_size(usize::MAX)
@@ -478,7 +447,7 @@ impl Client {
                 .await
         })
         .await
-        .map(PutResponse)
+        .map(|r| PutResponse(namespace::put_response(self.namespace(), r)))
     }
 
     /// Deletes one key: `KV/DeleteRange` with `key` and no range end.
@@ -492,7 +461,7 @@ impl Client {
         key: impl Into<Vec<u8>>,
         options: DeleteOptions,
     ) -> Result<DeleteResponse> {
-        let req = options.to_request(key.into())?;
+        let req = namespace::delete_request(self.namespace(), options.to_request(key.into())?);
         self.unary(DELETE_RANGE, Retry::NotSent, req, |ch, r| async move {
             KvClient::new(ch)
                 .max_decoding_message_size(usize::MAX)
@@ -500,7 +469,7 @@ impl Client {
                 .await
         })
         .await
-        .map(DeleteResponse)
+        .map(|r| DeleteResponse(namespace::delete_response(self.namespace(), r)))
     }
 
     /// Compacts the key-value history up to `revision`: `KV/Compact`. With `physical`, the call
@@ -529,10 +498,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefix_end_increments_the_last_byte_below_ff() {
-        assert_eq!(prefix_end(b"a/"), b"a0");
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    fn text_views_of_keys_and_values_are_exact() {
+        let kv = KeyValue {
+            key: b"app/\xc3\xa9".to_vec(),
+            value: vec![b'v', 0xff],
+            ..Default::default()
+        };
+        assert_eq!(kv.key_str(), Ok("app/\u{e9}"));
+        let bad = kv.value_str().err().map(|e| e.valid_up_to());
+        assert_eq!(bad, Some(1));
     }
 
     #[test]

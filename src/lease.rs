@@ -4,11 +4,10 @@
 use tokio::sync::mpsc;
 
 use crate::client::{Client, Retry};
-use crate::error::{Error, Result};
-use crate::kv::{header_of, response_wrapper};
+use crate::error::{Code, Error, GrpcStatus, Result};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
-use crate::watch::leader::require_leader;
+use crate::support::{header_of, require_leader, response_wrapper};
 
 pub(crate) const GRANT: &str = "/etcdserverpb.Lease/LeaseGrant";
 pub(crate) const REVOKE: &str = "/etcdserverpb.Lease/LeaseRevoke";
@@ -171,7 +170,10 @@ impl LeaseKeeper {
                 Ok(LeaseKeepAliveResponse(resp))
             }
             Ok(None) => Err(Error::Status {
-                status: Box::new(tonic::Status::unavailable("keep-alive stream ended")),
+                status: Box::new(GrpcStatus::new(
+                    Code::Unavailable,
+                    "keep-alive stream ended",
+                )),
             }),
             Err(status) => Err(Error::from_status(status)),
         }
@@ -335,7 +337,7 @@ impl Client {
                 .await
         })
         .await
-        .map(LeaseTimeToLiveResponse)
+        .map(|r| LeaseTimeToLiveResponse(crate::namespace::lease_keys(self.namespace(), r)))
     }
 
     /// Lists all live leases: `Lease/LeaseLeases`.

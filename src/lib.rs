@@ -5,51 +5,68 @@
 //!
 //! | module | what it does on the wire |
 //! |---|---|
-//! | [`client`] | connections, timeouts, endpoint failover, request counters |
-//! | [`auth`] | `Auth/Authenticate` and the token on every call; users, roles, `AuthEnable` |
+//! | [`client`] | connections, timeouts, endpoint failover, request counters, the auth token on every call (`Auth/Authenticate`, renewed when refused) |
+//! | [`auth`] | users, roles, permissions, `AuthEnable`/`AuthDisable`/`AuthStatus` |
 //! | `tls` (feature `tls`) | `tls::TlsOptions`: `https://` endpoints, CA bundle, client certificate, server name |
 //! | [`kv`] | `KV/Range`, `KV/Put`, `KV/DeleteRange`, `KV/Compact` |
 //! | [`txn`] | `KV/Txn` compares and branches |
 //! | [`lease`] | `Lease/LeaseGrant`, `LeaseRevoke`, `LeaseKeepAlive`, `LeaseTimeToLive`, `LeaseLeases` |
 //! | [`watch`] | `Watch/Watch`, many watches on one stream |
-//! | [`maintenance`] | `Maintenance/Status`, `Cluster/MemberList` |
+//! | [`namespace`] | `Client::namespaced(prefix)`: the calls above, and locks and elections, with every key under a prefix |
+//! | [`maintenance`] | `Maintenance/Status`, `Defragment`, `Hash`, `HashKV`, `Alarm`, `MoveLeader`, `Downgrade`, `Snapshot`; `Cluster/MemberList` |
+//! | [`cluster`] | `Cluster/MemberAdd`, `MemberRemove`, `MemberUpdate`, `MemberPromote` |
 //! | [`session`] | a lease kept alive, with a "lost" signal |
 //! | [`lock`] | [`lock::RecipeLock`] and [`lock::ServiceLock`] behind [`lock::Locker`] |
 //! | [`election`] | [`election::RecipeElection`] and [`election::ServiceElection`] behind [`election::Elector`] |
 //! | [`wire`] | the wire log hook |
 //! | `wirelog` (feature `wire-log`) | `wirelog::JsonLines`: one JSON line per call attempt and per stream message, decoded from the exact wire bytes |
 //! | [`proto`] | the generated messages and clients |
-//! | [`error`] | the one [`Error`] type |
+//! | [`error`] | the one [`Error`] type, with the crate's own gRPC [`Code`] and [`GrpcStatus`] |
+//!
+//! With the `tracing` feature, every unary RPC runs in an `rpc` span and failovers, retries,
+//! token renewals, watch resumes, keep-alive and session losses and lock and election
+//! handoffs are `tracing` events (see the README's "Tracing" section for names and fields).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
 #[cfg(feature = "bench")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod election;
 pub mod error;
 pub mod kv;
+#[cfg(test)]
+mod layering;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod namespace;
 pub mod proto;
 pub mod session;
+mod support;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
+mod trace;
 pub mod txn;
 pub mod watch;
 pub mod wire;
 #[cfg(feature = "wire-log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "wire-log")))]
 pub mod wirelog;
 
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 
 pub use client::{Client, ClientOptions, ClientStats};
 pub use election::{Elector, LeaderInfo, Leadership, Observer, RecipeElection, ServiceElection};
-pub use error::{Error, EtcdErrorKind, Result};
+pub use error::{Code, Error, EtcdErrorKind, GrpcStatus, Result};
 pub use lock::{LockGuard, Locker, RecipeLock, ServiceLock};
 pub use proto::mvccpb::KeyValue;
 pub use session::{Session, SessionOptions};
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::TlsOptions;

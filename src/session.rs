@@ -76,8 +76,11 @@ struct Shared {
 
 impl Shared {
     fn mark_lost(&self) {
-        self.lost.store(true, Ordering::SeqCst);
+        let was_lost = self.lost.swap(true, Ordering::SeqCst);
         self.lost_tx.send_replace(true);
+        if !was_lost && !self.closed.load(Ordering::SeqCst) {
+            crate::trace::event!(WARN, "session lost", lease = self.lease);
+        }
     }
 
     fn refreshed(&self, sent_at: Instant, ttl: i64) {
@@ -383,9 +386,10 @@ async fn keep_alive(shared: Arc<Shared>, mut keeper: Option<LeaseKeeper>) {
                 shared.mark_lost();
                 return;
             }
-            Err(_) => {
+            Err(_error) => {
                 // Most likely the member stopped answering: open the next stream elsewhere.
                 if let Some(k) = keeper.take() {
+                    crate::trace::event!(WARN, "keep-alive lost", lease = shared.lease, reason = %_error);
                     k.abandon();
                 }
                 if shared.expired_locally() {

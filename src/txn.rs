@@ -17,14 +17,16 @@
 use crate::client::{Client, Retry};
 use crate::error::Result;
 use crate::kv::{
-    check_key, header_of, response_wrapper, DeleteOptions, DeleteResponse, GetOptions, GetResponse,
-    KeySpan, PutOptions, PutResponse,
+    check_key, DeleteOptions, DeleteResponse, GetOptions, GetResponse, KeySpan, PutOptions,
+    PutResponse,
 };
+use crate::namespace;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::response_op::Response;
+use crate::support::{header_of, response_wrapper};
 
 pub(crate) const TXN: &str = "/etcdserverpb.KV/Txn";
 
@@ -304,7 +306,7 @@ impl Client {
     ///
     /// [`ClientOptions`]: crate::ClientOptions
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
-        let req = txn.into_request()?;
+        let req = namespace::txn_request(self.namespace(), txn.into_request()?);
         let retry = if is_read_only(&req) {
             Retry::Idempotent
         } else {
@@ -317,7 +319,7 @@ impl Client {
                 .await
         })
         .await
-        .map(TxnResponse)
+        .map(|r| TxnResponse(namespace::txn_response(self.namespace(), r)))
     }
 }
 

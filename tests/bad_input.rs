@@ -23,7 +23,7 @@ use etcd_lock::lock::{Locker, RecipeLock, ServiceLock, MAX_NAME_LEN};
 use etcd_lock::testkit::{Cluster, EtcdBinary};
 use etcd_lock::txn::{Compare, CompareOp, Txn, TxnOp};
 use etcd_lock::watch::WatchOptions;
-use etcd_lock::{Client, ClientOptions, Error, EtcdErrorKind, Session, SessionOptions};
+use etcd_lock::{Client, ClientOptions, Code, Error, EtcdErrorKind, Session, SessionOptions};
 use tokio::io::AsyncWriteExt;
 
 per_version!(sweep);
@@ -65,7 +65,7 @@ fn kind(k: EtcdErrorKind) -> impl Fn(&Error) -> bool {
     move |e| e.etcd_kind() == Some(k)
 }
 
-fn code(c: tonic::Code) -> impl Fn(&Error) -> bool {
+fn code(c: Code) -> impl Fn(&Error) -> bool {
     move |e| matches!(e, Error::Status { status } if status.code() == c)
 }
 
@@ -363,7 +363,7 @@ async fn sweep(bin: &EtcdBinary) {
         "put",
         "3 MiB value",
         SERVER,
-        code(tonic::Code::ResourceExhausted),
+        code(Code::ResourceExhausted),
         c.put("sweep/v", vec![0u8; OVER_GRPC]),
     )
     .await;
@@ -371,7 +371,7 @@ async fn sweep(bin: &EtcdBinary) {
         "get",
         "3 MiB key",
         SERVER,
-        code(tonic::Code::ResourceExhausted),
+        code(Code::ResourceExhausted),
         c.get(huge_key.clone()),
     )
     .await;
@@ -379,7 +379,7 @@ async fn sweep(bin: &EtcdBinary) {
         "delete",
         "3 MiB key",
         SERVER,
-        code(tonic::Code::ResourceExhausted),
+        code(Code::ResourceExhausted),
         c.delete(huge_key.clone()),
     )
     .await;

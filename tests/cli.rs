@@ -19,6 +19,7 @@ per_version!(
     lost_lease_terminates_the_command,
     sigterm_is_forwarded_and_the_lock_released,
     wire_log_lines_are_json_naming_methods,
+    verbose_logs_go_to_stderr_only,
 );
 
 fn etcd_lock(cluster: &Cluster, args: &[&str]) -> Command {
@@ -276,4 +277,71 @@ fn bench_prints_one_json_line_per_flavour() {
         assert_eq!(v["correct"], true);
         assert!(v["ops_per_s"].as_f64().is_some_and(|x| x > 0.0));
     }
+}
+
+/// `-v` prints etcd-lock's info events (the library's lock acquired/released, the CLI's command
+/// started/finished) on stderr, never stdout, which is the command's; without it (and without
+/// RUST_LOG) nothing is logged; `-vv` adds debug events; a RUST_LOG that does not
+/// parse is reported and ignored; `--via service` goes through the same code path.
+async fn verbose_logs_go_to_stderr_only(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let name = common::unique("verbose");
+    let name = name.trim_end_matches('/');
+    let quiet = run(etcd_lock(&cluster, &[name, "--", "echo", "out"]).env_remove("RUST_LOG"));
+    assert!(quiet.status.success(), "{}", text(&quiet.stderr));
+    assert_eq!(text(&quiet.stdout), "out\n");
+    assert_eq!(text(&quiet.stderr), "", "nothing logged by default");
+
+    for via in ["recipe", "service"] {
+        let out = run(
+            etcd_lock(&cluster, &["-v", "--via", via, name, "--", "echo", "out"])
+                .env_remove("RUST_LOG"),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "out\n", "logs must not reach stdout");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("INFO") && err.contains("command started while holding the lock"),
+            "{err}"
+        );
+        assert!(err.contains(&format!("lock={name}")), "{err}");
+        assert!(err.contains("command finished"), "{err}");
+        // The library's own events (feature `tracing`, on in `cli`): the handoff, with the
+        // fencing token, in order around the command.
+        let acquired = err.find("lock acquired");
+        let started = err.find("command started");
+        let released = err.find("lock released");
+        assert!(
+            acquired < started && started < released && acquired.is_some(),
+            "{err}"
+        );
+        assert!(err.contains("fencing_token="), "{err}");
+        assert!(!err.contains("DEBUG"), "-v is info only: {err}");
+    }
+
+    let out = run(
+        etcd_lock(&cluster, &["-vv", "--via", "service", name, "--", "true"])
+            .env_remove("RUST_LOG"),
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("DEBUG") && err.contains("via=\"service\""),
+        "{err}"
+    );
+
+    // RUST_LOG alone (a target=level list) turns the same events on.
+    let out = run(etcd_lock(&cluster, &[name, "--", "true"]).env("RUST_LOG", "etcd_lock=info"));
+    assert!(
+        text(&out.stderr).contains("command started"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(etcd_lock(&cluster, &[name, "--", "true"]).env("RUST_LOG", "etcd_lock=loud"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ignoring RUST_LOG"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(keys_under(&cluster, name).await, 0);
 }

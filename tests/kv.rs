@@ -11,7 +11,7 @@ use common::{ok, unique};
 use etcd_lock::kv::{DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget};
 use etcd_lock::testkit::EtcdBinary;
 use etcd_lock::txn::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
-use etcd_lock::{Client, Error, EtcdErrorKind, KeyValue};
+use etcd_lock::{Client, Code, Error, EtcdErrorKind, KeyValue};
 
 per_version!(
     put_and_get_decode_every_field,
@@ -45,7 +45,7 @@ fn err<T: Debug>(r: Result<T, Error>) -> Error {
 }
 
 /// Asserts `e` is the etcd error `kind` (typed, with the gRPC code etcd uses for it).
-fn assert_etcd(e: &Error, kind: EtcdErrorKind, code: tonic::Code) {
+fn assert_etcd(e: &Error, kind: EtcdErrorKind, code: Code) {
     assert!(
         matches!(e, Error::Etcd { kind: k, .. } if *k == kind),
         "expected Error::Etcd {{ kind: {kind:?} }}, got {e:?}"
@@ -230,18 +230,14 @@ async fn put_ignore_value(bin: &EtcdBinary) {
     let e = err(client
         .put_with(missing.as_str(), "", PutOptions::new().with_ignore_value())
         .await);
-    assert_etcd(&e, EtcdErrorKind::KeyNotFound, tonic::Code::InvalidArgument);
+    assert_etcd(&e, EtcdErrorKind::KeyNotFound, Code::InvalidArgument);
     assert!(ok(client.get(missing.as_str()).await).kvs().is_empty());
 
     // A value together with ignore_value is refused by the server.
     let e = err(client
         .put_with(k.as_str(), "x", PutOptions::new().with_ignore_value())
         .await);
-    assert_etcd(
-        &e,
-        EtcdErrorKind::ValueProvided,
-        tonic::Code::InvalidArgument,
-    );
+    assert_etcd(&e, EtcdErrorKind::ValueProvided, Code::InvalidArgument);
     assert_eq!(only(&ok(client.get(k.as_str()).await)).value, b"keep");
 }
 
@@ -288,11 +284,7 @@ async fn put_ignore_lease_and_lease_attach(bin: &EtcdBinary) {
             PutOptions::new().with_lease(lease).with_ignore_lease(),
         )
         .await);
-    assert_etcd(
-        &e,
-        EtcdErrorKind::LeaseProvided,
-        tonic::Code::InvalidArgument,
-    );
+    assert_etcd(&e, EtcdErrorKind::LeaseProvided, Code::InvalidArgument);
 
     // ignore_lease on a missing key.
     let e = err(client
@@ -302,7 +294,7 @@ async fn put_ignore_lease_and_lease_attach(bin: &EtcdBinary) {
             PutOptions::new().with_ignore_lease(),
         )
         .await);
-    assert_etcd(&e, EtcdErrorKind::KeyNotFound, tonic::Code::InvalidArgument);
+    assert_etcd(&e, EtcdErrorKind::KeyNotFound, Code::InvalidArgument);
 
     // An unknown lease.
     let e = err(client
@@ -313,7 +305,7 @@ async fn put_ignore_lease_and_lease_attach(bin: &EtcdBinary) {
         )
         .await);
     assert!(e.is_lease_not_found(), "{e:?}");
-    assert_etcd(&e, EtcdErrorKind::LeaseNotFound, tonic::Code::NotFound);
+    assert_etcd(&e, EtcdErrorKind::LeaseNotFound, Code::NotFound);
     assert!(ok(client.get(format!("{p}k2")).await).kvs().is_empty());
 
     // A negative lease never reaches the wire.
@@ -1085,7 +1077,7 @@ async fn compact_then_read_compacted_and_future_revisions(bin: &EtcdBinary) {
     let e = err(at(r1).await);
     assert!(e.is_compacted(), "{e:?}");
     assert_eq!(e.etcd_kind(), Some(EtcdErrorKind::Compacted));
-    assert_etcd(&e, EtcdErrorKind::Compacted, tonic::Code::OutOfRange);
+    assert_etcd(&e, EtcdErrorKind::Compacted, Code::OutOfRange);
     assert!(!e.is_unavailable());
 
     // The compaction revision itself is kept.
@@ -1100,11 +1092,11 @@ async fn compact_then_read_compacted_and_future_revisions(bin: &EtcdBinary) {
     }
     // ... or in the future.
     let e = err(client.compact(r3 + 100, false).await);
-    assert_etcd(&e, EtcdErrorKind::FutureRevision, tonic::Code::OutOfRange);
+    assert_etcd(&e, EtcdErrorKind::FutureRevision, Code::OutOfRange);
 
     // A read in the future.
     let e = err(at(r3 + 1).await);
-    assert_etcd(&e, EtcdErrorKind::FutureRevision, tonic::Code::OutOfRange);
+    assert_etcd(&e, EtcdErrorKind::FutureRevision, Code::OutOfRange);
     assert!(!e.is_compacted());
 
     // A non-physical compaction also takes effect for reads.
@@ -1151,16 +1143,12 @@ async fn request_too_large_keeps_the_server_healthy(bin: &EtcdBinary) {
     // Over etcd's --max-request-bytes (1.5 MiB) but under gRPC's receive cap (that + 512 KiB):
     // etcd's own error.
     let e = err(client.put(k.as_str(), vec![b'x'; 1792 * 1024]).await);
-    assert_etcd(
-        &e,
-        EtcdErrorKind::RequestTooLarge,
-        tonic::Code::InvalidArgument,
-    );
+    assert_etcd(&e, EtcdErrorKind::RequestTooLarge, Code::InvalidArgument);
 
     // 2 MiB of value passes the gRPC receive cap (2 MiB for the whole message): refused by
     // gRPC itself before etcd sees it, so it is a plain status, not an etcd error.
     let e = err(client.put(k.as_str(), vec![b'x'; 2 * 1024 * 1024]).await);
-    assert_eq!(e.code(), Some(tonic::Code::ResourceExhausted), "{e:?}");
+    assert_eq!(e.code(), Some(Code::ResourceExhausted), "{e:?}");
     assert!(matches!(e, Error::Status { .. }), "{e:?}");
     assert_eq!(e.etcd_kind(), None);
 
@@ -1183,7 +1171,7 @@ async fn txn_op_limit_and_duplicate_keys(bin: &EtcdBinary) {
     };
 
     let e = err(client.txn(Txn::new().and_then(puts(129))).await);
-    assert_etcd(&e, EtcdErrorKind::TooManyOps, tonic::Code::InvalidArgument);
+    assert_etcd(&e, EtcdErrorKind::TooManyOps, Code::InvalidArgument);
     let e = err(client
         .txn(
             Txn::new()
@@ -1191,7 +1179,7 @@ async fn txn_op_limit_and_duplicate_keys(bin: &EtcdBinary) {
                 .or_else(puts(129)),
         )
         .await);
-    assert_etcd(&e, EtcdErrorKind::TooManyOps, tonic::Code::InvalidArgument);
+    assert_etcd(&e, EtcdErrorKind::TooManyOps, Code::InvalidArgument);
     let none = ok(client
         .get_with(p.as_str(), GetOptions::new().with_prefix())
         .await);
@@ -1217,11 +1205,7 @@ async fn txn_op_limit_and_duplicate_keys(bin: &EtcdBinary) {
             TxnOp::put(dup.as_str(), "2", PutOptions::new()),
         ]))
         .await);
-    assert_etcd(
-        &e,
-        EtcdErrorKind::DuplicateKey,
-        tonic::Code::InvalidArgument,
-    );
+    assert_etcd(&e, EtcdErrorKind::DuplicateKey, Code::InvalidArgument);
     // A put and a delete covering the same key.
     let e = err(client
         .txn(Txn::new().and_then([
@@ -1229,11 +1213,7 @@ async fn txn_op_limit_and_duplicate_keys(bin: &EtcdBinary) {
             TxnOp::delete(p.as_str(), DeleteOptions::new().with_prefix()),
         ]))
         .await);
-    assert_etcd(
-        &e,
-        EtcdErrorKind::DuplicateKey,
-        tonic::Code::InvalidArgument,
-    );
+    assert_etcd(&e, EtcdErrorKind::DuplicateKey, Code::InvalidArgument);
     assert!(ok(client.get(dup.as_str()).await).kvs().is_empty());
     assert_eq!(
         ok(client

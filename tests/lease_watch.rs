@@ -12,8 +12,10 @@ use etcd_lock::kv::{GetOptions, PutOptions};
 use etcd_lock::lease::MAX_TTL_SECS;
 use etcd_lock::proto::mvccpb::Event;
 use etcd_lock::testkit::{Cluster, EtcdBinary};
-use etcd_lock::watch::{is_delete, WatchOptions, WatchResponse, Watcher, DEFAULT_WATCH_BUFFER};
-use etcd_lock::{Client, Error, EtcdErrorKind};
+use etcd_lock::watch::{
+    is_delete, EventType, WatchOptions, WatchResponse, Watcher, DEFAULT_WATCH_BUFFER,
+};
+use etcd_lock::{Client, Code, Error, EtcdErrorKind};
 
 per_version!(
     lease_grant_time_to_live_and_list,
@@ -143,7 +145,11 @@ fn summary(prefix: &str, events: &[Event]) -> Vec<(&'static str, String, String)
             let kv = e.kv.as_ref().expect("event without kv");
             let key = String::from_utf8_lossy(&kv.key);
             (
-                if is_delete(e) { "delete" } else { "put" },
+                match e.event_type() {
+                    EventType::Put => "put",
+                    EventType::Delete => "delete",
+                    EventType::Unknown(n) => panic!("unknown event type {n}"),
+                },
                 key.strip_prefix(prefix).unwrap_or(&key).to_string(),
                 String::from_utf8_lossy(&kv.value).into_owned(),
             )
@@ -176,7 +182,7 @@ async fn lease_grant_time_to_live_and_list(bin: &EtcdBinary) {
     assert_eq!(mine.ttl(), 20);
     let e = err(client.lease_grant_with_id(20, chosen).await);
     assert_eq!(e.etcd_kind(), Some(EtcdErrorKind::LeaseExists), "{e:?}");
-    assert_eq!(e.code(), Some(tonic::Code::FailedPrecondition));
+    assert_eq!(e.code(), Some(Code::FailedPrecondition));
 
     // Keys attached to the lease.
     let k1 = format!("{p}k1");
@@ -330,7 +336,7 @@ async fn lease_revoke_deletes_attached_keys(bin: &EtcdBinary) {
         let e = err(client.lease_revoke(missing).await);
         assert!(e.is_lease_not_found(), "{e:?}");
         assert_eq!(e.etcd_kind(), Some(EtcdErrorKind::LeaseNotFound));
-        assert_eq!(e.code(), Some(tonic::Code::NotFound));
+        assert_eq!(e.code(), Some(Code::NotFound));
     }
     // Attaching to the revoked lease fails too.
     let e = err(client
@@ -412,7 +418,16 @@ async fn watch_one_key(bin: &EtcdBinary) {
     let kv = got[2].kv.as_ref().expect("kv");
     assert_eq!(kv.mod_revision, r3);
     assert_eq!(kv.key, k.as_bytes());
+    assert_eq!(kv.key_str(), Ok(k.as_str()));
     assert!(got[2].prev_kv.is_none());
+    assert!(is_delete(&got[2]) && !is_delete(&got[1]));
+
+    // Text views borrow the bytes as they are, and refuse what is not UTF-8.
+    ok(client.put(format!("{p}bin"), vec![b'x', 0xff]).await);
+    let read = ok(client.get(format!("{p}bin")).await);
+    let bin = read.first().expect("the key just written");
+    assert_eq!(bin.key_str(), Ok(format!("{p}bin").as_str()));
+    assert_eq!(bin.value_str().map_err(|e| e.valid_up_to()), Err(1));
 
     // Also readable as a futures Stream.
     let r4 = ok(client.put(k.as_str(), "v3").await).revision();
@@ -806,7 +821,7 @@ async fn watch_compacted_start_revision(bin: &EtcdBinary) {
     );
     assert!(e.is_compacted());
     assert_eq!(e.etcd_kind(), Some(EtcdErrorKind::Compacted));
-    assert_eq!(e.code(), Some(tonic::Code::OutOfRange));
+    assert_eq!(e.code(), Some(Code::OutOfRange));
 
     // From the compaction revision on, the history is there.
     let mut w = ok(client

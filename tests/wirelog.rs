@@ -769,7 +769,13 @@ async fn retried_read_logs_each_attempt(bin: &EtcdBinary) {
     }
     let failed = &attempts[0];
     assert_eq!(failed["endpoint"], dead.as_str(), "{failed}");
-    assert_eq!(failed["status"]["code"], "Unavailable", "{failed}");
+    // Refused (Unavailable) or cut mid-connection (Unknown "transport error", Cancelled), as
+    // the kill races the client's connection.
+    assert!(
+        ["Unavailable", "Unknown", "Cancelled"]
+            .contains(&failed["status"]["code"].as_str().unwrap_or("")),
+        "{failed}"
+    );
     assert!(failed["status"]["cause"].is_string(), "{failed}");
     assert!(failed["response"].is_null(), "{failed}");
     assert_eq!(failed["response_bytes"], 0, "{failed}");

@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::DeleteOptions;
-use crate::lock::{RecipeLock, ServiceLock};
+use crate::lock::{DynLocker, RecipeLock, ServiceLock};
 
 pub use report::{table, BenchResult, CLIENT_NAME};
 
@@ -151,9 +151,10 @@ impl FromStr for Workload {
 }
 
 /// Which lock implementation the lock workloads use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Flavour {
-    /// [`RecipeLock`]: the client-side recipe on KV/Watch/Txn.
+    /// [`RecipeLock`] (the default): the client-side recipe on KV/Watch/Txn.
+    #[default]
     Recipe,
     /// [`ServiceLock`]: etcd's `v3lockpb.Lock` service.
     Service,
@@ -165,6 +166,14 @@ impl Flavour {
         match self {
             Flavour::Recipe => "recipe",
             Flavour::Service => "service",
+        }
+    }
+
+    /// The lock this flavour names, as a run-time [`DynLocker`] (one code path for both).
+    pub fn locker(self) -> Box<dyn DynLocker> {
+        match self {
+            Flavour::Recipe => Box::new(RecipeLock::new()),
+            Flavour::Service => Box::new(ServiceLock::new()),
         }
     }
 
@@ -318,12 +327,11 @@ impl<'a> Ctx<'a> {
         let ops = self.config.ops_for(workload);
         let per_worker = ops / self.config.workers.max(1);
         match (workload, flavour) {
-            (Workload::W1, Some(Flavour::Service)) => workloads::w1(self, ServiceLock, ops).await,
-            (Workload::W1, _) => workloads::w1(self, RecipeLock, ops).await,
-            (Workload::W2, Some(Flavour::Service)) => {
-                workloads::w2(self, ServiceLock, per_worker).await
+            (Workload::W1, f) => workloads::w1(self, f.unwrap_or_default().locker(), ops).await,
+            (Workload::W2, f) => {
+                let locker = f.unwrap_or_default().locker();
+                workloads::w2(self, locker, per_worker).await
             }
-            (Workload::W2, _) => workloads::w2(self, RecipeLock, per_worker).await,
             (Workload::W3, _) => workloads::w3(self, ops).await,
             (Workload::W4, _) => workloads::w4(self, ops).await,
             (Workload::W5, _) => workloads::w5(self, ops).await,

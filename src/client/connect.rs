@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 
+use super::token::{Credentials, TokenState};
 use super::unary::is_transport_failure;
 use super::{Client, ClientOptions, Counters, Inner, Member};
 use crate::error::{Error, Result};
@@ -19,7 +20,7 @@ pub struct ClientBuilder {
     targets: Vec<Target>,
     options: ClientOptions,
     wire: Option<Arc<dyn WireSink>>,
-    credentials: Option<crate::auth::Credentials>,
+    credentials: Option<Credentials>,
 }
 
 impl ClientBuilder {
@@ -64,6 +65,7 @@ impl ClientBuilder {
     /// Uses TLS with these settings (CA bundle, client certificate, server name): the same as
     /// [`ClientOptions::with_tls`]. Bare `host:port` endpoints then use TLS too.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(mut self, tls: crate::tls::TlsOptions) -> Self {
         self.options.tls = Some(tls);
         self
@@ -74,7 +76,7 @@ impl ClientBuilder {
     /// password fails the connect with the typed `AuthFailed` error; a cluster without auth
     /// is accepted (no token is sent until etcd asks for one).
     pub fn auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.credentials = Some(crate::auth::Credentials {
+        self.credentials = Some(Credentials {
             user: user.into(),
             password: password.into(),
         });
@@ -192,18 +194,52 @@ impl ClientBuilder {
                 options: self.options,
                 counters: Counters::default(),
                 wire: self.wire,
-                watch_hub: OnceLock::new(),
-                lock_watches: Default::default(),
-                auth: crate::auth::AuthState::new(self.credentials),
+                extensions: Default::default(),
+                token: TokenState::new(self.credentials),
             }),
+            namespace: None,
         };
-        if client.inner.auth.credentials.is_some() {
+        if client.inner.token.credentials.is_some() {
             client.authenticate_at_connect().await?;
         }
         if let Some(interval) = auto_sync {
             client.start_auto_sync(interval);
         }
         Ok(client)
+    }
+}
+
+impl ClientBuilder {
+    /// A client whose channels connect lazily, without contacting any endpoint (unit tests).
+    #[cfg(test)]
+    pub(crate) fn unconnected(self) -> Client {
+        let make = |url: &str| -> Result<Channel> {
+            Endpoint::from_shared(url.to_string())
+                .map(|e| e.connect_lazy())
+                .map_err(|e| Error::invalid("endpoints", e.to_string()))
+        };
+        let members: Vec<Member> = self
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let url = t.url(false);
+                make(&url).ok().map(|channel| Member { url, channel })
+            })
+            .collect();
+        Client {
+            inner: Arc::new(Inner {
+                members: RwLock::new(members.into()),
+                make_channel: Box::new(make),
+                sync_task: OnceLock::new(),
+                current: AtomicUsize::new(0),
+                options: self.options,
+                counters: Counters::default(),
+                wire: self.wire,
+                extensions: Default::default(),
+                token: TokenState::new(self.credentials),
+            }),
+            namespace: None,
+        }
     }
 }
 
@@ -247,7 +283,7 @@ fn hung_up(err: &tonic::transport::Error) -> bool {
 
 fn failure(err: &tonic::transport::Error) -> Failure {
     #[cfg(feature = "tls")]
-    if let Some(reason) = crate::tls::failure_in(err) {
+    if let Some(reason) = crate::support::tls::failure_in(err) {
         return Failure::Tls(reason);
     }
     Failure::Other(transport_reason(err))
@@ -268,8 +304,8 @@ async fn probe(channel: Channel, limit: Duration) -> std::result::Result<(), Fai
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(status)) => match Error::from_status(status) {
                 Error::Tls { reason } => return Err(Failure::Tls(reason)),
-                Error::Status { status } if is_transport_failure(&status) => {
-                    closed = transport_status_reason(&status);
+                Error::Status { status } if is_transport_failure(status.as_tonic()) => {
+                    closed = transport_status_reason(status.as_tonic());
                 }
                 _ => return Ok(()),
             },

@@ -4,6 +4,12 @@
 //! multiplexed watch stream and the request counters. All methods take `&self`. The typed
 //! request wrappers live next to their service: [`crate::kv`], [`crate::lease`],
 //! [`crate::watch`], [`crate::maintenance`].
+//!
+//! This module is the ground floor of the crate: it knows endpoints, deadlines, retries and the
+//! auth token, and imports nothing of ours but `error`, `proto`, `wire` and `support`. State
+//! that upper layers keep per client (the watch hub, the lock prefix watches) hangs on the
+//! client through a type-keyed extension slot (`extensions.rs`) whose types the client never
+//! names.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -12,7 +18,6 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 use crate::error::Result;
-use crate::watch::WatchHub;
 use crate::wire::WireSink;
 
 /// Connection settings. Build with [`ClientOptions::new`] (or `Default`) and the `with_*` setters.
@@ -60,6 +65,7 @@ pub struct ClientOptions {
     /// as etcdctl does). `None`: bare endpoints are `http://`; `https://` ones trust the
     /// system's CAs.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub tls: Option<crate::tls::TlsOptions>,
 }
 
@@ -108,6 +114,7 @@ impl ClientOptions {
     /// Sets the TLS settings (CA bundle, client certificate, server name); see
     /// [`crate::tls::TlsOptions`].
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn with_tls(mut self, tls: crate::tls::TlsOptions) -> Self {
         self.tls = Some(tls);
         self
@@ -185,9 +192,9 @@ pub(crate) struct Inner {
     pub(crate) options: ClientOptions,
     pub(crate) counters: Counters,
     pub(crate) wire: Option<Arc<dyn WireSink>>,
-    watch_hub: OnceLock<WatchHub>,
-    pub(crate) lock_watches: crate::lock::waiters::Registry,
-    pub(crate) auth: crate::auth::AuthState,
+    /// Per-client state of the layers above (watch hub, lock routers), keyed by type.
+    pub(crate) extensions: extensions::Extensions,
+    pub(crate) token: token::TokenState,
 }
 
 impl std::fmt::Debug for Inner {
@@ -213,6 +220,8 @@ impl Drop for Inner {
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
+    /// The key prefix of a namespaced view (`crate::namespace`); `None` for a plain client.
+    pub(crate) namespace: Option<Arc<[u8]>>,
 }
 
 impl Client {
@@ -312,12 +321,15 @@ impl Client {
     /// stored index that is out of range (a list that shrank under a racing reader) still moves.
     pub(crate) fn fail_over(&self, failed: usize) {
         let n = self.members().len().max(1);
-        let _ = self
-            .inner
-            .current
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |stored| {
-                (stored % n == failed).then_some((failed + 1) % n)
-            });
+        let moved =
+            self.inner
+                .current
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |stored| {
+                    (stored % n == failed).then_some((failed + 1) % n)
+                });
+        if moved.is_ok() {
+            crate::trace::event!(WARN, "failover", from = %self.endpoint_url(failed), to = %self.endpoint_url((failed + 1) % n));
+        }
     }
 
     /// Installs a new endpoint list and points the current index at the same URL when it is
@@ -345,16 +357,14 @@ impl Client {
     pub(crate) fn wire(&self) -> Option<&Arc<dyn WireSink>> {
         self.inner.wire.as_ref()
     }
-
-    pub(crate) fn watch_hub(&self) -> &WatchHub {
-        self.inner
-            .watch_hub
-            .get_or_init(|| WatchHub::start(Arc::downgrade(&self.inner)))
-    }
 }
 
 mod connect;
+mod endpoint;
+mod extensions;
 mod sync;
+pub(crate) mod token;
 mod unary;
 
 pub use connect::ClientBuilder;
+pub(crate) use extensions::WeakClient;

@@ -3,7 +3,13 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::{Client, Inner, Member};
+use super::{Client, Inner, Member, Retry};
+use crate::proto::etcdserverpb as pb;
+use crate::proto::etcdserverpb::cluster_client::ClusterClient;
+
+/// The RPC the endpoint list is read from (the same call as `Client::member_list`, sent here
+/// directly because the client sits below the `maintenance` module).
+const MEMBER_LIST: &str = "/etcdserverpb.Cluster/MemberList";
 
 impl Client {
     /// Starts the auto-sync task (once). It holds only a weak reference to the client and is
@@ -19,10 +25,18 @@ impl Client {
     /// Replaces the endpoint list with the members' client URLs, keeping existing connections
     /// for URLs that stay. Returns whether the list changed.
     pub(crate) async fn sync_endpoints(&self) -> crate::Result<bool> {
-        let list = self.member_list().await?;
+        let req = pb::MemberListRequest { linearizable: true };
+        let list = self
+            .unary(MEMBER_LIST, Retry::Idempotent, req, |ch, r| async move {
+                ClusterClient::new(ch)
+                    .max_decoding_message_size(usize::MAX)
+                    .member_list(r)
+                    .await
+            })
+            .await?;
         let https = self.members().iter().any(|m| m.url.starts_with("https://"));
         let mut urls: Vec<String> = list
-            .members()
+            .members
             .iter()
             .filter(|m| !m.is_learner)
             .filter_map(|m| m.client_ur_ls.first())
@@ -65,6 +79,11 @@ async fn sync_loop(client: Weak<Inner>, interval: Duration) {
             return;
         };
         // A failed sync keeps the current list; the next tick tries again.
-        let _ = Client { inner }.sync_endpoints().await;
+        let _ = Client {
+            inner,
+            namespace: None,
+        }
+        .sync_endpoints()
+        .await;
     }
 }

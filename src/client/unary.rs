@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 use super::{Client, Retry};
-use crate::error::{Error, EtcdErrorKind, Result};
+use crate::error::{Code, Error, EtcdErrorKind, Result};
+use crate::trace::RpcSpan;
 use crate::wire::CallTap;
 
 impl Client {
@@ -37,13 +38,38 @@ impl Client {
     }
 
     /// [`Client::unary`] with an explicit deadline (`None`: wait as long as the server takes).
-    pub(crate) async fn unary_timeout<Req, Resp, F, Fut>(
+    /// With the `tracing` feature the call runs in an `rpc` span (see `crate::trace`).
+    ///
+    /// Not an `async fn`: without the feature it returns the attempts' future itself, so the
+    /// span costs no extra future layer.
+    pub(crate) fn unary_timeout<'a, Req, Resp, F, Fut>(
+        &'a self,
+        method: &'static str,
+        retry: Retry,
+        timeout: Option<Duration>,
+        request: Req,
+        call: F,
+    ) -> impl Future<Output = Result<Resp>> + 'a
+    where
+        Req: prost::Message + Clone + std::fmt::Debug + 'a,
+        Resp: prost::Message + std::fmt::Debug + 'a,
+        F: Fn(Channel, tonic::Request<Req>) -> Fut + 'a,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>> + 'a,
+    {
+        crate::trace::rpc(method, move |span| {
+            self.unary_attempts(method, retry, timeout, request, call, span)
+        })
+    }
+
+    /// The attempts of one unary call, failing over between endpoints as `retry` allows.
+    async fn unary_attempts<Req, Resp, F, Fut>(
         &self,
         method: &'static str,
         retry: Retry,
         timeout: Option<Duration>,
         request: Req,
         call: F,
+        span: RpcSpan,
     ) -> Result<Resp>
     where
         Req: prost::Message + Clone + std::fmt::Debug,
@@ -57,7 +83,7 @@ impl Client {
         let request_len = request.encoded_len();
         let mut backoff = Duration::from_millis(25);
         let mut attempts = 0usize;
-        let secret = crate::auth::is_secret(method);
+        let secret = super::token::is_secret(method);
         let mut token_renewed = false;
         // The failure that sent us to the next endpoint: reported if the deadline comes first.
         let mut last_failure: Option<Error> = None;
@@ -65,7 +91,7 @@ impl Client {
         loop {
             let (index, channel) = self.current();
             // Authenticate goes without a token: etcd checks a stale one even there.
-            let token = (method != crate::auth::AUTHENTICATE)
+            let token = (method != super::token::AUTHENTICATE)
                 .then(|| self.token())
                 .flatten();
             let mut req = self.request_with_token(request.clone(), token.as_ref());
@@ -86,6 +112,7 @@ impl Client {
                 .bytes_sent
                 .fetch_add(request_len as u64, Ordering::Relaxed);
             attempts += 1;
+            span.attempt(attempts, || self.endpoint_url(index));
             let outcome = match remaining {
                 Some(remaining) => {
                     match tokio::time::timeout(remaining, tap.capture(call(channel, req))).await {
@@ -151,6 +178,7 @@ impl Client {
                         return Err(error);
                     }
                     tap.retry(&format_args!("{error}; resent to the next endpoint"));
+                    crate::trace::event!(INFO, "retry", method, attempt = attempts, endpoint = %self.endpoint_url(index), reason = %error);
                     self.fail_over(index);
                     last_failure = Some(error);
                     // Go through every endpoint once quickly; back off when all were tried.
@@ -172,7 +200,7 @@ impl Client {
 fn member_failed(error: &Error) -> bool {
     match error {
         Error::Status { status } => {
-            status.code() == tonic::Code::Unavailable || is_transport_failure(status)
+            status.code() == Code::Unavailable || is_transport_failure(status.as_tonic())
         }
         Error::Etcd { kind, .. } => matches!(
             kind,
@@ -205,13 +233,15 @@ fn should_retry(error: &Error, retry: Retry) -> bool {
             ),
             None => match error {
                 Error::Status { status } => {
-                    status.code() == tonic::Code::Unavailable || is_transport_failure(status)
+                    status.code() == Code::Unavailable || is_transport_failure(status.as_tonic())
                 }
                 _ => false,
             },
         },
         Retry::NotSent => match error {
-            Error::Status { status } if error.etcd_kind().is_none() => never_sent(status),
+            Error::Status { status } if error.etcd_kind().is_none() => {
+                never_sent(status.as_tonic())
+            }
             _ => false,
         },
     }

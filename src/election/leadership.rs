@@ -45,6 +45,7 @@ impl Leadership {
         flavour: Flavour,
         owned: OwnedKey,
     ) -> Self {
+        crate::trace::event!(INFO, "election won", election = %name.escape_ascii(), key = %key.escape_ascii(), revision = rev);
         Leadership {
             name,
             key,
@@ -224,6 +225,8 @@ impl Leadership {
                     .map(|()| Released::Unknown)
             }
         };
-        owned.settle(&session, &key, answer).await
+        let result = owned.settle(&session, &key, answer).await;
+        crate::trace::event!(INFO, "election resigned", key = %key.escape_ascii(), revision = rev, outcome = if result.is_ok() { "ok" } else { "error" });
+        result
     }
 }

@@ -6,6 +6,9 @@
 //! * [`ServiceElection`]: etcd's server-side `v3electionpb.Election` service (`Campaign`,
 //!   `Proclaim`, `Leader`, `Observe`, `Resign`), which runs the same recipe inside the server.
 //!
+//! To pick the flavour at run time, use [`DynElector`]: [`elector_for`] returns a
+//! `Box<dyn DynElector>`, which is itself an [`Elector`].
+//!
 //! Every candidate puts a key `NAME/<lease in lowercase hex>` attached to its session's lease,
 //! holding the value it wants to publish; the leader is the key with the smallest create
 //! revision under `NAME/`. A [`Leadership`] carries that key and its create revision, which
@@ -31,11 +34,13 @@
 //! # Ok(()) }
 //! ```
 
+mod dynamic;
 mod leadership;
 mod observe;
 mod recipe;
 mod service;
 
+pub use dynamic::{elector_for, electors, DynElector, FLAVOURS};
 pub use leadership::Leadership;
 pub use observe::Observer;
 pub use recipe::RecipeElection;

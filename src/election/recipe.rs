@@ -16,7 +16,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::{GetOptions, PutOptions, SortOrder, SortTarget};
 use crate::lock::queue::{join_txn, older_keys, range_kvs, Place, Turn};
-use crate::lock::waiters::PrefixWatch;
+use crate::lock::waiters::{PrefixWatch, Registry};
 use crate::lock::{key_for, key_gone_error, OwnedKey};
 use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp};
@@ -118,7 +118,7 @@ impl Elector for RecipeElection {
         let mut owned = OwnedKey::new(key.clone(), claim);
         let client = session.client();
 
-        let router = client.inner.lock_watches.get(&prefix);
+        let router = Registry::of(client).get(client.namespace(), &prefix);
         // Read before the txn: only a watch already open then has seen every later DELETE.
         let epoch_before = router.live_epoch();
         let txn = join_txn(&key, &prefix, value, lease, GetOptions::new());

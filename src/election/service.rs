@@ -13,6 +13,7 @@ use crate::client::{Client, Retry};
 use crate::error::{Error, Result};
 use crate::kv::GetOptions;
 use crate::lock::{key_for, key_gone_error, OwnedKey};
+use crate::namespace;
 use crate::proto::v3electionpb as pb;
 use crate::proto::v3electionpb::election_client::ElectionClient;
 use crate::session::Session;
@@ -82,7 +83,7 @@ fn status_says(e: &Error, text: &str) -> bool {
 /// `Election/Proclaim{leader, value}`.
 pub(crate) async fn proclaim(client: &Client, leader: pb::LeaderKey, value: Vec<u8>) -> Result<()> {
     let req = pb::ProclaimRequest {
-        leader: Some(leader),
+        leader: Some(namespace::leader_key_in(client.namespace(), leader)),
         value,
     };
     client
@@ -99,7 +100,7 @@ pub(crate) async fn proclaim(client: &Client, leader: pb::LeaderKey, value: Vec<
 /// `Election/Resign{leader}`.
 pub(crate) async fn resign(client: &Client, leader: pb::LeaderKey) -> Result<()> {
     let req = pb::ResignRequest {
-        leader: Some(leader),
+        leader: Some(namespace::leader_key_in(client.namespace(), leader)),
     };
     client
         .unary(RESIGN, Retry::NotSent, req, |ch, r| async move {
@@ -129,7 +130,7 @@ impl Elector for ServiceElection {
         let client = session.client();
         let mut owned = OwnedKey::new(key_for(&prefix, session.lease()), claim);
         let req = pb::CampaignRequest {
-            name: name.to_vec(),
+            name: namespace::election_name(client.namespace(), name.to_vec()),
             lease: session.lease(),
             value: value.to_vec(),
         };
@@ -145,7 +146,9 @@ impl Elector for ServiceElection {
             _ = lost => return Err(session.lost_error()),
         };
         let leader = match response {
-            Ok(r) => r.leader,
+            Ok(r) => r
+                .leader
+                .map(|k| namespace::leader_key_out(client.namespace(), k)),
             Err(e) if e.is_lease_not_found() => {
                 owned.gone();
                 return Err(session.lost_error());
@@ -180,7 +183,7 @@ impl Elector for ServiceElection {
     async fn leader(&self, client: &Client, name: &[u8]) -> Result<Option<LeaderInfo>> {
         prefix_for(name)?;
         let req = pb::LeaderRequest {
-            name: name.to_vec(),
+            name: namespace::election_name(client.namespace(), name.to_vec()),
         };
         let response = client
             .unary(LEADER, Retry::Idempotent, req, |ch, r| async move {
@@ -191,7 +194,9 @@ impl Elector for ServiceElection {
             })
             .await;
         match response {
-            Ok(r) => Ok(r.kv.map(Into::into)),
+            Ok(r) => {
+                Ok(r.kv.map(|kv| namespace::leader_kv(client.namespace(), kv).into()))
+            }
             Err(e) if status_says(&e, "election: no leader") => Ok(None),
             Err(e) => Err(e),
         }
@@ -227,7 +232,9 @@ fn observe_stream(client: Client, name: Vec<u8>) -> impl Stream<Item = Result<Le
             ObserveState::Done => return None,
             ObserveState::Open(client, stream) => (client, stream),
             ObserveState::Start(client, name) => {
-                let req = pb::LeaderRequest { name };
+                let req = pb::LeaderRequest {
+                    name: namespace::election_name(client.namespace(), name),
+                };
                 client
                     .counters()
                     .stream_sent(prost::Message::encoded_len(&req));
@@ -265,7 +272,10 @@ fn observe_stream(client: Client, name: Vec<u8>) -> impl Stream<Item = Result<Le
                     .counters()
                     .stream_received(prost::Message::encoded_len(&resp));
                 match resp.kv {
-                    Some(kv) => Some((Ok(kv.into()), ObserveState::Open(client, stream))),
+                    Some(kv) => {
+                        let kv = namespace::leader_kv(client.namespace(), kv);
+                        Some((Ok(kv.into()), ObserveState::Open(client, stream)))
+                    }
                     None => Some((
                         Err(Error::Protocol(
                             "Observe answered without a key-value".into(),

@@ -40,6 +40,7 @@ impl LockGuard {
         flavour: Flavour,
         owned: OwnedKey,
     ) -> Self {
+        crate::trace::event!(INFO, "lock acquired", lock = %name.escape_ascii(), key = %key.escape_ascii(), fencing_token = token);
         LockGuard {
             name,
             key,
@@ -158,7 +159,9 @@ impl LockGuard {
             session,
             flavour,
             owned,
-            ..
+            // Read only by the `tracing` event below.
+            name: _name,
+            token: _token,
         } = self;
         // `owned` lives across the call: dropped with this future, it deletes in the background.
         let answer = match flavour {
@@ -176,6 +179,8 @@ impl LockGuard {
                 .await
                 .map(|()| Released::Unknown),
         };
-        owned.settle(&session, &key, answer).await
+        let result = owned.settle(&session, &key, answer).await;
+        crate::trace::event!(INFO, "lock released", lock = %_name.escape_ascii(), key = %key.escape_ascii(), fencing_token = _token, outcome = if result.is_ok() { "ok" } else { "error" });
+        result
     }
 }

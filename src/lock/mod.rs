@@ -5,6 +5,9 @@
 //!   exclude each other).
 //! * [`ServiceLock`]: etcd's server-side `v3lockpb.Lock/Lock` and `Lock/Unlock`.
 //!
+//! To pick the flavour at run time (from configuration, a command-line flag), use
+//! [`DynLocker`]: [`locker_for`] returns a `Box<dyn DynLocker>`, which is itself a [`Locker`].
+//!
 //! Both put a key `NAME/<lease in lowercase hex>` attached to the session's lease; the holder
 //! is the key with the smallest create revision under `NAME/`. A [`LockGuard`] carries that key
 //! and its create revision, the **fencing token**: it strictly increases from one holder to the
@@ -27,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod dynamic;
 mod guard;
 mod owned;
 pub(crate) mod queue;
@@ -34,6 +38,7 @@ mod recipe;
 mod service;
 pub(crate) mod waiters;
 
+pub use dynamic::{locker_for, lockers, BoxFuture, DynLocker, FLAVOURS};
 pub use guard::LockGuard;
 // Shared with `crate::election` (same key layout, same cleanup rules).
 pub(crate) use owned::{key_gone_error, OwnedKey, Released};

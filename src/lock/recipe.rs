@@ -20,6 +20,7 @@ use crate::session::Session;
 use super::guard::{Flavour, LockGuard};
 use super::owned::{key_gone_error, OwnedKey};
 use super::queue::{join_txn, older_keys, range_kvs, Place, Turn};
+use super::waiters::Registry;
 use super::{key_for, prefix_for, Locker};
 
 /// The client-side lock recipe (Go `concurrency.Mutex` compatible). Stateless and cheap: the
@@ -127,7 +128,7 @@ impl Locker for RecipeLock {
     /// prefix watch for the older keys' DELETEs (see `lock::queue`).
     async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
         let prefix = prefix_for(name)?;
-        let router = session.client().inner.lock_watches.get(&prefix);
+        let router = Registry::of(session.client()).get(session.client().namespace(), &prefix);
         // Read before the txn: only a watch already open then has seen every later DELETE.
         let epoch_before = router.live_epoch();
         let mut attempt = Attempt::start(session, name).await?;

@@ -22,6 +22,7 @@
 use crate::client::{Client, Retry};
 use crate::error::Result;
 use crate::kv::GetOptions;
+use crate::namespace;
 use crate::proto::v3lockpb as pb;
 use crate::proto::v3lockpb::lock_client::LockClient;
 use crate::session::Session;
@@ -46,7 +47,7 @@ impl ServiceLock {
 
 /// `Lock/Unlock{key}`.
 pub(crate) async fn unlock_key(client: &Client, key: Vec<u8>) -> Result<()> {
-    let req = pb::UnlockRequest { key };
+    let req = namespace::unlock_request(client.namespace(), pb::UnlockRequest { key });
     client
         .unary(UNLOCK, Retry::NotSent, req, |ch, r| async move {
             LockClient::new(ch)
@@ -75,6 +76,7 @@ impl Locker for ServiceLock {
             name: name.to_vec(),
             lease: session.lease(),
         };
+        let req = namespace::lock_request(client.namespace(), req);
         let call = client.unary_timeout(LOCK, Retry::NotSent, None, req, |ch, r| async move {
             LockClient::new(ch)
                 .max_decoding_message_size(usize::MAX)
@@ -87,7 +89,7 @@ impl Locker for ServiceLock {
             _ = lost => return Err(session.lost_error()),
         };
         let key = match response {
-            Ok(r) => r.key,
+            Ok(r) => namespace::lock_response_key(client.namespace(), r.key),
             Err(e) if e.is_lease_not_found() => {
                 owned.gone();
                 return Err(session.lost_error());

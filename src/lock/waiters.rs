@@ -34,21 +34,34 @@ const REMEMBERED_DELETES: usize = 4096;
 /// A prefix watch with no waiters for this long is closed on the next registry lookup.
 const IDLE_CLOSE: Duration = Duration::from_secs(60);
 
-/// The per-client registry of prefix watches.
+/// The per-client registry of prefix watches (see [`Registry::of`]), keyed by
+/// *(namespace, lock prefix)*: each namespaced view of a client gets its own routers, whose
+/// watches speak that view's key space (see `crate::namespace`).
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    watches: Mutex<HashMap<Vec<u8>, Arc<PrefixWatch>>>,
+    watches: Mutex<HashMap<RouterKey, Arc<PrefixWatch>>>,
 }
 
+/// *(namespace prefix, lock prefix)*; the namespace is empty for a plain client.
+type RouterKey = (Vec<u8>, Vec<u8>);
+
 impl Registry {
-    /// The router for `prefix`, created (without any RPC) if needed; idle ones are closed.
-    pub(crate) fn get(&self, prefix: &[u8]) -> Arc<PrefixWatch> {
+    /// The registry of `client` (shared by its clones), kept in the client's extension slot:
+    /// the client itself knows nothing of locks.
+    pub(crate) fn of(client: &Client) -> Arc<Registry> {
+        client.extension(|_| Registry::default())
+    }
+
+    /// The router for `prefix` in `namespace` (`None`: a plain client), created (without any
+    /// RPC) if needed; idle ones are closed.
+    pub(crate) fn get(&self, namespace: Option<&[u8]>, prefix: &[u8]) -> Arc<PrefixWatch> {
         let Ok(mut map) = self.watches.lock() else {
             return Arc::new(PrefixWatch::new(prefix.to_vec()));
         };
-        map.retain(|p, w| p.as_slice() == prefix || !w.idle_for(IDLE_CLOSE));
+        let key = (namespace.unwrap_or_default().to_vec(), prefix.to_vec());
+        map.retain(|k, w| *k == key || !w.idle_for(IDLE_CLOSE));
         Arc::clone(
-            map.entry(prefix.to_vec())
+            map.entry(key)
                 .or_insert_with(|| Arc::new(PrefixWatch::new(prefix.to_vec()))),
         )
     }

@@ -1,6 +1,6 @@
 //! Starting and observing a set of members (see [`Cluster`] and [`ClusterBuilder`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -22,9 +22,25 @@ pub struct ClusterBuilder {
     args: Vec<String>,
     start_timeout: Duration,
     tls: Option<TlsFiles>,
+    snapshot: Option<PathBuf>,
 }
 
 impl ClusterBuilder {
+    /// Sets every member's backend quota (`--quota-backend-bytes`): writes that would grow the
+    /// database past it raise the NOSPACE alarm and fail with `mvcc: database space exceeded`.
+    pub fn quota_backend_bytes(self, bytes: u64) -> Self {
+        self.arg(format!("--quota-backend-bytes={bytes}"))
+    }
+
+    /// Starts the members from a snapshot file (as written by `etcdctl snapshot save` or
+    /// `Client::snapshot_to_file`): before each member starts, the version's own restore
+    /// tool (`etcdutl snapshot restore` where the package ships `etcdutl`, else `etcdctl
+    /// snapshot restore`) fills its data folder, checking the snapshot's sha256 on the way.
+    pub fn from_snapshot(mut self, path: impl Into<PathBuf>) -> Self {
+        self.snapshot = Some(path.into());
+        self
+    }
+
     /// Number of members (default 1).
     pub fn members(mut self, n: usize) -> Self {
         self.members = n;
@@ -87,12 +103,16 @@ impl ClusterBuilder {
         for attempt in 1..=START_ATTEMPTS {
             match self.try_start(&dir, attempt)? {
                 Attempt::Started(members) => {
+                    let token = format!("{}-{attempt}", dir.unique_name());
                     return Ok(Cluster {
                         binary: self.binary,
                         members,
                         tls: self.tls,
+                        args: self.args,
+                        start_timeout: self.start_timeout,
+                        token,
                         dir,
-                    })
+                    });
                 }
                 Attempt::PortTaken(log_tail) => last_conflict = log_tail,
             }
@@ -121,6 +141,16 @@ impl ClusterBuilder {
                     TestkitError::io(format!("cleaning {}", member_dir.display()), e)
                 })?;
             }
+            if let Some(snapshot) = &self.snapshot {
+                self.restore(
+                    snapshot,
+                    &member_dir,
+                    &name(i),
+                    ports[per * i + 1],
+                    &initial_cluster,
+                    &format!("{}-{attempt}", dir.unique_name()),
+                )?;
+            }
             members.push(Member::spawn(MemberConfig {
                 name: name(i),
                 client_port: ports[per * i],
@@ -132,6 +162,7 @@ impl ClusterBuilder {
                 extra_args: self.args.clone(),
                 start_timeout: self.start_timeout,
                 tls: self.tls.clone().map(|files| (files, ports[per * i + 2])),
+                initial_state: "new",
             })?);
         }
         let settled = poll_until(self.start_timeout, || {
@@ -173,6 +204,84 @@ impl ClusterBuilder {
     }
 }
 
+impl ClusterBuilder {
+    /// Fills `member_dir/data` from `snapshot` with the version's own restore tool.
+    fn restore(
+        &self,
+        snapshot: &Path,
+        member_dir: &Path,
+        name: &str,
+        peer_port: u16,
+        initial_cluster: &str,
+        token: &str,
+    ) -> Result<(), TestkitError> {
+        std::fs::create_dir_all(member_dir)
+            .map_err(|e| TestkitError::io(format!("creating {}", member_dir.display()), e))?;
+        let etcdutl = self.binary.etcdctl_path().with_file_name("etcdutl");
+        let mut cmd = if etcdutl.exists() {
+            Command::new(&etcdutl)
+        } else {
+            let mut cmd = Command::new(self.binary.etcdctl_path());
+            cmd.env("ETCDCTL_API", "3");
+            cmd
+        };
+        cmd.arg("snapshot")
+            .arg("restore")
+            .arg(snapshot)
+            .arg(format!("--name={name}"))
+            .arg(format!("--data-dir={}", member_dir.join("data").display()))
+            .arg(format!("--initial-cluster={initial_cluster}"))
+            .arg(format!("--initial-cluster-token={token}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"
+            ));
+        let what = format!(
+            "{:?} snapshot restore {}",
+            cmd.get_program(),
+            snapshot.display()
+        );
+        let out = cmd
+            .output()
+            .map_err(|e| TestkitError::io(what.clone(), e))?;
+        if !out.status.success() {
+            return Err(TestkitError::StartFailed {
+                what: format!("{what} failed ({})", out.status),
+                log_tail: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A member picked by [`Cluster::plan_member`]: name and free ports, not started yet. Announce
+/// its [`PlannedMember::peer_url`] with `MemberAdd`, then start it with [`Cluster::join`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedMember {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    metrics_port: Option<u16>,
+}
+
+impl PlannedMember {
+    /// Its name (`m3` for the fourth member).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The peer URL to announce: `http://127.0.0.1:<peer port>`.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+    /// The client port it will listen on.
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+}
+
 /// Outcome of one start attempt that did not hit a hard error.
 enum Attempt {
     /// Every member is healthy.
@@ -198,6 +307,10 @@ pub struct Cluster {
     binary: EtcdBinary,
     members: Vec<Member>,
     tls: Option<TlsFiles>,
+    /// The builder's extra flags and start timeout, for members that join later.
+    args: Vec<String>,
+    start_timeout: Duration,
+    token: String,
     dir: TempDir,
 }
 
@@ -211,6 +324,7 @@ impl Cluster {
             args: Vec::new(),
             start_timeout: Duration::from_secs(20),
             tls: None,
+            snapshot: None,
         }
     }
 
@@ -297,6 +411,85 @@ impl Cluster {
             cmd.args(files.etcdctl_args());
         }
         cmd
+    }
+
+    /// Picks a name (`m<N>`, N = the number of members so far, counting removed ones) and
+    /// free ports for a member that will join this running cluster.
+    pub fn plan_member(&self) -> Result<PlannedMember, TestkitError> {
+        let per = if self.tls.is_some() { 3 } else { 2 };
+        let ports = ports::free_ports(per)?;
+        let taken = |n: &str| self.members.iter().any(|m| m.name() == n);
+        let mut i = self.members.len();
+        while taken(&format!("m{i}")) || self.dir.path().join(format!("m{i}")).exists() {
+            i += 1;
+        }
+        Ok(PlannedMember {
+            name: format!("m{i}"),
+            client_port: ports[0],
+            peer_port: ports[1],
+            metrics_port: ports.get(2).copied(),
+        })
+    }
+
+    /// Starts a planned member with `--initial-cluster-state existing` and `initial_cluster`
+    /// (the `name=peerURL,...` list after its `MemberAdd`, e.g. from etcd-lock's
+    /// `MemberAddResponse::initial_cluster`), with the cluster's extra flags and TLS settings.
+    /// Waits until it is ready (a learner too) and returns its index in [`Cluster::members`].
+    pub fn join(
+        &mut self,
+        planned: PlannedMember,
+        initial_cluster: &str,
+    ) -> Result<usize, TestkitError> {
+        super::runtime::refuse_current_thread("Cluster::join")?;
+        let member_dir = self.dir.path().join(&planned.name);
+        let mut member = Member::spawn(MemberConfig {
+            name: planned.name.clone(),
+            client_port: planned.client_port,
+            peer_port: planned.peer_port,
+            dir: member_dir,
+            etcd: self.binary.etcd_path().to_path_buf(),
+            initial_cluster: initial_cluster.to_string(),
+            token: self.token.clone(),
+            extra_args: self.args.clone(),
+            start_timeout: self.start_timeout,
+            tls: self.tls.clone().zip(planned.metrics_port),
+            initial_state: "existing",
+        })?;
+        let ready = poll_until(self.start_timeout, || {
+            if let Some(status) = member.poll_exit() {
+                return Some(Err(TestkitError::StartFailed {
+                    what: format!("member {} exited while joining ({status})", planned.name),
+                    log_tail: member.log_tail(ERROR_TAIL_LINES),
+                }));
+            }
+            member.is_ready().then_some(Ok(()))
+        });
+        match ready {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(TestkitError::Timeout {
+                    what: format!(
+                        "member {} not ready {:?} after joining",
+                        planned.name, self.start_timeout
+                    ),
+                    log_tail: member.log_tail(ERROR_TAIL_LINES),
+                })
+            }
+        }
+        self.members.push(member);
+        Ok(self.members.len() - 1)
+    }
+
+    /// Takes member `i` out of the list and stops it (after `MemberRemove` etcd stops it by
+    /// itself; this reaps or kills the process). Later members move down one index; the
+    /// member's folder stays until the cluster is dropped.
+    ///
+    /// # Panics
+    /// If `i` is not smaller than the number of members.
+    pub fn remove_member(&mut self, i: usize) -> Result<(), TestkitError> {
+        let mut member = self.members.remove(i);
+        member.kill()
     }
 
     /// The etcd binary the cluster runs.

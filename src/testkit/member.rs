@@ -43,6 +43,9 @@ pub(crate) struct MemberConfig {
     pub(crate) start_timeout: Duration,
     /// TLS for client connections, and the plain-HTTP port for `/health` and `/metrics`.
     pub(crate) tls: Option<(super::TlsFiles, u16)>,
+    /// `--initial-cluster-state` of the first start: `new`, or `existing` for a member that
+    /// joins a running cluster after `MemberAdd`.
+    pub(crate) initial_state: &'static str,
 }
 
 /// One etcd server process of a [`Cluster`](super::Cluster).
@@ -68,8 +71,8 @@ pub struct Member {
 }
 
 impl Member {
-    /// Creates the member folder and starts etcd with `--initial-cluster-state=new`.
-    /// Does not wait for it to become healthy.
+    /// Creates the member folder and starts etcd with `--initial-cluster-state` as configured
+    /// (`new` for a cluster's founding members). Does not wait for it to become healthy.
     pub(crate) fn spawn(cfg: MemberConfig) -> Result<Member, TestkitError> {
         let url = |port: u16| format!("http://127.0.0.1:{port}");
         let client_scheme = if cfg.tls.is_some() { "https" } else { "http" };
@@ -87,6 +90,7 @@ impl Member {
             "--logger=zap".to_string(),
             "--log-outputs=stderr".to_string(),
         ];
+        let initial_state = cfg.initial_state;
         let mut health_port = cfg.client_port;
         if let Some((files, metrics_port)) = &cfg.tls {
             args.extend(files.server_args());
@@ -109,7 +113,7 @@ impl Member {
             child: None,
             paused: AtomicBool::new(false),
         };
-        member.start_process("new")?;
+        member.start_process(initial_state)?;
         Ok(member)
     }
 

@@ -79,7 +79,7 @@ mod tempdir;
 mod tls;
 
 pub use binary::{EtcdBinary, BIN_ENV_PREFIX, CACHE_ENV, VERSIONS_ENV};
-pub use cluster::{Cluster, ClusterBuilder};
+pub use cluster::{Cluster, ClusterBuilder, PlannedMember};
 pub use container::{ContainerCluster, CONTAINER_LABEL, IMAGE_REPO};
 pub use error::TestkitError;
 pub use member::Member;

@@ -1,17 +1,14 @@
-//! A uniquely named temporary folder that is removed on drop.
+//! A uniquely named temporary folder that is removed on drop: `tempfile::TempDir` (random name,
+//! created with mode 0700), under `/dev/shm` when asked, plus one retry of the removal.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
 use super::TestkitError;
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Owns `<base>/etcd-testkit-<pid>-<counter>-<nanos>`; removes it on drop.
+/// Owns `<base>/etcd-testkit-<random>`; removes it on drop.
 #[derive(Debug)]
 pub(crate) struct TempDir {
-    path: PathBuf,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl TempDir {
@@ -24,29 +21,21 @@ impl TempDir {
         } else {
             std::env::temp_dir()
         };
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "etcd-testkit-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = base.join(name);
-        std::fs::create_dir_all(&path)
-            .map_err(|e| TestkitError::io(format!("creating {}", path.display()), e))?;
-        Ok(TempDir { path })
+        let dir = tempfile::Builder::new()
+            .prefix("etcd-testkit-")
+            .tempdir_in(&base)
+            .map_err(|e| TestkitError::io(format!("creating a folder in {}", base.display()), e))?;
+        Ok(TempDir { dir: Some(dir) })
     }
 
     /// The folder.
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.dir.as_ref().map_or(Path::new(""), |d| d.path())
     }
 
-    /// The file name, unique per process and time: used as the cluster token.
+    /// The folder's (random, unique) file name: used as the cluster token.
     pub(crate) fn unique_name(&self) -> String {
-        self.path
+        self.path()
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
@@ -55,10 +44,34 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else {
+            return;
+        };
+        let path = dir.path().to_path_buf();
         // A just-killed process may still be releasing files: retry once.
-        if std::fs::remove_dir_all(&self.path).is_err() {
+        if dir.close().is_err() {
             std::thread::sleep(std::time::Duration::from_millis(50));
-            let _ = std::fs::remove_dir_all(&self.path);
+            let _ = std::fs::remove_dir_all(&path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_unique_and_removed_on_drop() {
+        let (a, b) = match (TempDir::create(true), TempDir::create(false)) {
+            (Ok(a), Ok(b)) => (a, b),
+            other => panic!("{other:?}"),
+        };
+        assert!(a.path().is_dir() && b.path().is_dir());
+        assert_ne!(a.unique_name(), b.unique_name());
+        assert!(a.unique_name().starts_with("etcd-testkit-"));
+        let path = a.path().to_path_buf();
+        let _ = std::fs::write(path.join("member.log"), "x");
+        drop(a);
+        assert!(!path.exists());
     }
 }

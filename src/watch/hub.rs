@@ -14,19 +14,18 @@
 //! (the last slot of every channel is kept for that terminal error), never the others.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tonic::metadata::AsciiMetadataValue;
 
-use super::leader::require_leader;
 use super::{WatchResponse, WATCH};
-use crate::client::{Client, Inner};
+use crate::client::{Client, WeakClient};
 use crate::error::{Error, Result};
-use crate::kv::header_of;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::watch_client::WatchClient;
+use crate::support::{header_of, require_leader};
 
 pub(super) type EventSender = mpsc::Sender<Result<WatchResponse>>;
 
@@ -177,7 +176,7 @@ impl Subscription {
 }
 
 pub(super) async fn run(
-    client: Weak<Inner>,
+    client: WeakClient,
     mut commands: mpsc::Receiver<Command>,
     deferred_cancels: Arc<Mutex<Vec<u64>>>,
 ) {
@@ -189,11 +188,11 @@ pub(super) async fn run(
             Err(_) => Vec::new(),
         };
         if !deferred.is_empty() {
-            let Some(inner) = client.upgrade() else {
+            let Some(client) = client.upgrade() else {
                 return;
             };
             for handle in deferred {
-                hub.apply(Command::Cancel(handle), &inner);
+                hub.apply(Command::Cancel(handle), &client);
             }
         }
         let Some(stream) = hub.stream.as_mut() else {
@@ -201,36 +200,35 @@ pub(super) async fn run(
             let Some(command) = commands.recv().await else {
                 return;
             };
-            let Some(inner) = client.upgrade() else {
+            let Some(client) = client.upgrade() else {
                 return;
             };
-            hub.apply(command, &inner);
+            hub.apply(command, &client);
             if !hub.subs.is_empty() {
-                hub.reopen(&Client { inner }).await;
+                hub.reopen(&client).await;
             }
             continue;
         };
         tokio::select! {
             command = commands.recv() => {
                 let Some(command) = command else { return };
-                let Some(inner) = client.upgrade() else { return };
-                hub.apply(command, &inner);
+                let Some(client) = client.upgrade() else { return };
+                hub.apply(command, &client);
                 if hub.stream.is_none() && !hub.subs.is_empty() {
                     // Dropped for a stale auth token: resume every watch on a fresh stream.
-                    hub.reopen(&Client { inner }).await;
+                    hub.reopen(&client).await;
                 }
             }
             message = stream.responses.message() => {
-                let Some(inner) = client.upgrade() else { return };
+                let Some(client) = client.upgrade() else { return };
                 match message {
                     Ok(Some(resp)) => {
-                        inner.counters.stream_received(prost::Message::encoded_len(&resp));
-                        hub.dispatch(resp, &inner);
+                        client.counters().stream_received(prost::Message::encoded_len(&resp));
+                        hub.dispatch(resp, &client);
                     }
                     other => {
                         let endpoint = stream.endpoint;
                         hub.stream = None;
-                        let client = Client { inner };
                         client.fail_over(endpoint);
                         if let Err(status) = other {
                             // Not a broken connection but a refusal (e.g. auth): give up.
@@ -251,7 +249,7 @@ pub(super) async fn run(
 }
 
 impl Hub {
-    fn apply(&mut self, command: Command, inner: &Inner) {
+    fn apply(&mut self, command: Command, client: &Client) {
         match command {
             Command::Create {
                 handle,
@@ -270,14 +268,14 @@ impl Hub {
                 if self
                     .stream
                     .as_ref()
-                    .is_some_and(|s| s.token != inner.auth.current())
+                    .is_some_and(|s| s.token != client.token())
                 {
                     self.stream = None;
                 }
                 if let Some(stream) = self.stream.as_mut() {
                     let msg = create_message(sub.resume_request());
-                    inner
-                        .counters
+                    client
+                        .counters()
                         .stream_sent(prost::Message::encoded_len(&msg));
                     if stream.requests.send(msg).is_ok() {
                         stream.pending.push_back(handle);
@@ -291,8 +289,8 @@ impl Hub {
                     if let Some(id) = stream.ids.remove(&handle) {
                         stream.by_id.remove(&id);
                         let msg = cancel_message(id);
-                        inner
-                            .counters
+                        client
+                            .counters()
                             .stream_sent(prost::Message::encoded_len(&msg));
                         let _ = stream.requests.send(msg);
                     }
@@ -333,6 +331,14 @@ impl Hub {
         // Queue the creates before opening: etcd sends headers with its first answer.
         for handle in &handles {
             if let Some(sub) = self.subs.get(handle) {
+                if sub.next_revision > 0 {
+                    crate::trace::event!(
+                        INFO,
+                        "watch resume",
+                        watch = *handle,
+                        start_revision = sub.next_revision
+                    );
+                }
                 let msg = create_message(sub.resume_request());
                 client
                     .counters()
@@ -398,7 +404,7 @@ impl Hub {
         }
     }
 
-    fn dispatch(&mut self, resp: pb::WatchResponse, inner: &Inner) {
+    fn dispatch(&mut self, resp: pb::WatchResponse, client: &Client) {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
@@ -445,7 +451,7 @@ impl Hub {
                 };
                 if created.send(Ok(confirmed)).is_err() {
                     // The caller gave up waiting.
-                    self.apply(Command::Cancel(handle), inner);
+                    self.apply(Command::Cancel(handle), client);
                 }
             }
             return;
@@ -498,9 +504,9 @@ impl Hub {
                     next_revision: sub.next_revision,
                 };
                 end(&sub.events, lagged);
-                self.apply(Command::Cancel(handle), inner);
+                self.apply(Command::Cancel(handle), client);
             }
-            Delivery::Gone => self.apply(Command::Cancel(handle), inner),
+            Delivery::Gone => self.apply(Command::Cancel(handle), client),
         }
     }
 }

@@ -27,21 +27,22 @@
 //! is bounded too ([`Client::watch_with`] waits for room).
 
 mod hub;
-pub(crate) mod leader;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client::{Client, Inner};
+use crate::client::{Client, WeakClient};
 use crate::error::{Error, Result};
-use crate::kv::{check_key, response_wrapper, GetOptions, KeySpan};
+use crate::kv::{check_key, GetOptions, KeySpan};
+use crate::namespace;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::mvccpb;
+use crate::support::response_wrapper;
 use hub::{closed, Command};
 
 pub(crate) const WATCH: &str = "/etcdserverpb.Watch/Watch";
@@ -168,7 +169,7 @@ response_wrapper!(
 );
 
 impl WatchResponse {
-    /// The events, in revision order.
+    /// The events, in revision order; [`mvccpb::Event::event_type`] tells a PUT from a DELETE.
     pub fn events(&self) -> &[mvccpb::Event] {
         &self.0.events
     }
@@ -182,9 +183,39 @@ impl WatchResponse {
     }
 }
 
-/// True for a DELETE event.
+/// What happened to a key in a watch event: etcd's `mvccpb.Event.EventType`, read with
+/// [`Event::event_type`](crate::proto::mvccpb::Event::event_type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// The key was created or written (`PUT`, 0).
+    Put,
+    /// The key was deleted, by a delete or by its lease ending (`DELETE`, 1).
+    Delete,
+    /// A value this client does not know, as received (a newer etcd may add values).
+    Unknown(i32),
+}
+
+impl EventType {
+    fn from_wire(value: i32) -> EventType {
+        match mvccpb::event::EventType::try_from(value) {
+            Ok(mvccpb::event::EventType::Put) => EventType::Put,
+            Ok(mvccpb::event::EventType::Delete) => EventType::Delete,
+            Err(_) => EventType::Unknown(value),
+        }
+    }
+}
+
+impl mvccpb::Event {
+    /// The event's type. Unlike the generated `r#type()`, which reads a value it does not
+    /// know as `Put`, an unknown value comes back as [`EventType::Unknown`].
+    pub fn event_type(&self) -> EventType {
+        EventType::from_wire(self.r#type)
+    }
+}
+
+/// True for a DELETE event (`event.event_type() == EventType::Delete`).
 pub fn is_delete(event: &mvccpb::Event) -> bool {
-    event.r#type == mvccpb::event::EventType::Delete as i32
+    event.event_type() == EventType::Delete
 }
 
 /// The way into the watch task: a bounded command queue, and a list for the cancels of
@@ -212,15 +243,20 @@ impl HubLink {
 
 /// Handle to the per-client watch task.
 #[derive(Debug)]
-pub(crate) struct WatchHub {
+struct WatchHub {
     link: HubLink,
     next_handle: AtomicU64,
 }
 
 impl WatchHub {
+    /// The client's hub, started on first use and kept in the client's extension slot.
+    fn of(client: &Client) -> Arc<WatchHub> {
+        client.extension(|c| WatchHub::start(c.weak()))
+    }
+
     /// Spawns the hub task. It holds only a weak reference to the client, so it ends when
     /// the last client clone is dropped (its command channel closes).
-    pub(crate) fn start(client: Weak<Inner>) -> Self {
+    fn start(client: WeakClient) -> Self {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let deferred_cancels = Arc::new(Mutex::new(Vec::new()));
         tokio::spawn(hub::run(client, rx, Arc::clone(&deferred_cancels)));
@@ -243,6 +279,8 @@ pub struct Watcher {
     created_revision: i64,
     events: mpsc::Receiver<Result<WatchResponse>>,
     link: HubLink,
+    /// The prefix to strip from events (a namespaced client's watch), see `crate::namespace`.
+    namespace: Option<Arc<[u8]>>,
 }
 
 impl Watcher {
@@ -261,7 +299,18 @@ impl Watcher {
     /// resume from was compacted ([`Error::WatchCompacted`]), or this watcher was not read
     /// and its buffer filled up ([`Error::WatchLagged`]: watch again from its revision).
     pub async fn next(&mut self) -> Option<Result<WatchResponse>> {
-        self.events.recv().await
+        let batch = self.events.recv().await;
+        self.strip(batch)
+    }
+
+    /// Strips a namespaced watch's prefix from a batch's keys (a no-op without a namespace).
+    fn strip(&self, batch: Option<Result<WatchResponse>>) -> Option<Result<WatchResponse>> {
+        match (&self.namespace, batch) {
+            (Some(ns), Some(Ok(w))) => {
+                Some(Ok(WatchResponse(namespace::watch_response(Some(ns), w.0))))
+            }
+            (_, batch) => batch,
+        }
     }
     /// Cancels the watch (`WatchCancelRequest`) and drops any queued events.
     pub fn cancel(self) {}
@@ -276,7 +325,8 @@ impl Drop for Watcher {
 impl Stream for Watcher {
     type Item = Result<WatchResponse>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
+        let batch = std::task::ready!(self.events.poll_recv(cx));
+        Poll::Ready(self.strip(batch))
     }
 }
 
@@ -317,8 +367,7 @@ impl Client {
             // authenticating again if needed); then the hub re-opens the stream with the new
             // token when the create is sent again.
             Err(e)
-                if (e.is_permission_denied() || e.wants_new_token())
-                    && self.inner.auth.credentials.is_some() =>
+                if (e.is_permission_denied() || e.wants_new_token()) && self.has_credentials() =>
             {
                 let mut probe = GetOptions::new().with_count_only();
                 if !request.range_end.is_empty() {
@@ -338,7 +387,8 @@ impl Client {
         request: pb::WatchCreateRequest,
         buffer: usize,
     ) -> Result<Watcher> {
-        let hub = self.watch_hub();
+        let request = namespace::watch_request(self.namespace(), request);
+        let hub = WatchHub::of(self);
         let (created_tx, created_rx) = oneshot::channel();
         let (events_tx, events_rx) = mpsc::channel(buffer.saturating_add(1));
         let handle = hub.next_handle.fetch_add(1, Ordering::Relaxed);
@@ -374,6 +424,24 @@ impl Client {
             created_revision: created.revision,
             events: events_rx,
             link: hub.link.clone(),
+            namespace: self.namespace.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_keep_unknown_values() {
+        let event = |t: i32| mvccpb::Event {
+            r#type: t,
+            ..Default::default()
+        };
+        assert_eq!(event(0).event_type(), EventType::Put);
+        assert_eq!(event(1).event_type(), EventType::Delete);
+        assert_eq!(event(7).event_type(), EventType::Unknown(7));
+        assert!(is_delete(&event(1)) && !is_delete(&event(0)) && !is_delete(&event(7)));
     }
 }

@@ -45,15 +45,16 @@ macro_rules! per_version {
 
 /// Declares one test per lock flavour and etcd version for an
 /// `async fn(&EtcdBinary, L: Locker)`: `case::recipe::v3_5_1`, `case::service::v3_4_23`, ...
+/// Each flavour is passed as the run-time form `Box<dyn DynLocker>` from `lock::lockers()`.
 #[macro_export]
 macro_rules! lock_flavours {
     ($($case:ident),+ $(,)?) => {$(
         mod $case {
             async fn recipe(bin: &::etcd_lock::testkit::EtcdBinary) {
-                super::$case(bin, ::etcd_lock::lock::RecipeLock::new()).await
+                super::$case(bin, $crate::common::boxed_locker("recipe")).await
             }
             async fn service(bin: &::etcd_lock::testkit::EtcdBinary) {
-                super::$case(bin, ::etcd_lock::lock::ServiceLock::new()).await
+                super::$case(bin, $crate::common::boxed_locker("service")).await
             }
             $crate::per_version!(recipe, service);
         }
@@ -62,15 +63,16 @@ macro_rules! lock_flavours {
 
 /// Declares one test per election flavour and etcd version for an
 /// `async fn(&EtcdBinary, E: Elector)`: `case::recipe::v3_5_1`, `case::service::v3_4_23`, ...
+/// Each flavour is passed as the run-time form `Box<dyn DynElector>` from `election::electors()`.
 #[macro_export]
 macro_rules! election_flavours {
     ($($case:ident),+ $(,)?) => {$(
         mod $case {
             async fn recipe(bin: &::etcd_lock::testkit::EtcdBinary) {
-                super::$case(bin, ::etcd_lock::election::RecipeElection::new()).await
+                super::$case(bin, $crate::common::boxed_elector("recipe")).await
             }
             async fn service(bin: &::etcd_lock::testkit::EtcdBinary) {
-                super::$case(bin, ::etcd_lock::election::ServiceElection::new()).await
+                super::$case(bin, $crate::common::boxed_elector("service")).await
             }
             $crate::per_version!(recipe, service);
         }
@@ -103,6 +105,23 @@ macro_rules! per_image {
             }
         }
     )+};
+}
+
+/// The lock flavour `flavour`, taken from the `Vec<Box<dyn DynLocker>>` of both flavours that
+/// `lock::lockers()` returns: the generic suites run on the run-time form.
+pub fn boxed_locker(flavour: &str) -> Box<dyn etcd_lock::lock::DynLocker> {
+    let found = etcd_lock::lock::lockers()
+        .into_iter()
+        .find(|l| l.flavour_name() == flavour);
+    found.unwrap_or_else(|| panic!("no lock flavour {flavour}"))
+}
+
+/// The election flavour `flavour`, from `election::electors()` (see [`boxed_locker`]).
+pub fn boxed_elector(flavour: &str) -> Box<dyn etcd_lock::election::DynElector> {
+    let found = etcd_lock::election::electors()
+        .into_iter()
+        .find(|e| e.flavour_name() == flavour);
+    found.unwrap_or_else(|| panic!("no election flavour {flavour}"))
 }
 
 /// The local image of `version` (`etcd-lock/etcd:<version>`, aliases resolved); `None` when

@@ -21,7 +21,11 @@ OPTIONS:
     --cert FILE           client certificate (PEM) for mutual TLS [env ETCDCTL_CERT]
     --key FILE            the client certificate's private key (PEM) [env ETCDCTL_KEY]
     --user NAME:PASSWORD  authenticate as NAME (etcd auth) [env ETCDCTL_USER]
+    -v, --verbose         log etcd-lock's events to stderr: -v info, -vv debug, -vvv trace
     -h, --help            this text
+
+Logging: warnings only by default, always on stderr. RUST_LOG takes a list of target=level
+(e.g. RUST_LOG=etcd_lock=debug,h2=info); -v raises etcd-lock's own level on top of it.
 
 With --cacert, --cert or --key, endpoints without a scheme use TLS (https://), as etcdctl does.
 
@@ -51,6 +55,7 @@ OPTIONS:
     --scale X             multiply every workload's op count by X (e.g. 0.1 for a quick run) [default 1]
     --compact             compact the cluster's history after each workload (dedicated clusters only)
     --cacert, --cert, --key FILE, --user NAME:PASSWORD   TLS and auth, as for the lock form
+    -v, --verbose         log events to stderr (-vv debug, -vvv trace); RUST_LOG as for the lock form
     -h, --help            this text
 
 WORKLOADS (single member on loopback recommended, data dir on /dev/shm):
@@ -65,6 +70,16 @@ WORKLOADS (single member on loopback recommended, data dir on /dev/shm):
 pub(crate) enum Via {
     Recipe,
     Service,
+}
+
+impl Via {
+    /// The flavour as a run-time locker, so `flock` has one code path for both.
+    pub(crate) fn locker(self) -> Box<dyn etcd_lock::lock::DynLocker> {
+        match self {
+            Via::Recipe => Box::new(etcd_lock::lock::RecipeLock::new()),
+            Via::Service => Box::new(etcd_lock::lock::ServiceLock::new()),
+        }
+    }
 }
 
 /// `etcd-lock NAME -- CMD`.
@@ -102,6 +117,8 @@ pub(crate) struct Common {
     pub(crate) key: Option<String>,
     /// `--user NAME:PASSWORD`, split.
     pub(crate) user: Option<(String, String)>,
+    /// How many `-v` (`-vv` counts two): 0 warnings only, 1 info, 2 debug, 3+ trace.
+    pub(crate) verbose: u8,
 }
 
 impl Common {
@@ -115,6 +132,7 @@ impl Common {
             cert: var("ETCDCTL_CERT"),
             key: var("ETCDCTL_KEY"),
             user: var("ETCDCTL_USER").map(|u| user_pass(&u)).transpose()?,
+            verbose: 0,
         })
     }
 
@@ -137,6 +155,12 @@ impl Common {
             "--cert" => self.cert = Some(value_of(flag, inline, rest)?),
             "--key" => self.key = Some(value_of(flag, inline, rest)?),
             "--user" => self.user = Some(user_pass(&value_of(flag, inline, rest)?)?),
+            "--verbose" => self.verbose = self.verbose.saturating_add(1),
+            // `-v`, `-vv`, `-vvv`...
+            f if f.len() > 1 && f.starts_with('-') && f[1..].bytes().all(|b| b == b'v') => {
+                let count = u8::try_from(f.len() - 1).unwrap_or(u8::MAX);
+                self.verbose = self.verbose.saturating_add(count);
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -372,6 +396,23 @@ mod tests {
             panic!("not a bench command")
         };
         assert_eq!(b.common.cacert.as_deref(), Some("ca.pem"));
+    }
+
+    #[test]
+    fn counts_verbose_flags() {
+        let Ok(Command::Lock(a)) = parse(args(&["-v", "--verbose", "-vv", "job", "-v"])) else {
+            panic!("not a lock command")
+        };
+        // The -v after NAME belongs to the command.
+        assert_eq!(
+            (a.common.verbose, a.command.as_slice()),
+            (4, &["-v".to_string()][..])
+        );
+        let Ok(Command::Bench(b)) = parse(args(&["bench", "-vvv"])) else {
+            panic!("not a bench command")
+        };
+        assert_eq!(b.common.verbose, 3);
+        assert!(parse(args(&["-vx", "job", "true"])).is_err());
     }
 
     #[test]

@@ -3,12 +3,12 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use etcd_lock::lock::{LockGuard, Locker, RecipeLock, ServiceLock};
+use etcd_lock::lock::{DynLocker, LockGuard, Locker};
 use etcd_lock::{Error, Session, SessionOptions};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::args::{LockArgs, Via};
+use crate::args::LockArgs;
 use crate::{EXIT_FAILED, EXIT_USAGE};
 
 const EXIT_LOST: u8 = 122;
@@ -23,13 +23,8 @@ fn fail(message: impl std::fmt::Display) -> u8 {
 }
 
 pub(crate) async fn run(a: LockArgs) -> u8 {
-    match a.via {
-        Via::Recipe => run_with(RecipeLock::new(), a).await,
-        Via::Service => run_with(ServiceLock::new(), a).await,
-    }
-}
-
-async fn run_with<L: Locker>(locker: L, a: LockArgs) -> u8 {
+    // One code path for both flavours: `--via` picks a `Box<dyn DynLocker>` at run time.
+    let locker: Box<dyn DynLocker> = a.via.locker();
     let client = match crate::connect(&a.common).await {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -52,6 +47,12 @@ async fn run_with<L: Locker>(locker: L, a: LockArgs) -> u8 {
     };
 
     // Wait for the lock, bounded by --timeout and interruptible by SIGINT/SIGTERM.
+    tracing::debug!(
+        lock = %a.name,
+        via = locker.flavour(),
+        lease = %format_args!("{:x}", session.lease()),
+        "session open, waiting for the lock"
+    );
     let acquire = locker.lock(&session, a.name.as_bytes());
     let timeout = async {
         match a.timeout {
@@ -88,7 +89,16 @@ async fn run_with<L: Locker>(locker: L, a: LockArgs) -> u8 {
     };
 
     let mut child = match spawn(&a.command, &guard) {
-        Ok(child) => child,
+        Ok(child) => {
+            tracing::info!(
+                command = %a.command[0],
+                pid = child.id(),
+                lock = %a.name,
+                fence = guard.fencing_token(),
+                "command started while holding the lock"
+            );
+            child
+        }
         Err((code, message)) => {
             let _ = guard.unlock().await;
             let _ = session.close().await;
@@ -114,6 +124,7 @@ async fn run_with<L: Locker>(locker: L, a: LockArgs) -> u8 {
             _ = terminate.recv() => forward(&child, libc::SIGTERM),
         }
     };
+    tracing::info!(command = %a.command[0], exit_code = code, "command finished; releasing the lock");
     if let Err(e) = guard.unlock().await {
         eprintln!("etcd-lock: releasing lock {}: {e}", a.name);
     }

@@ -4,6 +4,7 @@
 mod args;
 mod bench_cmd;
 mod flock;
+mod log;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,6 +24,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    match &command {
+        args::Command::Lock(a) => log::init(a.common.verbose),
+        args::Command::Bench(a) => log::init(a.common.verbose),
+        args::Command::Help(_) | args::Command::Version => {}
+    }
     // One thread: the client spends most of its time waiting on etcd, and a single-threaded
     // runtime avoids cross-thread wake-ups (measured: about 40% less CPU per RPC than two
     // worker threads, and lower latency, in lockbench W1/W3/W4/W5).
