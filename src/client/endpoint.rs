@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 
 use super::Client;
 use crate::error::{Error, Result};
-use crate::wire::{WireMessage, WireRecord};
+use crate::wire::CallTap;
 
 impl Client {
     /// The URL `endpoint` stands for: as given when it has a scheme, else `http://` (or
@@ -67,6 +67,7 @@ impl Client {
         let timeout = self.inner.options.request_timeout;
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut renewed = false;
+        let mut tap = CallTap::new(self.wire(), method, super::token::is_secret(method));
         loop {
             let token = self.token();
             let mut req = self.request_with_token(request.clone(), token.as_ref());
@@ -81,27 +82,18 @@ impl Client {
                 request.encoded_len() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
-            let sent_at = Instant::now();
+            tap.attempt(|| url.clone(), &req);
             let outcome = match remaining {
-                Some(left) => match tokio::time::timeout(left, call(channel.clone(), req)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(tonic::Status::deadline_exceeded("client-side deadline")),
-                },
-                None => call(channel.clone(), req).await,
+                Some(left) => {
+                    match tokio::time::timeout(left, tap.capture(call(channel.clone(), req))).await
+                    {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(tonic::Status::deadline_exceeded("client-side deadline")),
+                    }
+                }
+                None => tap.capture(call(channel.clone(), req)).await,
             };
-            if let Some(sink) = self.wire() {
-                sink.record(&WireRecord {
-                    method,
-                    endpoint: &url,
-                    request: &request,
-                    response: outcome
-                        .as_ref()
-                        .ok()
-                        .map(|r| r.get_ref() as &dyn WireMessage),
-                    status: outcome.as_ref().err(),
-                    latency: sent_at.elapsed(),
-                });
-            }
+            tap.outcome(&outcome);
             let status = match outcome {
                 Ok(response) => {
                     let response = response.into_inner();
@@ -129,6 +121,7 @@ impl Client {
             let error = Error::from_status(status);
             if !renewed && self.token_may_help(&error) {
                 renewed = true;
+                tap.retry(&"the token was refused: authenticate again, then resend");
                 self.renew_token(token.as_ref()).await?;
                 continue;
             }
