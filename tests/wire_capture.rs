@@ -1,0 +1,539 @@
+//! The wire log held against a packet capture of the same traffic (issue 11).
+//!
+//! Per etcd version: one member; `dumpcap` records loopback traffic on its client port while
+//! the `etcd-lock` CLI takes locks with `--wire-log`: each flavour (`--via recipe|service`)
+//! alone, and contended (a holder that keeps the lock for 2.5 s with `--ttl 2`, so keep-alives
+//! are sent, plus a waiter). `tests/capture/compare.py` then decodes the capture with tshark
+//! alone (HTTP/2, gRPC and protobuf dissectors reading `proto/`) and requires the same calls,
+//! stream messages, fields and byte counts as the logs. Finally edited copies of the logs (a
+//! line dropped, a field value changed, a byte count changed) must each be refused.
+//!
+//! Needs `tshark` and `dumpcap` (`scripts/install-tools`), Python 3, and the right to capture
+//! on `lo` (root or CAP_NET_RAW); without them the test fails with that hint.
+#![cfg(all(feature = "testkit", feature = "cli"))]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_lock::testkit::EtcdBinary;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_etcd-lock");
+const COMPARE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/capture/compare.py");
+const PROTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
+
+per_version!(log_matches_capture);
+
+/// What each process of the scenario logged, by role.
+struct Logs {
+    dir: PathBuf,
+}
+
+impl Logs {
+    fn path(&self, role: &str) -> PathBuf {
+        self.dir.join(format!("{role}.jsonl"))
+    }
+}
+
+const ROLES: [&str; 6] = [
+    "recipe-alone",
+    "service-alone",
+    "recipe-holder",
+    "recipe-waiter",
+    "service-holder",
+    "service-waiter",
+];
+
+async fn log_matches_capture(bin: &EtcdBinary) {
+    require_tools();
+    let cluster = common::single(bin);
+    let port = cluster.member(0).client_port();
+    let endpoint = cluster.endpoints().join(",");
+    let dir = std::env::temp_dir().join(format!(
+        "etcd-lock-capture-{}-{}",
+        std::process::id(),
+        bin.version()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    common::ok(std::fs::create_dir_all(&dir));
+    let logs = Logs { dir: dir.clone() };
+    let pcap = dir.join("wire.pcapng");
+
+    let started = Instant::now();
+    let mut capture = Dumpcap::start(port, &pcap, &dir);
+    run_scenarios(&endpoint, &logs);
+    capture.stop();
+    let captured_secs = started.elapsed().as_secs_f64();
+
+    // The real logs agree with the capture.
+    let decoded = dir.join("decoded.json");
+    let mut args: Vec<String> = vec![
+        "check".into(),
+        "--pcap".into(),
+        path_str(&pcap),
+        "--port".into(),
+        port.to_string(),
+        "--proto".into(),
+        PROTO.into(),
+        "--out".into(),
+        path_str(&decoded),
+    ];
+    for role in ROLES {
+        args.push("--log".into());
+        args.push(path_str(&logs.path(role)));
+    }
+    let out = python(&args);
+    let report = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "etcd {}: the wire logs do not match the capture (files kept in {}):\n{report}",
+        bin.version(),
+        dir.display()
+    );
+    // Every kind of traffic the scenario makes was seen and compared.
+    for method in [
+        "/etcdserverpb.Lease/LeaseGrant",
+        "/etcdserverpb.Lease/LeaseKeepAlive",
+        "/etcdserverpb.Lease/LeaseRevoke",
+        "/etcdserverpb.KV/Txn",
+        "/etcdserverpb.KV/DeleteRange",
+        "/etcdserverpb.Watch/Watch",
+        "/v3lockpb.Lock/Lock",
+        "/v3lockpb.Lock/Unlock",
+    ] {
+        let decoded_text = common::ok(std::fs::read_to_string(&decoded));
+        assert!(
+            decoded_text.contains(&format!("\"{method}\"")),
+            "etcd {}: the capture has no {method} exchange",
+            bin.version()
+        );
+    }
+    eprintln!(
+        "etcd {}: {} (capture {captured_secs:.1} s, decode+compare {:.1} s)",
+        bin.version(),
+        report.trim(),
+        started.elapsed().as_secs_f64() - captured_secs
+    );
+
+    // Edited logs are refused, each with a message naming what differs.
+    for edit in edits() {
+        let original = common::ok(std::fs::read_to_string(logs.path(edit.role)));
+        let edited = (edit.apply)(&original).unwrap_or_else(|| {
+            panic!(
+                "etcd {}: {}: nothing to edit in the {} log:\n{original}",
+                bin.version(),
+                edit.what,
+                edit.role
+            )
+        });
+        assert_ne!(edited, original, "{}: the edit changed nothing", edit.what);
+        let edited_path = dir.join(format!("edited-{}.jsonl", edit.role));
+        common::ok(std::fs::write(&edited_path, edited));
+        let mut args: Vec<String> = vec!["compare".into(), "--decoded".into(), path_str(&decoded)];
+        for role in ROLES {
+            args.push("--log".into());
+            args.push(if role == edit.role {
+                path_str(&edited_path)
+            } else {
+                path_str(&logs.path(role))
+            });
+        }
+        let out = python(&args);
+        let report = text(&out.stdout) + &text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "etcd {}: {}: the comparer should refuse the edited log:\n{report}",
+            bin.version(),
+            edit.what
+        );
+        for want in edit.expect {
+            assert!(
+                report.contains(want),
+                "etcd {}: {}: the report does not say {want:?}:\n{report}",
+                bin.version(),
+                edit.what
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the six CLI processes: each flavour alone, and each flavour contended (the holder keeps
+/// the lock 2.5 s with a 2 s TTL, so its keep-alive stream carries several messages while the
+/// waiter waits). The four groups run side by side on distinct lock names.
+fn run_scenarios(endpoint: &str, logs: &Logs) {
+    let lock = |role: &str, via: &str, name: &str, cmd: &[&str]| -> Child {
+        let mut c = Command::new(BIN);
+        c.args([
+            "--endpoints",
+            endpoint,
+            "--ttl",
+            "2",
+            "--via",
+            via,
+            "--wire-log",
+        ])
+        .arg(logs.path(role))
+        .arg(name)
+        .arg("--")
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        common::ok(c.spawn())
+    };
+    let hold = ["sh", "-c", "echo held; sleep 2.5"];
+    let alone = [
+        lock(
+            "recipe-alone",
+            "recipe",
+            "cap/recipe-alone",
+            &["sleep", "1"],
+        ),
+        lock(
+            "service-alone",
+            "service",
+            "cap/service-alone",
+            &["sleep", "1"],
+        ),
+    ];
+    let mut holders = [
+        (
+            lock("recipe-holder", "recipe", "cap/recipe-queue", &hold),
+            "recipe",
+        ),
+        (
+            lock("service-holder", "service", "cap/service-queue", &hold),
+            "service",
+        ),
+    ];
+    let mut waiters = Vec::new();
+    for (holder, via) in holders.iter_mut() {
+        wait_line(holder, "held", Duration::from_secs(10));
+        let name = format!("cap/{via}-queue");
+        waiters.push(lock(&format!("{via}-waiter"), via, &name, &["true"]));
+    }
+    let all = alone
+        .into_iter()
+        .chain(holders.into_iter().map(|(c, _)| c))
+        .chain(waiters);
+    for (child, role) in all.zip([
+        "recipe-alone",
+        "service-alone",
+        "recipe-holder",
+        "service-holder",
+        "recipe-waiter",
+        "service-waiter",
+    ]) {
+        let out = wait_output(child, Duration::from_secs(20));
+        assert!(
+            out.status.success(),
+            "{role}: etcd-lock exited with {:?}: {}",
+            out.status,
+            text(&out.stderr)
+        );
+    }
+}
+
+/// Waits for a line containing `want` on the child's stdout.
+fn wait_line(child: &mut Child, want: &str, within: Duration) {
+    let Some(stdout) = child.stdout.take() else {
+        panic!("no stdout")
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let needle = want.to_string();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let found = lines.any(|l| l.is_ok_and(|l| l.contains(&needle)));
+        let _ = tx.send(found);
+    });
+    match rx.recv_timeout(within) {
+        Ok(true) => {}
+        other => panic!("no {want:?} line from the holder: {other:?}"),
+    }
+}
+
+/// Waits for the child to exit (bounded), then returns its output.
+fn wait_output(mut child: Child, within: Duration) -> Output {
+    let deadline = Instant::now() + within;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return common::ok(child.wait_with_output()),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                panic!("etcd-lock did not exit within {within:?}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// edits the comparer must refuse
+
+struct Edit {
+    what: &'static str,
+    role: &'static str,
+    apply: fn(&str) -> Option<String>,
+    expect: &'static [&'static str],
+}
+
+fn edits() -> Vec<Edit> {
+    vec![
+        Edit {
+            what: "a unary call line dropped (the waiter's first Txn)",
+            role: "recipe-waiter",
+            apply: |log| edit_first(log, |v| is_call(v, "/etcdserverpb.KV/Txn"), |_| None),
+            expect: &["missing from the log", "/etcdserverpb.KV/Txn"],
+        },
+        Edit {
+            what: "a response field changed (the holder's Txn header revision + 1)",
+            role: "recipe-holder",
+            apply: |log| {
+                edit_first(
+                    log,
+                    |v| is_call(v, "/etcdserverpb.KV/Txn"),
+                    |mut v| {
+                        let rev = v["response"]["header"]["revision"].as_i64()?;
+                        v["response"]["header"]["revision"] = (rev + 1).into();
+                        Some(v)
+                    },
+                )
+            },
+            expect: &["differs from the capture", "response.header.revision"],
+        },
+        Edit {
+            what: "a byte count changed (the service holder's Lock response_bytes + 1)",
+            role: "service-holder",
+            apply: |log| {
+                edit_first(
+                    log,
+                    |v| is_call(v, "/v3lockpb.Lock/Lock"),
+                    |mut v| {
+                        let n = v["response_bytes"].as_u64()?;
+                        v["response_bytes"] = (n + 1).into();
+                        Some(v)
+                    },
+                )
+            },
+            expect: &["response_bytes: log"],
+        },
+        Edit {
+            what: "a stream message dropped (an event the recipe waiter's watch received)",
+            role: "recipe-waiter",
+            apply: |log| {
+                edit_first(
+                    log,
+                    |v| {
+                        v["kind"] == "recv"
+                            && v["method"] == "/etcdserverpb.Watch/Watch"
+                            && v["message"].get("events").is_some()
+                    },
+                    |_| None,
+                )
+            },
+            expect: &["recv"],
+        },
+        Edit {
+            what: "a stream field changed (the holder's first keep-alive request lease ID + 1)",
+            role: "recipe-holder",
+            apply: |log| {
+                edit_first(
+                    log,
+                    |v| v["kind"] == "send" && v["method"] == "/etcdserverpb.Lease/LeaseKeepAlive",
+                    |mut v| {
+                        let id = &v["message"]["ID"];
+                        let next = match id {
+                            Value::Number(n) => Value::from(n.as_i64()? + 1),
+                            Value::String(s) => {
+                                Value::from((s.parse::<i64>().ok()? + 1).to_string())
+                            }
+                            _ => return None,
+                        };
+                        v["message"]["ID"] = next;
+                        Some(v)
+                    },
+                )
+            },
+            expect: &["send[seq 1].message.ID"],
+        },
+        Edit {
+            what: "a stream byte count changed (a keep-alive response's bytes - 1)",
+            role: "service-waiter",
+            apply: |log| {
+                edit_first(
+                    log,
+                    |v| v["kind"] == "recv" && v["method"] == "/etcdserverpb.Lease/LeaseKeepAlive",
+                    |mut v| {
+                        let n = v["bytes"].as_u64()?;
+                        v["bytes"] = n.checked_sub(1)?.into();
+                        Some(v)
+                    },
+                )
+            },
+            expect: &["].bytes: log"],
+        },
+    ]
+}
+
+fn is_call(v: &Value, method: &str) -> bool {
+    v.get("kind").is_none_or(|k| k == "call") && v["method"] == method
+}
+
+/// The log with its first line matching `pick` replaced by `change(line)` (dropped when that
+/// gives `None`); `None` when no line matches.
+fn edit_first(
+    log: &str,
+    pick: impl Fn(&Value) -> bool,
+    change: impl Fn(Value) -> Option<Value>,
+) -> Option<String> {
+    let mut out = String::new();
+    let mut done = false;
+    for line in log.lines() {
+        let value: Value = common::ok(serde_json::from_str(line));
+        if !done && pick(&value) {
+            done = true;
+            if let Some(v) = change(value) {
+                out.push_str(&v.to_string());
+                out.push('\n');
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    done.then_some(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// tools
+
+fn require_tools() {
+    for (tool, arg) in [
+        ("tshark", "--version"),
+        ("dumpcap", "--version"),
+        ("python3", "--version"),
+    ] {
+        let ok = Command::new(tool)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "{tool} is missing: run scripts/install-tools (tshark, dumpcap) and install Python 3"
+        );
+    }
+}
+
+fn python(args: &[String]) -> Output {
+    common::ok(Command::new("python3").arg(COMPARE).args(args).output())
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `dumpcap` recording the member's client port (and our UDP markers) on `lo` into a file.
+///
+/// "Capturing on 'lo'" is printed before the capture really runs, and dumpcap writes its file
+/// in batches, so readiness is proven by a marker datagram (to a UDP port the filter also lets
+/// through) found in the file; another marker after the traffic proves that everything before
+/// it was written before dumpcap is stopped.
+struct Dumpcap {
+    child: Child,
+    file: PathBuf,
+    stderr: PathBuf,
+    socket: UdpSocket,
+    marker_port: u16,
+}
+
+impl Dumpcap {
+    fn start(port: u16, file: &Path, dir: &Path) -> Dumpcap {
+        // Bound for the test's lifetime, so the port stays ours and the markers are received.
+        let sink = common::ok(UdpSocket::bind("127.0.0.1:0"));
+        let marker_port = common::ok(sink.local_addr()).port();
+        let stderr = dir.join("dumpcap.err");
+        let child = common::ok(
+            Command::new("dumpcap")
+                .args(["-q", "-i", "lo", "-f"])
+                .arg(format!(
+                    "tcp port {port} or (udp and dst port {marker_port})"
+                ))
+                .arg("-w")
+                .arg(file)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(common::ok(std::fs::File::create(&stderr)))
+                .spawn(),
+        );
+        let mut capture = Dumpcap {
+            child,
+            file: file.to_path_buf(),
+            stderr,
+            socket: sink,
+            marker_port,
+        };
+        capture.wait_marker("start");
+        capture
+    }
+
+    /// Sends `etcd-lock-capture-<what>-<pid>` every 20 ms until it is in the file.
+    fn wait_marker(&mut self, what: &str) {
+        let marker = format!("etcd-lock-capture-{what}-{}", std::process::id());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let _ = self
+                .socket
+                .send_to(marker.as_bytes(), ("127.0.0.1", self.marker_port));
+            std::thread::sleep(Duration::from_millis(20));
+            let bytes = std::fs::read(&self.file).unwrap_or_default();
+            if bytes.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "dumpcap exited ({status}): {}",
+                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dumpcap did not record the {what} marker within 15 s: {}",
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            );
+        }
+    }
+
+    /// Waits until everything sent so far is in the file, then stops dumpcap (SIGTERM by PID).
+    fn stop(&mut self) {
+        self.wait_marker("end");
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            assert!(Instant::now() < deadline, "dumpcap did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Dumpcap {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
