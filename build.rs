@@ -26,6 +26,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     tonic_prost_build::configure()
         .build_server(false)
         .build_client(true)
+        // Our codec wraps prost's: it hands the received message bytes to the wire log (only
+        // while a sink is listening) before prost decodes them. See `src/wire/codec.rs`.
+        .codec_path("crate::wire::codec::WireCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -128,7 +128,7 @@ pub struct LeaseKeeper {
     /// The endpoint the stream was opened on.
     endpoint: usize,
     requests: mpsc::Sender<pb::LeaseKeepAliveRequest>,
-    responses: tonic::Streaming<pb::LeaseKeepAliveResponse>,
+    responses: crate::wire::Inbound<pb::LeaseKeepAliveResponse>,
 }
 
 impl LeaseKeeper {
@@ -258,11 +258,14 @@ impl Client {
                 rx,
                 |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
             );
+        let tap = crate::wire::StreamTap::new(self.wire(), KEEP_ALIVE);
+        let requests = tap.outbound(requests);
         let (endpoint, channel) = self.current();
         let mut grpc = LeaseClient::new(channel).max_decoding_message_size(usize::MAX);
         let mut request = self.request_with_token(requests, token.as_ref());
         require_leader(&mut request);
-        let open = grpc.lease_keep_alive(request);
+        tap.open(|| self.endpoint_url(endpoint), &request);
+        let open = tap.opened(grpc.lease_keep_alive(request));
         let timeout = self.options().request_timeout;
         let opened = match timeout {
             Some(t) => tokio::time::timeout(t, open).await.map_err(|_| {

@@ -17,7 +17,7 @@ use etcd_lock::auth::{Permission, PermissionRange};
 use etcd_lock::election::{Elector, Leadership, RecipeElection, ServiceElection};
 use etcd_lock::lock::{LockGuard, Locker, RecipeLock, ServiceLock};
 use etcd_lock::testkit::{Cluster, EtcdBinary};
-use etcd_lock::wire::{WireRecord, WireSink};
+use etcd_lock::wire::{WireEvent, WireSink};
 use etcd_lock::{Client, ClientOptions, Error, EtcdErrorKind, Session, SessionOptions};
 
 per_version!(
@@ -231,13 +231,16 @@ async fn wrong_password_is_refused(bin: &EtcdBinary) {
 struct Calls(Mutex<Vec<(&'static str, String)>>, AtomicBool);
 
 impl WireSink for Calls {
-    fn record(&self, record: &WireRecord<'_>) {
+    fn record(&self, event: &WireEvent<'_>) {
+        let WireEvent::Call(record) = event else {
+            return;
+        };
         let status = record
             .status
-            .map(|s| s.message().to_string())
+            .map(|s| s.message.clone())
             .unwrap_or_default();
-        let request = record.request.encode_wire();
-        let response = record.response.map(|r| r.encode_wire()).unwrap_or_default();
+        let request = record.request;
+        let response = record.response.unwrap_or_default();
         let has_password = request
             .windows(APP_PW.len())
             .any(|w| w == APP_PW.as_bytes());

@@ -131,13 +131,19 @@ fn check_envelope(line: &Value, endpoint: &str) {
     assert_eq!(
         obj.unwrap_or_default(),
         [
+            "attempt",
+            "authority",
+            "call",
             "endpoint",
+            "kind",
             "latency_ms",
+            "metadata",
             "method",
             "request",
             "request_bytes",
             "response",
             "response_bytes",
+            "retry",
             "status",
             "ts"
         ],

@@ -8,7 +8,7 @@ use tonic::transport::Channel;
 
 use super::{Client, Retry};
 use crate::error::{Error, EtcdErrorKind, Result};
-use crate::wire::{WireMessage, WireRecord};
+use crate::wire::CallTap;
 
 impl Client {
     /// Sends one unary RPC with the client's request timeout, counting it, logging it to the
@@ -61,6 +61,7 @@ impl Client {
         let mut token_renewed = false;
         // The failure that sent us to the next endpoint: reported if the deadline comes first.
         let mut last_failure: Option<Error> = None;
+        let mut tap = CallTap::new(self.wire(), method, secret);
         loop {
             let (index, channel) = self.current();
             // Authenticate goes without a token: etcd checks a stale one even there.
@@ -79,39 +80,22 @@ impl Client {
                 }
                 req.set_timeout(remaining);
             }
+            tap.attempt(|| self.endpoint_url(index), &req);
             counters.unary_calls.fetch_add(1, Ordering::Relaxed);
             counters
                 .bytes_sent
                 .fetch_add(request_len as u64, Ordering::Relaxed);
             attempts += 1;
-            let sent_at = Instant::now();
             let outcome = match remaining {
                 Some(remaining) => {
-                    match tokio::time::timeout(remaining, call(channel, req)).await {
+                    match tokio::time::timeout(remaining, tap.capture(call(channel, req))).await {
                         Ok(outcome) => outcome,
                         Err(_) => Err(tonic::Status::deadline_exceeded("client-side deadline")),
                     }
                 }
-                None => call(channel, req).await,
+                None => tap.capture(call(channel, req)).await,
             };
-            let latency = sent_at.elapsed();
-            if let Some(sink) = self.wire() {
-                sink.record(&WireRecord {
-                    method,
-                    endpoint: &self.endpoint_url(index),
-                    // Passwords and tokens never reach the wire log: an empty message stands in.
-                    request: if secret { &() } else { &request },
-                    response: outcome.as_ref().ok().map(|r| {
-                        if secret {
-                            &() as &dyn WireMessage
-                        } else {
-                            r.get_ref() as &dyn WireMessage
-                        }
-                    }),
-                    status: outcome.as_ref().err(),
-                    latency,
-                });
-            }
+            tap.outcome(&outcome);
             match outcome {
                 Ok(response) => {
                     let response = response.into_inner();
@@ -154,6 +138,7 @@ impl Client {
                     // An expired token: authenticate again and repeat the request, once.
                     if !token_renewed && self.token_may_help(&error) {
                         token_renewed = true;
+                        tap.retry(&"the token was refused: authenticate again, then resend");
                         self.renew_token(token.as_ref()).await?;
                         continue;
                     }
@@ -165,6 +150,7 @@ impl Client {
                         }
                         return Err(error);
                     }
+                    tap.retry(&format_args!("{error}; resent to the next endpoint"));
                     self.fail_over(index);
                     last_failure = Some(error);
                     // Go through every endpoint once quickly; back off when all were tried.

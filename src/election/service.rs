@@ -217,7 +217,7 @@ impl Elector for ServiceElection {
 
 enum ObserveState {
     Start(Client, Vec<u8>),
-    Open(Client, Box<tonic::Streaming<pb::LeaderResponse>>),
+    Open(Client, Box<crate::wire::Inbound<pb::LeaderResponse>>),
     Done,
 }
 
@@ -237,10 +237,12 @@ fn observe_stream(client: Client, name: Vec<u8>) -> impl Stream<Item = Result<Le
                     .with_token_retry(|token| {
                         let (channel, req) = (channel.clone(), req.clone());
                         let request = client.request_with_token(req, token.as_ref());
+                        let tap = crate::wire::StreamTap::new(client.wire(), OBSERVE);
+                        tap.open(|| client.endpoint_url(index), &request);
+                        tap.sent(request.get_ref());
                         async move {
-                            ElectionClient::new(channel)
-                                .max_decoding_message_size(usize::MAX)
-                                .observe(request)
+                            let grpc = ElectionClient::new(channel);
+                            tap.opened(grpc.max_decoding_message_size(usize::MAX).observe(request))
                                 .await
                                 .map_err(Error::from_status)
                         }

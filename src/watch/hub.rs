@@ -135,7 +135,7 @@ struct Stream {
     requests: mpsc::UnboundedSender<pb::WatchRequest>,
     /// The auth token the stream was opened with: etcd checks it at every create.
     token: Option<AsciiMetadataValue>,
-    responses: tonic::Streaming<pb::WatchResponse>,
+    responses: crate::wire::Inbound<pb::WatchResponse>,
     endpoint: usize,
     /// Handles whose create was sent and not yet answered, in order.
     pending: VecDeque<u64>,
@@ -345,12 +345,15 @@ impl Hub {
                 rx,
                 |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
             );
+        let tap = crate::wire::StreamTap::new(client.wire(), WATCH);
+        let requests = tap.outbound(requests);
         let (endpoint, channel) = client.current();
         let mut grpc = WatchClient::new(channel).max_decoding_message_size(usize::MAX);
         let token = client.token();
         let mut request = client.request_with_token(requests, token.as_ref());
         require_leader(&mut request);
-        let open = grpc.watch(request);
+        tap.open(|| client.endpoint_url(endpoint), &request);
+        let open = tap.opened(grpc.watch(request));
         let timeout = client
             .options()
             .request_timeout
