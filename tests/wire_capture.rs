@@ -152,6 +152,16 @@ async fn log_matches_capture(bin: &EtcdBinary) {
             bin.version(),
             edit.what
         );
+        let first = report
+            .lines()
+            .find(|l| edit.expect.iter().any(|w| l.contains(w)))
+            .unwrap_or_default()
+            .trim();
+        eprintln!(
+            "etcd {}: refused as it should be, {}: {first}",
+            bin.version(),
+            edit.what
+        );
         for want in edit.expect {
             assert!(
                 report.contains(want),
@@ -325,6 +335,22 @@ fn edits() -> Vec<Edit> {
             expect: &["response_bytes: log"],
         },
         Edit {
+            what: "request metadata changed (the first LeaseGrant's grpc-timeout)",
+            role: "recipe-alone",
+            apply: |log| {
+                edit_first(
+                    log,
+                    |v| is_call(v, "/etcdserverpb.Lease/LeaseGrant"),
+                    |mut v| {
+                        v["metadata"].as_object_mut()?;
+                        v["metadata"]["grpc-timeout"] = "5S".into();
+                        Some(v)
+                    },
+                )
+            },
+            expect: &["metadata.grpc-timeout"],
+        },
+        Edit {
             what: "a stream message dropped (an event the recipe waiter's watch received)",
             role: "recipe-waiter",
             apply: |log| {
@@ -338,7 +364,19 @@ fn edits() -> Vec<Edit> {
                     |_| None,
                 )
             },
-            expect: &["recv"],
+            expect: &["recv seq", "missing from the log"],
+        },
+        Edit {
+            what: "a stream's close line dropped (the holder's keep-alive stream)",
+            role: "recipe-holder",
+            apply: |log| {
+                edit_first(
+                    log,
+                    |v| v["kind"] == "close" && v["method"] == "/etcdserverpb.Lease/LeaseKeepAlive",
+                    |_| None,
+                )
+            },
+            expect: &["close line missing"],
         },
         Edit {
             what: "a stream field changed (the holder's first keep-alive request lease ID + 1)",

@@ -267,7 +267,7 @@ def decode(pcap, port, proto_dir):
     def conn_of(tcp_stream, client_port):
         return conns.setdefault(tcp_stream, {
             "conn": tcp_stream, "client_port": client_port, "streams": {}, "data": {},
-            "frames": 0, "goaway": [],
+            "frames": 0, "goaway": [], "closed": {},
         })
 
     def stream_of(conn, sid, t):
@@ -289,6 +289,9 @@ def decode(pcap, port, proto_dir):
         from_server = src == port
         conn = conn_of(int(show(tcp, "tcp.stream")), dst if from_server else src)
         side = "server" if from_server else "client"
+        tcp_flags = int(show(tcp, "tcp.flags", "0x0"), 16)
+        if tcp_flags & 0x5:  # FIN or RST: this side closed the connection
+            conn["closed"].setdefault(side, t)
         current = None
         for p in protos:
             pname = p.get("name")
@@ -388,8 +391,10 @@ def decode(pcap, port, proto_dir):
                     if m["message"] is None:
                         m["message"] = {}
             streams.append(st)
+        for st in streams:
+            st["conn_closed"] = conn["closed"]
         out.append({"conn": conn["conn"], "client_port": conn["client_port"],
-                    "goaway": conn["goaway"], "streams": streams})
+                    "goaway": conn["goaway"], "closed": conn["closed"], "streams": streams})
     return {"port": port, "connections": out}
 
 
@@ -547,18 +552,25 @@ def stream_diffs(ls, st):
     may_have_unread = how in (None, "cancelled", "connection_lost")
     may_have_unsent = how in (None, "connection_lost")
     for kind, side, loose in (("send", "client", may_have_unsent), ("recv", "server", may_have_unread)):
-        logged, captured = ls[kind], st[side]
-        if len(logged) > len(captured) or (len(logged) < len(captured) and not loose):
-            out.append(f"{kind}: log has {len(logged)} messages, capture {len(captured)}"
-                       + (f" (first one missing from the log: {json.dumps(captured[len(logged)]['message'])[:300]})"
-                          if len(logged) < len(captured) else ""))
-        for i, (line, msg) in enumerate(zip(logged, captured)):
+        logged = {line.get("seq"): line for line in ls[kind]}
+        captured = st[side]
+        # Message k of the capture (in this direction) is the log's line with seq k.
+        for k, msg in enumerate(captured, 1):
+            line = logged.pop(k, None)
+            if line is None:
+                if loose and k > len(ls[kind]):
+                    break  # not read (or not sent) before the stream was dropped
+                out.append(f"{kind} seq {k}: missing from the log; the capture has "
+                           f"{json.dumps(msg['message'])[:300]} ({msg['bytes']} bytes)")
+                continue
             sub = []
-            diff(line.get("message"), msg["message"], f"{kind}[seq {line.get('seq')}].message", sub)
+            diff(line.get("message"), msg["message"], f"{kind}[seq {k}].message", sub)
             if line.get("bytes") != msg["bytes"]:
-                sub.append(f"{kind}[seq {line.get('seq')}].bytes: log {line.get('bytes')}, "
-                           f"capture {msg['bytes']}")
+                sub.append(f"{kind}[seq {k}].bytes: log {line.get('bytes')}, capture {msg['bytes']}")
             out.extend(f"{line['where']}: {d}" for d in sub)
+        for k, line in sorted(logged.items(), key=lambda kv: str(kv[0])):
+            out.append(f"{line['where']}: {kind} seq {k}: not in the capture "
+                       f"(it has {len(captured)} messages in this direction)")
     if how == "trailers":
         cap = status_of_capture(st)
         if cap is None:
@@ -569,17 +581,24 @@ def stream_diffs(ls, st):
         if st["trailers"] is not None and st["trailers"]["ts"] < (st["rst"] or {}).get("ts", float("inf")):
             out.append("close: log says cancelled, but the server ended the stream with "
                        f"grpc-status {st['trailers']['grpc-status']} first")
+        elif st["rst"] is None and "client" in st["conn_closed"]:
+            # The process dropped the stream and exited before h2 wrote the RST_STREAM: on the
+            # wire the stream ends with the client closing the connection.
+            pass
         elif st["rst"] is None or st["rst"]["from"] != "client":
-            out.append("close: log says cancelled, the capture has no RST_STREAM from the client")
+            out.append("close: log says cancelled, the capture has no RST_STREAM from the client "
+                       "and the client did not close the connection")
         elif st["rst"]["code"] != H2_CANCEL:
             out.append(f"close: log says cancelled, the client's RST_STREAM has code {st['rst']['code']}")
     elif how == "reset":
         if st["rst"] is None or st["rst"]["from"] != "server":
             out.append("close: log says reset, the capture has no RST_STREAM from the server")
     elif how is None:
-        if st["trailers"] is not None and len(ls["recv"]) == len(st["server"]):
-            out.append("close line missing: the capture's stream ended with grpc-status "
-                       f"{st['trailers']['grpc-status']}")
+        # Every stream of a process that ended normally was ended, and logged as such.
+        ended = ("grpc-status " + str(st["trailers"]["grpc-status"]) if st["trailers"] else
+                 f"RST_STREAM from the {st['rst']['from']}" if st["rst"] else
+                 "the connection closing")
+        out.append(f"close line missing (the capture's stream ended with {ended})")
     return out
 
 
