@@ -9,23 +9,30 @@
 //! line dropped, a field value changed, a byte count changed) must each be refused.
 //!
 //! Needs `tshark` and `dumpcap` (`scripts/install-tools`), Python 3, and the right to capture
-//! on `lo` (root or CAP_NET_RAW); without them the test fails with that hint.
+//! on `lo` (root or CAP_NET_RAW); without them the test fails with that hint. The capture, the
+//! logs and tshark's decode are kept (path printed) when the test fails or when
+//! `ETCD_LOCK_KEEP_CAPTURE` is set.
 #![cfg(all(feature = "testkit", feature = "cli"))]
 
+#[path = "capture/mod.rs"]
+mod capture;
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+
+use capture::{path_str, python, require_tools, text, Dumpcap, PROTO};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use etcd_lock::election::{Elector, ServiceElection};
 use etcd_lock::testkit::EtcdBinary;
+use etcd_lock::wirelog::JsonLines;
+use etcd_lock::{Client, ClientOptions};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_etcd-lock");
-const COMPARE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/capture/compare.py");
-const PROTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
 
 per_version!(log_matches_capture);
 
@@ -40,13 +47,14 @@ impl Logs {
     }
 }
 
-const ROLES: [&str; 6] = [
+const ROLES: [&str; 7] = [
     "recipe-alone",
     "service-alone",
     "recipe-holder",
     "recipe-waiter",
     "service-holder",
     "service-waiter",
+    "service-election",
 ];
 
 async fn log_matches_capture(bin: &EtcdBinary) {
@@ -66,7 +74,14 @@ async fn log_matches_capture(bin: &EtcdBinary) {
 
     let started = Instant::now();
     let mut capture = Dumpcap::start(port, &pcap, &dir);
+    let election = {
+        let (endpoint, log) = (endpoint.clone(), logs.path("service-election"));
+        std::thread::spawn(move || run_election(endpoint, log))
+    };
     run_scenarios(&endpoint, &logs);
+    if let Err(panic) = election.join() {
+        std::panic::resume_unwind(panic);
+    }
     capture.stop();
     let captured_secs = started.elapsed().as_secs_f64();
 
@@ -105,6 +120,10 @@ async fn log_matches_capture(bin: &EtcdBinary) {
         "/etcdserverpb.Watch/Watch",
         "/v3lockpb.Lock/Lock",
         "/v3lockpb.Lock/Unlock",
+        "/v3electionpb.Election/Campaign",
+        "/v3electionpb.Election/Observe",
+        "/v3electionpb.Election/Proclaim",
+        "/v3electionpb.Election/Resign",
     ] {
         let decoded_text = common::ok(std::fs::read_to_string(&decoded));
         assert!(
@@ -171,7 +190,15 @@ async fn log_matches_capture(bin: &EtcdBinary) {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("ETCD_LOCK_KEEP_CAPTURE").is_some() {
+        eprintln!(
+            "etcd {}: capture and logs kept in {}",
+            bin.version(),
+            dir.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// Runs the six CLI processes: each flavour alone, and each flavour contended (the holder keeps
@@ -249,6 +276,46 @@ fn run_scenarios(endpoint: &str, logs: &Logs) {
             text(&out.stderr)
         );
     }
+}
+
+/// An in-process client following an election through the `Election/Observe` stream while it
+/// campaigns, proclaims and resigns (`ServiceElection`, TTL 2 s). It runs on its own runtime,
+/// dropped at the end, so its connection closes as a CLI process's does when it exits.
+fn run_election(endpoint: String, log: PathBuf) {
+    let runtime = common::ok(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    );
+    runtime.block_on(async move {
+        let sink = Arc::new(common::ok(JsonLines::to_file(&log)));
+        let client = common::ok(
+            common::ok(Client::builder([endpoint], ClientOptions::new()))
+                .wire_log(sink)
+                .connect()
+                .await,
+        );
+        let session = common::session(&client, 2).await;
+        let elector = ServiceElection::new();
+        let name = b"cap/election";
+        let mut observer = common::ok(elector.observe(&client, name).await);
+        let mut leader = common::ok(elector.campaign(&session, name, b"first").await);
+        for want in ["first", "second"] {
+            if want == "second" {
+                common::ok(leader.proclaim("second").await);
+            }
+            let seen = tokio::time::timeout(Duration::from_secs(10), observer.next()).await;
+            match seen {
+                Ok(Some(Ok(info))) => assert_eq!(info.value_str(), want),
+                other => panic!("observing the election: {other:?}"),
+            }
+        }
+        // Keep-alives flow on the 2 s lease meanwhile.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        common::ok(leader.resign().await);
+        drop(observer);
+        common::ok(session.close().await);
+    });
 }
 
 /// Waits for a line containing `want` on the child's stdout.
@@ -447,131 +514,4 @@ fn edit_first(
         out.push('\n');
     }
     done.then_some(out)
-}
-
-// ---------------------------------------------------------------------------------------------
-// tools
-
-fn require_tools() {
-    for (tool, arg) in [
-        ("tshark", "--version"),
-        ("dumpcap", "--version"),
-        ("python3", "--version"),
-    ] {
-        let ok = Command::new(tool)
-            .arg(arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "{tool} is missing: run scripts/install-tools (tshark, dumpcap) and install Python 3"
-        );
-    }
-}
-
-fn python(args: &[String]) -> Output {
-    common::ok(Command::new("python3").arg(COMPARE).args(args).output())
-}
-
-fn path_str(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `dumpcap` recording the member's client port (and our UDP markers) on `lo` into a file.
-///
-/// "Capturing on 'lo'" is printed before the capture really runs, and dumpcap writes its file
-/// in batches, so readiness is proven by a marker datagram (to a UDP port the filter also lets
-/// through) found in the file; another marker after the traffic proves that everything before
-/// it was written before dumpcap is stopped.
-struct Dumpcap {
-    child: Child,
-    file: PathBuf,
-    stderr: PathBuf,
-    socket: UdpSocket,
-    marker_port: u16,
-}
-
-impl Dumpcap {
-    fn start(port: u16, file: &Path, dir: &Path) -> Dumpcap {
-        // Bound for the test's lifetime, so the port stays ours and the markers are received.
-        let sink = common::ok(UdpSocket::bind("127.0.0.1:0"));
-        let marker_port = common::ok(sink.local_addr()).port();
-        let stderr = dir.join("dumpcap.err");
-        let child = common::ok(
-            Command::new("dumpcap")
-                .args(["-q", "-i", "lo", "-f"])
-                .arg(format!(
-                    "tcp port {port} or (udp and dst port {marker_port})"
-                ))
-                .arg("-w")
-                .arg(file)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(common::ok(std::fs::File::create(&stderr)))
-                .spawn(),
-        );
-        let mut capture = Dumpcap {
-            child,
-            file: file.to_path_buf(),
-            stderr,
-            socket: sink,
-            marker_port,
-        };
-        capture.wait_marker("start");
-        capture
-    }
-
-    /// Sends `etcd-lock-capture-<what>-<pid>` every 20 ms until it is in the file.
-    fn wait_marker(&mut self, what: &str) {
-        let marker = format!("etcd-lock-capture-{what}-{}", std::process::id());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let _ = self
-                .socket
-                .send_to(marker.as_bytes(), ("127.0.0.1", self.marker_port));
-            std::thread::sleep(Duration::from_millis(20));
-            let bytes = std::fs::read(&self.file).unwrap_or_default();
-            if bytes.windows(marker.len()).any(|w| w == marker.as_bytes()) {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "dumpcap exited ({status}): {}",
-                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dumpcap did not record the {what} marker within 15 s: {}",
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
-            );
-        }
-    }
-
-    /// Waits until everything sent so far is in the file, then stops dumpcap (SIGTERM by PID).
-    fn stop(&mut self) {
-        self.wait_marker("end");
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !matches!(self.child.try_wait(), Ok(Some(_))) {
-            assert!(Instant::now() < deadline, "dumpcap did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Dumpcap {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }

@@ -42,6 +42,9 @@ GRPC_CODES = [
 # Request headers whose value the log reports under "metadata" (they change behaviour).
 METADATA_KEYS = ("grpc-timeout", "token", "hasleader")
 
+# What the log shows instead of secret messages (Auth/Authenticate).
+REDACTED = "<redacted>"
+
 # HTTP/2 RST_STREAM error code CANCEL.
 H2_CANCEL = 8
 
@@ -499,22 +502,39 @@ def call_diffs(call, st):
         out.append(f"capture stream carries {len(st['client'])} request messages, a unary call 1")
     else:
         req = st["client"][0]
-        diff(line.get("request"), req["message"], "request", out)
+        if line.get("request") != REDACTED:  # Authenticate: only the size is logged
+            diff(line.get("request"), req["message"], "request", out)
         if line.get("request_bytes") != req["bytes"]:
             out.append(f"request_bytes: log {line.get('request_bytes')}, capture {req['bytes']}")
+    log_status = status_of_log(line.get("status"))
+    if isinstance(log_status, dict) and log_status.get("code") == "Cancelled" \
+            and line.get("response") is None and st["trailers"] is None:
+        # Dropped by the caller before the answer: the wire must show the client giving up
+        # (RST_STREAM CANCEL, or the connection closed); an answer may have crossed it unread.
+        rst = st["rst"]
+        if not (rst and rst["from"] == "client" and rst["code"] == H2_CANCEL) \
+                and "client" not in st.get("conn_closed", {}):
+            out.append("status: log says Cancelled, the capture has no RST_STREAM CANCEL from "
+                       "the client and the connection stayed open")
+        return out + metadata_diffs(line, st)
     resp = st["server"][0] if len(st["server"]) == 1 else None
     if len(st["server"]) > 1:
         out.append(f"capture stream carries {len(st['server'])} response messages")
-    diff(line.get("response"), resp["message"] if resp else None, "response", out)
+    if line.get("response") != REDACTED:
+        diff(line.get("response"), resp["message"] if resp else None, "response", out)
     want_bytes = resp["bytes"] if resp else 0
     if line.get("response_bytes") != want_bytes:
         out.append(f"response_bytes: log {line.get('response_bytes')}, capture {want_bytes}")
     cap_status = status_of_capture(st)
-    log_status = status_of_log(line.get("status"))
     if cap_status is not None or log_status == "OK":
         diff(log_status, cap_status, "status", out)
     elif st["rst"] is None and st["server_end"]:
         out.append("status: the capture's stream ended without grpc-status")
+    return out + metadata_diffs(line, st)
+
+
+def metadata_diffs(line, st):
+    out = []
     if "metadata" in line:
         diff(redacted(line.get("metadata") or {}), redacted(st["metadata"]), "metadata", out)
     if "authority" in line and line["authority"] != st["authority"]:
@@ -674,6 +694,9 @@ def compare(decoded, log_paths):
                          f"attempt {it['line'].get('attempt')})" if kind == "call" else
                          f"stream {it['stream']} ({(it['open'] or {}).get('method')}, from {it['where']})")
                 near = [s for s in scored if s[0] < 10**6]
+                if not near and kind == "call" and isinstance(it["line"].get("status"), dict) \
+                        and it["line"]["status"].get("cause") and it["line"].get("response") is None:
+                    continue  # a transport failure before anything was sent: nothing on the wire
                 if not near:
                     problems.append(f"{os.path.basename(log['path'])}: {label}: no such "
                                     f"{kind} in the capture")
