@@ -124,6 +124,8 @@ async fn log_matches_capture(bin: &EtcdBinary) {
         "/v3electionpb.Election/Observe",
         "/v3electionpb.Election/Proclaim",
         "/v3electionpb.Election/Resign",
+        "/etcdserverpb.KV/Put",
+        "/etcdserverpb.KV/Range",
     ] {
         let decoded_text = common::ok(std::fs::read_to_string(&decoded));
         assert!(
@@ -279,7 +281,8 @@ fn run_scenarios(endpoint: &str, logs: &Logs) {
 }
 
 /// An in-process client following an election through the `Election/Observe` stream while it
-/// campaigns, proclaims and resigns (`ServiceElection`, TTL 2 s). It runs on its own runtime,
+/// campaigns, proclaims and resigns (`ServiceElection`, TTL 2 s), and putting and reading back a
+/// 40 kB binary value. It runs on its own runtime,
 /// dropped at the end, so its connection closes as a CLI process's does when it exits.
 fn run_election(endpoint: String, log: PathBuf) {
     let runtime = common::ok(
@@ -310,7 +313,12 @@ fn run_election(endpoint: String, log: PathBuf) {
                 other => panic!("observing the election: {other:?}"),
             }
         }
-        // Keep-alives flow on the 2 s lease meanwhile.
+        // Meanwhile keep-alives flow on the 2 s lease. A 40 kB value that is not UTF-8 (base64 in
+        // the log) goes out and comes back split over several HTTP/2 DATA frames.
+        let big: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        common::ok(client.put("cap/big", big.clone()).await);
+        let got = common::ok(client.get("cap/big").await);
+        assert_eq!(got.kvs().first().map(|kv| kv.value.clone()), Some(big));
         tokio::time::sleep(Duration::from_millis(1500)).await;
         common::ok(leader.resign().await);
         drop(observer);
