@@ -22,6 +22,7 @@ the capture itself cannot be decoded.
 
 import argparse
 import base64
+import calendar
 import json
 import os
 import re
@@ -130,10 +131,6 @@ def child(elem, name):
 def show(elem, name, default=None):
     c = child(elem, name)
     return default if c is None else c.get("show")
-
-
-def find_all(elem, name):
-    return [e for e in elem.iter("field") if e.get("name") == name]
 
 
 def raw_bytes(elem):
@@ -634,7 +631,6 @@ def start_time(call):
     m = re.match(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d(?:\.\d+)?)Z$", ts)
     if not m:
         return 0.0
-    import calendar
     secs = calendar.timegm((int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), 0))
     return secs + float(m[6]) - float(line.get("latency_ms") or 0) / 1000.0
 
