@@ -17,7 +17,7 @@
 //! | [`lock`] | [`lock::RecipeLock`] and [`lock::ServiceLock`] behind [`lock::Locker`] |
 //! | [`election`] | [`election::RecipeElection`] and [`election::ServiceElection`] behind [`election::Elector`] |
 //! | [`wire`] | the wire log hook |
-//! | `wirelog` (feature `wire-log`) | `wirelog::JsonLines`: one JSON line per RPC, decoded from the wire bytes |
+//! | `wirelog` (feature `wire-log`) | `wirelog::JsonLines`: one JSON line per call attempt and per stream message, decoded from the exact wire bytes |
 //! | [`proto`] | the generated messages and clients |
 //! | [`error`] | the one [`Error`] type |
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -24,11 +24,23 @@
 //!
 //! `*_bytes` and `bytes` are the protobuf payload lengths (the gRPC message without its 5-byte
 //! prefix). Methods that carry a password or a token (`Auth/Authenticate`) show their
-//! messages as `"<redacted>"`, sizes kept. A contended recipe lock, from a real run against
-//! etcd 3.5.1 (trimmed: headers cut to `…`, lines wrapped):
+//! messages as `"<redacted>"`, sizes kept.
+//!
+//! A contended recipe lock, from a real run against etcd 3.5.1 (the waiter's side; trimmed:
+//! endpoint/authority and header ids removed, the first Txn's failure branch elided as `…`):
+//! the waiter's Txn puts its key behind the holder's; its watch on the lock prefix is created;
+//! a re-check Txn still finds the predecessor; the DELETE of the holder's key wakes it; the
+//! next Txn finds no predecessor, so it holds the lock; its own DELETE follows at unlock, then
+//! the client is dropped and the stream closed:
 //!
 //! ```text
-//! EXCERPT
+//! {"ts":"2026-11-28T08:45:53.224Z","kind":"call","call":4,"attempt":1,"method":"/etcdserverpb.KV/Txn","metadata":{"grpc-timeout":"9999977u"},"request":{"compare":[{"target":"CREATE","key":"t/wirelog-recipe/0/lock/3aaea22155111108","create_revision":0}],"success":[{"request_put":{"key":"t/wirelog-recipe/0/lock/3aaea22155111108","lease":"4228495364192276744"}},{"request_range":{"key":"t/wirelog-recipe/0/lock/","range_end":"t/wirelog-recipe/0/lock0","limit":64,"sort_order":"ASCEND","sort_target":"CREATE","keys_only":true}}],"failure":[…]},"request_bytes":280,"response":{"header":{…,"revision":3,"raft_term":2},"succeeded":true,"responses":[{"response_put":{"header":{"revision":3}}},{"response_range":{"header":{"revision":3},"kvs":[{"key":"t/wirelog-recipe/0/lock/3aaea22155111106","create_revision":2,"mod_revision":2,"version":1,"lease":"4228495364192276742"},{"key":"t/wirelog-recipe/0/lock/3aaea22155111108","create_revision":3,"mod_revision":3,"version":1,"lease":"4228495364192276744"}],"count":2}}]},"response_bytes":168,"status":"OK","retry":null,"latency_ms":1.835}
+//! {"ts":"2026-11-28T08:45:53.225Z","kind":"open","stream":5,"method":"/etcdserverpb.Watch/Watch","metadata":{"hasleader":"true"}}
+//! {"ts":"2026-11-28T08:45:53.225Z","kind":"send","stream":5,"seq":1,"method":"/etcdserverpb.Watch/Watch","message":{"create_request":{"key":"t/wirelog-recipe/0/lock/","range_end":"t/wirelog-recipe/0/lock0","filters":["NOPUT"]}},"bytes":57}
+//! {"ts":"2026-11-28T08:45:53.226Z","kind":"recv","stream":5,"seq":1,"method":"/etcdserverpb.Watch/Watch","message":{"header":{…,"revision":3,"raft_term":2},"created":true},"bytes":29}
+//! {"ts":"2026-11-28T08:45:54.837Z","kind":"recv","stream":5,"seq":2,"method":"/etcdserverpb.Watch/Watch","message":{"header":{…,"revision":4,"raft_term":2},"events":[{"type":"DELETE","kv":{"key":"t/wirelog-recipe/0/lock/3aaea22155111106","mod_revision":4}}]},"bytes":77}
+//! {"ts":"2026-11-28T08:45:54.840Z","kind":"call","call":10,"attempt":1,"method":"/etcdserverpb.KV/Txn","metadata":{"grpc-timeout":"9999981u"},"request":{"compare":[{"target":"CREATE","key":"t/wirelog-recipe/0/lock/3aaea22155111108","create_revision":3}],"success":[{"request_range":{"key":"t/wirelog-recipe/0/lock/","range_end":"t/wirelog-recipe/0/lock0","limit":1,"sort_order":"DESCEND","sort_target":"CREATE","keys_only":true,"max_create_revision":2}}]},"request_bytes":114,"response":{"header":{…,"revision":4,"raft_term":2},"succeeded":true,"responses":[{"response_range":{"header":{"revision":4},"count":1}}]},"response_bytes":39,"status":"OK","retry":null,"latency_ms":2.720}
+//! {"ts":"2026-11-28T08:45:54.857Z","kind":"close","stream":5,"method":"/etcdserverpb.Watch/Watch","how":"cancelled","status":"OK","sent":1,"received":3}
 //! ```
 //!
 //! # Messages
@@ -291,7 +303,6 @@ mod tests {
     use crate::proto::etcdserverpb as pb;
     use crate::wire::codec::{capture, WireCodec};
     use crate::wire::{CallRecord, CloseHow, StreamClose, StreamMessage, StreamOpen};
-    use prost::Message as _;
     use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
     use tonic::codec::Codec as _;

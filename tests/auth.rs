@@ -235,10 +235,7 @@ impl WireSink for Calls {
         let WireEvent::Call(record) = event else {
             return;
         };
-        let status = record
-            .status
-            .map(|s| s.message.clone())
-            .unwrap_or_default();
+        let status = record.status.map(|s| s.message.clone()).unwrap_or_default();
         let request = record.request;
         let response = record.response.unwrap_or_default();
         let has_password = request

@@ -1,22 +1,35 @@
-//! The JSON-lines wire log against real etcd servers, once per etcd version: every RPC gives
-//! one valid JSON line naming its method, with requests and responses decoded from the bytes
-//! that crossed the wire.
+//! The JSON-lines wire log against real etcd servers, once per etcd version: every unary call
+//! attempt gives one valid JSON line naming its method, with requests and responses decoded
+//! from the bytes that crossed the wire; every stream (Watch, LeaseKeepAlive, Observe) gives
+//! an open line, one line per message each way and a close line.
 #![cfg(all(feature = "testkit", feature = "wire-log"))]
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{ok, unique};
+use etcd_lock::election::{Elector, ServiceElection};
 use etcd_lock::kv::{GetOptions, PutOptions};
-use etcd_lock::testkit::EtcdBinary;
+use etcd_lock::lock::{Locker, RecipeLock, ServiceLock};
+use etcd_lock::testkit::{Cluster, EtcdBinary};
 use etcd_lock::txn::{Compare, CompareOp, Txn, TxnOp};
 use etcd_lock::wirelog::JsonLines;
 use etcd_lock::{Client, ClientOptions};
 use serde_json::Value;
 
-per_version!(every_rpc_is_one_decoded_json_line);
+per_version!(
+    every_rpc_is_one_decoded_json_line,
+    contended_recipe_lock_shows_its_streams,
+    contended_service_lock,
+    election_observe_stream,
+    retried_read_logs_each_attempt,
+    token_and_password_never_logged,
+    concurrent_lines_never_interleave,
+);
 
 /// A writer the test can read back.
 #[derive(Clone, Default)]
@@ -348,4 +361,545 @@ async fn every_rpc_is_one_decoded_json_line(bin: &EtcdBinary) {
             .next()
             .unwrap_or_default()
     );
+}
+
+/// A client for `cluster` logging to `log`.
+async fn logged(endpoints: &[String], log: &Arc<JsonLines>) -> Client {
+    ok(ok(Client::builder(endpoints, ClientOptions::new()))
+        .wire_log(log.clone())
+        .connect()
+        .await)
+}
+
+fn kind<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["kind"] == kind).collect()
+}
+
+/// The ids of the streams opened for `method`.
+fn streams(lines: &[Value], method: &str) -> Vec<u64> {
+    lines
+        .iter()
+        .filter(|l| l["kind"] == "open" && l["method"] == method)
+        .filter_map(|l| l["stream"].as_u64())
+        .collect()
+}
+
+/// Polls the log until `done` holds for its lines (bounded), then returns them.
+async fn wait_lines(buf: &Shared, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = buf.lines();
+        if done(&lines) {
+            return lines;
+        }
+        if Instant::now() > deadline {
+            let streams: Vec<String> = lines
+                .iter()
+                .filter(|l| l["kind"] == "open" || l["kind"] == "close")
+                .map(|l| l.to_string())
+                .collect();
+            panic!("{what}: {streams:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every opened stream has exactly one close line, after its messages, whose counts match
+/// the message lines; every message line belongs to an opened stream and counts from 1.
+fn check_stream_bookkeeping(lines: &[Value]) {
+    let mut opened: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut sent: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut received: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut closed: BTreeSet<u64> = BTreeSet::new();
+    for (i, l) in lines.iter().enumerate() {
+        let Some(id) = l["stream"].as_u64() else {
+            continue;
+        };
+        match l["kind"].as_str() {
+            Some("open") => {
+                assert!(opened.insert(id, i).is_none(), "opened twice: {l}");
+                assert!(l["metadata"].is_object(), "{l}");
+                assert!(l["authority"].is_string(), "{l}");
+            }
+            Some(k @ ("send" | "recv")) => {
+                assert!(opened.contains_key(&id), "message before open: {l}");
+                assert!(!closed.contains(&id), "message after close: {l}");
+                let counter = if k == "send" {
+                    &mut sent
+                } else {
+                    &mut received
+                };
+                let seq = counter.entry(id).or_default();
+                *seq += 1;
+                assert_eq!(l["seq"], *seq, "{l}");
+                assert!(l["message"].is_object(), "{l}");
+                assert!(
+                    l["message"].get("undecodable").is_none(),
+                    "undecodable: {l}"
+                );
+                assert!(l["bytes"].is_u64(), "{l}");
+            }
+            Some("close") => {
+                assert!(opened.contains_key(&id), "close before open: {l}");
+                assert!(closed.insert(id), "closed twice: {l}");
+                assert_eq!(l["sent"], sent.get(&id).copied().unwrap_or(0), "{l}");
+                assert_eq!(
+                    l["received"],
+                    received.get(&id).copied().unwrap_or(0),
+                    "{l}"
+                );
+            }
+            _ => panic!("unexpected stream line {l}"),
+        }
+    }
+    for id in opened.keys() {
+        assert!(closed.contains(id), "stream {id} never closed: {lines:#?}");
+    }
+}
+
+/// All opened streams closed (the condition for [`wait_lines`] after dropping clients).
+fn all_closed(lines: &[Value]) -> bool {
+    let opened = kind(lines, "open").len();
+    opened > 0 && kind(lines, "close").len() >= opened
+}
+
+/// A holder and a waiter on a recipe lock, each with its own client and a 2 s session, both
+/// logging to one sink. The log shows the waiter's watch stream (its create request and the
+/// DELETE event of the holder's key), the waiter's Txn after that event, the keep-alive
+/// send/recv pairs, and a close line for every stream once the clients are dropped.
+async fn contended_recipe_lock_shows_its_streams(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let buf = Shared::default();
+    let log = Arc::new(JsonLines::new(buf.clone()));
+    let name = format!("{}lock", unique("wirelog-recipe"));
+    let holder_client = logged(&cluster.endpoints(), &log).await;
+    let waiter_client = logged(&cluster.endpoints(), &log).await;
+    let holder_session = common::session(&holder_client, 2).await;
+    let waiter_session = common::session(&waiter_client, 2).await;
+    let holder = ok(RecipeLock::new()
+        .lock(&holder_session, name.as_bytes())
+        .await);
+    let waiter = {
+        let (session, name) = (waiter_session.clone(), name.clone());
+        tokio::spawn(async move { RecipeLock::new().lock(&session, name.as_bytes()).await })
+    };
+    let observer = common::client(&cluster).await;
+    common::wait_key_count(&observer, &name, 2, Duration::from_secs(10)).await;
+    // Long enough for keep-alives (every TTL/3) to flow on both sessions.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let holder_key = holder.key_str();
+    ok(holder.unlock().await);
+    let guard = ok(
+        ok(tokio::time::timeout(Duration::from_secs(10), waiter).await).map_err(|e| e.to_string()),
+    );
+    let guard = ok(guard);
+    let waiter_key = guard.key_str();
+    ok(guard.unlock().await);
+    ok(holder_session.close().await);
+    ok(waiter_session.close().await);
+    drop((holder_client, waiter_client));
+    let lines = wait_lines(&buf, "every stream closed", all_closed).await;
+    check_stream_bookkeeping(&lines);
+
+    // The watch stream: opened with require-leader, its create request on the lock prefix.
+    let watches = streams(&lines, "/etcdserverpb.Watch/Watch");
+    assert!(!watches.is_empty(), "no watch stream: {lines:#?}");
+    let open = lines
+        .iter()
+        .find(|l| l["kind"] == "open" && l["method"] == "/etcdserverpb.Watch/Watch");
+    let open = open.cloned().unwrap_or_default();
+    assert_eq!(open["metadata"]["hasleader"], "true", "{open}");
+    assert_eq!(open["endpoint"], cluster.endpoints()[0].as_str(), "{open}");
+    let prefix = format!("{name}/");
+    let create = lines
+        .iter()
+        .find(|l| l["kind"] == "send" && l["message"]["create_request"]["key"] == prefix.as_str());
+    let create = match create {
+        Some(c) => c,
+        None => panic!("no watch create on {prefix}: {lines:#?}"),
+    };
+    let stream = create["stream"].clone();
+    assert!(
+        create["message"]["create_request"]["range_end"].is_string(),
+        "{create}"
+    );
+    // etcd confirms the create on the same stream.
+    assert!(
+        lines.iter().any(|l| l["kind"] == "recv"
+            && l["stream"] == stream
+            && l["message"]["created"] == true),
+        "{lines:#?}"
+    );
+    // The DELETE of the holder's key reaches the watch; the waiter's Txn follows it.
+    let delete_at = lines.iter().position(|l| {
+        l["kind"] == "recv"
+            && l["stream"] == stream
+            && l["message"]["events"].as_array().is_some_and(|events| {
+                events
+                    .iter()
+                    .any(|e| e["type"] == "DELETE" && e["kv"]["key"] == holder_key.as_str())
+            })
+    });
+    let delete_at = match delete_at {
+        Some(i) => i,
+        None => panic!("no DELETE of {holder_key}: {lines:#?}"),
+    };
+    let delete = &lines[delete_at];
+    let recv_bytes = delete["bytes"].as_u64().unwrap_or(0);
+    assert!(recv_bytes > holder_key.len() as u64, "{delete}");
+    let wake = lines[delete_at..].iter().find(|l| {
+        l["kind"] == "call"
+            && l["method"] == "/etcdserverpb.KV/Txn"
+            && l["request"].to_string().contains(&waiter_key)
+    });
+    match wake {
+        Some(t) => {
+            assert_eq!(t["status"], "OK", "{t}");
+            assert!(t["metadata"]["grpc-timeout"].is_string(), "{t}");
+        }
+        None => panic!("no Txn of the waiter after the DELETE: {lines:#?}"),
+    }
+    // The waiter's very first Txn (its create) came before the DELETE.
+    assert!(
+        lines[..delete_at].iter().any(|l| l["kind"] == "call"
+            && l["method"] == "/etcdserverpb.KV/Txn"
+            && l["request"].to_string().contains(&waiter_key)),
+        "{lines:#?}"
+    );
+
+    // Keep-alive streams: one per session, requests and answers paired by seq, at least two
+    // refreshes after the first.
+    let keep_alives = streams(&lines, "/etcdserverpb.Lease/LeaseKeepAlive");
+    assert!(keep_alives.len() >= 2, "{lines:#?}");
+    for id in &keep_alives {
+        let sends: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["kind"] == "send" && l["stream"] == *id)
+            .collect();
+        let recvs: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["kind"] == "recv" && l["stream"] == *id)
+            .collect();
+        assert!(sends.len() >= 2, "stream {id}: {sends:#?}");
+        assert!(recvs.len() >= 2, "stream {id}: {recvs:#?}");
+        for (send, recv) in sends.iter().zip(&recvs) {
+            assert_eq!(
+                send["message"]["ID"], recv["message"]["ID"],
+                "{send} {recv}"
+            );
+            assert!(
+                recv["message"]["TTL"].as_i64().is_some_and(|t| t > 0),
+                "{recv}"
+            );
+            // LeaseKeepAliveRequest{ID}: a tag and a varint.
+            let id_len = (64 - uint(&send["message"]["ID"]).leading_zeros() as u64).div_ceil(7);
+            assert_eq!(send["bytes"], 1 + id_len, "{send}");
+        }
+    }
+    // For the docs: the waiter's story as raw lines (`--nocapture`).
+    let text =
+        String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let raw: Vec<&str> = text.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let watch = l["stream"] == stream;
+        let waiter_txn =
+            l["method"] == "/etcdserverpb.KV/Txn" && l["request"].to_string().contains(&waiter_key);
+        if watch || waiter_txn {
+            eprintln!("etcd {} wire: {}", bin.version(), raw[i]);
+        }
+    }
+    // Closing: we dropped every stream.
+    for close in kind(&lines, "close") {
+        assert_eq!(close["how"], "cancelled", "{close}");
+    }
+}
+
+/// The service flavour: both `Lock` calls and the `Unlock`, with the key etcd answered; the
+/// waiter's `Lock` returns only after the holder's `Unlock`.
+async fn contended_service_lock(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let buf = Shared::default();
+    let log = Arc::new(JsonLines::new(buf.clone()));
+    let name = format!("{}lock", unique("wirelog-service"));
+    let client = logged(&cluster.endpoints(), &log).await;
+    let holder_session = common::session(&client, 2).await;
+    let waiter_session = common::session(&client, 2).await;
+    let holder = ok(ServiceLock::new()
+        .lock(&holder_session, name.as_bytes())
+        .await);
+    let waiter = {
+        let (session, name) = (waiter_session.clone(), name.clone());
+        tokio::spawn(async move { ServiceLock::new().lock(&session, name.as_bytes()).await })
+    };
+    common::wait_key_count(&client, &name, 2, Duration::from_secs(10)).await;
+    // Long enough for both sessions' first keep-alive (at TTL/3).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    ok(holder.unlock().await);
+    let guard = ok(
+        ok(tokio::time::timeout(Duration::from_secs(10), waiter).await).map_err(|e| e.to_string()),
+    );
+    let guard = ok(guard);
+    let waiter_key = guard.key_str();
+    ok(guard.unlock().await);
+    let lines = buf.lines();
+    let locks: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "call" && l["method"] == "/v3lockpb.Lock/Lock")
+        .collect();
+    assert_eq!(locks.len(), 2, "{lines:#?}");
+    for l in &locks {
+        assert_eq!(l["request"]["name"], name.as_str(), "{l}");
+        assert!(
+            l["request"]["lease"].is_i64() || l["request"]["lease"].is_string(),
+            "{l}"
+        );
+        assert_eq!(l["status"], "OK", "{l}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "call" && l["method"] == "/v3lockpb.Lock/Unlock"),
+        "{lines:#?}"
+    );
+    // The waiter's Lock was answered only after the holder unlocked, a second later.
+    let waited = lines
+        .iter()
+        .find(|l| l["response"]["key"] == waiter_key.as_str());
+    let waited = waited.cloned().unwrap_or_default();
+    assert!(
+        waited["latency_ms"].as_f64().is_some_and(|ms| ms >= 900.0),
+        "{waited}"
+    );
+    ok(holder_session.close().await);
+    ok(waiter_session.close().await);
+    drop(client);
+    let lines = wait_lines(&buf, "every stream closed", all_closed).await;
+    check_stream_bookkeeping(&lines);
+    assert_eq!(
+        streams(&lines, "/etcdserverpb.Lease/LeaseKeepAlive").len(),
+        2,
+        "{lines:#?}"
+    );
+}
+
+/// `Election/Observe`: the open line, the request, the leader as received, and the close
+/// when the observer is dropped.
+async fn election_observe_stream(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let buf = Shared::default();
+    let log = Arc::new(JsonLines::new(buf.clone()));
+    let name = format!("{}election", unique("wirelog-observe"));
+    let client = logged(&cluster.endpoints(), &log).await;
+    let session = common::session(&client, 10).await;
+    let leader = ok(ServiceElection::new()
+        .campaign(&session, name.as_bytes(), b"v1")
+        .await);
+    let mut observer = ok(ServiceElection::new()
+        .observe(&client, name.as_bytes())
+        .await);
+    let seen = ok(
+        ok(tokio::time::timeout(Duration::from_secs(10), observer.next()).await)
+            .ok_or("observer ended"),
+    );
+    assert_eq!(ok(seen).value_str(), "v1");
+    drop(observer);
+    let lines = wait_lines(&buf, "observe closed", |lines| {
+        lines
+            .iter()
+            .any(|l| l["kind"] == "close" && l["method"] == "/v3electionpb.Election/Observe")
+    })
+    .await;
+    let ids = streams(&lines, "/v3electionpb.Election/Observe");
+    assert_eq!(ids.len(), 1, "{lines:#?}");
+    let of = |k: &str| {
+        lines
+            .iter()
+            .filter(|l| l["kind"] == k && l["stream"] == ids[0])
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let sends = of("send");
+    assert_eq!(sends.len(), 1, "{sends:#?}");
+    assert_eq!(sends[0]["message"]["name"], name.as_str());
+    let recvs = of("recv");
+    assert!(!recvs.is_empty());
+    assert_eq!(recvs[0]["message"]["kv"]["key"], leader.key_str().as_str());
+    assert_eq!(recvs[0]["message"]["kv"]["value"], "v1");
+    let close = of("close");
+    assert_eq!(close[0]["how"], "cancelled", "{close:?}");
+    assert_eq!(close[0]["sent"], 1);
+    ok(leader.resign().await);
+    ok(session.close().await);
+}
+
+/// A read sent first to a member that was just killed, then to a live one: one line per
+/// attempt with one call id, the first with the transport cause and a retry reason.
+async fn retried_read_logs_each_attempt(bin: &EtcdBinary) {
+    let mut cluster = common::three(bin);
+    let leader = ok(cluster.wait_leader(Duration::from_secs(10)));
+    let follower = (leader + 1) % 3;
+    let mut endpoints = cluster.endpoints();
+    endpoints.rotate_left(follower);
+    let dead = endpoints[0].clone();
+    let buf = Shared::default();
+    let log = Arc::new(JsonLines::new(buf.clone()));
+    let client = logged(&endpoints, &log).await;
+    ok(client.get("wirelog/retry").await);
+    let first = buf.lines();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        first[0]["endpoint"],
+        dead.as_str(),
+        "the client starts on the first endpoint"
+    );
+    ok(cluster.member_mut(follower).kill());
+    ok(client.get("wirelog/retry").await);
+    let lines = buf.lines();
+    let attempts = &lines[1..];
+    assert!(attempts.len() >= 2, "{lines:#?}");
+    let call = &attempts[0]["call"];
+    assert_ne!(*call, first[0]["call"]);
+    for (i, a) in attempts.iter().enumerate() {
+        assert_eq!(a["call"], *call, "{a}");
+        assert_eq!(a["attempt"], i as u64 + 1, "{a}");
+        assert_eq!(a["method"], "/etcdserverpb.KV/Range", "{a}");
+        assert_eq!(a["request"], attempts[0]["request"], "{a}");
+    }
+    let failed = &attempts[0];
+    assert_eq!(failed["endpoint"], dead.as_str(), "{failed}");
+    assert_eq!(failed["status"]["code"], "Unavailable", "{failed}");
+    assert!(failed["status"]["cause"].is_string(), "{failed}");
+    assert!(failed["response"].is_null(), "{failed}");
+    assert_eq!(failed["response_bytes"], 0, "{failed}");
+    assert!(failed["retry"]["reason"].is_string(), "{failed}");
+    let last = &attempts[attempts.len() - 1];
+    assert_ne!(last["endpoint"], dead.as_str(), "{last}");
+    assert_eq!(last["status"], "OK", "{last}");
+    assert!(last["retry"].is_null(), "{last}");
+}
+
+/// With auth, every call carries the token; the log shows it only as `"<redacted>"`, and
+/// neither the password nor a token value appears anywhere in the log.
+async fn token_and_password_never_logged(bin: &EtcdBinary) {
+    const PASSWORD: &str = "wirelog-secret-pw";
+    let cluster = common::single(bin);
+    {
+        let admin = common::client(&cluster).await;
+        ok(admin.user_add("root", PASSWORD).await);
+        ok(admin.role_add("root").await);
+        ok(admin.user_grant_role("root", "root").await);
+        ok(admin.auth_enable().await);
+    }
+    let buf = Shared::default();
+    let log = Arc::new(JsonLines::new(buf.clone()));
+    let client = ok(
+        ok(Client::builder(cluster.endpoints(), ClientOptions::new()))
+            .auth("root", PASSWORD)
+            .wire_log(log.clone())
+            .connect()
+            .await,
+    );
+    ok(client.put("wirelog/auth", "1").await);
+    let mut watcher = ok(client.watch("wirelog/auth").await);
+    ok(client.put("wirelog/auth", "2").await);
+    let batch = ok(
+        tokio::time::timeout(Duration::from_secs(10), watcher.next())
+            .await
+            .map_err(|_| "no event"),
+    );
+    assert!(batch.is_some_and(|b| b.is_ok()));
+    drop(watcher);
+    drop(client);
+    let text =
+        String::from_utf8_lossy(&buf.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    assert!(!text.contains(PASSWORD), "{text}");
+    // etcd's simple tokens look like `<16 letters>.<index>`.
+    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.')) {
+        if let Some((head, tail)) = word.split_once('.') {
+            let looks_like_token = head.len() >= 16
+                && head.chars().all(|c| c.is_ascii_alphabetic())
+                && !tail.is_empty()
+                && tail.chars().all(|c| c.is_ascii_digit());
+            assert!(!looks_like_token, "token-like {word:?} in {text}");
+        }
+    }
+    let lines = buf.lines();
+    let auth = lines
+        .iter()
+        .find(|l| l["method"] == "/etcdserverpb.Auth/Authenticate");
+    let auth = auth.cloned().unwrap_or_default();
+    assert_eq!(auth["request"], "<redacted>", "{auth}");
+    assert_eq!(auth["response"], "<redacted>", "{auth}");
+    assert!(
+        auth["request_bytes"].as_u64().is_some_and(|n| n > 0),
+        "{auth}"
+    );
+    assert!(auth["metadata"].get("token").is_none(), "{auth}");
+    let puts: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["method"] == "/etcdserverpb.KV/Put")
+        .collect();
+    assert_eq!(puts.len(), 2);
+    for l in puts {
+        assert_eq!(l["metadata"]["token"], "<redacted>", "{l}");
+    }
+    let open = lines.iter().find(|l| l["kind"] == "open");
+    let open = open.cloned().unwrap_or_default();
+    assert_eq!(open["metadata"]["token"], "<redacted>", "{open}");
+    assert_eq!(open["metadata"]["hasleader"], "true", "{open}");
+}
+
+/// 16 calls in flight at once plus a watch stream: every line is one JSON object (the
+/// parser would fail on an interleaved line), each call one line with its own id.
+async fn concurrent_lines_never_interleave(bin: &EtcdBinary) {
+    let cluster: Cluster = common::single(bin);
+    let buf = Shared::default();
+    let log = Arc::new(JsonLines::new(buf.clone()));
+    let client = logged(&cluster.endpoints(), &log).await;
+    let p = unique("wirelog-concurrent");
+    let mut watcher = ok(client
+        .watch_with(
+            p.as_str(),
+            etcd_lock::watch::WatchOptions::new().with_prefix(),
+        )
+        .await);
+    let value = "x".repeat(4096);
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (client, key, value) = (client.clone(), format!("{p}{i}"), value.clone());
+            tokio::spawn(async move { client.put(key, value).await.map(|_| ()) })
+        })
+        .collect();
+    for t in tasks {
+        ok(ok(t.await.map_err(|e| e.to_string())));
+    }
+    let mut events = 0;
+    while events < 16 {
+        let batch = ok(
+            tokio::time::timeout(Duration::from_secs(10), watcher.next())
+                .await
+                .map_err(|_| "no event"),
+        );
+        events += ok(ok(batch.ok_or("watch ended"))).events().len();
+    }
+    let lines = buf.lines();
+    let puts: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["method"] == "/etcdserverpb.KV/Put")
+        .collect();
+    assert_eq!(puts.len(), 16);
+    let ids: BTreeSet<u64> = puts.iter().filter_map(|l| l["call"].as_u64()).collect();
+    assert_eq!(ids.len(), 16);
+    for l in &puts {
+        assert_eq!(l["request"]["value"], value.as_str());
+        // key + value + tags and lengths.
+        let key_len = l["request"]["key"].as_str().map_or(0, str::len) as u64;
+        assert_eq!(l["request_bytes"], key_len + 4096 + 5, "{l}");
+    }
+    let recv_events: usize = lines
+        .iter()
+        .filter(|l| l["kind"] == "recv")
+        .map(|l| l["message"]["events"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(recv_events, 16);
 }

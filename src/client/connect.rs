@@ -52,9 +52,10 @@ impl ClientBuilder {
         })
     }
 
-    /// Records every RPC (method, request, response, sizes, latency) into `sink`. Requests and
-    /// answers that carry a password or token (`Authenticate`, `UserAdd`,
-    /// `UserChangePassword`) are logged as `{}`.
+    /// Reports every unary call attempt and every stream's open, messages and close to `sink`
+    /// (see [`WireEvent`](crate::wire::WireEvent)), with the exact bytes sent and received.
+    /// Requests and answers that carry a password or token (`Authenticate`, `UserAdd`,
+    /// `UserChangePassword`) are withheld; the token metadata is shown as `"<redacted>"`.
     pub fn wire_log(mut self, sink: Arc<dyn WireSink>) -> Self {
         self.wire = Some(sink);
         self

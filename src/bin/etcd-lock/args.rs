@@ -16,7 +16,7 @@ OPTIONS:
     --via recipe|service  client-side recipe or etcd's Lock service [default recipe]
     --timeout SECS        give up waiting for the lock after SECS (fractions allowed)
     --kill-after SECS     grace between SIGTERM and SIGKILL when the lock is lost [default 5]
-    --wire-log FILE|-     write one JSON line per RPC to FILE (or stderr with -)
+    --wire-log FILE|-     write one JSON line per call attempt and per stream message (Watch, LeaseKeepAlive, Observe) to FILE (or stderr with -)
     --cacert FILE         trust the CA certificates in FILE (PEM) for https:// endpoints [env ETCDCTL_CACERT]
     --cert FILE           client certificate (PEM) for mutual TLS [env ETCDCTL_CERT]
     --key FILE            the client certificate's private key (PEM) [env ETCDCTL_KEY]
