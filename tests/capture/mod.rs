@@ -129,6 +129,21 @@ impl Dumpcap {
             assert!(Instant::now() < deadline, "dumpcap did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
+        // "Packets received/dropped on interface 'Loopback: lo': 96/0 (...)": a capture with
+        // holes would make the comparison fail for the wrong reason.
+        let report = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let dropped = report
+            .lines()
+            .find(|l| l.contains("received/dropped"))
+            .and_then(|l| l.rsplit_once(": "))
+            .and_then(|(_, counts)| counts.split_whitespace().next())
+            .and_then(|rd| rd.split_once('/'))
+            .and_then(|(_, d)| d.parse::<u64>().ok());
+        assert_eq!(
+            dropped,
+            Some(0),
+            "dumpcap lost packets or gave no count: {report}"
+        );
     }
 }
 
