@@ -14,16 +14,8 @@ use std::sync::Arc;
 use etcd_lock::maintenance::SnapshotOptions;
 use etcd_lock::Client;
 
-type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
-
-/// Endpoints from `ETCD_ENDPOINTS` (comma-separated), else `127.0.0.1:2379`.
-fn endpoints() -> Vec<String> {
-    let list = std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into());
-    list.split(',')
-        .map(|e| e.trim().to_string())
-        .filter(|e| !e.is_empty())
-        .collect()
-}
+mod common;
+use common::{endpoints, Result};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result {

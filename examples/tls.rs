@@ -15,15 +15,12 @@
 
 use etcd_lock::{Client, ClientOptions, TlsOptions};
 
-type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+mod common;
+use common::Result;
 
 /// Endpoints from `ETCD_ENDPOINTS` (comma-separated), else `https://127.0.0.1:2379`.
 fn endpoints() -> Vec<String> {
-    let list = std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "https://127.0.0.1:2379".into());
-    list.split(',')
-        .map(|e| e.trim().to_string())
-        .filter(|e| !e.is_empty())
-        .collect()
+    common::endpoints_or("https://127.0.0.1:2379")
 }
 
 #[tokio::main(flavor = "current_thread")]
