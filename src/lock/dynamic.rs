@@ -117,62 +117,32 @@ impl std::fmt::Debug for dyn DynLocker + '_ {
     }
 }
 
-/// Forwards to the pointee, so `Box<dyn DynLocker>` (or `Box<RecipeLock>`) is a [`Locker`].
-impl<L: Locker + ?Sized> Locker for Box<L> {
-    fn lock(
-        &self,
-        session: &Session,
-        name: &[u8],
-    ) -> impl Future<Output = Result<LockGuard>> + Send {
-        (**self).lock(session, name)
-    }
+/// Implements [`Locker`] for a pointer type by forwarding to the pointee.
+macro_rules! forward_locker {
+    ($($ptr:ty),+) => {$(
+        /// Forwards to the pointee (so `Box<dyn DynLocker>`, `Arc<dyn DynLocker>` shared
+        /// across tasks, and `&dyn DynLocker` are [`Locker`]s).
+        impl<L: Locker + ?Sized> Locker for $ptr {
+            fn lock(
+                &self,
+                session: &Session,
+                name: &[u8],
+            ) -> impl Future<Output = Result<LockGuard>> + Send {
+                (**self).lock(session, name)
+            }
 
-    fn unlock(&self, guard: LockGuard) -> impl Future<Output = Result<()>> + Send {
-        (**self).unlock(guard)
-    }
+            fn unlock(&self, guard: LockGuard) -> impl Future<Output = Result<()>> + Send {
+                (**self).unlock(guard)
+            }
 
-    fn flavour(&self) -> &'static str {
-        (**self).flavour()
-    }
+            fn flavour(&self) -> &'static str {
+                (**self).flavour()
+            }
+        }
+    )+};
 }
 
-/// Forwards to the pointee, so `Arc<dyn DynLocker>` is a [`Locker`] shared across tasks.
-impl<L: Locker + ?Sized> Locker for Arc<L> {
-    fn lock(
-        &self,
-        session: &Session,
-        name: &[u8],
-    ) -> impl Future<Output = Result<LockGuard>> + Send {
-        (**self).lock(session, name)
-    }
-
-    fn unlock(&self, guard: LockGuard) -> impl Future<Output = Result<()>> + Send {
-        (**self).unlock(guard)
-    }
-
-    fn flavour(&self) -> &'static str {
-        (**self).flavour()
-    }
-}
-
-/// Forwards to the pointee, so `&dyn DynLocker` is a [`Locker`].
-impl<L: Locker + ?Sized> Locker for &L {
-    fn lock(
-        &self,
-        session: &Session,
-        name: &[u8],
-    ) -> impl Future<Output = Result<LockGuard>> + Send {
-        (**self).lock(session, name)
-    }
-
-    fn unlock(&self, guard: LockGuard) -> impl Future<Output = Result<()>> + Send {
-        (**self).unlock(guard)
-    }
-
-    fn flavour(&self) -> &'static str {
-        (**self).flavour()
-    }
-}
+forward_locker!(Box<L>, Arc<L>, &L);
 
 /// The names [`locker_for`] accepts, in the order [`lockers`] returns them.
 pub const FLAVOURS: [&str; 2] = ["recipe", "service"];
