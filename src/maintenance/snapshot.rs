@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::sha256::Sha256;
-use crate::client::Client;
+use crate::client::{Client, Grpc};
 use crate::error::{Error, Result, SnapshotFailure};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -292,8 +292,7 @@ impl Client {
             tap.open(|| url.clone(), &request);
             tap.sent(request.get_ref());
             async move {
-                let mut grpc =
-                    MaintenanceClient::new(channel).max_decoding_message_size(usize::MAX);
+                let mut grpc = MaintenanceClient::stream(channel, self.options());
                 tap.opened(grpc.snapshot(request))
                     .await
                     .map_err(Error::from_status)
