@@ -278,8 +278,8 @@ fn observe_stream(client: Client, name: Vec<u8>) -> impl Stream<Item = Result<Le
                         let tap = crate::wire::StreamTap::new(client.wire(), OBSERVE);
                         tap.open(|| client.endpoint_url(index), &request);
                         tap.sent(request.get_ref());
+                        let mut grpc = ElectionClient::stream(channel, client.options());
                         async move {
-                            let mut grpc = ElectionClient::stream(channel, client.options());
                             tap.opened(grpc.observe(request))
                                 .await
                                 .map_err(Error::from_status)
