@@ -140,7 +140,7 @@ impl Verifier {
             // All held bytes are database; this blob's last 32 bytes are held in their place
             // (a 32-byte copy), and the blob itself moves on whole.
             let held = std::mem::take(&mut self.held);
-            let first = (!held.is_empty()).then(|| Chunk {
+            let first = (!held.is_empty()).then_some(Chunk {
                 len: held.len(),
                 buf: held,
             });
