@@ -21,7 +21,7 @@
 //! ```
 
 use crate::client::token::{USER_ADD, USER_CHANGE_PASSWORD};
-use crate::client::{Client, Retry};
+use crate::client::{Client, Grpc, Retry};
 use crate::error::{Code, Error, Result};
 use crate::proto::authpb;
 use crate::proto::etcdserverpb as pb;
@@ -119,7 +119,7 @@ macro_rules! auth_call {
     ($client:expr, $method:expr, $req:expr, $rpc:ident) => {
         $client
             .unary($method, Retry::NotSent, $req, |ch, r| async move {
-                AuthClient::new(ch).$rpc(r).await
+                AuthClient::unary(ch).$rpc(r).await
             })
             .await
             .map(|resp| header_of(&resp.header).revision)
@@ -155,7 +155,7 @@ impl Client {
                 AUTH_STATUS,
                 Retry::Idempotent,
                 pb::AuthStatusRequest {},
-                |ch, r| async move { AuthClient::new(ch).auth_status(r).await },
+                |ch, r| async move { AuthClient::unary(ch).auth_status(r).await },
             )
             .await;
         match result {
@@ -312,7 +312,7 @@ impl Client {
             name: name.to_string(),
         };
         self.unary(USER_GET, Retry::Idempotent, req, |ch, r| async move {
-            AuthClient::new(ch).user_get(r).await
+            AuthClient::unary(ch).user_get(r).await
         })
         .await
         .map(|resp| resp.roles)
@@ -322,7 +322,7 @@ impl Client {
     pub async fn user_list(&self) -> Result<Vec<String>> {
         let req = pb::AuthUserListRequest {};
         self.unary(USER_LIST, Retry::Idempotent, req, |ch, r| async move {
-            AuthClient::new(ch).user_list(r).await
+            AuthClient::unary(ch).user_list(r).await
         })
         .await
         .map(|resp| resp.users)
@@ -337,7 +337,7 @@ impl Client {
         };
         let resp = self
             .unary(ROLE_GET, Retry::Idempotent, req, |ch, r| async move {
-                AuthClient::new(ch).role_get(r).await
+                AuthClient::unary(ch).role_get(r).await
             })
             .await?;
         resp.perm
@@ -367,7 +367,7 @@ impl Client {
     pub async fn role_list(&self) -> Result<Vec<String>> {
         let req = pb::AuthRoleListRequest {};
         self.unary(ROLE_LIST, Retry::Idempotent, req, |ch, r| async move {
-            AuthClient::new(ch).role_list(r).await
+            AuthClient::unary(ch).role_list(r).await
         })
         .await
         .map(|resp| resp.roles)

@@ -18,7 +18,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::client::{Client, Retry};
+use crate::client::{Client, Grpc, Retry};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::cluster_client::ClusterClient;
@@ -147,7 +147,7 @@ impl Client {
             is_learner,
         };
         self.unary(MEMBER_ADD, Retry::NotSent, req, |ch, r| async move {
-            ClusterClient::new(ch).member_add(r).await
+            ClusterClient::unary(ch).member_add(r).await
         })
         .await
         .map(MemberAddResponse)
@@ -160,7 +160,7 @@ impl Client {
         check_id(id)?;
         let req = pb::MemberRemoveRequest { id };
         self.unary(MEMBER_REMOVE, Retry::NotSent, req, |ch, r| async move {
-            ClusterClient::new(ch).member_remove(r).await
+            ClusterClient::unary(ch).member_remove(r).await
         })
         .await
         .map(|r| {
@@ -183,7 +183,7 @@ impl Client {
             peer_ur_ls: check_peer_urls(peer_urls)?,
         };
         self.unary(MEMBER_UPDATE, Retry::NotSent, req, |ch, r| async move {
-            ClusterClient::new(ch).member_update(r).await
+            ClusterClient::unary(ch).member_update(r).await
         })
         .await
         .map(|r| {
@@ -202,7 +202,7 @@ impl Client {
         check_id(id)?;
         let req = pb::MemberPromoteRequest { id };
         self.unary(MEMBER_PROMOTE, Retry::NotSent, req, |ch, r| async move {
-            ClusterClient::new(ch).member_promote(r).await
+            ClusterClient::unary(ch).member_promote(r).await
         })
         .await
         .map(|r| {

@@ -1,7 +1,7 @@
 //! KV service wrappers: `Range`, `Put`, `DeleteRange`, `Compact` (transactions are in
 //! [`crate::txn`]). Keys and values are bytes; anything `Into<Vec<u8>>` goes in.
 
-use crate::client::{Client, Retry};
+use crate::client::{Client, Grpc, Retry};
 use crate::error::{Error, Result};
 use crate::namespace;
 use crate::proto::etcdserverpb as pb;
@@ -410,10 +410,7 @@ impl Client {
     ) -> Result<GetResponse> {
         let req = namespace::range_request(self.namespace(), options.to_request(key.into())?);
         self.unary(RANGE, Retry::Idempotent, req, |ch, r| async move {
-            KvClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .range(r)
-                .await
+            KvClient::unary(ch).range(r).await
         })
         .await
         .map(|r| GetResponse(namespace::range_response(self.namespace(), r)))
@@ -441,10 +438,7 @@ impl Client {
             options.to_request(key.into(), value.into())?,
         );
         self.unary(PUT, Retry::NotSent, req, |ch, r| async move {
-            KvClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .put(r)
-                .await
+            KvClient::unary(ch).put(r).await
         })
         .await
         .map(|r| PutResponse(namespace::put_response(self.namespace(), r)))
@@ -463,10 +457,7 @@ impl Client {
     ) -> Result<DeleteResponse> {
         let req = namespace::delete_request(self.namespace(), options.to_request(key.into())?);
         self.unary(DELETE_RANGE, Retry::NotSent, req, |ch, r| async move {
-            KvClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .delete_range(r)
-                .await
+            KvClient::unary(ch).delete_range(r).await
         })
         .await
         .map(|r| DeleteResponse(namespace::delete_response(self.namespace(), r)))
@@ -483,10 +474,7 @@ impl Client {
         }
         let req = pb::CompactionRequest { revision, physical };
         self.unary(COMPACT, Retry::NotSent, req, |ch, r| async move {
-            KvClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .compact(r)
-                .await
+            KvClient::unary(ch).compact(r).await
         })
         .await
         .map(CompactResponse)

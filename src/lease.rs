@@ -3,7 +3,7 @@
 
 use tokio::sync::mpsc;
 
-use crate::client::{Client, Retry};
+use crate::client::{Client, Grpc, Retry};
 use crate::error::{Code, Error, GrpcStatus, Result};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
@@ -198,10 +198,7 @@ impl Client {
         let req = pb::LeaseGrantRequest { ttl, id };
         let resp = self
             .unary(GRANT, Retry::NotSent, req, |ch, r| async move {
-                LeaseClient::new(ch)
-                    .max_decoding_message_size(usize::MAX)
-                    .lease_grant(r)
-                    .await
+                LeaseClient::unary(ch).lease_grant(r).await
             })
             .await?;
         if !resp.error.is_empty() {
@@ -219,10 +216,7 @@ impl Client {
         check_id(id)?;
         let req = pb::LeaseRevokeRequest { id };
         self.unary(REVOKE, Retry::NotSent, req, |ch, r| async move {
-            LeaseClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .lease_revoke(r)
-                .await
+            LeaseClient::unary(ch).lease_revoke(r).await
         })
         .await
         .map(LeaseRevokeResponse)
@@ -263,7 +257,7 @@ impl Client {
         let tap = crate::wire::StreamTap::new(self.wire(), KEEP_ALIVE);
         let requests = tap.outbound(requests);
         let (endpoint, channel) = self.current();
-        let mut grpc = LeaseClient::new(channel).max_decoding_message_size(usize::MAX);
+        let mut grpc = LeaseClient::stream(channel, self.options());
         let mut request = self.request_with_token(requests, token.as_ref());
         require_leader(&mut request);
         tap.open(|| self.endpoint_url(endpoint), &request);
@@ -331,10 +325,7 @@ impl Client {
             keys: with_keys,
         };
         self.unary(TIME_TO_LIVE, Retry::Idempotent, req, |ch, r| async move {
-            LeaseClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .lease_time_to_live(r)
-                .await
+            LeaseClient::unary(ch).lease_time_to_live(r).await
         })
         .await
         .map(|r| LeaseTimeToLiveResponse(crate::namespace::lease_keys(self.namespace(), r)))
@@ -344,10 +335,7 @@ impl Client {
     pub async fn leases(&self) -> Result<LeasesResponse> {
         let req = pb::LeaseLeasesRequest {};
         self.unary(LEASES, Retry::Idempotent, req, |ch, r| async move {
-            LeaseClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .lease_leases(r)
-                .await
+            LeaseClient::unary(ch).lease_leases(r).await
         })
         .await
         .map(LeasesResponse)

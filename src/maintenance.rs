@@ -6,7 +6,7 @@
 //! snapshot with an endpoint) go to that member and only to it, never failing over: an answer
 //! from another member would answer another question.
 
-use crate::client::{Client, Retry};
+use crate::client::{Client, Grpc, Retry};
 use crate::error::{Error, EtcdErrorKind, Result};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::cluster_client::ClusterClient;
@@ -101,12 +101,7 @@ impl Client {
             STATUS,
             Retry::Idempotent,
             pb::StatusRequest {},
-            |ch, r| async move {
-                MaintenanceClient::new(ch)
-                    .max_decoding_message_size(usize::MAX)
-                    .status(r)
-                    .await
-            },
+            |ch, r| async move { MaintenanceClient::unary(ch).status(r).await },
         )
         .await
         .map(StatusResponse)
@@ -116,10 +111,7 @@ impl Client {
     pub async fn member_list(&self) -> Result<MemberListResponse> {
         let req = pb::MemberListRequest { linearizable: true };
         self.unary(MEMBER_LIST, Retry::Idempotent, req, |ch, r| async move {
-            ClusterClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .member_list(r)
-                .await
+            ClusterClient::unary(ch).member_list(r).await
         })
         .await
         .map(MemberListResponse)
@@ -210,7 +202,7 @@ impl Client {
     /// that member only.
     pub async fn status_of(&self, endpoint: &str) -> Result<StatusResponse> {
         self.unary_at(endpoint, STATUS, pb::StatusRequest {}, |ch, r| async move {
-            MaintenanceClient::new(ch).status(r).await
+            MaintenanceClient::unary(ch).status(r).await
         })
         .await
         .map(StatusResponse)
@@ -224,7 +216,7 @@ impl Client {
             endpoint,
             DEFRAGMENT,
             pb::DefragmentRequest {},
-            |ch, r| async move { MaintenanceClient::new(ch).defragment(r).await },
+            |ch, r| async move { MaintenanceClient::unary(ch).defragment(r).await },
         )
         .await
         .map(|_| ())
@@ -242,7 +234,7 @@ impl Client {
         }
         let req = pb::HashKvRequest { revision };
         self.unary_at(endpoint, HASH_KV, req, |ch, r| async move {
-            MaintenanceClient::new(ch).hash_kv(r).await
+            MaintenanceClient::unary(ch).hash_kv(r).await
         })
         .await
         .map(HashKvResponse)
@@ -252,7 +244,7 @@ impl Client {
     /// `endpoint` only (meant for tests; compare [`Client::hash_kv`] across members).
     pub async fn hash(&self, endpoint: &str) -> Result<HashResponse> {
         self.unary_at(endpoint, HASH, pb::HashRequest {}, |ch, r| async move {
-            MaintenanceClient::new(ch).hash(r).await
+            MaintenanceClient::unary(ch).hash(r).await
         })
         .await
         .map(HashResponse)
@@ -266,7 +258,7 @@ impl Client {
             alarm: AlarmType::None as i32,
         };
         self.unary(ALARM, Retry::Idempotent, req, |ch, r| async move {
-            MaintenanceClient::new(ch).alarm(r).await
+            MaintenanceClient::unary(ch).alarm(r).await
         })
         .await
         .map(AlarmResponse)
@@ -289,7 +281,7 @@ impl Client {
             alarm: alarm as i32,
         };
         self.unary(ALARM, Retry::NotSent, req, |ch, r| async move {
-            MaintenanceClient::new(ch).alarm(r).await
+            MaintenanceClient::unary(ch).alarm(r).await
         })
         .await
         .map(AlarmResponse)
@@ -323,7 +315,7 @@ impl Client {
             let req = pb::MoveLeaderRequest { target_id };
             let result = self
                 .unary_at(&leader_url, MOVE_LEADER, req, |ch, r| async move {
-                    MaintenanceClient::new(ch).move_leader(r).await
+                    MaintenanceClient::unary(ch).move_leader(r).await
                 })
                 .await;
             match result {
@@ -378,7 +370,7 @@ impl Client {
         };
         let result = self
             .unary(DOWNGRADE, retry, req, |ch, r| async move {
-                MaintenanceClient::new(ch).downgrade(r).await
+                MaintenanceClient::unary(ch).downgrade(r).await
             })
             .await;
         match result {

@@ -14,7 +14,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::client::{Client, Retry};
+use crate::client::{Client, Grpc, Retry};
 use crate::error::Result;
 use crate::kv::{
     check_key, DeleteOptions, DeleteResponse, GetOptions, GetResponse, KeySpan, PutOptions,
@@ -313,10 +313,7 @@ impl Client {
             Retry::NotSent
         };
         self.unary(TXN, retry, req, |ch, r| async move {
-            KvClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .txn(r)
-                .await
+            KvClient::unary(ch).txn(r).await
         })
         .await
         .map(|r| TxnResponse(namespace::txn_response(self.namespace(), r)))

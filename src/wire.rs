@@ -4,15 +4,16 @@
 //! - Unary calls: one [`WireEvent::Call`] per attempt (a retried call gives several, sharing
 //!   one call id), with the metadata that was sent (`grpc-timeout`, `hasleader`, the token
 //!   redacted), the request bytes, the received response bytes and the status.
-//! - Streams (`Watch/Watch`, `Lease/LeaseKeepAlive`, `Election/Observe`, and any other stream
-//!   that uses the same hooks): [`WireEvent::Open`], then one [`WireEvent::Send`] or
-//!   [`WireEvent::Recv`] per message, then one [`WireEvent::Close`] saying how it ended.
+//! - Streams (`Watch/Watch`, `Lease/LeaseKeepAlive`, `Election/Observe`,
+//!   `Maintenance/Snapshot`, and any other stream that uses the same hooks):
+//!   [`WireEvent::Open`], then one [`WireEvent::Send`] or [`WireEvent::Recv`] per message,
+//!   then one [`WireEvent::Close`] saying how it ended.
 //!
 //! Received bytes are taken from the gRPC decoder before prost decodes them (see
 //! `wire/codec.rs`), so a field this crate's protos lack is still in them. Nothing is copied,
 //! encoded or formatted when no sink is attached.
 //!
-//! For crate authors adding a stream (e.g. `Maintenance/Snapshot`): create a `StreamTap` with
+//! For crate authors adding a stream (as `Maintenance/Snapshot` does): create a `StreamTap` with
 //! the client's sink and the method path; pass the outgoing message stream through
 //! `StreamTap::outbound` (or log a single request with `StreamTap::sent`), call
 //! `StreamTap::open` with the final `tonic::Request` (so its metadata is logged), await the

@@ -2,7 +2,7 @@
 //!
 //! - A range answer over gRPC's usual 4 MiB default decodes with the default options; a small
 //!   configured response limit fails with `Error::MessageTooLarge`; a request over the request
-//!   limit is refused before it is sent.
+//!   limit is refused before it is sent. The same holds outside KV: a 5 MiB `Auth/RoleGet`.
 //! - `with_require_leader(true)`: on a member cut off from its peers (the two others of a
 //!   3-member cluster stopped), a serializable read fails at once with `no leader`, where a
 //!   client without the option is served stale data.
@@ -155,5 +155,42 @@ async fn require_leader_fails_fast_on_an_isolated_member(bin: &EtcdBinary) {
 
 per_version!(
     message_size_limits,
-    require_leader_fails_fast_on_an_isolated_member
+    require_leader_fails_fast_on_an_isolated_member,
+    an_auth_answer_over_4_mib_decodes
 );
+
+/// Not only KV: a `Auth/RoleGet` answer over gRPC's usual 4 MiB decode limit (a role with five
+/// 1.1 MiB permission keys; the auth store keeps the role as one bolt value, which has no
+/// 32 KiB key limit) decodes with the default options and is refused, typed, under a 1 MiB
+/// response limit.
+async fn an_auth_answer_over_4_mib_decodes(bin: &EtcdBinary) {
+    use etcd_lock::auth::{Permission, PermissionRange};
+    let cluster = common::single(bin);
+    let client = common::client(&cluster).await;
+    let role = common::unique("bigrole").replace('/', "-");
+    ok(client.role_add(&role).await);
+    for i in 0..5u8 {
+        let mut key = vec![b'a' + i];
+        key.resize(MIB + MIB / 10, b'k');
+        ok(client
+            .role_grant_permission(&role, Permission::Read, PermissionRange::key(key))
+            .await);
+    }
+    let perms = ok(client.role_get(&role).await);
+    assert_eq!(perms.len(), 5);
+    let bytes: usize = perms.iter().map(|p| p.key.len()).sum();
+    assert!(bytes > 5 * MIB, "{bytes} bytes of keys");
+
+    let options = ClientOptions::new().with_max_message_bytes(usize::MAX, MIB);
+    let small = common::client_with(&cluster, options).await;
+    match small.role_get(&role).await {
+        Err(Error::MessageTooLarge {
+            what, bytes, limit, ..
+        }) => {
+            assert_eq!((what, limit), (MessageKind::Response, MIB));
+            assert!(bytes > 5 * MIB);
+        }
+        other => panic!("5 MiB RoleGet under a 1 MiB limit: {other:?}"),
+    }
+    ok(client.role_delete(&role).await);
+}

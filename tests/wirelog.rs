@@ -1,6 +1,6 @@
 //! The JSON-lines wire log against real etcd servers, once per etcd version: every unary call
 //! attempt gives one valid JSON line naming its method, with requests and responses decoded
-//! from the bytes that crossed the wire; every stream (Watch, LeaseKeepAlive, Observe) gives
+//! from the bytes that crossed the wire; every stream (Watch, LeaseKeepAlive, Observe, Snapshot) gives
 //! an open line, one line per message each way and a close line.
 #![cfg(all(feature = "testkit", feature = "wire-log"))]
 
@@ -31,6 +31,7 @@ per_version!(
     concurrent_lines_never_interleave,
     killed_member_ends_streams_as_connection_lost,
     leaderless_member_ends_streams_with_trailers,
+    snapshot_stream_is_logged,
 );
 
 /// A writer the test can read back.
@@ -988,4 +989,62 @@ async fn leaderless_member_ends_streams_with_trailers(bin: &EtcdBinary) {
     assert!(close["status"].get("cause").is_none(), "{close}");
     drop(watcher);
     drop(client);
+}
+
+/// `Maintenance/Snapshot` (a small keyspace): the open line, the one request (seq 1), one recv
+/// line per message whose `bytes` add up to the received payload sizes, and a close with
+/// `how: trailers`, status OK, counting one message sent and every message received.
+async fn snapshot_stream_is_logged(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let buf = Shared::default();
+    let log = Arc::new(JsonLines::new(buf.clone()));
+    let client = logged(&cluster.endpoints(), &log).await;
+    let prefix = unique("wirelog-snapshot");
+    for i in 0..20 {
+        ok(client.put(format!("{prefix}/{i}"), vec![b'v'; 1000]).await);
+    }
+    // The client's counters add up the encoded size of every message it received.
+    let before = client.stats();
+    let mut out = Vec::new();
+    let info = ok(client.snapshot(&mut out).await);
+    let after = client.stats();
+    assert_eq!(info.bytes, out.len() as u64);
+    let messages = after.stream_messages_received - before.stream_messages_received;
+    let payload = after.bytes_received - before.bytes_received;
+    assert!(messages >= 2, "{messages} messages: data then digest");
+    let method = "/etcdserverpb.Maintenance/Snapshot";
+    let lines = wait_lines(&buf, "snapshot closed", |lines| {
+        lines
+            .iter()
+            .any(|l| l["kind"] == "close" && l["method"] == method)
+    })
+    .await;
+    check_stream_bookkeeping(&lines);
+    let ids = streams(&lines, method);
+    assert_eq!(ids.len(), 1, "{lines:#?}");
+    let of = |k: &str| {
+        lines
+            .iter()
+            .filter(|l| l["kind"] == k && l["stream"] == ids[0])
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let open = of("open");
+    assert_eq!(open.len(), 1);
+    let sends = of("send");
+    assert_eq!(sends.len(), 1, "{sends:#?}");
+    assert_eq!(sends[0]["seq"], 1);
+    assert_eq!(sends[0]["bytes"], 0, "an empty SnapshotRequest: {sends:?}");
+    let recvs = of("recv");
+    assert_eq!(recvs.len() as u64, messages, "one recv line per message");
+    // Exactly the bytes received; each message is more than its blob (header, remaining).
+    let logged: u64 = recvs.iter().map(|l| uint(&l["bytes"])).sum();
+    assert_eq!(logged, payload, "{recvs:#?}");
+    assert!(logged > info.bytes, "{logged} <= {}", info.bytes);
+    let close = of("close");
+    assert_eq!(close.len(), 1, "{close:?}");
+    assert_eq!(close[0]["how"], "trailers", "{close:?}");
+    assert_eq!(close[0]["status"], "OK", "{close:?}");
+    assert_eq!(close[0]["sent"], 1);
+    assert_eq!(close[0]["received"], messages);
 }

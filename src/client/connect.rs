@@ -295,7 +295,8 @@ fn failure(err: &tonic::transport::Error) -> Failure {
 /// alert can be lost when it resets the connection at once: try up to three times.
 async fn probe(channel: Channel, limit: Duration) -> std::result::Result<(), Failure> {
     let deadline = Instant::now() + limit;
-    let mut grpc = crate::proto::etcdserverpb::maintenance_client::MaintenanceClient::new(channel);
+    let mut grpc: crate::proto::etcdserverpb::maintenance_client::MaintenanceClient<Channel> =
+        super::Grpc::unary(channel);
     let mut closed = String::new();
     for _ in 0..3 {
         let left = deadline.saturating_duration_since(Instant::now());

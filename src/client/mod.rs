@@ -417,9 +417,11 @@ impl Client {
 mod connect;
 mod endpoint;
 mod extensions;
+mod grpc;
 mod sync;
 pub(crate) mod token;
 mod unary;
 
 pub use connect::ClientBuilder;
 pub(crate) use extensions::WeakClient;
+pub(crate) use grpc::Grpc;

@@ -1,5 +1,6 @@
 //! Optional endpoint auto-sync: refresh the endpoint list from `Cluster/MemberList`.
 
+use super::Grpc;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -28,10 +29,7 @@ impl Client {
         let req = pb::MemberListRequest { linearizable: true };
         let list = self
             .unary(MEMBER_LIST, Retry::Idempotent, req, |ch, r| async move {
-                ClusterClient::new(ch)
-                    .max_decoding_message_size(usize::MAX)
-                    .member_list(r)
-                    .await
+                ClusterClient::unary(ch).member_list(r).await
             })
             .await?;
         let https = self.members().iter().any(|m| m.url.starts_with("https://"));

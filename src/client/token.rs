@@ -4,6 +4,7 @@
 //! This is the part of authentication the request path needs, so it lives in the client; the
 //! `Auth` service wrappers (users, roles, `AuthEnable`) are in [`crate::auth`], one floor up.
 
+use super::Grpc;
 use std::sync::RwLock;
 
 use tonic::metadata::AsciiMetadataValue;
@@ -161,7 +162,7 @@ impl Client {
         };
         let resp = self
             .unary(AUTHENTICATE, Retry::Idempotent, req, |ch, r| async move {
-                AuthClient::new(ch).authenticate(r).await
+                AuthClient::unary(ch).authenticate(r).await
             })
             .await?;
         AsciiMetadataValue::try_from(resp.token.as_str())

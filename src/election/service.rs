@@ -9,7 +9,7 @@
 
 use futures_util::Stream;
 
-use crate::client::{Client, Retry};
+use crate::client::{Client, Grpc, Retry};
 use crate::error::{Error, Result};
 use crate::kv::GetOptions;
 use crate::lock::{key_for, key_gone_error, OwnedKey};
@@ -131,10 +131,7 @@ pub(crate) async fn proclaim(client: &Client, leader: pb::LeaderKey, value: Vec<
     };
     client
         .unary(PROCLAIM, Retry::NotSent, req, |ch, r| async move {
-            ElectionClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .proclaim(r)
-                .await
+            ElectionClient::unary(ch).proclaim(r).await
         })
         .await
         .map(|_| ())
@@ -147,10 +144,7 @@ pub(crate) async fn resign(client: &Client, leader: pb::LeaderKey) -> Result<()>
     };
     client
         .unary(RESIGN, Retry::NotSent, req, |ch, r| async move {
-            ElectionClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .resign(r)
-                .await
+            ElectionClient::unary(ch).resign(r).await
         })
         .await
         .map(|_| ())
@@ -178,10 +172,7 @@ impl Elector for ServiceElection {
             value: value.to_vec(),
         };
         let call = client.unary_timeout(CAMPAIGN, Retry::NotSent, None, req, |ch, r| async move {
-            ElectionClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .campaign(r)
-                .await
+            ElectionClient::unary(ch).campaign(r).await
         });
         let lost = session.lost();
         let response = tokio::select! {
@@ -230,10 +221,7 @@ impl Elector for ServiceElection {
         };
         let response = client
             .unary(LEADER, Retry::Idempotent, req, |ch, r| async move {
-                ElectionClient::new(ch)
-                    .max_decoding_message_size(usize::MAX)
-                    .leader(r)
-                    .await
+                ElectionClient::unary(ch).leader(r).await
             })
             .await;
         match response {
@@ -290,9 +278,9 @@ fn observe_stream(client: Client, name: Vec<u8>) -> impl Stream<Item = Result<Le
                         let tap = crate::wire::StreamTap::new(client.wire(), OBSERVE);
                         tap.open(|| client.endpoint_url(index), &request);
                         tap.sent(request.get_ref());
+                        let mut grpc = ElectionClient::stream(channel, client.options());
                         async move {
-                            let grpc = ElectionClient::new(channel);
-                            tap.opened(grpc.max_decoding_message_size(usize::MAX).observe(request))
+                            tap.opened(grpc.observe(request))
                                 .await
                                 .map_err(Error::from_status)
                         }

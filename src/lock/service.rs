@@ -19,7 +19,7 @@
 //! at the same moment are unaffected. The recipe waits on the caller's own client and token,
 //! so each user waits under its own permissions. `tests/auth.rs` pins this on both versions.
 
-use crate::client::{Client, Retry};
+use crate::client::{Client, Grpc, Retry};
 use crate::error::Result;
 use crate::kv::GetOptions;
 use crate::namespace;
@@ -50,10 +50,7 @@ pub(crate) async fn unlock_key(client: &Client, key: Vec<u8>) -> Result<()> {
     let req = namespace::unlock_request(client.namespace(), pb::UnlockRequest { key });
     client
         .unary(UNLOCK, Retry::NotSent, req, |ch, r| async move {
-            LockClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .unlock(r)
-                .await
+            LockClient::unary(ch).unlock(r).await
         })
         .await
         .map(|_| ())
@@ -78,10 +75,7 @@ impl Locker for ServiceLock {
         };
         let req = namespace::lock_request(client.namespace(), req);
         let call = client.unary_timeout(LOCK, Retry::NotSent, None, req, |ch, r| async move {
-            LockClient::new(ch)
-                .max_decoding_message_size(usize::MAX)
-                .lock(r)
-                .await
+            LockClient::unary(ch).lock(r).await
         });
         let lost = session.lost();
         let response = tokio::select! {

@@ -14,10 +14,14 @@ use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::sha256::Sha256;
-use crate::client::Client;
+use crate::client::{Client, Grpc};
 use crate::error::{Error, Result, SnapshotFailure};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use crate::wire::StreamTap;
+
+/// The method path, as the wire log names it.
+pub(crate) const SNAPSHOT: &str = "/etcdserverpb.Maintenance/Snapshot";
 
 /// Length of the digest that ends the stream.
 const DIGEST_LEN: usize = 32;
@@ -86,11 +90,30 @@ pub struct SnapshotInfo {
     pub sha256: [u8; 32],
 }
 
-/// Checks a snapshot byte stream as it passes: hashes everything but the last 32 bytes seen so
-/// far, and at the end compares those 32 bytes with the digest.
+/// How many received pieces may wait for the hashing thread. etcd sends the database in
+/// 32 KiB pieces (`snapshotSendBufferSize` in `v3rpc/maintenance.go`), so the queue holds at
+/// most about 2 MiB; when it is full the receiving task waits, which bounds memory.
+const HASH_QUEUE: usize = 64;
+
+/// Database bytes ready to be hashed: `buf[..len]`. Holding the received `Vec` itself lets a
+/// message's blob move to the hashing thread without a copy.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Keeps the books of a snapshot byte stream as it passes: which bytes are database (to be
+/// hashed, handed out as [`Chunk`]s in order) and which last 32 bytes may be the digest; at the
+/// end compares those 32 bytes with the digest of all the chunks.
 #[derive(Debug, Default)]
 pub(crate) struct Verifier {
-    hasher: Sha256,
     /// The last (up to) 32 bytes received: not hashed yet, they may be the digest.
     held: Vec<u8>,
     received: u64,
@@ -101,30 +124,43 @@ pub(crate) struct Verifier {
 }
 
 impl Verifier {
-    /// Takes in one message; returns the progress after it.
-    pub(crate) fn push(&mut self, message: &pb::SnapshotResponse) -> SnapshotProgress {
-        let blob = &message.blob;
+    /// Takes in one message's `remaining_bytes` and `blob`; returns the progress after it and
+    /// the (up to two) pieces that are now known to be database bytes, in stream order.
+    pub(crate) fn push(
+        &mut self,
+        remaining_bytes: u64,
+        blob: Vec<u8>,
+    ) -> (SnapshotProgress, [Option<Chunk>; 2]) {
         if self.db_size.is_none() {
-            self.db_size = Some(self.received + blob.len() as u64 + message.remaining_bytes);
+            self.db_size = Some(self.received + blob.len() as u64 + remaining_bytes);
         }
-        self.remaining = message.remaining_bytes;
+        self.remaining = remaining_bytes;
         self.received += blob.len() as u64;
-        if blob.len() >= DIGEST_LEN {
-            self.hasher.update(&self.held);
-            self.held.clear();
-            let (data, last) = blob.split_at(blob.len() - DIGEST_LEN);
-            self.hasher.update(data);
-            self.held.extend_from_slice(last);
+        let chunks = if blob.len() >= DIGEST_LEN {
+            // All held bytes are database; this blob's last 32 bytes are held in their place
+            // (a 32-byte copy), and the blob itself moves on whole.
+            let held = std::mem::take(&mut self.held);
+            let first = (!held.is_empty()).then_some(Chunk {
+                len: held.len(),
+                buf: held,
+            });
+            let len = blob.len() - DIGEST_LEN;
+            self.held.extend_from_slice(&blob[len..]);
+            [first, (len > 0).then_some(Chunk { buf: blob, len })]
         } else {
-            self.held.extend_from_slice(blob);
+            self.held.extend_from_slice(&blob);
             let over = self.held.len().saturating_sub(DIGEST_LEN);
-            self.hasher.update(&self.held[..over]);
-            self.held.drain(..over);
-        }
-        SnapshotProgress {
+            let first = (over > 0).then(|| Chunk {
+                buf: self.held.drain(..over).collect(),
+                len: over,
+            });
+            [first, None]
+        };
+        let progress = SnapshotProgress {
             bytes: self.received,
             total: self.db_size.map(|db| db + DIGEST_LEN as u64),
-        }
+        };
+        (progress, chunks)
     }
 
     /// Bytes taken in so far.
@@ -132,8 +168,12 @@ impl Verifier {
         self.received
     }
 
-    /// The stream ended cleanly: checks its length and digest.
-    pub(crate) fn finish(self) -> std::result::Result<SnapshotInfo, SnapshotFailure> {
+    /// The stream ended cleanly: checks its length, and `digest` (the sha256 of every chunk
+    /// [`Verifier::push`] handed out) against the digest the stream ended with.
+    pub(crate) fn finish(
+        self,
+        digest: [u8; 32],
+    ) -> std::result::Result<SnapshotInfo, SnapshotFailure> {
         let expected = self.db_size.map(|db| db + DIGEST_LEN as u64);
         if self.remaining > 0
             || self.held.len() < DIGEST_LEN
@@ -141,7 +181,6 @@ impl Verifier {
         {
             return Err(SnapshotFailure::Truncated);
         }
-        let digest = self.hasher.finish();
         if self.held != digest || expected.is_some_and(|e| self.received != e) {
             return Err(SnapshotFailure::ChecksumMismatch);
         }
@@ -150,6 +189,49 @@ impl Verifier {
             sha256: digest,
         })
     }
+}
+
+/// The sha256 of a snapshot, computed on a blocking-pool thread fed through a bounded queue,
+/// so hashing overlaps receiving and writing instead of running on the receiving task.
+struct Hasher {
+    queue: tokio::sync::mpsc::Sender<Chunk>,
+    done: tokio::task::JoinHandle<[u8; 32]>,
+}
+
+impl Hasher {
+    /// Starts the hashing thread; it ends when the queue's sender is dropped (also when the
+    /// snapshot future is dropped midway).
+    fn start() -> Self {
+        let (queue, mut chunks) = tokio::sync::mpsc::channel::<Chunk>(HASH_QUEUE);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::default();
+            while let Some(chunk) = chunks.blocking_recv() {
+                hasher.update(chunk.bytes());
+            }
+            hasher.finish()
+        });
+        Hasher { queue, done }
+    }
+
+    /// Queues `chunks` for hashing, waiting while the queue is full.
+    async fn feed(&self, chunks: [Option<Chunk>; 2]) -> Result<()> {
+        for chunk in chunks.into_iter().flatten() {
+            if self.queue.send(chunk).await.is_err() {
+                return Err(hasher_failed());
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the digest of everything fed.
+    async fn finish(self) -> Result<[u8; 32]> {
+        drop(self.queue);
+        self.done.await.map_err(|_| hasher_failed())
+    }
+}
+
+fn hasher_failed() -> Error {
+    Error::Protocol("the snapshot's sha256 thread stopped unexpectedly".into())
 }
 
 fn refused(failure: SnapshotFailure, received: u64, cause: Option<Error>) -> Error {
@@ -167,7 +249,9 @@ impl Client {
     /// sha256), flushing at the end. A digest that does not match, a stream that ends early,
     /// or a member lost mid-stream gives [`Error::Snapshot`]; what was written until then is
     /// left in `out` (use [`Client::snapshot_to_file`] for a file that appears only when
-    /// whole). Memory stays bounded: each message is written before the next is read. The
+    /// whole). Memory stays bounded: each message is written before the next is read, and
+    /// the sha256 runs on a blocking-pool thread fed through a bounded queue (about 2 MiB of
+    /// pieces), so hashing overlaps receiving and writing. The
     /// request timeout does not apply; a member that stops answering is noticed by the
     /// HTTP/2 keep-alive (see [`ClientOptions::with_keep_alive`](crate::ClientOptions::with_keep_alive)).
     ///
@@ -194,17 +278,22 @@ impl Client {
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
-        let channel = match &options.endpoint {
-            Some(endpoint) => self.channel_to(endpoint)?.1,
-            None => self.current().1,
+        let (url, channel) = match &options.endpoint {
+            Some(endpoint) => self.channel_to(endpoint)?,
+            None => {
+                let (index, channel) = self.current();
+                (self.endpoint_url(index), channel)
+            }
         };
         let open = |token: Option<tonic::metadata::AsciiMetadataValue>| {
             let channel = channel.clone();
+            let request = self.request_with_token(pb::SnapshotRequest {}, token.as_ref());
+            let tap = StreamTap::new(self.wire(), SNAPSHOT);
+            tap.open(|| url.clone(), &request);
+            tap.sent(request.get_ref());
             async move {
-                let req = self.request_with_token(pb::SnapshotRequest {}, token.as_ref());
-                MaintenanceClient::new(channel)
-                    .max_decoding_message_size(usize::MAX)
-                    .snapshot(req)
+                let mut grpc = MaintenanceClient::stream(channel, self.options());
+                tap.opened(grpc.snapshot(request))
                     .await
                     .map_err(Error::from_status)
             }
@@ -212,6 +301,7 @@ impl Client {
         self.counters().stream_sent(0);
         let mut stream = self.with_token_retry(open).await?.into_inner();
         let mut verifier = Verifier::default();
+        let hasher = Hasher::start();
         loop {
             let message = match stream.message().await {
                 Ok(Some(message)) => message,
@@ -225,21 +315,22 @@ impl Client {
                     ));
                 }
             };
-            // wire-log: stream hook (each SnapshotResponse arrives here; the wire log's stream
-            // API is not merged yet)
             self.counters()
                 .stream_received(prost::Message::encoded_len(&message));
-            let progress = verifier.push(&message);
             if let Err(e) = out.write_all(&message.blob).await {
                 return Err(write_failed(e, verifier.received()));
             }
+            // Written first, then moved (not copied) to the hashing thread.
+            let (progress, chunks) = verifier.push(message.remaining_bytes, message.blob);
+            hasher.feed(chunks).await?;
             if let Some(callback) = &options.progress {
                 callback(progress);
             }
         }
+        let digest = hasher.finish().await?;
         let received = verifier.received();
         let info = verifier
-            .finish()
+            .finish(digest)
             .map_err(|failure| refused(failure, received, None))?;
         out.flush().await.map_err(|e| write_failed(e, received))?;
         Ok(info)
@@ -347,14 +438,23 @@ mod tests {
         out
     }
 
+    /// Feeds `m` to `v`, hashing its chunks inline into `h`.
+    fn push(v: &mut Verifier, h: &mut Sha256, m: &pb::SnapshotResponse) -> SnapshotProgress {
+        let (progress, chunks) = v.push(m.remaining_bytes, m.blob.clone());
+        for chunk in chunks.into_iter().flatten() {
+            h.update(chunk.bytes());
+        }
+        progress
+    }
+
     fn check(
         messages: &[pb::SnapshotResponse],
     ) -> std::result::Result<SnapshotInfo, SnapshotFailure> {
-        let mut v = Verifier::default();
+        let (mut v, mut h) = (Verifier::default(), Sha256::default());
         for m in messages {
-            v.push(m);
+            push(&mut v, &mut h, m);
         }
-        v.finish()
+        v.finish(h.finish())
     }
 
     fn db() -> Vec<u8> {
@@ -365,13 +465,13 @@ mod tests {
     fn a_whole_stream_checks_out_with_progress() {
         for chunk in [1, 31, 32, 33, 4096, 20_000] {
             let messages = stream(&db(), chunk);
-            let mut v = Verifier::default();
-            let first = v.push(&messages[0]);
+            let (mut v, mut h) = (Verifier::default(), Sha256::default());
+            let first = push(&mut v, &mut h, &messages[0]);
             assert_eq!(first.total, Some(10_032), "chunk {chunk}");
             for m in &messages[1..] {
-                v.push(m);
+                push(&mut v, &mut h, m);
             }
-            let info = v.finish().expect("valid stream");
+            let info = v.finish(h.finish()).expect("valid stream");
             assert_eq!(info.bytes, 10_032);
             assert_eq!(
                 info.sha256.to_vec(),
@@ -419,5 +519,42 @@ mod tests {
             blob: vec![0; 32],
         });
         assert!(check(&messages).is_err());
+    }
+
+    /// The pipelined path: chunks go through the bounded queue to the blocking-pool thread,
+    /// which gives the same verdicts as hashing inline, for every piece size, including pieces
+    /// shorter than the digest and a queue that fills up (more pieces than its capacity).
+    #[tokio::test]
+    async fn the_hashing_thread_gives_the_same_verdicts() {
+        async fn piped(
+            messages: &[pb::SnapshotResponse],
+        ) -> std::result::Result<SnapshotInfo, SnapshotFailure> {
+            let (mut v, hasher) = (Verifier::default(), Hasher::start());
+            for m in messages {
+                let (_, chunks) = v.push(m.remaining_bytes, m.blob.clone());
+                hasher.feed(chunks).await.expect("hasher alive");
+            }
+            let digest = hasher.finish().await.expect("hasher alive");
+            v.finish(digest)
+        }
+        for chunk in [1, 31, 32, 33, 100, 4096, 20_000] {
+            let messages = stream(&db(), chunk);
+            assert!(chunk > 100 || messages.len() > HASH_QUEUE);
+            let info = piped(&messages).await.expect("valid stream");
+            assert_eq!(Ok(info), check(&messages), "chunk {chunk}");
+            assert_eq!(info.bytes, 10_032);
+            let mut flipped = messages.clone();
+            flipped[0].blob[0] ^= 1;
+            assert_eq!(
+                piped(&flipped).await,
+                Err(SnapshotFailure::ChecksumMismatch),
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                piped(&messages[..messages.len() - 1]).await,
+                Err(SnapshotFailure::Truncated),
+                "chunk {chunk}"
+            );
+        }
     }
 }

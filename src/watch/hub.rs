@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::metadata::AsciiMetadataValue;
 
 use super::{WatchResponse, WATCH};
-use crate::client::{Client, WeakClient};
+use crate::client::{Client, Grpc, WeakClient};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::watch_client::WatchClient;
@@ -400,9 +400,7 @@ impl Hub {
         let tap = crate::wire::StreamTap::new(client.wire(), WATCH);
         let requests = tap.outbound(requests);
         let (endpoint, channel) = client.current();
-        let mut grpc = WatchClient::new(channel)
-            .max_decoding_message_size(client.options().max_response_bytes)
-            .max_encoding_message_size(client.options().max_request_bytes);
+        let mut grpc = WatchClient::stream(channel, client.options());
         let token = client.token();
         let mut request = client.request_with_token(requests, token.as_ref());
         require_leader(&mut request);
