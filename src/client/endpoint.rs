@@ -76,12 +76,7 @@ impl Client {
                 req.set_timeout(remaining);
             }
             let c = &self.inner.counters;
-            c.unary_calls
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            c.bytes_sent.fetch_add(
-                request.encoded_len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            c.unary_sent(request.encoded_len());
             tap.attempt(|| url.clone(), &req);
             let outcome = match remaining {
                 Some(left) => {
@@ -97,10 +92,7 @@ impl Client {
             let status = match outcome {
                 Ok(response) => {
                     let response = response.into_inner();
-                    c.bytes_received.fetch_add(
-                        response.encoded_len() as u64,
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
+                    c.unary_received(response.encoded_len());
                     return Ok(response);
                 }
                 Err(status) => status,

@@ -207,6 +207,16 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// One unary request of `bytes` sent (each attempt counts).
+    pub(crate) fn unary_sent(&self, bytes: usize) {
+        self.unary_calls.fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    /// One unary answer of `bytes` received.
+    pub(crate) fn unary_received(&self, bytes: usize) {
+        self.bytes_received
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
     pub(crate) fn stream_sent(&self, bytes: usize) {
         self.stream_sent.fetch_add(1, Ordering::Relaxed);
         self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);

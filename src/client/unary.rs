@@ -1,7 +1,6 @@
 //! The one path every unary RPC takes: deadline, token, counting, wire log, failover.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
@@ -119,10 +118,7 @@ impl Client {
                 req.set_timeout(remaining);
             }
             tap.attempt(|| self.endpoint_url(index), &req);
-            counters.unary_calls.fetch_add(1, Ordering::Relaxed);
-            counters
-                .bytes_sent
-                .fetch_add(request_len as u64, Ordering::Relaxed);
+            counters.unary_sent(request_len);
             attempts += 1;
             span.attempt(attempts, || self.endpoint_url(index));
             let outcome = match remaining {
@@ -139,9 +135,7 @@ impl Client {
                 Ok(response) => {
                     let response = response.into_inner();
                     let response_len = response.encoded_len();
-                    counters
-                        .bytes_received
-                        .fetch_add(response_len as u64, Ordering::Relaxed);
+                    counters.unary_received(response_len);
                     // The generated clients decode up to usize::MAX; the configured limit is
                     // applied here, the one place every unary answer passes.
                     if response_len > options.max_response_bytes {

@@ -550,14 +550,21 @@ impl Hub {
         };
         match deliver(&sub.events, WatchResponse(resp)) {
             Delivery::Sent => sub.next_revision = sub.next_revision.max(delivered_up_to + 1),
-            Delivery::Lagged => {
-                let lagged = Error::WatchLagged {
-                    next_revision: sub.next_revision,
-                };
-                end(&sub.events, lagged);
-                self.apply(Command::Cancel(handle), client);
-            }
-            Delivery::Gone => self.apply(Command::Cancel(handle), client),
+            undelivered => self.drop_undelivered(handle, undelivered, client),
+        }
+    }
+
+    /// A watch whose receiver lagged (ended with [`Error::WatchLagged`]) or went away is
+    /// cancelled.
+    fn drop_undelivered(&mut self, handle: u64, delivery: Delivery, client: &Client) {
+        if let (Delivery::Lagged, Some(sub)) = (&delivery, self.subs.get(&handle)) {
+            let lagged = Error::WatchLagged {
+                next_revision: sub.next_revision,
+            };
+            end(&sub.events, lagged);
+        }
+        if !matches!(delivery, Delivery::Sent) {
+            self.apply(Command::Cancel(handle), client);
         }
     }
 
@@ -573,17 +580,8 @@ impl Hub {
             let Some(sub) = self.subs.get_mut(&handle) else {
                 continue;
             };
-            match deliver(&sub.events, WatchResponse(resp.clone())) {
-                Delivery::Sent => {}
-                Delivery::Lagged => {
-                    let lagged = Error::WatchLagged {
-                        next_revision: sub.next_revision,
-                    };
-                    end(&sub.events, lagged);
-                    self.apply(Command::Cancel(handle), client);
-                }
-                Delivery::Gone => self.apply(Command::Cancel(handle), client),
-            }
+            let delivery = deliver(&sub.events, WatchResponse(resp.clone()));
+            self.drop_undelivered(handle, delivery, client);
         }
     }
 }
