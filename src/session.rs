@@ -61,6 +61,12 @@ struct Shared {
     client: Client,
     lease: i64,
     ttl: i64,
+    /// This session granted its lease itself (not adopted with `with_lease`), so only its own
+    /// calls can have attached keys to it.
+    granted_here: bool,
+    /// A call that may have attached a key to the lease was abandoned before its answer
+    /// (see [`Session::keys_uncertain`]).
+    keys_uncertain: AtomicBool,
     /// Milliseconds since `epoch` after which the lease must be presumed expired.
     deadline_ms: AtomicU64,
     epoch: Instant,
@@ -162,6 +168,8 @@ impl Session {
             client: client.clone(),
             lease,
             ttl,
+            granted_here: options.lease.is_none(),
+            keys_uncertain: AtomicBool::new(false),
             deadline_ms: AtomicU64::new(0),
             epoch: started,
             lost: AtomicBool::new(false),
@@ -179,6 +187,19 @@ impl Session {
 
     fn shared(&self) -> &Shared {
         &self.owner.shared
+    }
+
+    /// Records that a call which may have created a key under this lease (a join txn, a
+    /// `Lock/Lock`) ended without its answer being seen: such a key can appear after its
+    /// cleanup ran. From then on [`Session::keys_uncertain`] is true.
+    pub(crate) fn mark_keys_uncertain(&self) {
+        self.shared().keys_uncertain.store(true, Ordering::SeqCst);
+    }
+
+    /// True when keys under this lease may exist that this session did not see created: the
+    /// lease was adopted, or some call that could create one was abandoned.
+    pub(crate) fn keys_uncertain(&self) -> bool {
+        !self.shared().granted_here || self.shared().keys_uncertain.load(Ordering::SeqCst)
     }
 
     /// The lease ID.

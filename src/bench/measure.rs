@@ -29,6 +29,14 @@ pub(super) fn cpu_time() -> Duration {
     Duration::ZERO
 }
 
+/// This process's resident set size in KiB (`VmRSS` of `/proc/self/status`); `None` where
+/// that file does not exist.
+pub(super) fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Snapshots taken when the timed part of a workload starts.
 #[derive(Debug)]
 pub(super) struct Meter {
@@ -43,6 +51,8 @@ pub(super) struct Meter {
 pub(super) struct Measured {
     pub(super) secs: f64,
     pub(super) requests: u64,
+    /// Unary RPCs only (no stream messages).
+    pub(super) unary: u64,
     pub(super) bytes: u64,
     pub(super) cpu: Duration,
 }
@@ -68,6 +78,7 @@ impl Meter {
         for (client, before) in self.clients.iter().zip(&self.before) {
             let after = client.stats();
             measured.requests += after.requests.saturating_sub(before.requests);
+            measured.unary += after.unary_calls.saturating_sub(before.unary_calls);
             measured.bytes += (after.bytes_sent + after.bytes_received)
                 .saturating_sub(before.bytes_sent + before.bytes_received);
         }
@@ -135,14 +146,71 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
 }
 
-/// What a workload hands back: its op count, samples, counters, and any extra correctness
-/// failure beyond op errors (`Err(why)`).
+/// What a workload hands back: its op count, samples, counters, any extra correctness
+/// failure beyond op errors (`Err(why)`), and what the scale workloads report besides.
 #[derive(Debug)]
 pub(super) struct Outcome {
     pub(super) ops: u64,
     pub(super) samples: Samples,
     pub(super) measured: Measured,
     pub(super) check: std::result::Result<(), String>,
+    pub(super) extra: Extra,
+}
+
+impl Outcome {
+    pub(super) fn new(ops: u64, samples: Samples, measured: Measured) -> Outcome {
+        Outcome {
+            ops,
+            samples,
+            measured,
+            check: Ok(()),
+            extra: Extra::default(),
+        }
+    }
+}
+
+/// What some workloads report besides throughput and latency (see [`super::BenchResult`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra {
+    /// W2, W2L: contenders (workers, each its own client and session).
+    pub contenders: Option<usize>,
+    /// W6: distinct names.
+    pub names: Option<usize>,
+    /// W7: waiting tasks (sessions) on the one client.
+    pub waiters: Option<usize>,
+    /// This process's RSS right after the timed part, KiB.
+    pub rss_kib: Option<u64>,
+    /// W6: RSS again after the idle period, KiB.
+    pub rss_after_idle_kib: Option<u64>,
+    /// Watches open at the end (W6: the most on one client; W7: on the client).
+    pub watches_open: Option<usize>,
+    /// W6: the most per-name entries ([`crate::lock::LockStats::prefixes`]) on one client.
+    pub prefixes: Option<usize>,
+    /// W6: watches open after the idle period (most on one client).
+    pub watches_after_idle: Option<usize>,
+    /// W6: per-name entries after the idle period (most on one client).
+    pub prefixes_after_idle: Option<usize>,
+    /// W7: waits that fell back to the slow path ([`crate::lock::LockStats::slow_waits`]).
+    pub slow_waits: Option<u64>,
+    /// W7: waits that stayed on the fast path.
+    pub fast_waits: Option<u64>,
+    /// W2L: the samples taken during the run.
+    pub series: Vec<Sample>,
+}
+
+/// One W2L sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Seconds since the run started.
+    pub t_s: f64,
+    /// Handoffs completed since the previous sample.
+    pub ops: u64,
+    /// This process's RSS, KiB.
+    pub rss_kib: Option<u64>,
+    /// Watches open on all the run's clients together.
+    pub watches_open: usize,
+    /// The most per-name entries on one client.
+    pub prefixes: usize,
 }
 
 #[cfg(test)]

@@ -9,6 +9,16 @@
 //! | `W3`  | `KV/Put` of a 256-byte value to a distinct key, 16 in flight on one connection | 20000 |
 //! | `W4`  | linearizable `KV/Range` of those keys, value checked, 16 in flight | 20000 |
 //! | `W5`  | `Lease/LeaseGrant` (TTL 10 s) + `Lease/LeaseRevoke`, 1 worker | 1000 |
+//! | `W2F` | the critical path of a W2 handoff without a lock, 1 worker: `KV/DeleteRange` of a key, `KV/Range` + `KV/Put` of a counter | 2000 |
+//! | `W6`  | 8 workers lock + unlock 10,000 distinct names, every 5th name twice at once (contended) | 12000 |
+//! | `W7`  | 1000 sessions on ONE client, a task each, lock + unlock one name twice | 2000 |
+//! | `W2L` | W2 with 64 contenders for 10 minutes, sampled every 30 s (RSS, open watches) | time |
+//!
+//! W2 runs once per entry of [`BenchConfig::contenders`] (8 by default; the scale study uses
+//! 8, 64 and 256) and reports its throughput over W2F's (`ratio_to_floor`) when both ran; W6
+//! reports its throughput over W1's (`ratio_to_w1`) and the watches, per-name state and RSS
+//! left after the run and after [`BenchConfig::idle`]; W7 counts the waits that fell back to
+//! the slow path. `all` is the v1 set plus W2F; W6, W7 and W2L run when named.
 //!
 //! Every run uses fresh keys under `lb/<pid>-<nanos>/` and deletes them at the end. Each
 //! workload is bounded by [`BenchConfig::timeout`]. Counters are summed over the clients the
@@ -28,6 +38,7 @@
 
 mod measure;
 mod report;
+mod scale;
 mod workloads;
 
 use std::fmt;
@@ -39,6 +50,7 @@ use crate::error::{Error, Result};
 use crate::kv::DeleteOptions;
 use crate::lock::{DynLocker, RecipeLock, ServiceLock};
 
+pub use measure::{Extra, Sample};
 pub use report::{table, BenchResult, CLIENT_NAME};
 
 use measure::Outcome;
@@ -59,17 +71,42 @@ pub enum Workload {
     W4,
     /// Leases: 1000 cycles of grant (TTL 10 s) + revoke.
     W5,
+    /// The floor for W2: 2000 sequential handoff critical paths without a lock (delete a key,
+    /// get + put the counter).
+    W2F,
+    /// Many names: 10,000 distinct names locked and released by 8 workers, a fifth contended.
+    W6,
+    /// Many waiters in one process: 1000 sessions on one client queue for one name.
+    W7,
+    /// The long run: W2 with 64 contenders for 10 minutes, sampled every 30 s.
+    W2L,
 }
 
 impl Workload {
-    /// Every workload, in the order [`run_all`] runs them (W1F before W1, W3 before W4).
-    pub const ALL: [Workload; 6] = [
+    /// What `all` runs, in the order [`run_all`] runs them (W1F before W1, W2F before W2, W3
+    /// before W4).
+    pub const ALL: [Workload; 7] = [
         Workload::W1F,
         Workload::W1,
+        Workload::W2F,
         Workload::W2,
         Workload::W3,
         Workload::W4,
         Workload::W5,
+    ];
+
+    /// Every workload, in run order: [`Workload::ALL`], then W6, W7 and W2L.
+    pub const EVERY: [Workload; 10] = [
+        Workload::W1F,
+        Workload::W1,
+        Workload::W2F,
+        Workload::W2,
+        Workload::W3,
+        Workload::W4,
+        Workload::W5,
+        Workload::W6,
+        Workload::W7,
+        Workload::W2L,
     ];
 
     /// The name as printed: `W1`, `W1F`, ...
@@ -81,27 +118,49 @@ impl Workload {
             Workload::W3 => "W3",
             Workload::W4 => "W4",
             Workload::W5 => "W5",
+            Workload::W2F => "W2F",
+            Workload::W6 => "W6",
+            Workload::W7 => "W7",
+            Workload::W2L => "W2L",
         }
     }
 
-    /// True for the workloads that take a lock (W1, W2) and so run once per [`Flavour`].
-    pub fn uses_lock(self) -> bool {
-        matches!(self, Workload::W1 | Workload::W2)
+    /// True for the workloads added by the scale study (W2F, W6, W7, W2L) and W2, whose JSON
+    /// lines carry the extra fields (see [`BenchResult::to_json`]).
+    pub fn is_scale(self) -> bool {
+        matches!(
+            self,
+            Workload::W2 | Workload::W2F | Workload::W6 | Workload::W7 | Workload::W2L
+        )
     }
 
-    /// The number of ops DESIGN.md specifies (scale 1.0).
+    /// True for the workloads that take a lock and so run once per [`Flavour`].
+    pub fn uses_lock(self) -> bool {
+        matches!(
+            self,
+            Workload::W1 | Workload::W2 | Workload::W6 | Workload::W7 | Workload::W2L
+        )
+    }
+
+    /// The number of ops at scale 1.0 (DESIGN.md for v1; W6: names, W7: waiters; W2L runs
+    /// for a time instead).
     pub fn design_ops(self) -> usize {
         match self {
-            Workload::W1 | Workload::W1F | Workload::W2 => 2000,
+            Workload::W1 | Workload::W1F | Workload::W2 | Workload::W2F => 2000,
             Workload::W3 | Workload::W4 => 20_000,
-            Workload::W5 => 1000,
+            Workload::W5 | Workload::W7 => 1000,
+            Workload::W6 => 10_000,
+            Workload::W2L => 0,
         }
     }
 
-    /// Parses `W1,W2,...` (any case) or `all`.
+    /// Parses `W1,W2,...` (any case), `all` ([`Workload::ALL`]) or `scale` (W2F, W2, W6, W7).
     pub fn parse_list(list: &str) -> Result<Vec<Workload>> {
         if list.trim().eq_ignore_ascii_case("all") {
             return Ok(Workload::ALL.to_vec());
+        }
+        if list.trim().eq_ignore_ascii_case("scale") {
+            return Ok(vec![Workload::W2F, Workload::W2, Workload::W6, Workload::W7]);
         }
         list.split(',')
             .map(str::trim)
@@ -110,9 +169,9 @@ impl Workload {
             .collect()
     }
 
-    /// Rank in [`Workload::ALL`].
+    /// Rank in [`Workload::EVERY`].
     fn order(self) -> usize {
-        Workload::ALL.iter().position(|w| *w == self).unwrap_or(0)
+        Workload::EVERY.iter().position(|w| *w == self).unwrap_or(0)
     }
 
     /// The label of its timeout error.
@@ -124,6 +183,10 @@ impl Workload {
             Workload::W3 => "lockbench W3",
             Workload::W4 => "lockbench W4",
             Workload::W5 => "lockbench W5",
+            Workload::W2F => "lockbench W2F",
+            Workload::W6 => "lockbench W6",
+            Workload::W7 => "lockbench W7",
+            Workload::W2L => "lockbench W2L",
         }
     }
 }
@@ -136,15 +199,15 @@ impl fmt::Display for Workload {
 
 impl FromStr for Workload {
     type Err = Error;
-    /// `W1`, `W1F`, `W2`, `W3`, `W4`, `W5`, any case.
+    /// `W1`, `W1F`, `W2`, `W2F`, `W3`, `W4`, `W5`, `W6`, `W7`, `W2L`, any case.
     fn from_str(s: &str) -> Result<Workload> {
-        Workload::ALL
+        Workload::EVERY
             .into_iter()
             .find(|w| w.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 Error::invalid(
                     "workload",
-                    format!("{s:?}: expected W1, W1F, W2, W3, W4, W5 or all"),
+                    format!("{s:?}: expected W1, W1F, W2, W2F, W3, W4, W5, W6, W7, W2L, all or scale"),
                 )
             })
     }
@@ -218,8 +281,25 @@ pub struct BenchConfig {
     pub ops: Option<usize>,
     /// Upper bound on one workload, setup and teardown included. Default 120 s.
     pub timeout: Duration,
-    /// W2's workers, each with its own connection and session. Default 8.
+    /// W2's workers (when [`BenchConfig::contenders`] is empty) and W6's, each with its own
+    /// connection and session. Default 8.
     pub workers: usize,
+    /// W2 runs once per entry, with that many contenders (e.g. `[8, 64, 256]`); empty: once
+    /// with [`BenchConfig::workers`].
+    pub contenders: Vec<usize>,
+    /// W6: distinct names (times `scale`). Default 10,000.
+    pub names: usize,
+    /// W7: waiting tasks (sessions) on the one client (times `scale`). Default 1000.
+    pub waiters: usize,
+    /// W6: how long to stay idle before counting watches and RSS again. Default 35 s, past
+    /// the 30 s after which an unused prefix watch closes.
+    pub idle: Duration,
+    /// W2L: how long to run. Default 10 minutes.
+    pub long_run: Duration,
+    /// W2L: time between samples. Default 30 s.
+    pub sample_every: Duration,
+    /// W2L: contenders. Default 64.
+    pub long_contenders: usize,
     /// W3/W4 requests in flight on their one connection. Default 16.
     pub in_flight: usize,
     /// TTL of the lock sessions, seconds. Default 10.
@@ -242,6 +322,13 @@ impl Default for BenchConfig {
             ops: None,
             timeout: Duration::from_secs(120),
             workers: 8,
+            contenders: Vec::new(),
+            names: 10_000,
+            waiters: 1000,
+            idle: Duration::from_secs(35),
+            long_run: Duration::from_secs(600),
+            sample_every: Duration::from_secs(30),
+            long_contenders: 64,
             in_flight: 16,
             session_ttl: 10,
             value_size: 256,
@@ -252,16 +339,31 @@ impl Default for BenchConfig {
 }
 
 impl BenchConfig {
-    /// How many ops `workload` runs: [`BenchConfig::ops`], or its design size times `scale`,
-    /// at least 1 (for W2 rounded up to a multiple of the workers).
+    /// How many ops `workload` runs: [`BenchConfig::ops`], or its size times `scale`, at least
+    /// 1 (for W2 rounded up to a multiple of the workers). W6 counts names and W7 waiters
+    /// ([`BenchConfig::names`], [`BenchConfig::waiters`]).
     pub fn ops_for(&self, workload: Workload) -> usize {
+        let base = match workload {
+            Workload::W6 => self.names,
+            Workload::W7 => self.waiters,
+            other => other.design_ops(),
+        };
         let ops = self
             .ops
-            .unwrap_or_else(|| (workload.design_ops() as f64 * self.scale).round() as usize)
+            .unwrap_or_else(|| (base as f64 * self.scale).round() as usize)
             .max(1);
         match workload {
             Workload::W2 => ops.div_ceil(self.workers.max(1)) * self.workers.max(1),
             _ => ops,
+        }
+    }
+
+    /// The contender counts W2 runs with.
+    fn w2_contenders(&self) -> Vec<usize> {
+        if self.contenders.is_empty() {
+            vec![self.workers.max(1)]
+        } else {
+            self.contenders.clone()
         }
     }
 
@@ -274,6 +376,12 @@ impl BenchConfig {
         }
         if self.workers == 0 || self.in_flight == 0 {
             return Err(Error::invalid("workers/in_flight", "must be at least 1"));
+        }
+        if self.contenders.contains(&0) || self.long_contenders == 0 {
+            return Err(Error::invalid("contenders", "must be at least 1"));
+        }
+        if self.names == 0 || self.waiters == 0 {
+            return Err(Error::invalid("names/waiters", "must be at least 1"));
         }
         if self.session_ttl < 1 {
             return Err(Error::invalid("session_ttl", "must be at least 1 second"));
@@ -309,11 +417,20 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    /// Runs one workload within the configured timeout.
-    async fn run(&mut self, workload: Workload, flavour: Flavour) -> Result<BenchResult> {
+    /// Runs one workload within the configured timeout (plus W6's idle time and W2L's run).
+    async fn run(
+        &mut self,
+        workload: Workload,
+        flavour: Flavour,
+        contenders: usize,
+    ) -> Result<BenchResult> {
         let flavour = workload.uses_lock().then_some(flavour);
-        let after = self.config.timeout;
-        let outcome = tokio::time::timeout(after, self.run_inner(workload, flavour))
+        let after = match workload {
+            Workload::W6 => self.config.timeout + self.config.idle,
+            Workload::W2L => self.config.timeout + self.config.long_run,
+            _ => self.config.timeout,
+        };
+        let outcome = tokio::time::timeout(after, self.run_inner(workload, flavour, contenders))
             .await
             .map_err(|_| Error::Timeout {
                 method: workload.timeout_label(),
@@ -323,19 +440,34 @@ impl<'a> Ctx<'a> {
         Ok(BenchResult::from_outcome(workload, flavour, outcome))
     }
 
-    async fn run_inner(&mut self, workload: Workload, flavour: Option<Flavour>) -> Result<Outcome> {
+    async fn run_inner(
+        &mut self,
+        workload: Workload,
+        flavour: Option<Flavour>,
+        contenders: usize,
+    ) -> Result<Outcome> {
         let ops = self.config.ops_for(workload);
-        let per_worker = ops / self.config.workers.max(1);
-        match (workload, flavour) {
-            (Workload::W1, f) => workloads::w1(self, f.unwrap_or_default().locker(), ops).await,
-            (Workload::W2, f) => {
-                let locker = f.unwrap_or_default().locker();
-                workloads::w2(self, locker, per_worker).await
+        let locker = flavour.unwrap_or_default().locker();
+        match workload {
+            Workload::W1 => workloads::w1(self, locker, ops).await,
+            Workload::W2 => {
+                let contenders = contenders.max(1);
+                let cycles = self
+                    .config
+                    .ops
+                    .unwrap_or_else(|| (2000.0 * self.config.scale).round() as usize)
+                    .max(1)
+                    .div_ceil(contenders);
+                workloads::w2(self, locker, contenders, cycles).await
             }
-            (Workload::W3, _) => workloads::w3(self, ops).await,
-            (Workload::W4, _) => workloads::w4(self, ops).await,
-            (Workload::W5, _) => workloads::w5(self, ops).await,
-            (Workload::W1F, _) => workloads::w1f(self, ops).await,
+            Workload::W2F => scale::w2f(self, ops).await,
+            Workload::W6 => scale::w6(self, locker, ops).await,
+            Workload::W7 => scale::w7(self, locker, ops).await,
+            Workload::W2L => scale::w2l(self, locker, self.config.long_contenders).await,
+            Workload::W3 => workloads::w3(self, ops).await,
+            Workload::W4 => workloads::w4(self, ops).await,
+            Workload::W5 => workloads::w5(self, ops).await,
+            Workload::W1F => workloads::w1f(self, ops).await,
         }
     }
 
@@ -365,15 +497,17 @@ pub async fn run(
     config: &BenchConfig,
 ) -> Result<BenchResult> {
     let mut ctx = Ctx::open(config).await?;
-    let result = ctx.run(workload, flavour).await;
+    let contenders = config.w2_contenders()[0];
+    let result = ctx.run(workload, flavour, contenders).await;
     ctx.cleanup().await;
     result
 }
 
-/// Runs `workloads` (lock workloads once per flavour) in the order of [`Workload::ALL`]: W1F
-/// is added before W1 when W1 is asked for, and fills each W1 result's
-/// [`BenchResult::ratio_to_floor`]; W4 reads the keys W3 wrote. Stops at the first workload that
-/// fails (see [`run`]), after deleting the run's keys.
+/// Runs `workloads` (lock workloads once per flavour, W2 once per contender count) in the
+/// order of [`Workload::EVERY`]: W1F is added before W1 and W2F before W2 when those are asked
+/// for, and fill [`BenchResult::ratio_to_floor`] of W1 and W2; W6 gets
+/// [`BenchResult::ratio_to_w1`] when W1 of its flavour ran; W4 reads the keys W3 wrote. Stops at
+/// the first workload that fails (see [`run`]), after deleting the run's keys.
 pub async fn run_all(
     workloads: &[Workload],
     flavours: &[Flavour],
@@ -383,6 +517,9 @@ pub async fn run_all(
     if wanted.contains(&Workload::W1) {
         wanted.push(Workload::W1F);
     }
+    if wanted.contains(&Workload::W2) {
+        wanted.push(Workload::W2F);
+    }
     wanted.sort_by_key(|w| w.order());
     wanted.dedup();
     let mut flavours = flavours.to_vec();
@@ -391,36 +528,59 @@ pub async fn run_all(
     if flavours.is_empty() && wanted.iter().any(|w| w.uses_lock()) {
         return Err(Error::invalid(
             "flavours",
-            "W1/W2 need recipe, service or both",
+            "lock workloads need recipe, service or both",
         ));
     }
 
     let mut ctx = Ctx::open(config).await?;
-    let mut results = Vec::new();
-    let mut floor = None;
+    let mut results: Vec<BenchResult> = Vec::new();
     for workload in wanted {
         let runs: &[Flavour] = if workload.uses_lock() {
             &flavours
         } else {
             &[Flavour::Recipe]
         };
+        let counts = if workload == Workload::W2 {
+            config.w2_contenders()
+        } else {
+            vec![config.workers.max(1)]
+        };
         for &flavour in runs {
-            let mut result = match ctx.run(workload, flavour).await {
-                Ok(result) => result,
-                Err(e) => {
+            for &contenders in &counts {
+                let mut result = match ctx.run(workload, flavour, contenders).await {
+                    Ok(result) => result,
+                    Err(e) => {
+                        ctx.cleanup().await;
+                        return Err(e);
+                    }
+                };
+                let rate_of = |w: Workload, f: Option<Flavour>| {
+                    results
+                        .iter()
+                        .find(|r| r.workload == w && r.impl_ == f && r.ops_per_s > 0.0)
+                        .map(|r| r.ops_per_s)
+                };
+                match workload {
+                    Workload::W1 => {
+                        result.ratio_to_floor =
+                            rate_of(Workload::W1F, None).map(|f| result.ops_per_s / f);
+                    }
+                    Workload::W2 => {
+                        result.ratio_to_floor =
+                            rate_of(Workload::W2F, None).map(|f| result.ops_per_s / f);
+                    }
+                    Workload::W6 => {
+                        result.ratio_to_w1 = rate_of(Workload::W1, Some(flavour))
+                            .map(|w1| result.ops_per_s / w1);
+                    }
+                    _ => {}
+                }
+                results.push(result);
+                // Keep each workload's keys from slowing the next one down (W4 reads W3's).
+                if workload != Workload::W3 {
                     ctx.cleanup().await;
-                    return Err(e);
                 }
-            };
-            match workload {
-                Workload::W1F => floor = Some(result.ops_per_s),
-                Workload::W1 => {
-                    result.ratio_to_floor =
-                        floor.filter(|f| *f > 0.0).map(|f| result.ops_per_s / f);
-                }
-                _ => {}
             }
-            results.push(result);
         }
     }
     ctx.cleanup().await;

@@ -35,8 +35,15 @@ pub struct BenchResult {
     pub bytes_per_op: f64,
     /// This process's user + system CPU time per op, microseconds.
     pub cpu_us_per_op: f64,
-    /// W1 only: `ops_per_s` over W1F's from the same [`super::run_all`].
+    /// W1: `ops_per_s` over W1F's; W2: over W2F's (from the same [`super::run_all`]).
     pub ratio_to_floor: Option<f64>,
+    /// W6: `ops_per_s` over W1's of the same flavour (from the same [`super::run_all`]).
+    pub ratio_to_w1: Option<f64>,
+    /// Unary RPCs per op (without stream messages): W7's "lock RPCs per handoff".
+    pub unary_per_op: f64,
+    /// What the scale workloads report besides (contenders, RSS, watches, slow waits, W2L's
+    /// samples).
+    pub extra: super::Extra,
     /// Ops that failed.
     pub errors: u64,
     /// Why `correct` is false: the first op error, or the W2 check that failed.
@@ -50,6 +57,7 @@ impl BenchResult {
         mut outcome: Outcome,
     ) -> BenchResult {
         let (p50_ms, p99_ms) = outcome.samples.percentiles_ms();
+        let extra = std::mem::take(&mut outcome.extra);
         let m = outcome.measured;
         let ops = outcome.ops.max(1) as f64;
         let errors = outcome.samples.errors;
@@ -75,6 +83,9 @@ impl BenchResult {
             bytes_per_op: m.bytes as f64 / ops,
             cpu_us_per_op: m.cpu.as_secs_f64() * 1e6 / ops,
             ratio_to_floor: None,
+            ratio_to_w1: None,
+            unary_per_op: m.unary as f64 / ops,
+            extra,
             errors,
             detail,
         }
@@ -92,7 +103,12 @@ impl BenchResult {
     /// One JSON line, fields in DESIGN.md order:
     /// `{"client":"etcd-lock","impl":"recipe","workload":"W1","ops":2000,"secs":..,"ops_per_s":..,
     /// "p50_ms":..,"p99_ms":..,"correct":true,"rpcs_per_op":..,"bytes_per_op":..,"cpu_us_per_op":..}`,
-    /// plus `"ratio_to_floor"` when known (W1) and `"errors"` when some op failed.
+    /// plus `"ratio_to_floor"` when known (W1, W2), `"errors"` when some op failed, and the
+    /// scale workloads' fields when set: `"unary_per_op"`, `"contenders"`, `"names"`,
+    /// `"waiters"`, `"ratio_to_w1"`, `"rss_kib"`, `"rss_after_idle_kib"`, `"watches_open"`,
+    /// `"prefixes"`, `"watches_after_idle"`, `"prefixes_after_idle"`, `"slow_waits"`,
+    /// `"fast_waits"`, and W2L's `"samples":[{"t_s":..,"ops":..,"rss_kib":..,
+    /// "watches_open":..,"prefixes":..},..]`.
     pub fn to_json(&self) -> String {
         let mut s = format!(
             "{{\"client\":\"{}\",\"impl\":\"{}\",\"workload\":\"{}\",\"ops\":{},\"secs\":{},\
@@ -117,8 +133,50 @@ impl BenchResult {
         if self.errors > 0 {
             let _ = write!(s, ",\"errors\":{}", self.errors);
         }
+        if self.workload.is_scale() {
+            self.write_scale_fields(&mut s);
+        }
         s.push('}');
         s
+    }
+
+    fn write_scale_fields(&self, s: &mut String) {
+        let e = &self.extra;
+        let _ = write!(s, ",\"unary_per_op\":{}", num(self.unary_per_op, 3));
+        let mut field = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                let _ = write!(s, ",\"{name}\":{v}");
+            }
+        };
+        field("contenders", e.contenders.map(|v| v.to_string()));
+        field("names", e.names.map(|v| v.to_string()));
+        field("waiters", e.waiters.map(|v| v.to_string()));
+        field("ratio_to_w1", self.ratio_to_w1.map(|v| num(v, 3)));
+        field("rss_kib", e.rss_kib.map(|v| v.to_string()));
+        field("rss_after_idle_kib", e.rss_after_idle_kib.map(|v| v.to_string()));
+        field("watches_open", e.watches_open.map(|v| v.to_string()));
+        field("prefixes", e.prefixes.map(|v| v.to_string()));
+        field("watches_after_idle", e.watches_after_idle.map(|v| v.to_string()));
+        field("prefixes_after_idle", e.prefixes_after_idle.map(|v| v.to_string()));
+        field("slow_waits", e.slow_waits.map(|v| v.to_string()));
+        field("fast_waits", e.fast_waits.map(|v| v.to_string()));
+        if !e.series.is_empty() {
+            let items: Vec<String> = e
+                .series
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{{\"t_s\":{},\"ops\":{},\"rss_kib\":{},\"watches_open\":{},\"prefixes\":{}}}",
+                        num(p.t_s, 1),
+                        p.ops,
+                        p.rss_kib.map_or_else(|| "null".to_string(), |v| v.to_string()),
+                        p.watches_open,
+                        p.prefixes
+                    )
+                })
+                .collect();
+            field("samples", Some(format!("[{}]", items.join(","))));
+        }
     }
 }
 
@@ -201,6 +259,9 @@ mod tests {
             bytes_per_op: 300.0,
             cpu_us_per_op: 40.0,
             ratio_to_floor: Some(0.97),
+            ratio_to_w1: None,
+            unary_per_op: 2.0,
+            extra: super::super::Extra::default(),
             errors: 0,
             detail: None,
         }

@@ -29,11 +29,11 @@ pub(super) struct Ctx<'a> {
     pub(super) kv_keys: usize,
 }
 
-async fn connect(config: &BenchConfig) -> Result<Client> {
+pub(super) async fn connect(config: &BenchConfig) -> Result<Client> {
     Client::connect(&config.endpoints).await
 }
 
-async fn session(client: &Client, config: &BenchConfig) -> Result<Session> {
+pub(super) async fn session(client: &Client, config: &BenchConfig) -> Result<Session> {
     Session::with_options(client, SessionOptions::new().with_ttl(config.session_ttl)).await
 }
 
@@ -52,7 +52,7 @@ fn kv_value(i: usize, size: usize) -> Vec<u8> {
 }
 
 /// Collects worker samples; a worker that panicked or was cancelled counts as one failure.
-async fn join_all(mut set: JoinSet<Samples>) -> Samples {
+pub(super) async fn join_all(mut set: JoinSet<Samples>) -> Samples {
     let mut total = Samples::default();
     while let Some(joined) = set.join_next().await {
         match joined {
@@ -107,12 +107,7 @@ where
         samples.record(started.elapsed(), result);
     }
     let measured = meter.stop();
-    Outcome {
-        ops: ops as u64,
-        samples,
-        measured,
-        check: Ok(()),
-    }
+    Outcome::new(ops as u64, samples, measured)
 }
 
 /// W1: one worker, `ops` cycles of lock + unlock on `<base>/w1`. Latency = one whole cycle.
@@ -132,13 +127,18 @@ pub(super) async fn w1<L: Locker>(ctx: &Ctx<'_>, locker: L, ops: usize) -> Resul
 
 /// W2: `workers` workers, each with its own client and session, `cycles` cycles each of
 /// lock `<base>/w2`, get + put counter+1, unlock. Latency = the acquire wait.
-pub(super) async fn w2<L>(ctx: &Ctx<'_>, locker: L, cycles: usize) -> Result<Outcome>
+pub(super) async fn w2<L>(
+    ctx: &Ctx<'_>,
+    locker: L,
+    workers: usize,
+    cycles: usize,
+) -> Result<Outcome>
 where
     L: Locker + Clone + 'static,
 {
-    let workers = ctx.config.workers.max(1);
-    let counter = format!("{}/counter", ctx.base).into_bytes();
-    let name = format!("{}/w2", ctx.base).into_bytes();
+    let workers = workers.max(1);
+    let counter = format!("{}/counter-{workers}", ctx.base).into_bytes();
+    let name = format!("{}/w2-{workers}", ctx.base).into_bytes();
     ctx.control.put(counter.clone(), "0").await?;
     let mut sessions = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -190,6 +190,7 @@ where
     }
     let samples = join_all(set).await;
     let measured = meter.stop();
+    let rss = super::measure::rss_kib();
     for session in sessions {
         let _ = session.close().await;
     }
@@ -206,16 +207,15 @@ where
     } else {
         Ok(())
     };
-    Ok(Outcome {
-        ops: total,
-        samples,
-        measured,
-        check,
-    })
+    let mut outcome = Outcome::new(total, samples, measured);
+    outcome.check = check;
+    outcome.extra.contenders = Some(workers);
+    outcome.extra.rss_kib = rss;
+    Ok(outcome)
 }
 
 /// Reads the counter and writes it back plus one (`KV/Range` + `KV/Put`).
-async fn increment(client: &Client, key: &[u8]) -> Result<()> {
+pub(super) async fn increment(client: &Client, key: &[u8]) -> Result<()> {
     let read = client.get(key.to_vec()).await?;
     let current = match read.first() {
         None => 0,
@@ -246,12 +246,7 @@ pub(super) async fn w3(ctx: &mut Ctx<'_>, ops: usize) -> Result<Outcome> {
     let samples = put_keys(&client, &ctx.base, size, tasks, ops).await;
     let measured = meter.stop();
     ctx.kv_keys = if samples.errors == 0 { ops } else { 0 };
-    Ok(Outcome {
-        ops: ops as u64,
-        samples,
-        measured,
-        check: Ok(()),
-    })
+    Ok(Outcome::new(ops as u64, samples, measured))
 }
 
 /// W4: one client, `in_flight` concurrent linearizable gets of the W3 keys, each value checked.
@@ -280,12 +275,7 @@ pub(super) async fn w4(ctx: &mut Ctx<'_>, ops: usize) -> Result<Outcome> {
     })
     .await;
     let measured = meter.stop();
-    Ok(Outcome {
-        ops: ops as u64,
-        samples,
-        measured,
-        check: Ok(()),
-    })
+    Ok(Outcome::new(ops as u64, samples, measured))
 }
 
 /// W5: one worker, `ops` cycles of `Lease/LeaseGrant` (TTL 10 s) + `Lease/LeaseRevoke`.

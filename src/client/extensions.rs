@@ -74,6 +74,16 @@ impl Client {
         value
     }
 
+    /// This client's value of type `T` if some caller of [`Client::extension`] made it.
+    pub(crate) fn existing_extension<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let key = TypeId::of::<T>();
+        let slots = match self.inner.extensions.slots.read() {
+            Ok(slots) => slots,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        slots.get(&key).cloned().and_then(|s| s.downcast::<T>().ok())
+    }
+
     /// A weak reference to this client (see [`WeakClient`]).
     pub(crate) fn weak(&self) -> WeakClient {
         WeakClient(Arc::downgrade(&self.inner))

@@ -15,7 +15,7 @@
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::{GetOptions, PutOptions, SortOrder, SortTarget};
-use crate::lock::queue::{join_txn, older_keys, range_kvs, Place, Turn};
+use crate::lock::queue::{join_txn, older_keys, predecessor, range_kvs, Place, Turn};
 use crate::lock::waiters::{PrefixWatch, Registry};
 use crate::lock::{key_for, key_gone_error, OwnedKey};
 use crate::session::Session;
@@ -115,6 +115,7 @@ impl Candidate {
         router: &Arc<PrefixWatch>,
         epoch_before: Option<u64>,
         older: Option<(Vec<Vec<u8>>, i64)>,
+        predecessor: Option<Vec<u8>>,
     ) -> Result<Leadership> {
         let place = Place {
             session: &self.session,
@@ -122,7 +123,7 @@ impl Candidate {
             key: &self.key,
             my_rev: self.my_rev,
         };
-        match place.wait_turn(router, epoch_before, older).await? {
+        match place.wait_turn(router, epoch_before, older, predecessor).await? {
             Turn::Ours => Ok(self.into_leadership()),
             Turn::SessionLost => Err(self.session.lost_error()),
             Turn::KeyGone => {
@@ -157,10 +158,11 @@ impl Elector for RecipeElection {
         let mut owned = OwnedKey::new(key.clone(), claim);
         let client = session.client();
 
-        let router = Registry::of(client).get(client.namespace(), &prefix);
-        // Read before the txn: only a watch already open then has seen every later DELETE.
-        let epoch_before = router.live_epoch();
-        let txn = join_txn(&key, &prefix, value, lease, GetOptions::new());
+        // Before the txn: only a watch already open then has seen every later DELETE.
+        let joining = Registry::of(client)
+            .join(client, client.namespace(), &prefix)
+            .await;
+        let txn = join_txn(&key, &prefix, value, lease, GetOptions::new(), joining.alone());
         let response = match client.txn(txn).await {
             Ok(r) => r,
             Err(e) if e.is_lease_not_found() => {
@@ -198,6 +200,7 @@ impl Elector for RecipeElection {
             (kv.create_revision, None)
         };
         owned.set_token(my_rev);
+        let predecessor = predecessor(&response, my_rev);
         let owner_rev = range_kvs(&response, 1)
             .first()
             .map_or(my_rev, |kv| kv.create_revision);
@@ -213,7 +216,9 @@ impl Elector for RecipeElection {
         if owner_rev == my_rev {
             return Ok(candidate.into_leadership());
         }
-        candidate.wait_for_turn(&router, epoch_before, older).await
+        candidate
+            .wait_for_turn(&joining.router(), joining.epoch_before(), older, predecessor)
+            .await
     }
 
     /// `KV/Range(NAME/, sort by create revision ascending, limit 1)`.

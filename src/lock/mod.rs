@@ -50,6 +50,50 @@ use std::future::Future;
 use crate::error::{Error, Result};
 use crate::session::Session;
 
+/// What one client's lock and election waiters hold now and how their waits went so far
+/// (see [`stats`]). Counted over the client and all its clones and namespaced views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LockStats {
+    /// Lock or election prefixes with per-name state on this client: waiters, or a prefix
+    /// watch kept open for reuse. Bounded by the names contended at once, not by the names
+    /// ever used: an idle prefix watch closes after 30 s, and at most 64 idle ones are kept.
+    pub prefixes: usize,
+    /// Prefix watches open now (each is one watch on the client's shared `Watch/Watch` stream).
+    pub prefix_watches: usize,
+    /// Locks and campaigns being taken right now.
+    pub joins_in_progress: usize,
+    /// Waits that took no RPC after the join txn (the fast path: DELETEs seen on the watch).
+    pub fast_waits: u64,
+    /// Waits that fell back to re-checking with `KV/Txn`s (first wait on a prefix, a queue
+    /// longer than the first txn lists, a restarted watch, forgotten DELETEs).
+    pub slow_waits: u64,
+    /// Waits of a lone waiter far back in a long queue, which watched only its predecessor's
+    /// key and re-checked once with a `KV/Txn` when it went (as Go's `Mutex` does).
+    pub far_waits: u64,
+    /// Prefix watches opened so far (`WatchCreateRequest`s sent for them).
+    pub watches_opened: u64,
+}
+
+/// The lock waiting state of `client` (no RPC): see [`LockStats`]. Use it to check that a
+/// long-running process does not accumulate watches or per-name state, or how many waits took
+/// the slow path.
+pub fn stats(client: &crate::Client) -> LockStats {
+    let Some(registry) = waiters::Registry::existing(client) else {
+        return LockStats::default();
+    };
+    let s = registry.snapshot();
+    LockStats {
+        prefixes: s.routers,
+        prefix_watches: s.watches_open,
+        joins_in_progress: s.joins_in_progress,
+        fast_waits: s.fast_waits,
+        slow_waits: s.slow_waits,
+        far_waits: s.far_waits,
+        watches_opened: s.watches_opened,
+    }
+}
+
 /// Longest lock name accepted (etcd's default request limit is 1.5 MiB; names are keys).
 pub const MAX_NAME_LEN: usize = 32 * 1024;
 

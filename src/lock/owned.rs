@@ -63,6 +63,11 @@ impl Drop for OwnedKey {
         let Some(claim) = self.claim.take() else {
             return;
         };
+        if self.token.is_none() {
+            // The call that would create the key ended unseen: it may still be applied after
+            // any delete of ours.
+            claim.session().mark_keys_uncertain();
+        }
         // Without a runtime nothing can delete the key; then nothing is in flight either, and
         // the name may be claimed again at once (a new lock adopts the key, as Go does).
         let Ok(handle) = tokio::runtime::Handle::try_current() else {

@@ -22,9 +22,17 @@ use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
 
 use super::waiters::{PrefixWatch, Wait};
+use crate::watch::{is_delete, WatchOptions};
 
-/// How many keys the first txn lists; a longer queue falls back to the slow path.
-pub(crate) const LISTED_KEYS: i64 = 64;
+/// A waiter with more older keys than this, and alone on its client in this queue, waits the
+/// way Go's `Mutex` does (see [`Place::wait_turn`]).
+pub(crate) const NEAR_KEYS: usize = 16;
+
+/// How many keys the first txn lists; a longer queue falls back to the slow path. The answer
+/// grows with the queue, not with this limit (keys only, about 70 bytes each), and etcd reads
+/// the whole prefix to sort it by create revision anyway; 1024 keeps a thousand waiters (even
+/// in one process) on the fast path.
+pub(crate) const LISTED_KEYS: i64 = 1024;
 
 /// `Range(prefix, sort create asc, keys only, limit)`.
 pub(crate) fn oldest(limit: i64) -> GetOptions {
@@ -35,27 +43,52 @@ pub(crate) fn oldest(limit: i64) -> GetOptions {
         .with_keys_only()
 }
 
+/// `Range(prefix, sort create desc, keys only, limit)`.
+fn newest(limit: i64) -> GetOptions {
+    GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Descend)
+        .with_limit(limit)
+        .with_keys_only()
+}
+
 /// The one round trip that joins the queue (locks and elections alike):
-/// `If create_revision(key) == 0 Then Put(key, value, lease), Range(prefix, oldest 64)
-/// Else Range(key, own), Range(prefix, oldest 1)`. `own` picks what the Else branch reads of an
-/// existing own key (keys only for a lock; the value too for an election).
+/// `If create_revision(key) == 0 Then Put(key, value, lease), Range(prefix, oldest N)[,
+/// Range(prefix, newest 2)] Else Range(key, own), Range(prefix, oldest 1)`. `own` picks what
+/// the Else branch reads of an existing own key (keys only for a lock; the value too for an
+/// election).
+///
+/// `alone` (no other join on this prefix in progress on this client): N is [`NEAR_KEYS`] + 1,
+/// enough for a short queue's fast path, and the newest two keys (ours and our predecessor)
+/// serve a long queue's far wait; the answer stays small however long the queue. Otherwise
+/// (many waiters in one process share the client's prefix watch) N is [`LISTED_KEYS`].
 pub(crate) fn join_txn(
     key: &[u8],
     prefix: &[u8],
     value: &[u8],
     lease: i64,
     own: GetOptions,
+    alone: bool,
 ) -> Txn {
+    let listed = if alone {
+        NEAR_KEYS as i64 + 1
+    } else {
+        LISTED_KEYS
+    };
+    let mut then = vec![
+        TxnOp::put(
+            key.to_vec(),
+            value.to_vec(),
+            PutOptions::new().with_lease(lease),
+        ),
+        TxnOp::get(prefix.to_vec(), oldest(listed)),
+    ];
+    if alone {
+        then.push(TxnOp::get(prefix.to_vec(), newest(2)));
+    }
     Txn::new()
         .when([Compare::create_revision(key.to_vec(), CompareOp::Equal, 0)])
-        .and_then([
-            TxnOp::put(
-                key.to_vec(),
-                value.to_vec(),
-                PutOptions::new().with_lease(lease),
-            ),
-            TxnOp::get(prefix.to_vec(), oldest(LISTED_KEYS)),
-        ])
+        .and_then(then)
         .or_else([
             TxnOp::get(key.to_vec(), own),
             TxnOp::get(prefix.to_vec(), oldest(1)),
@@ -76,6 +109,18 @@ pub(crate) fn older_keys(listed: &[KeyValue], my_rev: i64) -> Option<(Vec<Vec<u8
                 .collect();
             (keys, my_rev)
         })
+}
+
+/// Our predecessor (the newest key older than ours) when the join txn's Then branch read the
+/// newest two keys (an `alone` join), else `None`.
+pub(crate) fn predecessor(response: &TxnResponse, my_rev: i64) -> Option<Vec<u8>> {
+    if !response.succeeded() {
+        return None;
+    }
+    range_kvs(response, 2)
+        .iter()
+        .find(|kv| kv.create_revision < my_rev)
+        .map(|kv| kv.key.clone())
 }
 
 /// The key-values of the `index`-th range in the branch of `response` that ran.
@@ -106,55 +151,62 @@ pub(crate) struct Place<'a> {
 impl Place<'_> {
     /// Waits for our turn. `epoch_before` is the prefix watch's epoch read before the first
     /// txn, `older` what that txn listed (see [`older_keys`]).
+    ///
+    /// A waiter far back in a long queue (more than [`NEAR_KEYS`] older keys) that joined
+    /// `alone` (no other join on this prefix in progress on its client; its txn then read its
+    /// `predecessor`) does not use the client's
+    /// prefix watch: every client on that watch hears every DELETE under the prefix, which
+    /// costs etcd and each client work per handoff in proportion to the queue. It watches only
+    /// its predecessor's key from the txn's revision + 1 (so nothing is missed; etcd may take
+    /// up to 100 ms to catch such a watch up, far less than the wait for that many handoffs),
+    /// then one re-check `KV/Txn` tells whether its turn came. Many waiters of one process
+    /// share the client's watch instead: there each DELETE reaches the client once.
     pub(crate) async fn wait_turn(
         &self,
         router: &Arc<PrefixWatch>,
         epoch_before: Option<u64>,
         older: Option<(Vec<Vec<u8>>, i64)>,
+        predecessor: Option<Vec<u8>>,
     ) -> Result<Turn> {
         let lost = self.session.lost();
         tokio::pin!(lost);
-        if let (Some(epoch), Some((older, revision))) = (epoch_before, older) {
-            // Our own key's DELETE ends the wait too (deleted by someone else, or its lease).
-            let own = router.wait_delete(epoch, self.key, self.my_rev - 1);
-            let mut pending = Vec::new();
-            let mut known = true;
-            for key in &older {
-                match router.wait_delete(epoch, key, revision) {
-                    Wait::Deleted => {}
-                    Wait::Unknown => known = false,
-                    Wait::Pending(woken) => pending.push(woken),
-                }
+        let near = older.as_ref().is_some_and(|(keys, _)| keys.len() <= NEAR_KEYS);
+        if let (Some(predecessor), false) = (predecessor, near) {
+            match self.wait_far(&predecessor, self.my_rev, &mut lost).await {
+                Far::SessionLost => return Ok(Turn::SessionLost),
+                Far::Deleted => match self.recheck().await? {
+                    Recheck::Ours => {
+                        router.count_far_wait();
+                        return Ok(Turn::Ours);
+                    }
+                    Recheck::KeyGone => return Ok(Turn::KeyGone),
+                    // Out of order (a waiter ahead gave up): wait on the slow path.
+                    Recheck::Behind(_) => {}
+                },
+                Far::Ended => {}
             }
-            if known {
-                let all_deleted = async {
-                    for woken in pending {
-                        if woken.await != Ok(true) {
-                            return false;
-                        }
-                    }
-                    true
-                };
-                let deleted = tokio::select! {
-                    d = all_deleted => d,
-                    gone = deleted_or_ended(own) => {
-                        if gone {
-                            return Ok(Turn::KeyGone);
-                        }
-                        false
-                    }
-                    _ = &mut lost => return Ok(Turn::SessionLost),
-                };
-                // Every older key is gone; was ours deleted meanwhile?
-                if deleted {
-                    match router.deleted_after(epoch, self.key, self.my_rev - 1) {
-                        Some(false) => return Ok(Turn::Ours),
-                        Some(true) => return Ok(Turn::KeyGone),
-                        None => {}
-                    }
-                }
+            router.count_wait(false);
+            return self.wait_slow(router, &mut lost).await;
+        }
+        if let (Some(epoch), Some((older, revision))) = (epoch_before, older) {
+            if let Some(turn) = self
+                .wait_listed(router, epoch, older, revision, &mut lost)
+                .await
+            {
+                router.count_wait(true);
+                return Ok(turn);
             }
         }
+        router.count_wait(false);
+        self.wait_slow(router, &mut lost).await
+    }
+
+    /// Go's way on the client's prefix watch: wait for the predecessor only, then re-check.
+    async fn wait_slow(
+        &self,
+        router: &Arc<PrefixWatch>,
+        lost: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Result<Turn> {
         let client = self.session.client();
         loop {
             let epoch = router.ensure(client).await?;
@@ -169,10 +221,96 @@ impl Place<'_> {
                 tokio::select! {
                     _ = woken => {}
                     _ = deleted_or_ended(own) => {}
-                    _ = &mut lost => return Ok(Turn::SessionLost),
+                    _ = &mut *lost => return Ok(Turn::SessionLost),
                 }
             }
             // Deleted, Unknown or woken: re-check.
+        }
+    }
+
+    /// Waits for the DELETE of `predecessor` (seen existing at `revision`) on a watch of that
+    /// one key from `revision + 1`.
+    async fn wait_far(
+        &self,
+        predecessor: &[u8],
+        revision: i64,
+        lost: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Far {
+        let options = WatchOptions::new()
+            .with_start_revision(revision + 1)
+            .with_no_put();
+        let watch = self.session.client().watch_with(predecessor.to_vec(), options);
+        let mut watcher = tokio::select! {
+            w = watch => match w {
+                Ok(w) => w,
+                Err(_) => return Far::Ended,
+            },
+            _ = &mut *lost => return Far::SessionLost,
+        };
+        loop {
+            tokio::select! {
+                batch = watcher.next() => match batch {
+                    Some(Ok(batch)) if batch.events().iter().any(is_delete) => return Far::Deleted,
+                    Some(Ok(_)) => {}
+                    // Compacted, lagged or closed: the caller re-checks on the slow path.
+                    Some(Err(_)) | None => return Far::Ended,
+                },
+                _ = &mut *lost => return Far::SessionLost,
+            }
+        }
+    }
+
+    /// The fast path: waits, on the watch of `epoch`, until every key in `older` (listed at
+    /// `revision`, in create order) was deleted after `revision`, with no RPC. It waits on the
+    /// newest of them still there (normally our predecessor, the last to go in a FIFO queue)
+    /// and, when that one goes, checks the others against the remembered DELETEs, so a
+    /// thousand waiters register about one wake-up each rather than one per older key.
+    /// `None`: the router cannot vouch for the interval (watch ended, DELETEs forgotten); the
+    /// caller re-checks with RPCs.
+    async fn wait_listed(
+        &self,
+        router: &Arc<PrefixWatch>,
+        epoch: u64,
+        mut older: Vec<Vec<u8>>,
+        revision: i64,
+        lost: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Option<Turn> {
+        // Our own key's DELETE ends the wait too (deleted by someone else, or its lease).
+        let own = deleted_or_ended(router.wait_delete(epoch, self.key, self.my_rev - 1));
+        tokio::pin!(own);
+        loop {
+            let mut unknown = false;
+            older.retain(|key| match router.deleted_after(epoch, key, revision) {
+                Some(deleted) => !deleted,
+                None => {
+                    unknown = true;
+                    true
+                }
+            });
+            if unknown {
+                return None;
+            }
+            let Some(newest) = older.last() else {
+                // Every older key is gone; was ours deleted meanwhile?
+                return match router.deleted_after(epoch, self.key, self.my_rev - 1)? {
+                    false => Some(Turn::Ours),
+                    true => Some(Turn::KeyGone),
+                };
+            };
+            let woken = match router.wait_delete(epoch, newest, revision) {
+                Wait::Deleted => continue,
+                Wait::Unknown => return None,
+                Wait::Pending(woken) => woken,
+            };
+            tokio::select! {
+                deleted = woken => {
+                    if deleted != Ok(true) {
+                        return None;
+                    }
+                }
+                gone = &mut own => return if gone { Some(Turn::KeyGone) } else { None },
+                _ = &mut *lost => return Some(Turn::SessionLost),
+            }
         }
     }
 
@@ -211,6 +349,13 @@ async fn deleted_or_ended(wait: Wait) -> bool {
         Wait::Pending(woken) => woken.await == Ok(true),
         Wait::Unknown => std::future::pending().await,
     }
+}
+
+/// How a far wait ended.
+enum Far {
+    Deleted,
+    Ended,
+    SessionLost,
 }
 
 enum Recheck {

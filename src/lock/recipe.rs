@@ -19,7 +19,7 @@ use crate::session::Session;
 
 use super::guard::{Flavour, LockGuard};
 use super::owned::{key_gone_error, OwnedKey};
-use super::queue::{join_txn, older_keys, range_kvs, Place, Turn};
+use super::queue::{join_txn, older_keys, predecessor, range_kvs, Place, Turn};
 use super::waiters::Registry;
 use super::{key_for, prefix_for, Locker};
 
@@ -38,7 +38,7 @@ impl RecipeLock {
     /// another key is older, one `KV/DeleteRange` removes ours again and the result is
     /// [`Error::Locked`].
     pub async fn try_lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
-        let attempt = Attempt::start(session, name).await?;
+        let attempt = Attempt::start(session, name, true).await?;
         if attempt.owner_rev == attempt.my_rev {
             return Ok(attempt.into_guard());
         }
@@ -62,11 +62,13 @@ struct Attempt {
     owner_rev: i64,
     /// Every key older than ours, when the Then branch listed them all.
     older: Option<(Vec<Vec<u8>>, i64)>,
+    /// Our predecessor, when the txn read it (an `alone` join).
+    predecessor: Option<Vec<u8>>,
     owned: OwnedKey,
 }
 
 impl Attempt {
-    async fn start(session: &Session, name: &[u8]) -> Result<Attempt> {
+    async fn start(session: &Session, name: &[u8], alone: bool) -> Result<Attempt> {
         let prefix = prefix_for(name)?;
         let claim = session.claim(name).await?;
         if session.is_lost() {
@@ -75,7 +77,7 @@ impl Attempt {
         let key = key_for(&prefix, session.lease());
         let mut owned = OwnedKey::new(key.clone(), claim);
         let own = GetOptions::new().with_keys_only();
-        let txn = join_txn(&key, &prefix, b"", session.lease(), own);
+        let txn = join_txn(&key, &prefix, b"", session.lease(), own, alone);
         let response = match session.client().txn(txn).await {
             Ok(r) => r,
             Err(e) if e.is_lease_not_found() => {
@@ -96,6 +98,7 @@ impl Attempt {
             }
         };
         owned.set_token(my_rev);
+        let predecessor = predecessor(&response, my_rev);
         let owner_rev = range_kvs(&response, 1)
             .first()
             .map_or(my_rev, |kv| kv.create_revision);
@@ -107,6 +110,7 @@ impl Attempt {
             my_rev,
             owner_rev,
             older,
+            predecessor,
             owned,
         })
     }
@@ -128,10 +132,12 @@ impl Locker for RecipeLock {
     /// prefix watch for the older keys' DELETEs (see `lock::queue`).
     async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
         let prefix = prefix_for(name)?;
-        let router = Registry::of(session.client()).get(session.client().namespace(), &prefix);
-        // Read before the txn: only a watch already open then has seen every later DELETE.
-        let epoch_before = router.live_epoch();
-        let mut attempt = Attempt::start(session, name).await?;
+        let client = session.client();
+        // Before the txn: only a watch already open then has seen every later DELETE.
+        let joining = Registry::of(client)
+            .join(client, client.namespace(), &prefix)
+            .await;
+        let mut attempt = Attempt::start(session, name, joining.alone()).await?;
         if attempt.owner_rev == attempt.my_rev {
             return Ok(attempt.into_guard());
         }
@@ -142,7 +148,11 @@ impl Locker for RecipeLock {
             my_rev: attempt.my_rev,
         };
         match place
-            .wait_turn(&router, epoch_before, attempt.older.take())
+            .wait_turn(&joining.router(),
+                joining.epoch_before(),
+                attempt.older.take(),
+                attempt.predecessor.take(),
+            )
             .await?
         {
             Turn::Ours => Ok(attempt.into_guard()),

@@ -2,9 +2,25 @@
 //!
 //! etcd runs the same recipe as Go's `concurrency.Mutex` inside the server, with the same key
 //! layout, so this flavour and [`super::RecipeLock`] exclude each other. `Lock/Lock` blocks on
-//! the server until the lock is held, then returns the key; one `KV/Range` of that key reads
-//! its create revision, the fencing token (the Lock answer's header revision is not it when
-//! the call had to wait).
+//! the server until the lock is held, then returns the key and a header.
+//!
+//! # The fencing token without an extra RPC
+//!
+//! The token is the key's create revision `c`. etcd's answer carries only a header revision
+//! `h`: when the server did not have to wait, `h` is the revision of the txn that put the key,
+//! so `h == c`; when it waited, `h` comes from a later read and `h > c`. The answer alone cannot
+//! tell which, so this flavour proves it from what the client saw before sending:
+//!
+//! * `r0` is the highest revision this client saw in a `Lock/Lock` or `Lock/Unlock` answer
+//!   before the call went out. The store's revision was at least `r0` when it was sent.
+//! * The session granted its own lease and never abandoned a call that could have put a key
+//!   under it (`Session::keys_uncertain` is false), and its claim on the name means no earlier
+//!   key of its own is left: so the key was put by this very call, after the send: `c > r0`.
+//! * The answer was produced after the put: `c <= h`.
+//!
+//! So when `h == r0 + 1`, `c == h` and no RPC is needed: that is every cycle of a lock taken
+//! and released over and over with nobody else writing in between (lockbench W1: 2 RPCs per
+//! cycle, as Go's client). Otherwise one `KV/Range(key, keys only)` reads `c`, as before.
 //!
 //! # Auth: one user at a time
 //!
@@ -18,6 +34,8 @@
 //! stuck after its holder lets go. Uncontended locks, a single user, or users that never wait
 //! at the same moment are unaffected. The recipe waits on the caller's own client and token,
 //! so each user waits under its own permissions. `tests/auth.rs` pins this on both versions.
+
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::client::{Client, Grpc, Retry};
 use crate::error::Result;
@@ -45,22 +63,49 @@ impl ServiceLock {
     }
 }
 
+/// The highest revision this client saw in a `Lock/Lock` or `Lock/Unlock` answer (kept in the
+/// client's extension slot, shared by its clones).
+#[derive(Debug, Default)]
+struct SeenRevision(AtomicI64);
+
+impl SeenRevision {
+    fn of(client: &Client) -> std::sync::Arc<SeenRevision> {
+        client.extension(|_| SeenRevision::default())
+    }
+    fn saw(&self, header: Option<&crate::proto::etcdserverpb::ResponseHeader>) {
+        if let Some(h) = header {
+            self.0.fetch_max(h.revision, Ordering::SeqCst);
+        }
+    }
+    fn get(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// `Lock/Unlock{key}`.
 pub(crate) async fn unlock_key(client: &Client, key: Vec<u8>) -> Result<()> {
     let req = namespace::unlock_request(client.namespace(), pb::UnlockRequest { key });
-    client
+    let answer = client
         .unary(UNLOCK, Retry::NotSent, req, |ch, r| async move {
             LockClient::unary(ch).unlock(r).await
         })
-        .await
-        .map(|_| ())
+        .await?;
+    SeenRevision::of(client).saw(answer.header.as_ref());
+    Ok(())
+}
+
+/// The fencing token read off the `Lock/Lock` answer's header revision `h`, when it provably
+/// is the key's create revision (see the module docs): `r0` was read before the call was sent.
+fn token_from_answer(session: &Session, r0: i64, h: i64) -> Option<i64> {
+    (r0 > 0 && h == r0 + 1 && !session.keys_uncertain()).then_some(h)
 }
 
 impl Locker for ServiceLock {
     /// Sends `Lock/Lock{name, lease}` (no request timeout: it blocks server-side until the lock
-    /// is ours), then `KV/Range(key)` for the fencing token. A dropped call is cancelled on the
-    /// server, which then deletes its waiter key; the key is also deleted from here in case the
-    /// server had already granted it.
+    /// is ours), then `KV/Range(key)` for the fencing token unless the answer's header provably
+    /// gives it (see the module docs). A dropped call is cancelled on the server, which then
+    /// deletes its waiter key; the key is also deleted from here in case the server had
+    /// already granted it.
     async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
         let prefix = prefix_for(name)?;
         let claim = session.claim(name).await?;
@@ -74,6 +119,9 @@ impl Locker for ServiceLock {
             lease: session.lease(),
         };
         let req = namespace::lock_request(client.namespace(), req);
+        let seen = SeenRevision::of(client);
+        // Read before sending: the store was at least this far when the call went out.
+        let r0 = seen.get();
         let call = client.unary_timeout(LOCK, Retry::NotSent, None, req, |ch, r| async move {
             LockClient::unary(ch).lock(r).await
         });
@@ -82,20 +130,30 @@ impl Locker for ServiceLock {
             r = call => r,
             _ = lost => return Err(session.lost_error()),
         };
-        let key = match response {
-            Ok(r) => namespace::lock_response_key(client.namespace(), r.key),
+        let (key, h) = match response {
+            Ok(r) => {
+                let h = r.header.as_ref().map_or(0, |h| h.revision);
+                seen.saw(r.header.as_ref());
+                (namespace::lock_response_key(client.namespace(), r.key), h)
+            }
             Err(e) if e.is_lease_not_found() => {
                 owned.gone();
                 return Err(session.lost_error());
             }
             Err(e) => return Err(e),
         };
-        let found = client
-            .get_with(key.clone(), GetOptions::new().with_keys_only())
-            .await?;
-        let Some(token) = found.first().map(|kv| kv.create_revision) else {
-            owned.gone();
-            return Err(key_gone_error(session, &key).await);
+        let token = match token_from_answer(session, r0, h) {
+            Some(token) => token,
+            None => {
+                let found = client
+                    .get_with(key.clone(), GetOptions::new().with_keys_only())
+                    .await?;
+                let Some(token) = found.first().map(|kv| kv.create_revision) else {
+                    owned.gone();
+                    return Err(key_gone_error(session, &key).await);
+                };
+                token
+            }
         };
         owned.set_token(token);
         Ok(LockGuard::new(

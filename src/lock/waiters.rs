@@ -19,7 +19,8 @@
 //! every waiter re-checks with a Range, and the next wait opens a fresh watch.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -31,19 +32,99 @@ use crate::watch::{is_delete, WatchOptions};
 
 /// How many recent DELETEs are remembered for waiters that register late.
 const REMEMBERED_DELETES: usize = 4096;
-/// A prefix watch with no waiters for this long is closed on the next registry lookup.
-const IDLE_CLOSE: Duration = Duration::from_secs(60);
+/// A prefix watch with no waiters for this long closes itself (its task checks every third of
+/// it), and the registry forgets the prefix: per-name state does not outlive its use.
+const IDLE_CLOSE: Duration = Duration::from_secs(30);
+/// At most this many prefix watches without waiters are kept open per client for reuse; opening
+/// one more closes the least recently used of them (a scheduler locking thousands of names
+/// contends on few at a time, so watches stay bounded by that, not by the names ever used).
+const MAX_IDLE_WATCHES: usize = 64;
 
 /// The per-client registry of prefix watches (see [`Registry::of`]), keyed by
 /// *(namespace, lock prefix)*: each namespaced view of a client gets its own routers, whose
 /// watches speak that view's key space (see `crate::namespace`).
+///
+/// Per-name state lives only while it is used: a router exists for a prefix with a waiter or
+/// with a watch open for reuse (closed when idle, see [`IDLE_CLOSE`], [`MAX_IDLE_WATCHES`]),
+/// and a join count exists while a lock or campaign on that prefix is in progress.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     watches: Mutex<HashMap<RouterKey, Arc<PrefixWatch>>>,
+    /// Joins in progress per prefix on this client (entries removed at zero).
+    joins: Mutex<HashMap<RouterKey, usize>>,
+    stats: Arc<WaitStats>,
 }
 
 /// *(namespace prefix, lock prefix)*; the namespace is empty for a plain client.
 type RouterKey = (Vec<u8>, Vec<u8>);
+
+/// Counters of how waits went, per client (see [`crate::lock::stats`]).
+#[derive(Debug, Default)]
+pub(crate) struct WaitStats {
+    pub(crate) fast_waits: AtomicU64,
+    pub(crate) slow_waits: AtomicU64,
+    pub(crate) far_waits: AtomicU64,
+    pub(crate) watches_opened: AtomicU64,
+}
+
+/// A snapshot of a client's lock waiting state (see [`crate::lock::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct RegistrySnapshot {
+    pub(crate) routers: usize,
+    pub(crate) watches_open: usize,
+    pub(crate) joins_in_progress: usize,
+    pub(crate) fast_waits: u64,
+    pub(crate) slow_waits: u64,
+    pub(crate) far_waits: u64,
+    pub(crate) watches_opened: u64,
+}
+
+/// A join (lock or campaign) in progress on one prefix; counted until dropped.
+#[derive(Debug)]
+pub(crate) struct Joining {
+    registry: Arc<Registry>,
+    key: RouterKey,
+    /// The router when one was open (or opened) before the join txn.
+    router: Option<Arc<PrefixWatch>>,
+    /// Its epoch before the txn: only a watch open then has seen every later DELETE.
+    epoch_before: Option<u64>,
+}
+
+impl Joining {
+    /// The watch epoch read before the join txn (`None`: no watch was open then).
+    pub(crate) fn epoch_before(&self) -> Option<u64> {
+        self.epoch_before
+    }
+
+    /// Whether this is the only join on its prefix in progress on this client right now.
+    pub(crate) fn alone(&self) -> bool {
+        self.registry
+            .joins
+            .lock()
+            .map_or(true, |j| j.get(&self.key).copied().unwrap_or(0) <= 1)
+    }
+
+    /// The router to wait on (created, without any RPC, when none was open before the txn).
+    pub(crate) fn router(&self) -> Arc<PrefixWatch> {
+        match &self.router {
+            Some(router) => Arc::clone(router),
+            None => self.registry.router(&self.key),
+        }
+    }
+}
+
+impl Drop for Joining {
+    fn drop(&mut self) {
+        if let Ok(mut joins) = self.registry.joins.lock() {
+            if let Some(n) = joins.get_mut(&self.key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    joins.remove(&self.key);
+                }
+            }
+        }
+    }
+}
 
 impl Registry {
     /// The registry of `client` (shared by its clones), kept in the client's extension slot:
@@ -52,18 +133,121 @@ impl Registry {
         client.extension(|_| Registry::default())
     }
 
-    /// The router for `prefix` in `namespace` (`None`: a plain client), created (without any
-    /// RPC) if needed; idle ones are closed.
-    pub(crate) fn get(&self, namespace: Option<&[u8]>, prefix: &[u8]) -> Arc<PrefixWatch> {
-        let Ok(mut map) = self.watches.lock() else {
-            return Arc::new(PrefixWatch::new(prefix.to_vec()));
-        };
+    /// The registry of `client` if any lock or election ever used it (no side effect).
+    pub(crate) fn existing(client: &Client) -> Option<Arc<Registry>> {
+        client.existing_extension::<Registry>()
+    }
+
+    /// Call before a join txn on `prefix`. A router already open is used as it is. When
+    /// another join on the same prefix is already in progress on this client (many tasks
+    /// queueing in one process), the watch is opened first (one `WatchCreateRequest`) so that
+    /// this join can wait on the fast path; a lone uncontended lock opens nothing and leaves
+    /// no per-name state behind.
+    pub(crate) async fn join(
+        self: &Arc<Self>,
+        client: &Client,
+        namespace: Option<&[u8]>,
+        prefix: &[u8],
+    ) -> Joining {
         let key = (namespace.unwrap_or_default().to_vec(), prefix.to_vec());
-        map.retain(|k, w| *k == key || !w.idle_for(IDLE_CLOSE));
-        Arc::clone(
-            map.entry(key)
-                .or_insert_with(|| Arc::new(PrefixWatch::new(prefix.to_vec()))),
-        )
+        let others = match self.joins.lock() {
+            Ok(mut joins) => {
+                let n = joins.entry(key.clone()).or_insert(0);
+                *n += 1;
+                *n > 1
+            }
+            Err(_) => false,
+        };
+        let mut router = self.find(&key);
+        if others && router.as_ref().and_then(|r| r.live_epoch()).is_none() {
+            let opened = self.router(&key);
+            // A failed open only means this join waits on the slow path.
+            let _ = opened.ensure(client).await;
+            router = Some(opened);
+        }
+        let epoch_before = router.as_ref().and_then(|r| r.live_epoch());
+        Joining {
+            registry: Arc::clone(self),
+            key,
+            router,
+            epoch_before,
+        }
+    }
+
+    fn find(&self, key: &RouterKey) -> Option<Arc<PrefixWatch>> {
+        self.watches.lock().ok()?.get(key).cloned()
+    }
+
+    /// The router for `key`, created (without any RPC) if needed; creating one trims the idle
+    /// ones beyond [`MAX_IDLE_WATCHES`].
+    fn router(self: &Arc<Self>, key: &RouterKey) -> Arc<PrefixWatch> {
+        let Ok(mut map) = self.watches.lock() else {
+            return Arc::new(PrefixWatch::new(key.1.clone(), Weak::new(), key.clone(), Arc::clone(&self.stats)));
+        };
+        if let Some(found) = map.get(key) {
+            return Arc::clone(found);
+        }
+        trim_idle(&mut map);
+        let router = Arc::new(PrefixWatch::new(
+            key.1.clone(),
+            Arc::downgrade(self),
+            key.clone(),
+            Arc::clone(&self.stats),
+        ));
+        map.insert(key.clone(), Arc::clone(&router));
+        router
+    }
+
+    /// Forgets `router` (closed for idleness) unless the map already holds another one.
+    fn forget(&self, router: &PrefixWatch) {
+        if let Ok(mut map) = self.watches.lock() {
+            if map
+                .get(&router.key)
+                .is_some_and(|r| std::ptr::eq(Arc::as_ptr(r), router))
+            {
+                map.remove(&router.key);
+            }
+        }
+    }
+
+    /// How this client's waits went so far, and what is open now (no RPC).
+    pub(crate) fn snapshot(&self) -> RegistrySnapshot {
+        let (routers, watches_open) = self.watches.lock().map_or((0, 0), |map| {
+            let open = map.values().filter(|r| r.live_epoch().is_some()).count();
+            (map.len(), open)
+        });
+        RegistrySnapshot {
+            routers,
+            watches_open,
+            joins_in_progress: self.joins.lock().map_or(0, |j| j.len()),
+            fast_waits: self.stats.fast_waits.load(Ordering::Relaxed),
+            slow_waits: self.stats.slow_waits.load(Ordering::Relaxed),
+            far_waits: self.stats.far_waits.load(Ordering::Relaxed),
+            watches_opened: self.stats.watches_opened.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Drops routers without waiters that are closed, idle too long, or beyond the
+/// [`MAX_IDLE_WATCHES`] most recently used (a dropped router closes its watch).
+fn trim_idle(map: &mut HashMap<RouterKey, Arc<PrefixWatch>>) {
+    // A router that never opened (or lost) its watch is given a moment: its waiter may be
+    // about to open it.
+    map.retain(|_, r| {
+        !r.unused_for(IDLE_CLOSE)
+            && (r.live_epoch().is_some() || !r.unused_for(Duration::from_secs(1)))
+    });
+    let mut idle: Vec<(Instant, RouterKey)> = map
+        .iter()
+        .filter(|(_, r)| !r.has_waiters())
+        .map(|(k, r)| (r.last_used(), k.clone()))
+        .collect();
+    if idle.len() < MAX_IDLE_WATCHES {
+        return;
+    }
+    idle.sort_unstable_by_key(|(used, _)| *used);
+    for (_, key) in idle.iter().take(idle.len() + 1 - MAX_IDLE_WATCHES) {
+        map.remove(key);
     }
 }
 
@@ -74,7 +258,7 @@ struct Waiter {
     wake: oneshot::Sender<bool>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// Incremented for every watch opened; 0 = never opened.
     epoch: u64,
@@ -84,8 +268,26 @@ struct State {
     order: VecDeque<(Vec<u8>, i64)>,
     /// DELETEs at or below this revision may have been forgotten.
     forgotten_up_to: i64,
-    last_used: Option<Instant>,
+    last_used: Instant,
+    /// DELETEs remembered since cancelled waiters were last swept out.
+    since_sweep: usize,
     task: Option<JoinHandle<()>>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            epoch: 0,
+            alive: false,
+            waiters: HashMap::new(),
+            deleted: HashMap::new(),
+            order: VecDeque::new(),
+            forgotten_up_to: 0,
+            last_used: Instant::now(),
+            since_sweep: 0,
+            task: None,
+        }
+    }
 }
 
 impl State {
@@ -103,6 +305,10 @@ impl State {
 #[derive(Debug)]
 pub(crate) struct PrefixWatch {
     prefix: Vec<u8>,
+    /// Where this router is filed, so that it can take itself out when idle.
+    registry: Weak<Registry>,
+    key: RouterKey,
+    stats: Arc<WaitStats>,
     state: Mutex<State>,
     opening: tokio::sync::Mutex<()>,
 }
@@ -120,12 +326,32 @@ pub(crate) enum Wait {
 }
 
 impl PrefixWatch {
-    fn new(prefix: Vec<u8>) -> Self {
+    fn new(prefix: Vec<u8>, registry: Weak<Registry>, key: RouterKey, stats: Arc<WaitStats>) -> Self {
         PrefixWatch {
             prefix,
+            registry,
+            key,
+            stats,
             state: Mutex::new(State::default()),
             opening: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Counts a wait that needed no RPC beyond the join txn (`fast`), or one that fell back
+    /// to re-checking with `KV/Txn`s.
+    pub(crate) fn count_wait(&self, fast: bool) {
+        let counter = if fast {
+            &self.stats.fast_waits
+        } else {
+            &self.stats.slow_waits
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a far wait (predecessor watch + one re-check, see `lock::queue`) that ended in
+    /// our turn.
+    pub(crate) fn count_far_wait(&self) {
+        self.stats.far_waits.fetch_add(1, Ordering::Relaxed);
     }
 
     fn lock_state(&self) -> Result<std::sync::MutexGuard<'_, State>> {
@@ -134,10 +360,41 @@ impl PrefixWatch {
             .map_err(|_| Error::Protocol("lock watch state poisoned".into()))
     }
 
-    fn idle_for(&self, idle: Duration) -> bool {
+    /// No waiter, and none registered for longer than `idle`.
+    fn unused_for(&self, idle: Duration) -> bool {
         self.state
             .lock()
-            .is_ok_and(|s| s.waiters.is_empty() && s.last_used.is_some_and(|t| t.elapsed() > idle))
+            .is_ok_and(|s| s.waiters.is_empty() && s.last_used.elapsed() > idle)
+    }
+
+    fn has_waiters(&self) -> bool {
+        self.state.lock().is_ok_and(|s| !s.waiters.is_empty())
+    }
+
+    fn last_used(&self) -> Instant {
+        self.state
+            .lock()
+            .map_or_else(|_| Instant::now(), |s| s.last_used)
+    }
+
+    /// Closes the watch of `epoch` if it has been unused for [`IDLE_CLOSE`], and takes this
+    /// router out of the registry. Returns whether it closed.
+    fn retire_if_idle(&self, epoch: u64) -> bool {
+        {
+            let Ok(mut s) = self.state.lock() else {
+                return true;
+            };
+            if s.epoch != epoch || !s.waiters.is_empty() || s.last_used.elapsed() <= IDLE_CLOSE {
+                return false;
+            }
+            s.close();
+            s.deleted.clear();
+            s.order.clear();
+        }
+        if let Some(registry) = self.registry.upgrade() {
+            registry.forget(self);
+        }
+        true
     }
 
     /// The epoch of the open watch, if one is open (no RPC).
@@ -167,11 +424,26 @@ impl PrefixWatch {
         state.deleted.clear();
         state.order.clear();
         state.forgotten_up_to = watcher.created_revision();
-        state.last_used = Some(Instant::now());
+        state.last_used = Instant::now();
+        self.stats.watches_opened.fetch_add(1, Ordering::Relaxed);
         let epoch = state.epoch;
         let router = Arc::downgrade(self);
         let task = tokio::spawn(async move {
-            while let Some(batch) = watcher.next().await {
+            let check = IDLE_CLOSE / 3;
+            let mut idle_check = tokio::time::interval_at(tokio::time::Instant::now() + check, check);
+            loop {
+                let batch = tokio::select! {
+                    batch = watcher.next() => batch,
+                    _ = idle_check.tick() => {
+                        match router.upgrade() {
+                            Some(router) if !router.retire_if_idle(epoch) => continue,
+                            // Closed for idleness (dropping `watcher` cancels the watch), or
+                            // the router is gone.
+                            _ => return,
+                        }
+                    }
+                };
+                let Some(batch) = batch else { break };
                 let Some(router) = router.upgrade() else {
                     return;
                 };
@@ -221,7 +493,7 @@ impl PrefixWatch {
         let Ok(mut s) = self.state.lock() else {
             return Wait::Unknown;
         };
-        s.last_used = Some(Instant::now());
+        s.last_used = Instant::now();
         match s.deleted_after(epoch, key, after) {
             Some(true) => return Wait::Deleted,
             Some(false) => {}
@@ -263,11 +535,16 @@ impl State {
                 self.forgotten_up_to = self.forgotten_up_to.max(rev);
             }
         }
-        // Drop waiters whose receivers are gone (cancelled waits).
-        self.waiters.retain(|_, ws| {
-            ws.retain(|w| !w.wake.is_closed());
-            !ws.is_empty()
-        });
+        // Now and then, drop waiters whose receivers are gone (cancelled waits): sweeping on
+        // every DELETE would cost O(waiters) per event with a thousand tasks queued.
+        self.since_sweep += 1;
+        if self.since_sweep >= 64 {
+            self.since_sweep = 0;
+            self.waiters.retain(|_, ws| {
+                ws.retain(|w| !w.wake.is_closed());
+                !ws.is_empty()
+            });
+        }
     }
 }
 
@@ -288,7 +565,12 @@ mod tests {
 
     #[test]
     fn late_waiters_see_remembered_deletes() {
-        let w = PrefixWatch::new(b"p/".to_vec());
+        let w = PrefixWatch::new(
+            b"p/".to_vec(),
+            Weak::new(),
+            (Vec::new(), b"p/".to_vec()),
+            Arc::default(),
+        );
         {
             let mut s = w.state.lock().unwrap_or_else(|e| e.into_inner());
             s.epoch = 1;

@@ -29,7 +29,7 @@
 mod hub;
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -226,6 +226,8 @@ pub fn is_delete(event: &mvccpb::Event) -> bool {
 struct HubLink {
     commands: mpsc::Sender<Command>,
     deferred_cancels: Arc<Mutex<Vec<u64>>>,
+    /// Watchers handed out and not yet dropped (see [`Client::open_watches`]).
+    open: Arc<AtomicUsize>,
 }
 
 impl HubLink {
@@ -265,6 +267,7 @@ impl WatchHub {
             link: HubLink {
                 commands: tx,
                 deferred_cancels,
+                open: Arc::new(AtomicUsize::new(0)),
             },
             next_handle: AtomicU64::new(1),
         }
@@ -362,6 +365,7 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        self.link.open.fetch_sub(1, Ordering::Relaxed);
         self.link.cancel(self.handle);
     }
 }
@@ -375,6 +379,14 @@ impl Stream for Watcher {
 }
 
 impl Client {
+    /// How many [`Watcher`]s of this client (and its clones) are open: created and not yet
+    /// dropped. Each is one watch on the shared `Watch/Watch` stream. No RPC. Useful to check
+    /// that long-running code (and this crate's lock waiters) does not leak watches.
+    pub fn open_watches(&self) -> usize {
+        self.existing_extension::<WatchHub>()
+            .map_or(0, |hub| hub.link.open.load(Ordering::Relaxed))
+    }
+
     /// Watches one key from now on: a `WatchCreateRequest` on the client's shared watch stream.
     pub async fn watch(&self, key: impl Into<Vec<u8>>) -> Result<Watcher> {
         self.watch_with(key, WatchOptions::new()).await
@@ -462,6 +474,7 @@ impl Client {
                 })??,
             None => wait.await?,
         };
+        hub.link.open.fetch_add(1, Ordering::Relaxed);
         Ok(Watcher {
             watch_id: created.watch_id,
             handle,

@@ -46,13 +46,20 @@ pub(crate) const BENCH_USAGE: &str = "\
 etcd-lock bench: lockbench v1, one JSON line per workload and flavour on stdout, a table on stderr
 
 USAGE:
-    etcd-lock bench [--endpoints URL,URL] [--workload W1,W2|all] [--via recipe|service|both] [--scale X]
+    etcd-lock bench [--endpoints URL,URL] [--workload W1,W2|all|scale] [--via recipe|service|both] [--scale X]
 
 OPTIONS:
     --endpoints URL,URL   etcd endpoints [env ETCDCTL_ENDPOINTS, default 127.0.0.1:2379]
-    --workload LIST       W1 W1F W2 W3 W4 W5, comma separated, or all [default all]
+    --workload LIST       W1 W1F W2 W2F W3 W4 W5 W6 W7 W2L, comma separated; all (W1F W1 W2F W2 W3
+                          W4 W5) or scale (W2F W2 W6 W7) [default all]
     --via FLAVOUR         recipe, service or both [default both]
     --scale X             multiply every workload's op count by X (e.g. 0.1 for a quick run) [default 1]
+    --contenders LIST     W2 once per count, e.g. 8,64,256 [default 8]
+    --names N             W6 distinct names [default 10000]
+    --waiters N           W7 tasks (sessions) on one client [default 1000]
+    --idle-secs S         W6 idle time before counting watches and RSS again [default 35]
+    --duration S          W2L run time, seconds [default 600]
+    --sample-secs S       W2L time between samples [default 30]
     --compact             compact the cluster's history after each workload (dedicated clusters only)
     --cacert, --cert, --key FILE, --user NAME:PASSWORD   TLS and auth, as for the lock form
     -v, --verbose         log events to stderr (-vv debug, -vvv trace); RUST_LOG as for the lock form
@@ -102,6 +109,20 @@ pub(crate) struct BenchArgs {
     pub(crate) via: String,
     pub(crate) scale: f64,
     pub(crate) compact: bool,
+    pub(crate) contenders: Vec<usize>,
+    pub(crate) names: Option<usize>,
+    pub(crate) waiters: Option<usize>,
+    pub(crate) idle_secs: Option<u64>,
+    pub(crate) duration_secs: Option<u64>,
+    pub(crate) sample_secs: Option<u64>,
+}
+
+/// Parses a positive whole number for `flag`.
+fn positive(flag: &str, v: &str) -> Result<usize, String> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{flag}: expected a whole number above 0, got {v:?}")),
+    }
 }
 
 /// Options every command takes.
@@ -305,6 +326,9 @@ fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, String> 
     let mut via = "both".to_string();
     let mut scale = 1.0;
     let mut compact = false;
+    let mut contenders = Vec::new();
+    let (mut names, mut waiters, mut idle_secs, mut duration_secs, mut sample_secs) =
+        (None, None, None, None, None);
     while let Some(arg) = it.next() {
         let (flag, inline) = split_flag(&arg);
         if common.take(&flag, inline.clone(), &mut it)? {
@@ -315,6 +339,27 @@ fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, String> 
             "--workload" => workloads = value_of(&flag, inline, &mut it)?,
             "--compact" => compact = true,
             "--via" => via = value_of(&flag, inline, &mut it)?,
+            "--contenders" => {
+                let v = value_of(&flag, inline, &mut it)?;
+                contenders = v
+                    .split(',')
+                    .map(|n| positive("--contenders", n))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--names" => names = Some(positive(&flag, &value_of(&flag, inline, &mut it)?)?),
+            "--waiters" => waiters = Some(positive(&flag, &value_of(&flag, inline, &mut it)?)?),
+            "--idle-secs" => {
+                let v = value_of(&flag, inline, &mut it)?;
+                idle_secs = Some(v.trim().parse::<u64>().map_err(|_| {
+                    format!("--idle-secs: expected a whole number of seconds, got {v:?}")
+                })?);
+            }
+            "--duration" => {
+                duration_secs = Some(positive(&flag, &value_of(&flag, inline, &mut it)?)? as u64)
+            }
+            "--sample-secs" => {
+                sample_secs = Some(positive(&flag, &value_of(&flag, inline, &mut it)?)? as u64)
+            }
             "--scale" => {
                 let v = value_of(&flag, inline, &mut it)?;
                 scale = match v.parse::<f64>() {
@@ -334,6 +379,12 @@ fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, String> 
         via,
         scale,
         compact,
+        contenders,
+        names,
+        waiters,
+        idle_secs,
+        duration_secs,
+        sample_secs,
     }))
 }
 
