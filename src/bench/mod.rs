@@ -160,7 +160,12 @@ impl Workload {
             return Ok(Workload::ALL.to_vec());
         }
         if list.trim().eq_ignore_ascii_case("scale") {
-            return Ok(vec![Workload::W2F, Workload::W2, Workload::W6, Workload::W7]);
+            return Ok(vec![
+                Workload::W2F,
+                Workload::W2,
+                Workload::W6,
+                Workload::W7,
+            ]);
         }
         list.split(',')
             .map(str::trim)
@@ -207,7 +212,9 @@ impl FromStr for Workload {
             .ok_or_else(|| {
                 Error::invalid(
                     "workload",
-                    format!("{s:?}: expected W1, W1F, W2, W2F, W3, W4, W5, W6, W7, W2L, all or scale"),
+                    format!(
+                        "{s:?}: expected W1, W1F, W2, W2F, W3, W4, W5, W6, W7, W2L, all or scale"
+                    ),
                 )
             })
     }
@@ -570,8 +577,8 @@ pub async fn run_all(
                             rate_of(Workload::W2F, None).map(|f| result.ops_per_s / f);
                     }
                     Workload::W6 => {
-                        result.ratio_to_w1 = rate_of(Workload::W1, Some(flavour))
-                            .map(|w1| result.ops_per_s / w1);
+                        result.ratio_to_w1 =
+                            rate_of(Workload::W1, Some(flavour)).map(|w1| result.ops_per_s / w1);
                     }
                     _ => {}
                 }

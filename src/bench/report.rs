@@ -153,11 +153,20 @@ impl BenchResult {
         field("waiters", e.waiters.map(|v| v.to_string()));
         field("ratio_to_w1", self.ratio_to_w1.map(|v| num(v, 3)));
         field("rss_kib", e.rss_kib.map(|v| v.to_string()));
-        field("rss_after_idle_kib", e.rss_after_idle_kib.map(|v| v.to_string()));
+        field(
+            "rss_after_idle_kib",
+            e.rss_after_idle_kib.map(|v| v.to_string()),
+        );
         field("watches_open", e.watches_open.map(|v| v.to_string()));
         field("prefixes", e.prefixes.map(|v| v.to_string()));
-        field("watches_after_idle", e.watches_after_idle.map(|v| v.to_string()));
-        field("prefixes_after_idle", e.prefixes_after_idle.map(|v| v.to_string()));
+        field(
+            "watches_after_idle",
+            e.watches_after_idle.map(|v| v.to_string()),
+        );
+        field(
+            "prefixes_after_idle",
+            e.prefixes_after_idle.map(|v| v.to_string()),
+        );
         field("slow_waits", e.slow_waits.map(|v| v.to_string()));
         field("fast_waits", e.fast_waits.map(|v| v.to_string()));
         if !e.series.is_empty() {

@@ -100,7 +100,8 @@ where
         }
     }
     let plan = Arc::new(plan);
-    let holding: Arc<Vec<AtomicBool>> = Arc::new((0..names).map(|_| AtomicBool::new(false)).collect());
+    let holding: Arc<Vec<AtomicBool>> =
+        Arc::new((0..names).map(|_| AtomicBool::new(false)).collect());
     let overlap = Arc::new(AtomicBool::new(false));
     let mut sessions = Vec::with_capacity(workers);
     for _ in 0..workers {

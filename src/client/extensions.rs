@@ -81,7 +81,10 @@ impl Client {
             Ok(slots) => slots,
             Err(poisoned) => poisoned.into_inner(),
         };
-        slots.get(&key).cloned().and_then(|s| s.downcast::<T>().ok())
+        slots
+            .get(&key)
+            .cloned()
+            .and_then(|s| s.downcast::<T>().ok())
     }
 
     /// A weak reference to this client (see [`WeakClient`]).

@@ -123,7 +123,10 @@ impl Candidate {
             key: &self.key,
             my_rev: self.my_rev,
         };
-        match place.wait_turn(router, epoch_before, older, predecessor).await? {
+        match place
+            .wait_turn(router, epoch_before, older, predecessor)
+            .await?
+        {
             Turn::Ours => Ok(self.into_leadership()),
             Turn::SessionLost => Err(self.session.lost_error()),
             Turn::KeyGone => {
@@ -162,7 +165,14 @@ impl Elector for RecipeElection {
         let joining = Registry::of(client)
             .join(client, client.namespace(), &prefix)
             .await;
-        let txn = join_txn(&key, &prefix, value, lease, GetOptions::new(), joining.alone());
+        let txn = join_txn(
+            &key,
+            &prefix,
+            value,
+            lease,
+            GetOptions::new(),
+            joining.alone(),
+        );
         let response = match client.txn(txn).await {
             Ok(r) => r,
             Err(e) if e.is_lease_not_found() => {
@@ -217,7 +227,12 @@ impl Elector for RecipeElection {
             return Ok(candidate.into_leadership());
         }
         candidate
-            .wait_for_turn(&joining.router(), joining.epoch_before(), older, predecessor)
+            .wait_for_turn(
+                &joining.router(),
+                joining.epoch_before(),
+                older,
+                predecessor,
+            )
             .await
     }
 

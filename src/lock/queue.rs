@@ -170,7 +170,9 @@ impl Place<'_> {
     ) -> Result<Turn> {
         let lost = self.session.lost();
         tokio::pin!(lost);
-        let near = older.as_ref().is_some_and(|(keys, _)| keys.len() <= NEAR_KEYS);
+        let near = older
+            .as_ref()
+            .is_some_and(|(keys, _)| keys.len() <= NEAR_KEYS);
         if let (Some(predecessor), false) = (predecessor, near) {
             match self.wait_far(&predecessor, self.my_rev, &mut lost).await {
                 Far::SessionLost => return Ok(Turn::SessionLost),
@@ -239,7 +241,10 @@ impl Place<'_> {
         let options = WatchOptions::new()
             .with_start_revision(revision + 1)
             .with_no_put();
-        let watch = self.session.client().watch_with(predecessor.to_vec(), options);
+        let watch = self
+            .session
+            .client()
+            .watch_with(predecessor.to_vec(), options);
         let mut watcher = tokio::select! {
             w = watch => match w {
                 Ok(w) => w,

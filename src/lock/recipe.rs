@@ -148,7 +148,8 @@ impl Locker for RecipeLock {
             my_rev: attempt.my_rev,
         };
         match place
-            .wait_turn(&joining.router(),
+            .wait_turn(
+                &joining.router(),
                 joining.epoch_before(),
                 attempt.older.take(),
                 attempt.predecessor.take(),

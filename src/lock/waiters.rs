@@ -182,7 +182,12 @@ impl Registry {
     /// ones beyond [`MAX_IDLE_WATCHES`].
     fn router(self: &Arc<Self>, key: &RouterKey) -> Arc<PrefixWatch> {
         let Ok(mut map) = self.watches.lock() else {
-            return Arc::new(PrefixWatch::new(key.1.clone(), Weak::new(), key.clone(), Arc::clone(&self.stats)));
+            return Arc::new(PrefixWatch::new(
+                key.1.clone(),
+                Weak::new(),
+                key.clone(),
+                Arc::clone(&self.stats),
+            ));
         };
         if let Some(found) = map.get(key) {
             return Arc::clone(found);
@@ -326,7 +331,12 @@ pub(crate) enum Wait {
 }
 
 impl PrefixWatch {
-    fn new(prefix: Vec<u8>, registry: Weak<Registry>, key: RouterKey, stats: Arc<WaitStats>) -> Self {
+    fn new(
+        prefix: Vec<u8>,
+        registry: Weak<Registry>,
+        key: RouterKey,
+        stats: Arc<WaitStats>,
+    ) -> Self {
         PrefixWatch {
             prefix,
             registry,
@@ -430,7 +440,8 @@ impl PrefixWatch {
         let router = Arc::downgrade(self);
         let task = tokio::spawn(async move {
             let check = IDLE_CLOSE / 3;
-            let mut idle_check = tokio::time::interval_at(tokio::time::Instant::now() + check, check);
+            let mut idle_check =
+                tokio::time::interval_at(tokio::time::Instant::now() + check, check);
             loop {
                 let batch = tokio::select! {
                     batch = watcher.next() => batch,

@@ -121,7 +121,9 @@ pub(crate) struct BenchArgs {
 fn positive(flag: &str, v: &str) -> Result<usize, String> {
     match v.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{flag}: expected a whole number above 0, got {v:?}")),
+        _ => Err(format!(
+            "{flag}: expected a whole number above 0, got {v:?}"
+        )),
     }
 }
 

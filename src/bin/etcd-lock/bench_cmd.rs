@@ -37,8 +37,12 @@ pub(crate) async fn run(a: BenchArgs) -> u8 {
         names: a.names.unwrap_or(defaults.names),
         waiters: a.waiters.unwrap_or(defaults.waiters),
         idle: a.idle_secs.map_or(defaults.idle, Duration::from_secs),
-        long_run: a.duration_secs.map_or(defaults.long_run, Duration::from_secs),
-        sample_every: a.sample_secs.map_or(defaults.sample_every, Duration::from_secs),
+        long_run: a
+            .duration_secs
+            .map_or(defaults.long_run, Duration::from_secs),
+        sample_every: a
+            .sample_secs
+            .map_or(defaults.sample_every, Duration::from_secs),
         ..defaults.clone()
     };
     match bench::run_all(&workloads, &flavours, &config).await {
