@@ -26,7 +26,8 @@
 //! prefix). Methods that carry a password or a token (`Auth/Authenticate`) show their
 //! messages as `"<redacted>"`, sizes kept.
 //!
-//! A contended recipe lock, from a real run against etcd 3.5.1 (the waiter's side; trimmed:
+//! A contended recipe lock, from a real run against etcd 3.5.1 before issue 15 (a lone join's
+//! first Txn now lists `limit:17` oldest and adds a third range, `DESCEND` `limit:2`; the waiter's side, trimmed:
 //! endpoint/authority and header ids removed, the first Txn's failure branch elided as `…`):
 //! the waiter's Txn puts its key behind the holder's; its watch on the lock prefix is created;
 //! a re-check Txn still finds the predecessor; the DELETE of the holder's key wakes it; the

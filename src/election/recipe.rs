@@ -3,14 +3,17 @@
 //! Campaign, uncontended, is ONE `KV/Txn` (Go's txn plus the two reads that decide the rest):
 //! ```text
 //! If   create_revision(myKey) == 0
-//! Then Put(myKey, value, lease), Range(prefix, sort create asc, limit 64, keys only)
+//! Then Put(myKey, value, lease), Range(prefix, sort create asc, limit 17, keys only),
+//!                                 Range(prefix, sort create desc, limit 2, keys only)
 //! Else Range(myKey),             Range(prefix, sort create asc, limit 1, keys only)
 //! ```
+//! (up to 1024 keys listed when other campaigns on the name are in progress on this client).
 //! `myRev` is the txn's revision (Then) or myKey's create revision (Else; if that key holds
 //! another value, one more guarded `KV/Txn` writes ours, as Go's Campaign does with Proclaim).
 //! We lead when the oldest key under the prefix is ours; otherwise `lock::queue` waits
 //! for every older key's DELETE on the client's long-lived prefix watch (shared with the locks),
-//! with no RPC per wake-up on its fast path and one re-check `KV/Txn` per wake-up on its slow path.
+//! with no RPC per wake-up on its fast path and one re-check `KV/Txn` per wake-up on its slow path
+//! (a lone candidate far back in a long queue watches only its predecessor's key instead).
 
 use crate::client::Client;
 use crate::error::{Error, Result};

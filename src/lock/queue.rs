@@ -3,7 +3,7 @@
 //! Every participant owns one key under `NAME/`; whoever's key has the smallest create revision
 //! is first. A participant's turn comes when every key older than its own has been deleted.
 //!
-//! * Fast path: the first txn listed every older key (`Range(prefix, create asc, limit 64)`) at
+//! * Fast path: the first txn listed every older key (`Range(prefix, create asc, limit N)`) at
 //!   revision `H`, and the client's prefix watch (`lock::waiters`) was already open before
 //!   that txn. No key can be created older than ours later, so the turn has come once each
 //!   listed key was deleted after `H`. The watch reports those DELETEs in revision order,
@@ -12,6 +12,10 @@
 //!   for the predecessor only, then one `KV/Txn` re-checks —
 //!   `If create_revision(myKey) == myRev Then Range(prefix, max_create_revision = myRev-1,
 //!   sort create desc, limit 1)` — confirming our key and finding the next predecessor.
+//! * Far path (more than [`NEAR_KEYS`] keys ahead, and no other join of the name in progress
+//!   on this client): watch only the predecessor's key from the txn's revision + 1, then one
+//!   re-check `KV/Txn`. It spares etcd and every client the work of delivering each DELETE to
+//!   every contender when hundreds of processes queue for one name.
 
 use std::sync::Arc;
 

@@ -3,15 +3,19 @@
 //! Acquire, uncontended, is ONE `KV/Txn`:
 //! ```text
 //! If   create_revision(myKey) == 0
-//! Then Put(myKey, "", lease), Range(prefix, sort create asc, limit 64, keys only)
+//! Then Put(myKey, "", lease), Range(prefix, sort create asc, limit 17, keys only),
+//!                              Range(prefix, sort create desc, limit 2, keys only)
 //! Else Range(myKey),          Range(prefix, sort create asc, limit 1, keys only)
 //! ```
+//! (With other joins of the name in progress on this client, the Then branch lists up to 1024
+//! keys instead; see `lock::queue::join_txn`.)
 //! `myRev` is the txn's revision (Then) or myKey's create revision (Else). The lock is held
 //! when the oldest key under the prefix is ours.
 //!
 //! Contended: `lock::queue` waits for every older key's DELETE on the client's long-lived
 //! prefix watch — with no further RPC on the fast path, one re-check `KV/Txn` per wake-up on the
-//! slow path. Go's `concurrency.Mutex` waits for the same keys (all older ones), never newer.
+//! slow path; a lone waiter far back in a long queue watches only its predecessor's key and
+//! re-checks once (the far path). Go's `concurrency.Mutex` waits for the same keys (all older ones), never newer.
 
 use crate::error::{Error, Result};
 use crate::kv::GetOptions;
