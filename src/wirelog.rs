@@ -27,7 +27,7 @@
 //! messages as `"<redacted>"`, sizes kept.
 //!
 //! A contended recipe lock, from a real run against etcd 3.5.1 before issue 15 (a lone join's
-//! first Txn now lists `limit:17` oldest and adds a third range, `DESCEND` `limit:2`; the waiter's side, trimmed:
+//! first Txn now has one `DESCEND` range, `limit:18`, instead of `ASCEND` `limit:64`; the waiter's side, trimmed:
 //! endpoint/authority and header ids removed, the first Txn's failure branch elided as `…`):
 //! the waiter's Txn puts its key behind the holder's; its watch on the lock prefix is created;
 //! a re-check Txn still finds the predecessor; the DELETE of the holder's key wakes it; the

@@ -298,8 +298,8 @@ pub struct BenchConfig {
     pub names: usize,
     /// W7: waiting tasks (sessions) on the one client (times `scale`). Default 1000.
     pub waiters: usize,
-    /// W6: how long to stay idle before counting watches and RSS again. Default 35 s, past
-    /// the 30 s after which an unused prefix watch closes.
+    /// W6: how long to stay idle before counting watches and RSS again. Default 40 s, past
+    /// the 30 to 35 s after which an unused prefix watch closes.
     pub idle: Duration,
     /// W2L: how long to run. Default 10 minutes.
     pub long_run: Duration,
@@ -332,7 +332,7 @@ impl Default for BenchConfig {
             contenders: Vec::new(),
             names: 10_000,
             waiters: 1000,
-            idle: Duration::from_secs(35),
+            idle: Duration::from_secs(40),
             long_run: Duration::from_secs(600),
             sample_every: Duration::from_secs(30),
             long_contenders: 64,

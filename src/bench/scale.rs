@@ -247,7 +247,8 @@ where
     L: Locker + Clone + 'static,
 {
     let contenders = contenders.max(1);
-    let counter = format!("{}/w2l/counter", ctx.base).into_bytes();
+    // Not under the lock prefix `w2l/`: a key there would be the oldest in the queue.
+    let counter = format!("{}/w2l-counter", ctx.base).into_bytes();
     let name = format!("{}/w2l", ctx.base).into_bytes();
     ctx.control.put(counter.clone(), "0").await?;
     let mut sessions = Vec::with_capacity(contenders);

@@ -3,11 +3,10 @@
 //! Campaign, uncontended, is ONE `KV/Txn` (Go's txn plus the two reads that decide the rest):
 //! ```text
 //! If   create_revision(myKey) == 0
-//! Then Put(myKey, value, lease), Range(prefix, sort create asc, limit 17, keys only),
-//!                                 Range(prefix, sort create desc, limit 2, keys only)
+//! Then Put(myKey, value, lease), Range(prefix, sort create desc, limit 18, keys only)
 //! Else Range(myKey),             Range(prefix, sort create asc, limit 1, keys only)
 //! ```
-//! (up to 1024 keys listed when other campaigns on the name are in progress on this client).
+//! (up to 1025 keys listed when other campaigns on the name are in progress on this client).
 //! `myRev` is the txn's revision (Then) or myKey's create revision (Else; if that key holds
 //! another value, one more guarded `KV/Txn` writes ours, as Go's Campaign does with Proclaim).
 //! We lead when the oldest key under the prefix is ours; otherwise `lock::queue` waits
@@ -18,7 +17,7 @@
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::{GetOptions, PutOptions, SortOrder, SortTarget};
-use crate::lock::queue::{join_txn, older_keys, predecessor, range_kvs, Place, Turn};
+use crate::lock::queue::{join_txn, older_keys, owner_rev, predecessor, range_kvs, Place, Turn};
 use crate::lock::waiters::{PrefixWatch, Registry};
 use crate::lock::{key_for, key_gone_error, OwnedKey};
 use crate::session::Session;
@@ -168,14 +167,8 @@ impl Elector for RecipeElection {
         let joining = Registry::of(client)
             .join(client, client.namespace(), &prefix)
             .await;
-        let txn = join_txn(
-            &key,
-            &prefix,
-            value,
-            lease,
-            GetOptions::new(),
-            joining.alone(),
-        );
+        let alone = joining.alone();
+        let txn = join_txn(&key, &prefix, value, lease, GetOptions::new(), alone);
         let response = match client.txn(txn).await {
             Ok(r) => r,
             Err(e) if e.is_lease_not_found() => {
@@ -186,7 +179,7 @@ impl Elector for RecipeElection {
         };
         let (my_rev, older) = if response.succeeded() {
             let revision = response.revision();
-            (revision, older_keys(range_kvs(&response, 1), revision))
+            (revision, older_keys(&response, revision))
         } else {
             // Our key already existed (an earlier campaign with this lease, or Go code sharing
             // it): adopt it, and publish our value if it holds another one.
@@ -213,10 +206,9 @@ impl Elector for RecipeElection {
             (kv.create_revision, None)
         };
         owned.set_token(my_rev);
-        let predecessor = predecessor(&response, my_rev);
-        let owner_rev = range_kvs(&response, 1)
-            .first()
-            .map_or(my_rev, |kv| kv.create_revision);
+        // Only a lone candidate waits on its predecessor alone (see `Place::wait_turn`).
+        let predecessor = predecessor(&response, my_rev).filter(|_| alone);
+        let owner_rev = owner_rev(&response, my_rev);
         let candidate = Candidate {
             session: session.clone(),
             name: name.to_vec(),

@@ -57,15 +57,20 @@ fn newest(limit: i64) -> GetOptions {
 }
 
 /// The one round trip that joins the queue (locks and elections alike):
-/// `If create_revision(key) == 0 Then Put(key, value, lease), Range(prefix, oldest N)[,
-/// Range(prefix, newest 2)] Else Range(key, own), Range(prefix, oldest 1)`. `own` picks what
-/// the Else branch reads of an existing own key (keys only for a lock; the value too for an
-/// election).
+/// `If create_revision(key) == 0 Then Put(key, value, lease), Range(prefix, newest N + 1)
+/// Else Range(key, own), Range(prefix, oldest 1)`. `own` picks what the Else branch reads of an
+/// existing own key (keys only for a lock; the value too for an election).
+///
+/// The Then branch's one Range, in create order from the newest, starts with our own key and
+/// tells everything a joiner needs: its `count` says whether ours is the only key (we hold it),
+/// the next key is our predecessor, and when `count` keys came back, all older keys are listed.
+/// etcd reads every key under the prefix to sort it by create revision, whatever the limit, so
+/// one such Range instead of two halves the server's work per join in a long queue.
 ///
 /// `alone` (no other join on this prefix in progress on this client): N is [`NEAR_KEYS`] + 1,
-/// enough for a short queue's fast path, and the newest two keys (ours and our predecessor)
-/// serve a long queue's far wait; the answer stays small however long the queue. Otherwise
-/// (many waiters in one process share the client's prefix watch) N is [`LISTED_KEYS`].
+/// enough for a short queue's fast path and a long queue's far wait, and the answer stays small
+/// however long the queue. Otherwise (many waiters in one process share the client's prefix
+/// watch) N is [`LISTED_KEYS`].
 pub(crate) fn join_txn(
     key: &[u8],
     prefix: &[u8],
@@ -79,49 +84,65 @@ pub(crate) fn join_txn(
     } else {
         LISTED_KEYS
     };
-    let mut then = vec![
-        TxnOp::put(
-            key.to_vec(),
-            value.to_vec(),
-            PutOptions::new().with_lease(lease),
-        ),
-        TxnOp::get(prefix.to_vec(), oldest(listed)),
-    ];
-    if alone {
-        then.push(TxnOp::get(prefix.to_vec(), newest(2)));
-    }
     Txn::new()
         .when([Compare::create_revision(key.to_vec(), CompareOp::Equal, 0)])
-        .and_then(then)
+        .and_then([
+            TxnOp::put(
+                key.to_vec(),
+                value.to_vec(),
+                PutOptions::new().with_lease(lease),
+            ),
+            TxnOp::get(prefix.to_vec(), newest(listed + 1)),
+        ])
         .or_else([
             TxnOp::get(key.to_vec(), own),
             TxnOp::get(prefix.to_vec(), oldest(1)),
         ])
 }
 
-/// The keys older than ours among those the first txn listed (in create order), with that
-/// txn's revision — `None` when the list was cut short before reaching our key.
-pub(crate) fn older_keys(listed: &[KeyValue], my_rev: i64) -> Option<(Vec<Vec<u8>>, i64)> {
-    listed
-        .iter()
-        .any(|kv| kv.create_revision == my_rev)
-        .then(|| {
-            let keys = listed
-                .iter()
-                .filter(|kv| kv.create_revision < my_rev)
-                .map(|kv| kv.key.clone())
-                .collect();
-            (keys, my_rev)
-        })
+/// The create revision of the oldest key under the prefix as the join txn saw it, or `0` when
+/// it is not ours and was not listed. `my_rev` is our key's create revision.
+pub(crate) fn owner_rev(response: &TxnResponse, my_rev: i64) -> i64 {
+    let Some(range) = response.range(1) else {
+        return my_rev;
+    };
+    if !response.succeeded() {
+        // Else branch: Range(prefix, oldest 1).
+        return range.kvs.first().map_or(my_rev, |kv| kv.create_revision);
+    }
+    // Then branch: newest first, ours at the head.
+    if range.count <= 1 {
+        return my_rev;
+    }
+    if range.kvs.len() as i64 == range.count {
+        return range.kvs.last().map_or(0, |kv| kv.create_revision);
+    }
+    0
 }
 
-/// Our predecessor (the newest key older than ours) when the join txn's Then branch read the
-/// newest two keys (an `alone` join), else `None`.
+/// The keys older than ours that the join txn's Then branch listed, oldest first, with that
+/// txn's revision — `None` when the list was cut short (more keys than listed).
+pub(crate) fn older_keys(response: &TxnResponse, my_rev: i64) -> Option<(Vec<Vec<u8>>, i64)> {
+    let range = response.range(1)?;
+    if !response.succeeded() || range.kvs.len() as i64 != range.count {
+        return None;
+    }
+    let keys = range
+        .kvs
+        .iter()
+        .rev()
+        .filter(|kv| kv.create_revision < my_rev)
+        .map(|kv| kv.key.clone())
+        .collect();
+    Some((keys, my_rev))
+}
+
+/// Our predecessor (the newest key older than ours) as the join txn's Then branch listed it.
 pub(crate) fn predecessor(response: &TxnResponse, my_rev: i64) -> Option<Vec<u8>> {
     if !response.succeeded() {
         return None;
     }
-    range_kvs(response, 2)
+    range_kvs(response, 1)
         .iter()
         .find(|kv| kv.create_revision < my_rev)
         .map(|kv| kv.key.clone())

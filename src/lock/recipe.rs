@@ -3,14 +3,14 @@
 //! Acquire, uncontended, is ONE `KV/Txn`:
 //! ```text
 //! If   create_revision(myKey) == 0
-//! Then Put(myKey, "", lease), Range(prefix, sort create asc, limit 17, keys only),
-//!                              Range(prefix, sort create desc, limit 2, keys only)
+//! Then Put(myKey, "", lease), Range(prefix, sort create desc, limit 18, keys only)
 //! Else Range(myKey),          Range(prefix, sort create asc, limit 1, keys only)
 //! ```
-//! (With other joins of the name in progress on this client, the Then branch lists up to 1024
-//! keys instead; see `lock::queue::join_txn`.)
+//! (With other joins of the name in progress on this client, the Then branch lists up to 1025
+//! keys instead; see `lock::queue::join_txn`.) The Then branch's Range starts with our key;
+//! its `count` is 1 when the lock is free.
 //! `myRev` is the txn's revision (Then) or myKey's create revision (Else). The lock is held
-//! when the oldest key under the prefix is ours.
+//! when the oldest key under the prefix is ours (Then: ours is the only key).
 //!
 //! Contended: `lock::queue` waits for every older key's DELETE on the client's long-lived
 //! prefix watch — with no further RPC on the fast path, one re-check `KV/Txn` per wake-up on the
@@ -23,7 +23,7 @@ use crate::session::Session;
 
 use super::guard::{Flavour, LockGuard};
 use super::owned::{key_gone_error, OwnedKey};
-use super::queue::{join_txn, older_keys, predecessor, range_kvs, Place, Turn};
+use super::queue::{join_txn, older_keys, owner_rev, predecessor, range_kvs, Place, Turn};
 use super::waiters::Registry;
 use super::{key_for, prefix_for, Locker};
 
@@ -92,7 +92,7 @@ impl Attempt {
         };
         let (my_rev, older) = if response.succeeded() {
             let revision = response.revision();
-            (revision, older_keys(range_kvs(&response, 1), revision))
+            (revision, older_keys(&response, revision))
         } else {
             // Our key already existed (a previous process with this lease, or Go code sharing
             // it): adopt it, as Go does.
@@ -102,10 +102,9 @@ impl Attempt {
             }
         };
         owned.set_token(my_rev);
-        let predecessor = predecessor(&response, my_rev);
-        let owner_rev = range_kvs(&response, 1)
-            .first()
-            .map_or(my_rev, |kv| kv.create_revision);
+        // Only a lone joiner waits on its predecessor alone (see `Place::wait_turn`).
+        let predecessor = predecessor(&response, my_rev).filter(|_| alone);
+        let owner_rev = owner_rev(&response, my_rev);
         Ok(Attempt {
             session: session.clone(),
             name: name.to_vec(),

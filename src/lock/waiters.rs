@@ -39,7 +39,7 @@ use crate::watch::{is_delete, WatchOptions};
 
 /// How many recent DELETEs are remembered for waiters that register late.
 const REMEMBERED_DELETES: usize = 4096;
-/// A prefix watch with no waiters for this long closes itself (its task checks every third of
+/// A prefix watch with no waiters for this long closes itself (its task checks every sixth of
 /// it), and the registry forgets the prefix: per-name state does not outlive its use.
 const IDLE_CLOSE: Duration = Duration::from_secs(30);
 /// At most this many prefix watches without waiters are kept open per client for reuse; opening
@@ -446,7 +446,7 @@ impl PrefixWatch {
         let epoch = state.epoch;
         let router = Arc::downgrade(self);
         let task = tokio::spawn(async move {
-            let check = IDLE_CLOSE / 3;
+            let check = IDLE_CLOSE / 6;
             let mut idle_check =
                 tokio::time::interval_at(tokio::time::Instant::now() + check, check);
             loop {

@@ -57,7 +57,7 @@ OPTIONS:
     --contenders LIST     W2 once per count, e.g. 8,64,256 [default 8]
     --names N             W6 distinct names [default 10000]
     --waiters N           W7 tasks (sessions) on one client [default 1000]
-    --idle-secs S         W6 idle time before counting watches and RSS again [default 35]
+    --idle-secs S         W6 idle time before counting watches and RSS again [default 40]
     --duration S          W2L run time, seconds [default 600]
     --sample-secs S       W2L time between samples [default 30]
     --compact             compact the cluster's history after each workload (dedicated clusters only)
