@@ -92,6 +92,11 @@ pub(super) struct Samples {
     pub(super) latencies: Vec<Duration>,
     pub(super) errors: u64,
     pub(super) first_error: Option<String>,
+    /// When set, at most this many latencies are kept, a uniform sample of all (reservoir).
+    cap: Option<usize>,
+    /// Successful ops recorded so far, and the sampler's xorshift state.
+    seen: u64,
+    rng: u64,
 }
 
 impl Samples {
@@ -102,11 +107,37 @@ impl Samples {
         }
     }
 
+    /// Keeps at most `cap` latencies, a uniform random sample of all recorded (for runs too
+    /// long to keep each: W2L would otherwise grow this process by 16 bytes a handoff, which
+    /// is what it watches for).
+    pub(super) fn bounded(cap: usize) -> Samples {
+        Samples {
+            latencies: Vec::with_capacity(cap),
+            cap: Some(cap.max(1)),
+            rng: 0x9E37_79B9_7F4A_7C15,
+            ..Samples::default()
+        }
+    }
+
     /// Records a successful op that took `latency`, or a failure.
     pub(super) fn record(&mut self, latency: Duration, result: Result<()>) {
-        match result {
-            Ok(()) => self.latencies.push(latency),
-            Err(e) => self.fail(&e),
+        if let Err(e) = result {
+            self.fail(&e);
+            return;
+        }
+        self.seen += 1;
+        match self.cap {
+            Some(cap) if self.latencies.len() >= cap => {
+                // Reservoir sampling: the n-th latency replaces a kept one with chance cap/n.
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 7;
+                self.rng ^= self.rng << 17;
+                let slot = (self.rng % self.seen) as usize;
+                if let Some(kept) = self.latencies.get_mut(slot) {
+                    *kept = latency;
+                }
+            }
+            _ => self.latencies.push(latency),
         }
     }
 
@@ -226,6 +257,20 @@ mod tests {
         let (p50, p99) = s.percentiles_ms();
         assert!((p50 - 50.0).abs() < 1e-9 && (p99 - 99.0).abs() < 1e-9);
         assert_eq!(Samples::default().percentiles_ms(), (0.0, 0.0));
+    }
+
+    #[test]
+    fn bounded_samples_stay_bounded_and_representative() {
+        let mut s = Samples::bounded(1000);
+        for ms in 1..=10_000u64 {
+            s.record(Duration::from_micros(ms * 100), Ok(()));
+        }
+        assert_eq!(s.latencies.len(), 1000);
+        assert_eq!(s.latencies.capacity(), 1000);
+        let (p50, p99) = s.percentiles_ms();
+        // Uniform 0.1..1000 ms: thinning keeps the shape within a few percent.
+        assert!((p50 - 500.0).abs() < 50.0, "p50 {p50}");
+        assert!((p99 - 990.0).abs() < 30.0, "p99 {p99}");
     }
 
     #[test]

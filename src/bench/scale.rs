@@ -15,7 +15,7 @@ use crate::lock::{self, Locker};
 use crate::session::Session;
 
 use super::measure::{rss_kib, Extra, Meter, Outcome, Sample, Samples};
-use super::workloads::{connect, increment, join_all, session, Ctx};
+use super::workloads::{connect, contended_cycle, increment, join_all, session, Ctx, Exclusion};
 
 /// The watches and per-name state of `clients`, each client's count taken on its own: the
 /// largest (prefix watches + other watches, per-name entries) over the clients.
@@ -183,37 +183,31 @@ where
     let client = connect(ctx.config).await?;
     let sessions = sessions_on(&client, ctx, waiters).await?;
     let name = format!("{}/w7", ctx.base).into_bytes();
-    let holding = Arc::new(AtomicBool::new(false));
-    let overlap = Arc::new(AtomicBool::new(false));
+    let exclusion = Arc::new(Exclusion::default());
     let barrier = Arc::new(Barrier::new(sessions.len()));
     let before = lock::stats(&client);
     let meter = Meter::start(std::slice::from_ref(&client));
     let mut set = JoinSet::new();
     for session in &sessions {
         let (session, locker, name) = (session.clone(), locker.clone(), name.clone());
-        let (holding, overlap, barrier) = (
-            Arc::clone(&holding),
-            Arc::clone(&overlap),
-            Arc::clone(&barrier),
-        );
+        let (exclusion, barrier) = (Arc::clone(&exclusion), Arc::clone(&barrier));
         set.spawn(async move {
             barrier.wait().await;
             let mut samples = Samples::with_capacity(CYCLES);
             for _ in 0..CYCLES {
-                let started = Instant::now();
-                let guard = match locker.lock(&session, &name).await {
-                    Ok(guard) => guard,
-                    Err(e) => {
-                        samples.fail(&e);
-                        continue;
-                    }
-                };
-                let waited = started.elapsed();
-                if holding.swap(true, Ordering::SeqCst) {
-                    overlap.store(true, Ordering::SeqCst);
-                }
-                holding.store(false, Ordering::SeqCst);
-                samples.record(waited, locker.unlock(guard).await);
+                // The critical section yields once, so a second holder would be seen.
+                contended_cycle(
+                    &locker,
+                    &session,
+                    &name,
+                    &exclusion,
+                    &mut samples,
+                    || async {
+                        tokio::task::yield_now().await;
+                        Ok(())
+                    },
+                )
+                .await;
             }
             samples
         });
@@ -225,7 +219,7 @@ where
     let watches = client.open_watches();
     close_all(sessions).await;
     let mut outcome = Outcome::new((waiters * CYCLES) as u64, samples, measured);
-    if overlap.load(Ordering::SeqCst) {
+    if exclusion.overlapped() {
         outcome.check = Err("two holders at once seen by the in-process flag".into());
     }
     outcome.extra = Extra {
@@ -259,8 +253,7 @@ where
     let clients: Vec<Client> = sessions.iter().map(|s| s.client().clone()).collect();
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let holding = Arc::new(AtomicBool::new(false));
-    let overlap = Arc::new(AtomicBool::new(false));
+    let exclusion = Arc::new(Exclusion::default());
     let barrier = Arc::new(Barrier::new(contenders));
     let meter = Meter::start(&clients);
     let mut set = JoinSet::new();
@@ -271,36 +264,25 @@ where
             name.clone(),
             counter.clone(),
         );
-        let (done, stop, holding, overlap, barrier) = (
+        let (done, stop, exclusion, barrier) = (
             Arc::clone(&done),
             Arc::clone(&stop),
-            Arc::clone(&holding),
-            Arc::clone(&overlap),
+            Arc::clone(&exclusion),
             Arc::clone(&barrier),
         );
         set.spawn(async move {
             barrier.wait().await;
-            let mut samples = Samples::default();
+            let mut samples = Samples::bounded(2048);
             while !stop.load(Ordering::SeqCst) {
-                let started = Instant::now();
-                let guard = match locker.lock(&session, &name).await {
-                    Ok(guard) => guard,
-                    Err(e) => {
-                        samples.fail(&e);
-                        continue;
-                    }
-                };
-                let waited = started.elapsed();
-                if holding.swap(true, Ordering::SeqCst) {
-                    overlap.store(true, Ordering::SeqCst);
-                }
-                let step = increment(session.client(), &counter).await;
-                holding.store(false, Ordering::SeqCst);
-                if step.is_ok() {
+                let client = session.client();
+                let incremented =
+                    contended_cycle(&locker, &session, &name, &exclusion, &mut samples, || {
+                        increment(client, &counter)
+                    })
+                    .await;
+                if incremented {
                     done.fetch_add(1, Ordering::SeqCst);
                 }
-                let unlocked = locker.unlock(guard).await;
-                samples.record(waited, step.and(unlocked));
             }
             samples
         });
@@ -338,7 +320,7 @@ where
         .first()
         .and_then(|kv| std::str::from_utf8(&kv.value).ok()?.parse::<u64>().ok());
     let mut outcome = Outcome::new(total, samples, measured);
-    outcome.check = if overlap.load(Ordering::SeqCst) {
+    outcome.check = if exclusion.overlapped() {
         Err("two holders at once seen by the in-process flag".to_string())
     } else if value != Some(total) {
         Err(format!("counter is {value:?}, expected {total}"))

@@ -146,8 +146,7 @@ where
         sessions.push(session(&client, ctx.config).await?);
     }
     let clients: Vec<Client> = sessions.iter().map(|s| s.client().clone()).collect();
-    let holding = Arc::new(AtomicBool::new(false));
-    let overlap = Arc::new(AtomicBool::new(false));
+    let exclusion = Arc::new(Exclusion::default());
     let barrier = Arc::new(Barrier::new(workers));
 
     let meter = Meter::start(&clients);
@@ -159,31 +158,16 @@ where
             name.clone(),
             counter.clone(),
         );
-        let (holding, overlap, barrier) = (
-            Arc::clone(&holding),
-            Arc::clone(&overlap),
-            Arc::clone(&barrier),
-        );
+        let (exclusion, barrier) = (Arc::clone(&exclusion), Arc::clone(&barrier));
         set.spawn(async move {
             barrier.wait().await;
             let mut samples = Samples::with_capacity(cycles);
             for _ in 0..cycles {
-                let started = Instant::now();
-                let guard = match locker.lock(&session, &name).await {
-                    Ok(guard) => guard,
-                    Err(e) => {
-                        samples.fail(&e);
-                        continue;
-                    }
-                };
-                let waited = started.elapsed();
-                if holding.swap(true, Ordering::SeqCst) {
-                    overlap.store(true, Ordering::SeqCst);
-                }
-                let step = increment(session.client(), &counter).await;
-                holding.store(false, Ordering::SeqCst);
-                let unlocked = locker.unlock(guard).await;
-                samples.record(waited, step.and(unlocked));
+                let client = session.client();
+                contended_cycle(&locker, &session, &name, &exclusion, &mut samples, || {
+                    increment(client, &counter)
+                })
+                .await;
             }
             samples
         });
@@ -200,7 +184,7 @@ where
     let value = read
         .first()
         .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
-    let check = if overlap.load(Ordering::SeqCst) {
+    let check = if exclusion.overlapped() {
         Err("two holders at once seen by the in-process flag".to_string())
     } else if value.as_deref().and_then(|v| v.parse::<u64>().ok()) != Some(total) {
         Err(format!("counter is {value:?}, expected {total}"))
@@ -212,6 +196,62 @@ where
     outcome.extra.contenders = Some(workers);
     outcome.extra.rss_kib = rss;
     Ok(outcome)
+}
+
+/// One holder at a time, as this process sees it: [`Exclusion::enter`] when a lock is taken,
+/// [`Exclusion::leave`] before it is released; an `enter` while another holds is an overlap.
+#[derive(Debug, Default)]
+pub(super) struct Exclusion {
+    holding: AtomicBool,
+    overlap: AtomicBool,
+}
+
+impl Exclusion {
+    fn enter(&self) {
+        if self.holding.swap(true, Ordering::SeqCst) {
+            self.overlap.store(true, Ordering::SeqCst);
+        }
+    }
+    fn leave(&self) {
+        self.holding.store(false, Ordering::SeqCst);
+    }
+    /// Whether two holders were ever seen at once.
+    pub(super) fn overlapped(&self) -> bool {
+        self.overlap.load(Ordering::SeqCst)
+    }
+}
+
+/// One cycle of a contended worker: lock `name`, run `critical` inside `exclusion`, unlock.
+/// Records the acquire wait (or the failure) in `samples`; returns whether `critical` succeeded.
+pub(super) async fn contended_cycle<L, F, Fut>(
+    locker: &L,
+    session: &Session,
+    name: &[u8],
+    exclusion: &Exclusion,
+    samples: &mut Samples,
+    critical: F,
+) -> bool
+where
+    L: Locker,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let started = Instant::now();
+    let guard = match locker.lock(session, name).await {
+        Ok(guard) => guard,
+        Err(e) => {
+            samples.fail(&e);
+            return false;
+        }
+    };
+    let waited = started.elapsed();
+    exclusion.enter();
+    let step = critical().await;
+    exclusion.leave();
+    let done = step.is_ok();
+    let unlocked = locker.unlock(guard).await;
+    samples.record(waited, step.and(unlocked));
+    done
 }
 
 /// Reads the counter and writes it back plus one (`KV/Range` + `KV/Put`).
