@@ -15,7 +15,9 @@ use crate::lock::{self, Locker};
 use crate::session::Session;
 
 use super::measure::{rss_kib, Extra, Meter, Outcome, Sample, Samples};
-use super::workloads::{connect, contended_cycle, increment, join_all, session, Ctx, Exclusion};
+use super::workloads::{
+    connect, contended_cycle, increment, join_all, own_sessions, session, Ctx, Exclusion,
+};
 
 /// The watches and per-name state of `clients`, each client's count taken on its own: the
 /// largest (prefix watches + other watches, per-name entries) over the clients.
@@ -103,12 +105,7 @@ where
     let holding: Arc<Vec<AtomicBool>> =
         Arc::new((0..names).map(|_| AtomicBool::new(false)).collect());
     let overlap = Arc::new(AtomicBool::new(false));
-    let mut sessions = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let client = connect(ctx.config).await?;
-        sessions.push(session(&client, ctx.config).await?);
-    }
-    let clients: Vec<Client> = sessions.iter().map(|s| s.client().clone()).collect();
+    let (sessions, clients) = own_sessions(ctx, workers).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let barrier = Arc::new(Barrier::new(workers));
     let meter = Meter::start(&clients);
@@ -245,12 +242,7 @@ where
     let counter = format!("{}/w2l-counter", ctx.base).into_bytes();
     let name = format!("{}/w2l", ctx.base).into_bytes();
     ctx.control.put(counter.clone(), "0").await?;
-    let mut sessions = Vec::with_capacity(contenders);
-    for _ in 0..contenders {
-        let client = connect(ctx.config).await?;
-        sessions.push(session(&client, ctx.config).await?);
-    }
-    let clients: Vec<Client> = sessions.iter().map(|s| s.client().clone()).collect();
+    let (sessions, clients) = own_sessions(ctx, contenders).await?;
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let exclusion = Arc::new(Exclusion::default());

@@ -37,6 +37,18 @@ pub(super) async fn session(client: &Client, config: &BenchConfig) -> Result<Ses
     Session::with_options(client, SessionOptions::new().with_ttl(config.session_ttl)).await
 }
 
+/// `n` sessions, each on its own client (connection), and those clients: every contender of
+/// W2, W6 and W2L is a separate process as far as etcd can tell.
+pub(super) async fn own_sessions(ctx: &Ctx<'_>, n: usize) -> Result<(Vec<Session>, Vec<Client>)> {
+    let mut sessions = Vec::with_capacity(n);
+    for _ in 0..n {
+        let client = connect(ctx.config).await?;
+        sessions.push(session(&client, ctx.config).await?);
+    }
+    let clients = sessions.iter().map(|s| s.client().clone()).collect();
+    Ok((sessions, clients))
+}
+
 /// The W3/W4 key of op `i`.
 fn kv_key(base: &str, i: usize) -> Vec<u8> {
     format!("{base}/kv/{i:08}").into_bytes()
@@ -140,12 +152,7 @@ where
     let counter = format!("{}/counter-{workers}", ctx.base).into_bytes();
     let name = format!("{}/w2-{workers}", ctx.base).into_bytes();
     ctx.control.put(counter.clone(), "0").await?;
-    let mut sessions = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let client = connect(ctx.config).await?;
-        sessions.push(session(&client, ctx.config).await?);
-    }
-    let clients: Vec<Client> = sessions.iter().map(|s| s.client().clone()).collect();
+    let (sessions, clients) = own_sessions(ctx, workers).await?;
     let exclusion = Arc::new(Exclusion::default());
     let barrier = Arc::new(Barrier::new(workers));
 
