@@ -217,6 +217,7 @@ impl Error {
         if let Some(reason) = crate::support::tls::failure_in(&status) {
             return Error::Tls { reason };
         }
+        let status = unwrap_relayed(status);
         match EtcdErrorKind::from_message(status.message()) {
             Some(kind) => Error::Etcd {
                 kind,
@@ -297,6 +298,55 @@ impl Error {
             )
         )
     }
+}
+
+/// etcd's Lock and Election services call the server's own KV API through an in-process gRPC
+/// client and return that client's error as `Unknown` with Go's status text, e.g. `rpc error:
+/// code = PermissionDenied desc = etcdserver: permission denied`. Such a status is read as the
+/// status it relays (code and message), so it maps to the same typed kind as a direct answer.
+fn unwrap_relayed(status: tonic::Status) -> tonic::Status {
+    if status.code() != tonic::Code::Unknown {
+        return status;
+    }
+    match parse_relayed(status.message()) {
+        Some((code, desc)) => {
+            let desc = desc.to_owned();
+            tonic::Status::with_metadata(code, desc, status.metadata().clone())
+        }
+        None => status,
+    }
+}
+
+/// Reads Go's `rpc error: code = NAME desc = TEXT` into its code and text.
+pub(crate) fn parse_relayed(text: &str) -> Option<(tonic::Code, &str)> {
+    let (name, desc) = text
+        .strip_prefix("rpc error: code = ")?
+        .split_once(" desc = ")?;
+    Some((code_named(name)?.to_tonic(), desc))
+}
+
+/// The gRPC code Go's `codes.Code.String()` spells `name`.
+fn code_named(name: &str) -> Option<Code> {
+    Some(match name {
+        "OK" => Code::Ok,
+        "Canceled" => Code::Cancelled,
+        "Unknown" => Code::Unknown,
+        "InvalidArgument" => Code::InvalidArgument,
+        "DeadlineExceeded" => Code::DeadlineExceeded,
+        "NotFound" => Code::NotFound,
+        "AlreadyExists" => Code::AlreadyExists,
+        "PermissionDenied" => Code::PermissionDenied,
+        "ResourceExhausted" => Code::ResourceExhausted,
+        "FailedPrecondition" => Code::FailedPrecondition,
+        "Aborted" => Code::Aborted,
+        "OutOfRange" => Code::OutOfRange,
+        "Unimplemented" => Code::Unimplemented,
+        "Internal" => Code::Internal,
+        "Unavailable" => Code::Unavailable,
+        "DataLoss" => Code::DataLoss,
+        "Unauthenticated" => Code::Unauthenticated,
+        _ => return None,
+    })
 }
 
 /// A gRPC status as received: its [`Code`] and message.
@@ -731,6 +781,21 @@ mod tests {
         assert!(e.is_unavailable());
         let e = Error::from_status(tonic::Status::internal("boom"));
         assert!(matches!(e, Error::Status { .. }));
+    }
+
+    #[test]
+    fn relayed_go_status_text_maps_to_the_relayed_kind() {
+        let e = Error::from_status(tonic::Status::unknown(
+            "rpc error: code = PermissionDenied desc = etcdserver: permission denied",
+        ));
+        assert!(e.is_permission_denied());
+        assert_eq!(e.code(), Some(Code::PermissionDenied));
+        let e = Error::from_status(tonic::Status::unknown(
+            "rpc error: code = NotFound desc = etcdserver: requested lease not found",
+        ));
+        assert!(e.is_lease_not_found());
+        let e = Error::from_status(tonic::Status::unknown("rpc error: code = Bogus desc = x"));
+        assert_eq!(e.code(), Some(Code::Unknown));
     }
 
     #[test]

@@ -292,17 +292,6 @@ pub(crate) fn lock_response_key(ns: Option<&[u8]>, mut key: Vec<u8>) -> Vec<u8> 
     key
 }
 
-/// `Lock/Unlock`'s `key`.
-pub(crate) fn unlock_request(
-    ns: Option<&[u8]>,
-    mut r: v3lockpb::UnlockRequest,
-) -> v3lockpb::UnlockRequest {
-    if let Some(p) = ns {
-        map_key(p, &mut r.key);
-    }
-    r
-}
-
 /// An election name (`Campaign`, `Leader`, `Observe`).
 pub(crate) fn election_name(ns: Option<&[u8]>, mut name: Vec<u8>) -> Vec<u8> {
     if let Some(p) = ns {

@@ -61,24 +61,28 @@ struct Shared {
     client: Client,
     lease: i64,
     ttl: i64,
-    /// This session granted its lease itself (not adopted with `with_lease`), so only its own
-    /// calls can have attached keys to it.
-    granted_here: bool,
-    /// A call that may have attached a key to the lease was abandoned before its answer
-    /// (see [`Session::keys_uncertain`]).
-    keys_uncertain: AtomicBool,
     /// Milliseconds since `epoch` after which the lease must be presumed expired.
     deadline_ms: AtomicU64,
     epoch: Instant,
     lost: AtomicBool,
     lost_tx: watch::Sender<bool>,
     closed: AtomicBool,
+    /// etcd itself answered that the lease is gone (nothing left to revoke).
+    gone_on_server: AtomicBool,
     /// Lock and election names this session currently holds or waits for; `true` while a
     /// key left behind (cancelled wait, dropped guard, failed unlock) is still being deleted.
     names: Mutex<HashMap<Vec<u8>, bool>>,
     /// Woken whenever a name is released, for claims waiting on a cleanup.
     released: Notify,
+    /// Per name, a revision at which this session's key under it (`NAME/<lease hex>`) is known
+    /// not to exist: the revision of this session's own delete of it. Taken by the next claim
+    /// of the name (see [`NameClaim::absent_before`]); bounded by [`ABSENT_RECORDS`].
+    absent: Mutex<HashMap<Vec<u8>, i64>>,
 }
+
+/// At most this many names keep an "absent at" record; past it the records are dropped (each
+/// one only saves a `KV/Range` on the next lock of its name through etcd's Lock service).
+const ABSENT_RECORDS: usize = 1024;
 
 impl Shared {
     fn mark_lost(&self) {
@@ -89,15 +93,49 @@ impl Shared {
         }
     }
 
-    fn refreshed(&self, sent_at: Instant, ttl: i64) {
+    /// Moves the local deadline to `sent_at + ttl` after an answered keep-alive, unless the
+    /// deadline has already passed: a session the client gave up on stays given up, even when
+    /// a keep-alive sent before the deadline is answered after it (a new etcd leader renews
+    /// every lease on promotion, so such an answer can arrive). Returns whether it moved.
+    fn refreshed(&self, sent_at: Instant, ttl: i64) -> bool {
         let deadline = sent_at.duration_since(self.epoch) + Duration::from_secs(ttl.max(0) as u64);
-        self.deadline_ms
-            .fetch_max(deadline.as_millis() as u64, Ordering::SeqCst);
+        let deadline = deadline.as_millis() as u64;
+        let mut current = self.deadline_ms.load(Ordering::SeqCst);
+        loop {
+            if self.lost.load(Ordering::SeqCst) || self.now_ms() >= current {
+                self.mark_lost();
+                return false;
+            }
+            if deadline <= current {
+                return true;
+            }
+            match self.deadline_ms.compare_exchange(
+                current,
+                deadline,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+        // Someone may have seen the old deadline pass between the check and the swap: their
+        // verdict stands.
+        !self.lost.load(Ordering::SeqCst)
     }
 
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// True once the local deadline has passed; the verdict is latched (the session is marked
+    /// lost), so it never turns back.
     fn expired_locally(&self) -> bool {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        now >= self.deadline_ms.load(Ordering::SeqCst)
+        if self.now_ms() >= self.deadline_ms.load(Ordering::SeqCst) {
+            self.mark_lost();
+            return true;
+        }
+        false
     }
 }
 
@@ -111,7 +149,7 @@ impl Drop for Owner {
     fn drop(&mut self) {
         self.keeper.abort();
         if self.shared.closed.swap(true, Ordering::SeqCst)
-            || self.shared.lost.load(Ordering::SeqCst)
+            || self.shared.gone_on_server.load(Ordering::SeqCst)
         {
             return;
         }
@@ -168,17 +206,17 @@ impl Session {
             client: client.clone(),
             lease,
             ttl,
-            granted_here: options.lease.is_none(),
-            keys_uncertain: AtomicBool::new(false),
-            deadline_ms: AtomicU64::new(0),
+            // The grant (or first keep-alive) was sent after `started`.
+            deadline_ms: AtomicU64::new(Duration::from_secs(ttl.max(0) as u64).as_millis() as u64),
             epoch: started,
             lost: AtomicBool::new(false),
             lost_tx,
             closed: AtomicBool::new(false),
+            gone_on_server: AtomicBool::new(false),
             names: Mutex::new(HashMap::new()),
             released: Notify::new(),
+            absent: Mutex::new(HashMap::new()),
         });
-        shared.refreshed(started, ttl);
         let keeper = tokio::spawn(keep_alive(Arc::clone(&shared), keeper));
         Ok(Session {
             owner: Arc::new(Owner { shared, keeper }),
@@ -187,19 +225,6 @@ impl Session {
 
     fn shared(&self) -> &Shared {
         &self.owner.shared
-    }
-
-    /// Records that a call which may have created a key under this lease (a join txn, a
-    /// `Lock/Lock`) ended without its answer being seen: such a key can appear after its
-    /// cleanup ran. From then on [`Session::keys_uncertain`] is true.
-    pub(crate) fn mark_keys_uncertain(&self) {
-        self.shared().keys_uncertain.store(true, Ordering::SeqCst);
-    }
-
-    /// True when keys under this lease may exist that this session did not see created: the
-    /// lease was adopted, or some call that could create one was abandoned.
-    pub(crate) fn keys_uncertain(&self) -> bool {
-        !self.shared().granted_here || self.shared().keys_uncertain.load(Ordering::SeqCst)
     }
 
     /// The lease ID.
@@ -283,9 +308,17 @@ impl Session {
                 match names.get(name) {
                     None => {
                         names.insert(name.to_vec(), false);
+                        // Every claim takes the record, so it only ever speaks of the delete
+                        // made under the claim just before this one.
+                        let absent_before = shared
+                            .absent
+                            .lock()
+                            .ok()
+                            .and_then(|mut absent| absent.remove(name));
                         return Ok(NameClaim {
                             session: self.clone(),
                             name: name.to_vec(),
+                            absent_before,
                         });
                     }
                     Some(true) => {}
@@ -318,6 +351,9 @@ impl Session {
 pub(crate) struct NameClaim {
     session: Session,
     name: Vec<u8>,
+    /// A revision at which this session's key under the name did not exist, recorded by the
+    /// previous claim's own delete of it (see [`NameClaim::absent_at`]).
+    absent_before: Option<i64>,
 }
 
 impl NameClaim {
@@ -334,6 +370,23 @@ impl NameClaim {
     pub(crate) fn session(&self) -> &Session {
         &self.session
     }
+
+    /// Records that this session's key under the name was deleted at `revision` (so it did not
+    /// exist at that revision), for the next claim of the name.
+    pub(crate) fn absent_at(&self, revision: i64) {
+        if let Ok(mut absent) = self.session.shared().absent.lock() {
+            if absent.len() >= ABSENT_RECORDS && !absent.contains_key(&self.name) {
+                absent.clear();
+            }
+            absent.insert(self.name.clone(), revision);
+        }
+    }
+
+    /// What [`NameClaim::absent_at`] recorded under the claim of the name just before this
+    /// one: a revision at which the session's key under the name did not exist.
+    pub(crate) fn absent_before(&self) -> Option<i64> {
+        self.absent_before
+    }
 }
 
 impl Drop for NameClaim {
@@ -346,9 +399,38 @@ impl Drop for NameClaim {
     }
 }
 
-/// The keep-alive loop: one refresh every TTL/3; on failure, reopen the stream (possibly on
+/// The keep-alive task: [`refresh_until_lost`], then, when the client gave the lease up on its
+/// own (its local deadline passed while etcd still had it), one more step so that the keys
+/// go at once rather than whenever etcd expires the lease: `Lease/LeaseRevoke`, retried for
+/// up to a TTL. A lease etcd already reported gone, or a closed session, needs nothing.
+async fn keep_alive(shared: Arc<Shared>, keeper: Option<LeaseKeeper>) {
+    let mut lost = shared.lost_tx.subscribe();
+    tokio::select! {
+        _ = refresh_until_lost(&shared, keeper) => {}
+        // Latched by anyone who saw the deadline pass (`is_lost`, `lost()`), or by a refusal.
+        _ = lost.wait_for(|lost| *lost) => {}
+    }
+    shared.mark_lost();
+    if shared.closed.load(Ordering::SeqCst) || shared.gone_on_server.load(Ordering::SeqCst) {
+        return;
+    }
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(shared.ttl.max(1) as u64);
+    let mut pause = Duration::from_millis(200);
+    while tokio::time::Instant::now() < give_up {
+        match shared.client.lease_revoke(shared.lease).await {
+            Ok(_) => return,
+            Err(e) if e.is_lease_not_found() => return,
+            Err(_) => {}
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The refresh loop: one refresh every TTL/3; on failure, reopen the stream (possibly on
 /// another endpoint) with backoff until the lease's deadline has passed, then report lost.
-async fn keep_alive(shared: Arc<Shared>, mut keeper: Option<LeaseKeeper>) {
+/// An answer that arrives after the deadline does not revive the session.
+async fn refresh_until_lost(shared: &Shared, mut keeper: Option<LeaseKeeper>) {
     let period = Duration::from_millis((shared.ttl.max(1) as u64 * 1000) / 3)
         .max(Duration::from_millis(300));
     let mut next = tokio::time::Instant::now() + period;
@@ -395,15 +477,19 @@ async fn keep_alive(shared: Arc<Shared>, mut keeper: Option<LeaseKeeper>) {
         };
         match result {
             Ok(ttl) => {
-                shared.refreshed(sent_at, ttl);
+                if !shared.refreshed(sent_at, ttl) {
+                    return;
+                }
                 backoff = Duration::from_millis(100);
                 next = tokio::time::Instant::now() + period;
             }
             Err(Error::LeaseExpired { .. }) => {
+                shared.gone_on_server.store(true, Ordering::SeqCst);
                 shared.mark_lost();
                 return;
             }
             Err(e) if e.is_lease_not_found() => {
+                shared.gone_on_server.store(true, Ordering::SeqCst);
                 shared.mark_lost();
                 return;
             }
@@ -414,7 +500,6 @@ async fn keep_alive(shared: Arc<Shared>, mut keeper: Option<LeaseKeeper>) {
                     k.abandon();
                 }
                 if shared.expired_locally() {
-                    shared.mark_lost();
                     return;
                 }
                 next = tokio::time::Instant::now() + backoff;

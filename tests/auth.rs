@@ -492,7 +492,8 @@ async fn two_users_wait(bin: &EtcdBinary, kind: Kind) -> Waits {
 /// etcd runs its Lock and Election services on one client inside the server, whose single
 /// watch stream is checked as the user who opened it (etcd issue 17502). While user1 waits,
 /// user2's wait under its own prefix is refused with "permission denied" (sent as gRPC code
-/// Unknown wrapping the PermissionDenied text) before its holder lets go, for both services
+/// Unknown wrapping Go's PermissionDenied status text, read as the typed kind) before its
+/// holder lets go, for both services
 /// on both versions; on 3.5.1 user1's wait is then wedged too (it does not end after its
 /// holder lets go). The recipes watch on the caller's own client: both users wait and get
 /// their names. If etcd (or this crate) ever lifts the limit this test fails: update the
@@ -516,6 +517,16 @@ async fn service_waits_are_checked_as_the_first_waiting_user(bin: &EtcdBinary) {
             text.as_deref()
                 .is_some_and(|t| t.contains("permission denied")),
             "{kind:?}: user2 was not refused ({waits:?}); etcd issue 17502 fixed?"
+        );
+        // The relayed status maps to the typed kind, like a direct answer would.
+        assert!(
+            waits
+                .user2
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.is_permission_denied()
+                    && e.code() == Some(etcd_lock::Code::PermissionDenied)),
+            "{kind:?}: {waits:?}"
         );
         assert!(waits.user2_ended_early, "{kind:?}: {waits:?}");
         match wedged {

@@ -244,7 +244,6 @@ async fn wire_log_lines_are_json_naming_methods(bin: &EtcdBinary) {
     for want in [
         "/etcdserverpb.Lease/LeaseGrant",
         "/etcdserverpb.KV/Txn",
-        "/etcdserverpb.KV/DeleteRange",
         "/etcdserverpb.Lease/LeaseRevoke",
     ] {
         assert!(

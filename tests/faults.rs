@@ -25,6 +25,11 @@
 //!    worker keeps its session and stays away 3 s (unfenced increments);
 //! 7. `drop_relock`: drop the guard, `lock()` again at once on the same session and name,
 //!    hold 300 ms and check the key is still there while the other sessions wait (unfenced).
+//! 8. `delayed_member`: the clients reach each member through a delaying TCP proxy
+//!    ([`etcd_lock::testkit::DelayProxy`]); in turn one member's requests are held 4 s (longer
+//!    than the 3 s request timeout), so `unlock()`s and lock txns time out there, the clients
+//!    fail over and relock through another member, and the held requests are applied seconds
+//!    later. Unfenced: a late delete that removed a newer key would show as two holders.
 //!
 //! What protects the counter is the plan's [`Mode`] (`FAULTS_MODE=cas|fenced|unfenced`
 //! overrides every scenario's default): `cas` = `guard.txn(If mod_revision(counter) == read
@@ -79,7 +84,9 @@ use common::child::ChildTest;
 use common::ok;
 use etcd_lock::kv::{GetOptions, PutOptions};
 use etcd_lock::lock::{LockGuard, Locker, RecipeLock, ServiceLock};
-use etcd_lock::testkit::{Cluster, ContainerCluster, EtcdBinary, TestkitError, CONTAINER_LABEL};
+use etcd_lock::testkit::{
+    Cluster, ContainerCluster, DelayProxy, EtcdBinary, TestkitError, CONTAINER_LABEL,
+};
 use etcd_lock::txn::{Compare, CompareOp, Txn, TxnOp};
 use etcd_lock::{Client, ClientOptions, Error, Session, SessionOptions};
 use history::{check, AppliedWrite, Ground, History, Op, Outcome, Report, Worker};
@@ -163,7 +170,8 @@ lock_flavours!(
     paused_holder,
     leader_sigterm,
     cut_unlock,
-    drop_relock
+    drop_relock,
+    delayed_member
 );
 container_faults!(
     container_disconnect,
@@ -442,6 +450,71 @@ async fn drop_relock<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
         release: Release::DropRelock,
     };
     process_scenario(bin, locker, "drop-relock", shape, client_side_fault).await;
+}
+
+/// Scenario 8: every member behind a [`DelayProxy`]; in turn each one's requests are held for
+/// [`HELD_FOR`] (past the clients' 3 s request timeout) during a 4 s turn. Requests that timed out
+/// there — unlocks, lock txns, their background cleanups — reach etcd and are applied after the
+/// client failed over and, often, took the lock again with a new key. Unfenced increments and
+/// plain unlocks: only deletes that name their key by create revision keep the holds apart.
+async fn delayed_member<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
+    const HELD_FOR: Duration = Duration::from_secs(4);
+    const TURN: Duration = Duration::from_secs(4);
+    let shape = Shape {
+        mode: Mode::Unfenced,
+        release: Release::Unlock,
+    };
+    let cluster = start_cluster(bin);
+    let dir = cluster.dir().to_path_buf();
+    let proxies: Vec<DelayProxy> = (0..cluster.members().len())
+        .map(|i| {
+            let upstream =
+                std::net::SocketAddr::from(([127, 0, 0, 1], cluster.member(i).client_port()));
+            ok(DelayProxy::start(upstream))
+        })
+        .collect();
+    let endpoints = proxies.iter().map(DelayProxy::endpoint).collect();
+    let plan =
+        Plan::new("delayed-member", locker.flavour(), bin.version(), endpoints).shaped(shape);
+    let run = Run::start(plan, locker).await;
+    let h = run.history.clone();
+    let began = Instant::now();
+    let driven = tokio::task::spawn_blocking(move || {
+        let end = Instant::now() + window();
+        let mut turn = 0usize;
+        while Instant::now() + TURN <= end {
+            let target = turn % proxies.len();
+            proxies[target].set_delay(HELD_FOR);
+            h.record(
+                DRIVER,
+                Op::Fault {
+                    what: format!("requests to m{target} held {HELD_FOR:?} for {TURN:?}"),
+                },
+            );
+            std::thread::sleep(TURN);
+            proxies[target].set_delay(Duration::ZERO);
+            turn += 1;
+        }
+        // Whatever is still held arrives before the workers are told to finish.
+        std::thread::sleep(HELD_FOR);
+        let result = cluster
+            .wait_healthy(Duration::from_secs(30))
+            .and_then(|()| cluster.wait_leader(Duration::from_secs(10)).map(|_| ()));
+        (cluster, proxies, result)
+    })
+    .await;
+    let (cluster, proxies, result) = ok(driven);
+    if let Err(e) = result {
+        panic!("delayed-member: fault driver failed: {e}");
+    }
+    let faulted = began.elapsed();
+    run.heal();
+    let mut report = run.finish().await;
+    let diverged = members_disagree(&run.plan).await;
+    drop(proxies);
+    drop(cluster);
+    report.violations.extend(leftover_processes(&dir));
+    conclude(&run.plan, faulted, report, diverged);
 }
 
 /// The driver of a scenario whose fault is the workers' own behaviour: marks its window.

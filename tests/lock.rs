@@ -187,24 +187,18 @@ async fn same_session_twice_is_refused<L: Locker>(bin: &EtcdBinary, locker: L) {
             ..
         })
     ));
-    // Revoke the lease behind the guard's back. The recipe's DeleteRange sees that nothing was
-    // deleted and reports it; `Lock/Unlock` answers the same either way, so the service flavour
-    // reports an error only once the session has noticed the loss.
+    // Revoke the lease behind the guard's back. Both flavours release with a delete conditional
+    // on the fencing token, which finds nothing and reports it.
     ok(client.lease_revoke(s.lease()).await);
     let unlocked = g.unlock().await;
-    match locker.flavour() {
-        "recipe" => assert!(
-            matches!(
-                unlocked,
-                Err(Error::SessionLost { .. }) | Err(Error::NotHeld { .. })
-            ),
-            "{unlocked:?}"
+    assert!(
+        matches!(
+            unlocked,
+            Err(Error::SessionLost { .. }) | Err(Error::NotHeld { .. })
         ),
-        _ => assert!(
-            matches!(unlocked, Ok(()) | Err(Error::SessionLost { .. })),
-            "{unlocked:?}"
-        ),
-    }
+        "{}: {unlocked:?}",
+        locker.flavour()
+    );
     assert!(keys_under(&client, &name).await.is_empty());
 }
 

@@ -41,7 +41,8 @@ async fn service_token_comes_from_the_lock_answer_when_provable(bin: &EtcdBinary
     let s = session(&client, 10).await;
     let locker = ServiceLock::new();
 
-    // Nobody else writes: after the first cycle, every cycle is Lock + Unlock.
+    // Nobody else writes: after the first cycle, every cycle is Lock/Lock + the conditional
+    // delete's KV/Txn.
     for cycle in 0..10 {
         let before = client.stats().unary_calls;
         let g = ok(locker.lock(&s, name.as_bytes()).await);
@@ -161,7 +162,7 @@ async fn many_waiters_on_one_client_stay_on_the_fast_path(bin: &EtcdBinary) {
     let fast = stats.fast_waits - before_stats.fast_waits;
     assert!(slow <= 1, "{slow} slow waits (fast {fast})");
     assert!(fast >= (2 * WAITERS as u64) - 10, "only {fast} fast waits");
-    // A join txn and a DeleteRange per handoff, plus one re-check per slow wait.
+    // A join txn and a conditional delete per handoff, plus one re-check per slow wait.
     let handoffs = 2 * WAITERS as u64;
     assert!(
         calls <= 2 * handoffs + slow,

@@ -617,8 +617,9 @@ async fn contended_recipe_lock_shows_its_streams(bin: &EtcdBinary) {
     }
 }
 
-/// The service flavour: both `Lock` calls and the `Unlock`, with the key etcd answered; the
-/// waiter's `Lock` returns only after the holder's `Unlock`.
+/// The service flavour: both `Lock` calls with the key etcd answered, and the holder's release
+/// (a `KV/Txn` deleting its key on its create revision, never `Lock/Unlock`); the waiter's
+/// `Lock` returns only after that release.
 async fn contended_service_lock(bin: &EtcdBinary) {
     let cluster = common::single(bin);
     let buf = Shared::default();
@@ -659,9 +660,16 @@ async fn contended_service_lock(bin: &EtcdBinary) {
         assert_eq!(l["status"], "OK", "{l}");
     }
     assert!(
-        lines
+        !lines
             .iter()
             .any(|l| l["kind"] == "call" && l["method"] == "/v3lockpb.Lock/Unlock"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l["kind"] == "call"
+            && l["method"] == "/etcdserverpb.KV/Txn"
+            && l["request"]["compare"][0]["target"] == "CREATE"
+            && l["request"]["success"][0]["request_delete_range"]["key"].is_string()),
         "{lines:#?}"
     );
     // The waiter's Lock was answered only after the holder unlocked, a second later.

@@ -2,8 +2,8 @@
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::kv::{DeleteOptions, PutOptions};
-use crate::lock::{key_gone_error, OwnedKey, Released};
+use crate::kv::PutOptions;
+use crate::lock::{delete_if_created_at, key_gone_error, OwnedKey, Released};
 use crate::proto::v3electionpb as pb;
 use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
@@ -205,13 +205,12 @@ impl Leadership {
         // `owned` lives across the call: dropped with this future, it deletes in the background.
         let answer = match flavour {
             Flavour::Recipe => {
-                let txn = Txn::new()
-                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, rev)])
-                    .and_then([TxnOp::delete(key.clone(), DeleteOptions::new())]);
-                client.txn(txn).await.map(|r| match r.succeeded() {
-                    true => Released::Deleted,
-                    false => Released::NothingDeleted,
-                })
+                delete_if_created_at(client, key.clone(), rev)
+                    .await
+                    .map(|deleted_at| match deleted_at {
+                        Some(revision) => Released::Deleted(Some(revision)),
+                        None => Released::NothingDeleted,
+                    })
             }
             Flavour::Service => {
                 let leader = pb::LeaderKey {

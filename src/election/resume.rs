@@ -63,35 +63,29 @@ pub(crate) async fn resume(
     if session.is_lost() {
         return Err(session.lost_error());
     }
-    // Until the checks pass, the key is not ours to delete: `gone()` on every refusal.
-    let owned = OwnedKey::new(expected.clone(), claim);
+    // Until the checks pass, the key is not ours to delete: only the claim is held, so a
+    // refusal, a failure or a dropped future here deletes nothing.
     let check = Txn::new().and_then([
         TxnOp::get(expected.clone(), GetOptions::new()),
         TxnOp::get(prefix, first_created()),
     ]);
-    let response = match session.client().txn(check).await {
-        Ok(r) => r,
-        Err(e) => {
-            owned.gone();
-            return Err(e);
-        }
-    };
+    let response = session.client().txn(check).await?;
     let mine = range_kvs(&response, 0).first().cloned();
     let oldest = range_kvs(&response, 1)
         .first()
         .map(|kv| (kv.key.clone(), kv.create_revision));
     let Some(kv) = mine.filter(|kv| kv.create_revision == revision && kv.lease == session.lease())
     else {
-        owned.gone();
+        drop(claim);
         return Err(key_gone_error(session, &expected).await);
     };
     if oldest != Some((expected.clone(), revision)) {
-        owned.gone();
         return Err(Error::NotHeld {
             key: String::from_utf8_lossy(&expected).into_owned(),
         });
     }
-    let mut owned = owned;
+    // Checked: from here the key is ours, and a dropped leadership deletes it (conditionally).
+    let mut owned = OwnedKey::new(expected.clone(), claim);
     owned.set_token(revision);
     Ok(Leadership::new(
         name.to_vec(),

@@ -37,7 +37,8 @@ pub(crate) const RESIGN: &str = "/v3electionpb.Election/Resign";
 /// inside the server, and that client's single watch stream is permission-checked as the user
 /// whose wait opened it (etcd issue 17502, reported for 3.4 and 3.5, closed without a fix). So while user1's candidate waits under user1's prefix, user2's
 /// `Campaign` that has to wait under its own permitted prefix fails with `permission denied`
-/// (gRPC code `Unknown` wrapping that text, so [`Error::is_permission_denied`] is false), and
+/// (sent as gRPC code `Unknown` wrapping Go's status text; read as the relayed code, so
+/// [`Error::is_permission_denied`] is true), and
 /// on etcd 3.5.1 user1's campaign then stays stuck after its leader resigns. An uncontended
 /// campaign, a single user, or users that never wait at the same moment are unaffected. The
 /// recipe waits on the caller's own client and token, so each user waits under its own

@@ -6,9 +6,9 @@ use crate::kv::PutOptions;
 use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
 
-use super::owned::{OwnedKey, Released};
+use super::owned::{delete_if_created_at, OwnedKey, Released};
 
-/// How the lock was taken, which decides how it is released.
+/// How the lock was taken (both are released the same way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flavour {
     Recipe,
@@ -62,6 +62,14 @@ impl LockGuard {
     /// The lock key as text (lossy for non-UTF-8 names).
     pub fn key_str(&self) -> String {
         String::from_utf8_lossy(&self.key).into_owned()
+    }
+    /// How the lock was taken: `"recipe"` (client-side `KV/Txn` + watch) or `"service"`
+    /// (etcd's `Lock/Lock`), as [`crate::lock::Locker::flavour`] names them.
+    pub fn flavour(&self) -> &'static str {
+        match self.flavour {
+            Flavour::Recipe => "recipe",
+            Flavour::Service => "service",
+        }
     }
     /// The lease the key is attached to.
     pub fn lease(&self) -> i64 {
@@ -137,50 +145,39 @@ impl LockGuard {
 
     /// Releases the lock. Unlocking twice is impossible: this consumes the guard.
     ///
-    /// * Recipe locks send `KV/DeleteRange(key)`. When nothing was deleted the key was already
-    ///   gone: the result is [`Error::NotHeld`] (deleted by someone else), or
-    ///   [`Error::SessionLost`] when one `Lease/LeaseTimeToLive` finds the lease gone (etcd
-    ///   released the lock when the lease expired).
-    /// * Service locks send `Lock/Unlock{key}`. etcd's answer to it is the same whether or not
-    ///   the key was still there (the server runs a plain delete and returns only a header), so
-    ///   this flavour **cannot tell** a key that was already gone: it returns `Ok(())` then,
-    ///   unless the session is already known lost ([`Error::SessionLost`]). Use
-    ///   [`LockGuard::txn`] (or the recipe flavour) when that difference matters.
+    /// Both flavours send one `KV/Txn If create_revision(key) == fencing_token Then
+    /// DeleteRange(key)`: the delete names the key by its create revision, so even a copy of
+    /// this request applied long after it was sent (held up by a slow member while this
+    /// session took the lock again) cannot remove a newer key. etcd's `Lock/Unlock` is not
+    /// used: it deletes by name only (see `lock::service`). When the compare fails, the key
+    /// was already gone: the result is [`Error::NotHeld`] (deleted by someone else), or
+    /// [`Error::SessionLost`] when one `Lease/LeaseTimeToLive` finds the lease gone (etcd
+    /// released the lock when the lease expired).
     ///
     /// If the call fails (unreachable cluster, timeout) or this future is dropped before it
-    /// completes (e.g. inside `tokio::time::timeout`), the key is not left behind: it is
-    /// deleted in the background, conditionally on the fencing token, retrying while the
-    /// session lives; the error is returned as it happened. Until that delete is done the
-    /// session's claim on the name stays, so a new `lock()` of the same name on the same
-    /// session waits for it.
+    /// completes (e.g. inside `tokio::time::timeout`), the key is not left behind: the same
+    /// conditional delete is retried in the background while the session lives; the error is
+    /// returned as it happened. Until that delete is done the session's claim on the name
+    /// stays, so a new `lock()` of the same name on the same session waits for it.
     pub async fn unlock(self) -> Result<()> {
         let LockGuard {
             key,
             session,
-            flavour,
             owned,
+            token,
             // Read only by the `tracing` event below.
             name: _name,
-            token: _token,
+            flavour: _,
         } = self;
         // `owned` lives across the call: dropped with this future, it deletes in the background.
-        let answer = match flavour {
-            Flavour::Recipe => {
-                session
-                    .client()
-                    .delete(key.clone())
-                    .await
-                    .map(|r| match r.deleted() {
-                        0 => Released::NothingDeleted,
-                        _ => Released::Deleted,
-                    })
-            }
-            Flavour::Service => super::service::unlock_key(session.client(), key.clone())
-                .await
-                .map(|()| Released::Unknown),
-        };
+        let answer = delete_if_created_at(session.client(), key.clone(), token)
+            .await
+            .map(|deleted_at| match deleted_at {
+                Some(revision) => Released::Deleted(Some(revision)),
+                None => Released::NothingDeleted,
+            });
         let result = owned.settle(&session, &key, answer).await;
-        crate::trace::event!(INFO, "lock released", lock = %_name.escape_ascii(), key = %key.escape_ascii(), fencing_token = _token, outcome = if result.is_ok() { "ok" } else { "error" });
+        crate::trace::event!(INFO, "lock released", lock = %_name.escape_ascii(), key = %key.escape_ascii(), fencing_token = token, outcome = if result.is_ok() { "ok" } else { "error" });
         result
     }
 }

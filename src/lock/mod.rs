@@ -41,7 +41,7 @@ pub(crate) mod waiters;
 pub use dynamic::{locker_for, lockers, BoxFuture, DynLocker, FLAVOURS};
 pub use guard::LockGuard;
 // Shared with `crate::election` (same key layout, same cleanup rules).
-pub(crate) use owned::{key_gone_error, OwnedKey, Released};
+pub(crate) use owned::{delete_if_created_at, key_gone_error, OwnedKey, Released};
 pub use recipe::RecipeLock;
 pub use service::ServiceLock;
 

@@ -9,6 +9,12 @@
 //! name waits for the claim, so it can never adopt the old key and then lose it to the delete
 //! still in flight (which would leave it holding a guard for a key that is gone).
 //!
+//! Every delete names the key it means by its create revision, never by its name alone: a
+//! request can be applied long after it was sent (held by a slow member while the client moved
+//! on to another), and by then the same name may hold a newer key of the same session. When
+//! the token is not known (the creating call's answer was never seen), one linearizable
+//! `KV/Range(key)` reads it first; a key that is not there then is not deleted at all.
+//!
 //! If the session ends first, its lease takes the key with it. If etcd refuses the delete for
 //! good (e.g. permission denied) for a key known to exist, the session is closed
 //! (`Lease/LeaseRevoke`) so the lease takes the key: a key under a live lease would block every
@@ -17,8 +23,9 @@
 
 use std::time::Duration;
 
+use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::kv::DeleteOptions;
+use crate::kv::{DeleteOptions, GetOptions};
 use crate::session::{NameClaim, Session};
 use crate::txn::{Compare, CompareOp, Txn, TxnOp};
 
@@ -51,6 +58,14 @@ impl OwnedKey {
         self.token = Some(token);
     }
 
+    /// Records that this session deleted the key itself at `revision` (see
+    /// [`NameClaim::absent_at`]).
+    pub(crate) fn absent_at(&self, revision: i64) {
+        if let Some(claim) = self.claim.as_ref() {
+            claim.absent_at(revision);
+        }
+    }
+
     /// The key is known gone (deleted by this session's own call, by someone else, or with its
     /// lease): release the name at once and delete nothing.
     pub(crate) fn gone(mut self) {
@@ -63,13 +78,9 @@ impl Drop for OwnedKey {
         let Some(claim) = self.claim.take() else {
             return;
         };
-        if self.token.is_none() {
-            // The call that would create the key ended unseen: it may still be applied after
-            // any delete of ours.
-            claim.session().mark_keys_uncertain();
-        }
         // Without a runtime nothing can delete the key; then nothing is in flight either, and
-        // the name may be claimed again at once (a new lock adopts the key, as Go does).
+        // the name may be claimed again at once (a new lock adopts the key, as Go does, and
+        // reads its create revision: see `lock::service` for why no shortcut applies then).
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -77,22 +88,41 @@ impl Drop for OwnedKey {
         let key = std::mem::take(&mut self.key);
         let token = self.token;
         handle.spawn(async move {
-            delete_while_session_lives(claim.session(), key, token).await;
+            delete_while_session_lives(&claim, key, token).await;
             drop(claim);
         });
     }
 }
 
-/// Deletes `key` (conditionally on `token`), retrying with backoff until it succeeds or the
-/// session is lost; a refusal that retrying cannot cure ends the session instead.
-async fn delete_while_session_lives(session: &Session, key: Vec<u8>, token: Option<i64>) {
+/// Deletes `key` (conditionally on `token`, read first when unknown), retrying with backoff
+/// until it succeeds or the session is lost; a refusal that retrying cannot cure ends the
+/// session instead.
+async fn delete_while_session_lives(claim: &NameClaim, key: Vec<u8>, mut token: Option<i64>) {
+    let session = claim.session();
     let mut pause = FIRST_PAUSE;
     loop {
         if session.is_lost() {
             return;
         }
-        match session.client().txn(delete_txn(key.clone(), token)).await {
-            Ok(_) => return,
+        let attempt = match token {
+            Some(token) => delete_if_created_at(session.client(), key.clone(), token).await,
+            None => match created_revision(session, &key).await {
+                // Not there now: nothing of ours to delete.
+                Ok(None) => return,
+                Ok(Some(found)) => {
+                    token = Some(found);
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match attempt {
+            Ok(deleted_at) => {
+                if let Some(revision) = deleted_at {
+                    claim.absent_at(revision);
+                }
+                return;
+            }
             // The key was never confirmed (the txn that would have created it failed, and etcd
             // checks a txn's permissions as a whole, so a refusal now means it refused that
             // put too): nothing to remove.
@@ -112,6 +142,19 @@ async fn delete_while_session_lives(session: &Session, key: Vec<u8>, token: Opti
     }
 }
 
+/// The create revision of `key` if it exists under this session's lease: one linearizable
+/// `KV/Range(key, keys only)`.
+async fn created_revision(session: &Session, key: &[u8]) -> Result<Option<i64>> {
+    let found = session
+        .client()
+        .get_with(key.to_vec(), GetOptions::new().with_keys_only())
+        .await?;
+    Ok(found
+        .first()
+        .filter(|kv| kv.lease == session.lease())
+        .map(|kv| kv.create_revision))
+}
+
 /// Failures that a later attempt cannot cure: the request itself is refused.
 fn gives_up(error: &Error) -> bool {
     error.is_permission_denied()
@@ -119,22 +162,33 @@ fn gives_up(error: &Error) -> bool {
         || matches!(error, Error::InvalidArgument { .. })
 }
 
-/// `KV/Txn` deleting `key`, guarded by `create_revision(key) == token` when a token is given.
-fn delete_txn(key: Vec<u8>, token: Option<i64>) -> Txn {
-    let delete = TxnOp::delete(key.clone(), DeleteOptions::new());
-    match token {
-        Some(token) => Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, token)])
-            .and_then([delete]),
-        None => Txn::new().and_then([delete]),
-    }
+/// `KV/Txn` `If create_revision(key) == token Then DeleteRange(key)`: deletes `key` only if it
+/// is still the key created at revision `token`, so a request applied late can never remove a
+/// newer key of the same name. Returns the revision of the delete when it deleted the key
+/// (the key is known absent at that revision), `None` when the key was already gone or is
+/// another one.
+pub(crate) async fn delete_if_created_at(
+    client: &Client,
+    key: Vec<u8>,
+    token: i64,
+) -> Result<Option<i64>> {
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            key.clone(),
+            CompareOp::Equal,
+            token,
+        )])
+        .and_then([TxnOp::delete(key, DeleteOptions::new())]);
+    let response = client.txn(txn).await?;
+    Ok(response.succeeded().then(|| response.revision()))
 }
 
 /// What a release call (`unlock`, `resign`) answered, for [`OwnedKey::settle`].
 #[derive(Debug)]
 pub(crate) enum Released {
-    /// The key was deleted by this call.
-    Deleted,
+    /// The key was deleted by this call, at the given revision when the answer tells it (the
+    /// key is then known absent at that revision).
+    Deleted(Option<i64>),
     /// The answer cannot tell whether the key was still there (etcd's Lock/Unlock and
     /// Election/Resign return only a header): trust it unless the session is known lost.
     Unknown,
@@ -153,7 +207,10 @@ impl OwnedKey {
         answer: Result<Released>,
     ) -> Result<()> {
         match answer {
-            Ok(Released::Deleted) => {
+            Ok(Released::Deleted(revision)) => {
+                if let Some(revision) = revision {
+                    self.absent_at(revision);
+                }
                 self.gone();
                 Ok(())
             }
@@ -199,7 +256,9 @@ async fn lease_alive(session: &Session) -> Result<bool> {
         .lease_time_to_live(session.lease(), false)
         .await
     {
-        Ok(ttl) => Ok(ttl.ttl() > 0),
+        // etcd truncates the remaining time to whole seconds: 0 is "under a second left", not
+        // gone; a lease that is gone is refused as not found (or reported with TTL -1).
+        Ok(ttl) => Ok(ttl.ttl() >= 0),
         Err(e) if e.is_lease_not_found() => Ok(false),
         Err(e) => Err(e),
     }

@@ -195,29 +195,48 @@ impl Place<'_> {
     ) -> Result<Turn> {
         let lost = self.session.lost();
         tokio::pin!(lost);
+        let mut rechecks = Rechecks::new();
         let near = older
             .as_ref()
             .is_some_and(|(keys, _)| keys.len() <= NEAR_KEYS);
-        if let (Some(predecessor), false) = (predecessor, near) {
-            match self.wait_far(&predecessor, self.my_rev, &mut lost).await {
-                Far::SessionLost => return Ok(Turn::SessionLost),
-                Far::Deleted => match self.recheck().await? {
-                    Recheck::Ours => {
-                        router.count_far_wait();
-                        return Ok(Turn::Ours);
-                    }
-                    Recheck::KeyGone => return Ok(Turn::KeyGone),
-                    // Out of order (a waiter ahead gave up): wait on the slow path.
-                    Recheck::Behind(_) => {}
-                },
-                Far::Ended => {}
+        if let (Some(mut predecessor), false) = (predecessor, near) {
+            let mut revision = self.my_rev;
+            loop {
+                match self
+                    .wait_far(&predecessor, revision, &mut lost, &mut rechecks)
+                    .await
+                {
+                    Far::SessionLost => return Ok(Turn::SessionLost),
+                    Far::Deleted => match self.recheck().await? {
+                        Recheck::Ours => {
+                            router.count_far_wait();
+                            return Ok(Turn::Ours);
+                        }
+                        Recheck::KeyGone => return Ok(Turn::KeyGone),
+                        // Out of order (a waiter ahead gave up): wait on the slow path.
+                        Recheck::Behind(_) => break,
+                    },
+                    // No word for a while: a linearizable look, in case a DELETE was lost.
+                    Far::Quiet => match self.recheck().await? {
+                        Recheck::Ours => {
+                            router.count_far_wait();
+                            return Ok(Turn::Ours);
+                        }
+                        Recheck::KeyGone => return Ok(Turn::KeyGone),
+                        Recheck::Behind((key, seen_at)) => {
+                            predecessor = key;
+                            revision = seen_at;
+                        }
+                    },
+                    Far::Ended => break,
+                }
             }
             router.count_wait(false);
-            return self.wait_slow(router, &mut lost).await;
+            return self.wait_slow(router, &mut lost, &mut rechecks).await;
         }
         if let (Some(epoch), Some((older, revision))) = (epoch_before, older) {
             if let Some(turn) = self
-                .wait_listed(router, epoch, older, revision, &mut lost)
+                .wait_listed(router, epoch, older, revision, &mut lost, &mut rechecks)
                 .await
             {
                 router.count_wait(true);
@@ -225,7 +244,7 @@ impl Place<'_> {
             }
         }
         router.count_wait(false);
-        self.wait_slow(router, &mut lost).await
+        self.wait_slow(router, &mut lost, &mut rechecks).await
     }
 
     /// Go's way on the client's prefix watch: wait for the predecessor only, then re-check.
@@ -233,6 +252,7 @@ impl Place<'_> {
         &self,
         router: &Arc<PrefixWatch>,
         lost: &mut (impl std::future::Future<Output = ()> + Unpin),
+        rechecks: &mut Rechecks,
     ) -> Result<Turn> {
         let client = self.session.client();
         loop {
@@ -248,10 +268,11 @@ impl Place<'_> {
                 tokio::select! {
                     _ = woken => {}
                     _ = deleted_or_ended(own) => {}
+                    _ = rechecks.due() => {}
                     _ = &mut *lost => return Ok(Turn::SessionLost),
                 }
             }
-            // Deleted, Unknown or woken: re-check.
+            // Deleted, Unknown, woken or quiet for too long: re-check.
         }
     }
 
@@ -262,6 +283,7 @@ impl Place<'_> {
         predecessor: &[u8],
         revision: i64,
         lost: &mut (impl std::future::Future<Output = ()> + Unpin),
+        rechecks: &mut Rechecks,
     ) -> Far {
         let options = WatchOptions::new()
             .with_start_revision(revision + 1)
@@ -285,6 +307,7 @@ impl Place<'_> {
                     // Compacted, lagged or closed: the caller re-checks on the slow path.
                     Some(Err(_)) | None => return Far::Ended,
                 },
+                _ = rechecks.due() => return Far::Quiet,
                 _ = &mut *lost => return Far::SessionLost,
             }
         }
@@ -304,6 +327,7 @@ impl Place<'_> {
         mut older: Vec<Vec<u8>>,
         revision: i64,
         lost: &mut (impl std::future::Future<Output = ()> + Unpin),
+        rechecks: &mut Rechecks,
     ) -> Option<Turn> {
         // Our own key's DELETE ends the wait too (deleted by someone else, or its lease).
         let own = deleted_or_ended(router.wait_delete(epoch, self.key, self.my_rev - 1));
@@ -339,6 +363,8 @@ impl Place<'_> {
                     }
                 }
                 gone = &mut own => return if gone { Some(Turn::KeyGone) } else { None },
+                // Quiet for too long: the slow path re-checks with a linearizable read.
+                _ = rechecks.due() => return None,
                 _ = &mut *lost => return Some(Turn::SessionLost),
             }
         }
@@ -385,7 +411,46 @@ async fn deleted_or_ended(wait: Wait) -> bool {
 enum Far {
     Deleted,
     Ended,
+    /// The re-check interval ran out (see [`Rechecks`]).
+    Quiet,
     SessionLost,
+}
+
+/// The first pause before a waiter re-checks its place with a linearizable `KV/Txn` although
+/// no event woke it; each later pause doubles, up to [`RECHECK_LONGEST`].
+///
+/// Why at all: a waiter is woken only by watch events, and etcd 3.4 and 3.5 have had bugs that
+/// drop DELETE events around compaction (etcd issues 18089 and 19179); a waiter whose
+/// predecessor's DELETE is lost would otherwise wait for ever. Why these numbers: a handoff
+/// takes milliseconds (lockbench W2: about 1 ms), so a waiter that has heard nothing for 3 s
+/// is either behind a long critical section — where one read per 3..30 s per waiter costs etcd
+/// nothing measurable — or lost an event, which then delays its turn by at most the current
+/// pause. A queue that moves never reaches the first re-check (W2's waits are far shorter).
+pub(crate) const RECHECK_FIRST: std::time::Duration = std::time::Duration::from_secs(3);
+/// The longest pause between two re-checks of a waiter (see [`RECHECK_FIRST`]).
+pub(crate) const RECHECK_LONGEST: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// When a waiter next re-checks its place although nothing woke it (see [`RECHECK_FIRST`]).
+#[derive(Debug)]
+pub(crate) struct Rechecks {
+    at: tokio::time::Instant,
+    pause: std::time::Duration,
+}
+
+impl Rechecks {
+    pub(crate) fn new() -> Self {
+        Rechecks {
+            at: tokio::time::Instant::now() + RECHECK_FIRST,
+            pause: RECHECK_FIRST,
+        }
+    }
+
+    /// Resolves when the next re-check is due, and schedules the one after it.
+    pub(crate) async fn due(&mut self) {
+        tokio::time::sleep_until(self.at).await;
+        self.pause = (self.pause * 2).min(RECHECK_LONGEST);
+        self.at = tokio::time::Instant::now() + self.pause;
+    }
 }
 
 enum Recheck {

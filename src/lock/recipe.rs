@@ -22,7 +22,7 @@ use crate::kv::GetOptions;
 use crate::session::Session;
 
 use super::guard::{Flavour, LockGuard};
-use super::owned::{key_gone_error, OwnedKey};
+use super::owned::{delete_if_created_at, key_gone_error, OwnedKey};
 use super::queue::{join_txn, older_keys, owner_rev, predecessor, range_kvs, Place, Turn};
 use super::waiters::Registry;
 use super::{key_for, prefix_for, Locker};
@@ -39,16 +39,21 @@ impl RecipeLock {
     }
 
     /// Takes the lock only if it is free right now: one `KV/Txn` (as in [`Locker::lock`]); when
-    /// another key is older, one `KV/DeleteRange` removes ours again and the result is
-    /// [`Error::Locked`].
+    /// another key is older, one more `KV/Txn If create_revision(key) == token Then
+    /// DeleteRange(key)` removes ours again and the result is [`Error::Locked`].
     pub async fn try_lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
         let attempt = Attempt::start(session, name, true).await?;
         if attempt.owner_rev == attempt.my_rev {
             return Ok(attempt.into_guard());
         }
-        let Attempt { owned, key, .. } = attempt;
-        // On failure `owned` is dropped and deletes the key in the background.
-        session.client().delete(key).await?;
+        let Attempt {
+            owned, key, my_rev, ..
+        } = attempt;
+        // On failure (or a dropped future) `owned` deletes the key in the background, by the
+        // same conditional delete.
+        if let Some(revision) = delete_if_created_at(session.client(), key, my_rev).await? {
+            owned.absent_at(revision);
+        }
         owned.gone();
         Err(Error::Locked {
             name: String::from_utf8_lossy(name).into_owned(),

@@ -1,26 +1,45 @@
-//! The server-side lock: etcd's `v3lockpb.Lock` service (`Lock/Lock`, `Lock/Unlock`).
+//! The server-side lock: etcd's `v3lockpb.Lock` service (`Lock/Lock`) for acquisition.
 //!
 //! etcd runs the same recipe as Go's `concurrency.Mutex` inside the server, with the same key
 //! layout, so this flavour and [`super::RecipeLock`] exclude each other. `Lock/Lock` blocks on
 //! the server until the lock is held, then returns the key and a header.
 //!
+//! # Release: a conditional delete, not `Lock/Unlock`
+//!
+//! etcd's `Lock/Unlock{key}` runs a plain `DeleteRange(key)` on the server. The key is
+//! `NAME/<lease hex>` every time this session takes `NAME`, so an `Unlock` held up on a slow
+//! member and applied after this session took the lock again would delete the *new* key: the
+//! next waiter gets the lock while this holder's guard still looks valid. This flavour
+//! therefore releases with the same one round trip the recipe uses, `KV/Txn If
+//! create_revision(key) == token Then DeleteRange(key)`: a late copy finds another create
+//! revision and deletes nothing. Same RPC count as `Lock/Unlock` (one), and the answer tells
+//! whether the key was still there, which `Lock/Unlock`'s bare header cannot.
+//!
+//! # Cancellation
+//!
+//! A dropped `lock()` cancels its `Lock/Lock`. etcd's server then gives up its wait and
+//! deletes its waiter key with a plain delete (Go's `Mutex.Lock` error path), and this client
+//! deletes the key too in case the server had already granted it: one `KV/Range(key)` reads
+//! its create revision, then the conditional delete above, retried while the session lives,
+//! holding the session's claim on the name meanwhile. The server's own cleanup is the one
+//! delete of this flavour that does not name its key by create revision, and no client can
+//! change that: if a member holds the cancelled call back (a slow network path) until this
+//! session is waiting for the same name again through another member, that cleanup removes the
+//! new waiter key, and the new `lock()` then fails with [`crate::Error::NotHeld`] rather than
+//! wait on. Only if the member applies it in the instant the new waiter becomes the holder can
+//! it remove a held key. The recipe flavour has no such delete.
+//!
 //! # The fencing token without an extra RPC
 //!
 //! The token is the key's create revision `c`. etcd's answer carries only a header revision
-//! `h`: when the server did not have to wait, `h` is the revision of the txn that put the key,
-//! so `h == c`; when it waited, `h` comes from a later read and `h > c`. The answer alone cannot
-//! tell which, so this flavour proves it from what the client saw before sending:
-//!
-//! * `r0` is the highest revision this client saw in a `Lock/Lock` or `Lock/Unlock` answer
-//!   before the call went out. The store's revision was at least `r0` when it was sent.
-//! * The session granted its own lease and never abandoned a call that could have put a key
-//!   under it (`Session::keys_uncertain` is false), and its claim on the name means no earlier
-//!   key of its own is left: so the key was put by this very call, after the send: `c > r0`.
-//! * The answer was produced after the put: `c <= h`.
-//!
-//! So when `h == r0 + 1`, `c == h` and no RPC is needed: that is every cycle of a lock taken
-//! and released over and over with nobody else writing in between (lockbench W1: 2 RPCs per
-//! cycle, as Go's client). Otherwise one `KV/Range(key, keys only)` reads `c`, as before.
+//! `h`, the revision the server read the key at (`c <= h`); when it waited, `h > c` in general.
+//! When this session's previous claim of the name ended with its own conditional delete of the
+//! key at revision `r`, the key did not exist at `r`, so `r < c <= h`. If `h == r + 1`, then
+//! `c == h` whoever created the key (this call, a late copy of an older call, another session
+//! sharing the lease): no RPC is needed. That is every cycle of a lock taken and released over
+//! and over with nobody else writing in between (lockbench W1: 2 RPCs per cycle, as Go's
+//! client). Otherwise — the first lock of a name on a session, other writes in between, a key
+//! left behind by a guard dropped outside a runtime — one `KV/Range(key, keys only)` reads `c`.
 //!
 //! # Auth: one user at a time
 //!
@@ -29,15 +48,14 @@
 //! server, and that client's single watch stream is permission-checked as the user whose wait
 //! opened it (etcd issue 17502, reported for 3.4 and 3.5, closed without a fix). So while user1
 //! waits on a lock under its prefix, user2's `Lock/Lock` that has to wait under its own
-//! permitted prefix fails with `permission denied` (gRPC code `Unknown` wrapping that text, so
-//! [`crate::Error::is_permission_denied`] is false), and on etcd 3.5.1 user1's wait then stays
+//! permitted prefix fails with `permission denied` (sent as gRPC code `Unknown` wrapping Go's
+//! status text; read as the relayed code, so [`crate::Error::is_permission_denied`] is true),
+//! and on etcd 3.5.1 user1's wait then stays
 //! stuck after its holder lets go. Uncontended locks, a single user, or users that never wait
 //! at the same moment are unaffected. The recipe waits on the caller's own client and token,
 //! so each user waits under its own permissions. `tests/auth.rs` pins this on both versions.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-
-use crate::client::{Client, Grpc, Retry};
+use crate::client::{Grpc, Retry};
 use crate::error::Result;
 use crate::kv::GetOptions;
 use crate::namespace;
@@ -50,7 +68,6 @@ use super::owned::{key_gone_error, OwnedKey};
 use super::{key_for, prefix_for, Locker};
 
 pub(crate) const LOCK: &str = "/v3lockpb.Lock/Lock";
-pub(crate) const UNLOCK: &str = "/v3lockpb.Lock/Unlock";
 
 /// etcd's server-side lock service.
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,49 +80,13 @@ impl ServiceLock {
     }
 }
 
-/// The highest revision this client saw in a `Lock/Lock` or `Lock/Unlock` answer (kept in the
-/// client's extension slot, shared by its clones).
-#[derive(Debug, Default)]
-struct SeenRevision(AtomicI64);
-
-impl SeenRevision {
-    fn of(client: &Client) -> std::sync::Arc<SeenRevision> {
-        client.extension(|_| SeenRevision::default())
-    }
-    fn saw(&self, header: Option<&crate::proto::etcdserverpb::ResponseHeader>) {
-        if let Some(h) = header {
-            self.0.fetch_max(h.revision, Ordering::SeqCst);
-        }
-    }
-    fn get(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// `Lock/Unlock{key}`.
-pub(crate) async fn unlock_key(client: &Client, key: Vec<u8>) -> Result<()> {
-    let req = namespace::unlock_request(client.namespace(), pb::UnlockRequest { key });
-    let answer = client
-        .unary(UNLOCK, Retry::NotSent, req, |ch, r| async move {
-            LockClient::unary(ch).unlock(r).await
-        })
-        .await?;
-    SeenRevision::of(client).saw(answer.header.as_ref());
-    Ok(())
-}
-
-/// The fencing token read off the `Lock/Lock` answer's header revision `h`, when it provably
-/// is the key's create revision (see the module docs): `r0` was read before the call was sent.
-fn token_from_answer(session: &Session, r0: i64, h: i64) -> Option<i64> {
-    (r0 > 0 && h == r0 + 1 && !session.keys_uncertain()).then_some(h)
-}
-
 impl Locker for ServiceLock {
     /// Sends `Lock/Lock{name, lease}` (no request timeout: it blocks server-side until the lock
     /// is ours), then `KV/Range(key)` for the fencing token unless the answer's header provably
     /// gives it (see the module docs). A dropped call is cancelled on the server, which then
-    /// deletes its waiter key; the key is also deleted from here in case the server had
-    /// already granted it.
+    /// deletes its waiter key; the key is also deleted from here in case the server had already
+    /// granted it: one `KV/Range(key)` reads its create revision, then `KV/Txn If
+    /// create_revision(key) == that Then DeleteRange(key)`.
     async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
         let prefix = prefix_for(name)?;
         let claim = session.claim(name).await?;
@@ -113,15 +94,13 @@ impl Locker for ServiceLock {
             return Err(session.lost_error());
         }
         let client = session.client();
-        let mut owned = OwnedKey::new(key_for(&prefix, session.lease()), claim);
+        let absent_before = claim.absent_before();
         let req = pb::LockRequest {
             name: name.to_vec(),
             lease: session.lease(),
         };
         let req = namespace::lock_request(client.namespace(), req);
-        let seen = SeenRevision::of(client);
-        // Read before sending: the store was at least this far when the call went out.
-        let r0 = seen.get();
+        let mut owned = OwnedKey::new(key_for(&prefix, session.lease()), claim);
         let call = client.unary_timeout(LOCK, Retry::NotSent, None, req, |ch, r| async move {
             LockClient::unary(ch).lock(r).await
         });
@@ -133,7 +112,6 @@ impl Locker for ServiceLock {
         let (key, h) = match response {
             Ok(r) => {
                 let h = r.header.as_ref().map_or(0, |h| h.revision);
-                seen.saw(r.header.as_ref());
                 (namespace::lock_response_key(client.namespace(), r.key), h)
             }
             Err(e) if e.is_lease_not_found() => {
@@ -142,8 +120,9 @@ impl Locker for ServiceLock {
             }
             Err(e) => return Err(e),
         };
-        let token = match token_from_answer(session, r0, h) {
-            Some(token) => token,
+        // See the module docs: `c == h` when the key was absent at `h - 1`.
+        let token = match absent_before.filter(|r| h == r + 1) {
+            Some(_) => h,
             None => {
                 let found = client
                     .get_with(key.clone(), GetOptions::new().with_keys_only())

@@ -165,20 +165,24 @@ impl Registry {
             }
             Err(_) => false,
         };
-        let mut router = self.find(&key);
+        // The guard that takes the count back exists before the first `.await`: a caller
+        // dropped while the watch opens (a `timeout` around `lock()`) leaves no count behind.
+        let mut joining = Joining {
+            registry: Arc::clone(self),
+            key,
+            router: None,
+            epoch_before: None,
+        };
+        let mut router = self.find(&joining.key);
         if others && router.as_ref().and_then(|r| r.live_epoch()).is_none() {
-            let opened = self.router(&key);
+            let opened = self.router(&joining.key);
             // A failed open only means this join waits on the slow path.
             let _ = opened.ensure(client).await;
             router = Some(opened);
         }
-        let epoch_before = router.as_ref().and_then(|r| r.live_epoch());
-        Joining {
-            registry: Arc::clone(self),
-            key,
-            router,
-            epoch_before,
-        }
+        joining.epoch_before = router.as_ref().and_then(|r| r.live_epoch());
+        joining.router = router;
+        joining
     }
 
     fn find(&self, key: &RouterKey) -> Option<Arc<PrefixWatch>> {

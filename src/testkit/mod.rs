@@ -23,6 +23,10 @@
 //!   from its peers and its clients until [`ContainerCluster::reconnect`].
 //!   Needs a Docker daemon ([`ContainerCluster::docker_available`]).
 //!
+//! * [`DelayProxy`] is a slow network path to one member: a TCP proxy that holds every byte
+//!   sent through it for a delay set at run time, so requests arrive (and are applied) long
+//!   after the client gave up on them.
+//!
 //! Every process is killed and every folder removed on drop, also when the
 //! test panics. (Only a test process that is itself killed with SIGKILL, or
 //! aborts, leaves its etcd children and `etcd-testkit-*` temp folders behind.)
@@ -73,6 +77,7 @@ mod member;
 mod netns;
 mod poll;
 mod ports;
+mod proxy;
 mod runtime;
 mod signal;
 mod tempdir;
@@ -83,4 +88,5 @@ pub use cluster::{Cluster, ClusterBuilder, PlannedMember};
 pub use container::{ContainerCluster, CONTAINER_LABEL, IMAGE_REPO};
 pub use error::TestkitError;
 pub use member::Member;
+pub use proxy::DelayProxy;
 pub use tls::TlsFiles;

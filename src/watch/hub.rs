@@ -98,17 +98,7 @@ impl std::fmt::Debug for Command {
 /// prints it (`rpc error: code = PermissionDenied desc = etcdserver: permission denied`, or
 /// `Unauthenticated ... invalid auth token` from 3.4): those become the typed etcd errors.
 fn refusal(reason: &str) -> Error {
-    let parsed = reason
-        .strip_prefix("rpc error: code = ")
-        .and_then(|rest| rest.split_once(" desc = "));
-    if let Some((code, message)) = parsed {
-        let code = match code {
-            "PermissionDenied" => tonic::Code::PermissionDenied,
-            "Unauthenticated" => tonic::Code::Unauthenticated,
-            "InvalidArgument" => tonic::Code::InvalidArgument,
-            "FailedPrecondition" => tonic::Code::FailedPrecondition,
-            _ => tonic::Code::Unknown,
-        };
+    if let Some((code, message)) = crate::error::parse_relayed(reason) {
         if let error @ Error::Etcd { .. } = Error::from_status(tonic::Status::new(code, message)) {
             return error;
         }
