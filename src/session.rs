@@ -99,29 +99,16 @@ impl Shared {
     /// every lease on promotion, so such an answer can arrive). Returns whether it moved.
     fn refreshed(&self, sent_at: Instant, ttl: i64) -> bool {
         let deadline = sent_at.duration_since(self.epoch) + Duration::from_secs(ttl.max(0) as u64);
-        let deadline = deadline.as_millis() as u64;
-        let mut current = self.deadline_ms.load(Ordering::SeqCst);
-        loop {
-            if self.lost.load(Ordering::SeqCst) || self.now_ms() >= current {
-                self.mark_lost();
-                return false;
-            }
-            if deadline <= current {
-                return true;
-            }
-            match self.deadline_ms.compare_exchange(
-                current,
-                deadline,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
+        let extended = extend_deadline(
+            &self.deadline_ms,
+            &self.lost,
+            || self.now_ms(),
+            deadline.as_millis() as u64,
+        );
+        if !extended {
+            self.mark_lost();
         }
-        // Someone may have seen the old deadline pass between the check and the swap: their
-        // verdict stands.
-        !self.lost.load(Ordering::SeqCst)
+        extended
     }
 
     fn now_ms(&self) -> u64 {
@@ -137,6 +124,31 @@ impl Shared {
         }
         false
     }
+}
+
+/// Moves `deadline_ms` forward to `deadline` unless it has already passed (by `now`) or the
+/// session was declared lost: then nothing moves and the answer is `false`, for good. A
+/// verdict someone reached between the check and the swap (`lost` set) stands too.
+fn extend_deadline(
+    deadline_ms: &AtomicU64,
+    lost: &AtomicBool,
+    now: impl Fn() -> u64,
+    deadline: u64,
+) -> bool {
+    let mut current = deadline_ms.load(Ordering::SeqCst);
+    loop {
+        if lost.load(Ordering::SeqCst) || now() >= current {
+            return false;
+        }
+        if deadline <= current {
+            return true;
+        }
+        match deadline_ms.compare_exchange(current, deadline, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => break,
+            Err(seen) => current = seen,
+        }
+    }
+    !lost.load(Ordering::SeqCst)
 }
 
 #[derive(Debug)]
@@ -506,5 +518,28 @@ async fn refresh_until_lost(shared: &Shared, mut keeper: Option<LeaseKeeper>) {
                 backoff = (backoff * 2).min(period);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passed_deadline_is_never_extended() {
+        let (deadline, lost) = (AtomicU64::new(1000), AtomicBool::new(false));
+        // Before the deadline: an answer moves it forward, never back.
+        assert!(extend_deadline(&deadline, &lost, || 500, 4000));
+        assert_eq!(deadline.load(Ordering::SeqCst), 4000);
+        assert!(extend_deadline(&deadline, &lost, || 600, 3000));
+        assert_eq!(deadline.load(Ordering::SeqCst), 4000);
+        // An answer that arrives once the deadline has passed (a keep-alive sent before it,
+        // answered after it) does not revive the session, however far it would reach.
+        assert!(!extend_deadline(&deadline, &lost, || 4000, 9000));
+        assert_eq!(deadline.load(Ordering::SeqCst), 4000);
+        // Nor does anything once the session was declared lost.
+        let (deadline, lost) = (AtomicU64::new(1000), AtomicBool::new(true));
+        assert!(!extend_deadline(&deadline, &lost, || 0, 9000));
+        assert_eq!(deadline.load(Ordering::SeqCst), 1000);
     }
 }
