@@ -285,6 +285,8 @@ struct State {
     /// DELETEs at or below this revision may have been forgotten.
     forgotten_up_to: i64,
     last_used: Instant,
+    /// When the watch last reported a DELETE (or opened): a queue that moves is heard.
+    last_heard: Instant,
     /// DELETEs remembered since cancelled waiters were last swept out.
     since_sweep: usize,
     task: Option<JoinHandle<()>>,
@@ -300,6 +302,7 @@ impl Default for State {
             order: VecDeque::new(),
             forgotten_up_to: 0,
             last_used: Instant::now(),
+            last_heard: Instant::now(),
             since_sweep: 0,
             task: None,
         }
@@ -418,6 +421,14 @@ impl PrefixWatch {
         true
     }
 
+    /// Whether the watch reported a DELETE under the prefix within `span` (no RPC): a queue
+    /// that moves needs no re-check of a waiter's place (see `lock::queue::Rechecks`).
+    pub(crate) fn heard_within(&self, span: Duration) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|s| s.alive && s.last_heard.elapsed() < span)
+    }
+
     /// The epoch of the open watch, if one is open (no RPC).
     pub(crate) fn live_epoch(&self) -> Option<u64> {
         let s = self.state.lock().ok()?;
@@ -446,6 +457,7 @@ impl PrefixWatch {
         state.order.clear();
         state.forgotten_up_to = watcher.created_revision();
         state.last_used = Instant::now();
+        state.last_heard = Instant::now();
         self.stats.watches_opened.fetch_add(1, Ordering::Relaxed);
         let epoch = state.epoch;
         let router = Arc::downgrade(self);
@@ -480,6 +492,7 @@ impl PrefixWatch {
                     let Some(kv) = event.kv.as_ref() else {
                         continue;
                     };
+                    s.last_heard = Instant::now();
                     s.remember(kv.key.clone(), kv.mod_revision);
                     if let Some(waiters) = s.waiters.remove(&kv.key) {
                         // A DELETE at or before a waiter's Range is an older incarnation of
