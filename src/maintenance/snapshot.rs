@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::sha256::Sha256;
 use crate::client::{Client, Grpc};
 use crate::error::{Error, Result, SnapshotFailure};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use crate::support::sha256::Sha256;
 use crate::wire::StreamTap;
 
 /// The method path, as the wire log names it.
