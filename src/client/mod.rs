@@ -463,4 +463,4 @@ mod unary;
 
 pub use connect::ClientBuilder;
 pub(crate) use extensions::WeakClient;
-pub(crate) use grpc::{Grpc, GrpcChannel};
+pub(crate) use grpc::{too_large, Grpc, GrpcChannel};
