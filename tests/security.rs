@@ -21,6 +21,7 @@ per_version!(
     explicit_http_endpoint_is_refused_under_tls,
     password_never_goes_to_a_plaintext_endpoint,
     snapshot_data_stays_out_of_the_wire_log,
+    merged_watch_fragments_are_capped,
 );
 
 /// A folder for this test's files, removed on drop.
@@ -289,4 +290,65 @@ async fn snapshot_data_stays_out_of_the_wire_log(bin: &EtcdBinary) {
         logged.len(),
         info.bytes
     );
+}
+
+/// Fails on the old code: fragments of one watch response were merged with no cap, so a
+/// server could grow one response without bound, each fragment under the message limit. Here
+/// etcd (max request size 100 kB) splits a 1 MB catch-up batch into fragments of about
+/// 100 kB; the client's 512 KiB response limit applies to the merged response.
+async fn merged_watch_fragments_are_capped(bin: &EtcdBinary) {
+    use etcd_lock::watch::WatchOptions;
+    const LIMIT: usize = 512 << 10;
+    let cluster = match Cluster::builder(bin)
+        .arg("--max-request-bytes=100000")
+        .start()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("starting etcd {}: {e}", bin.version()),
+    };
+    let client = common::client(&cluster).await;
+    let prefix = common::unique("fragments");
+    let value = vec![b'f'; 50_000];
+    let first = ok(client.put(format!("{prefix}0"), value.clone()).await).revision();
+    for i in 1..20 {
+        ok(client.put(format!("{prefix}{i}"), value.clone()).await);
+    }
+    let watch = |client: Client| {
+        let prefix = prefix.clone();
+        async move {
+            let options = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(first)
+                .with_fragment();
+            let mut watcher = ok(client.watch_with(prefix, options).await);
+            let next = tokio::time::timeout(Duration::from_secs(30), watcher.next()).await;
+            match next {
+                Ok(Some(result)) => result,
+                other => panic!("no watch answer: {other:?}"),
+            }
+        }
+    };
+    // Under the default limit the fragments merge into one batch of all 20 events.
+    let all = ok(watch(client.clone()).await);
+    assert_eq!(all.events().len(), 20);
+
+    let small = common::client_with(
+        &cluster,
+        ClientOptions::new().with_max_message_bytes(usize::MAX, LIMIT),
+    )
+    .await;
+    match watch(small).await {
+        Err(Error::MessageTooLarge { bytes, limit, .. }) => {
+            assert_eq!(limit, LIMIT);
+            // The merged size when it crossed the limit, one fragment (about 100 kB) past
+            // it; a single unfragmented 1 MB message would report its whole size.
+            assert!(bytes > LIMIT && bytes < LIMIT + 200_000, "{bytes}");
+            println!("merged fragments refused at {bytes} bytes");
+        }
+        Err(other) => panic!("expected MessageTooLarge, got {other:?}"),
+        Ok(batch) => panic!(
+            "{} events merged past the {LIMIT}-byte limit",
+            batch.events().len()
+        ),
+    }
 }
