@@ -294,11 +294,12 @@ async fn snapshot_data_stays_out_of_the_wire_log(bin: &EtcdBinary) {
 
 /// Fails on the old code: fragments of one watch response were merged with no cap, so a
 /// server could grow one response without bound, each fragment under the message limit. Here
-/// etcd (max request size 100 kB) splits a 1 MB catch-up batch into fragments of about
-/// 100 kB; the client's 512 KiB response limit applies to the merged response.
+/// etcd (max request size 100 kB, to which it adds 512 KiB of gRPC overhead) splits a 2 MB
+/// catch-up batch into fragments of about 600 kB, each under the client's 1 MiB response
+/// limit; the limit applies to the merged response.
 async fn merged_watch_fragments_are_capped(bin: &EtcdBinary) {
     use etcd_lock::watch::WatchOptions;
-    const LIMIT: usize = 512 << 10;
+    const LIMIT: usize = 1 << 20;
     let cluster = match Cluster::builder(bin)
         .arg("--max-request-bytes=100000")
         .start()
@@ -310,7 +311,7 @@ async fn merged_watch_fragments_are_capped(bin: &EtcdBinary) {
     let prefix = common::unique("fragments");
     let value = vec![b'f'; 50_000];
     let first = ok(client.put(format!("{prefix}0"), value.clone()).await).revision();
-    for i in 1..20 {
+    for i in 1..40 {
         ok(client.put(format!("{prefix}{i}"), value.clone()).await);
     }
     let watch = |client: Client| {
@@ -328,9 +329,9 @@ async fn merged_watch_fragments_are_capped(bin: &EtcdBinary) {
             }
         }
     };
-    // Under the default limit the fragments merge into one batch of all 20 events.
+    // Under the default limit the fragments merge into one batch of all 40 events.
     let all = ok(watch(client.clone()).await);
-    assert_eq!(all.events().len(), 20);
+    assert_eq!(all.events().len(), 40);
 
     let small = common::client_with(
         &cluster,
@@ -340,9 +341,9 @@ async fn merged_watch_fragments_are_capped(bin: &EtcdBinary) {
     match watch(small).await {
         Err(Error::MessageTooLarge { bytes, limit, .. }) => {
             assert_eq!(limit, LIMIT);
-            // The merged size when it crossed the limit, one fragment (about 100 kB) past
-            // it; a single unfragmented 1 MB message would report its whole size.
-            assert!(bytes > LIMIT && bytes < LIMIT + 200_000, "{bytes}");
+            // The merged size when it crossed the limit (two fragments, about 1.2 MB); an
+            // unfragmented batch would have been refused at its whole size (2 MB).
+            assert!(bytes > LIMIT && bytes < 1_500_000, "{bytes}");
             println!("merged fragments refused at {bytes} bytes");
         }
         Err(other) => panic!("expected MessageTooLarge, got {other:?}"),
