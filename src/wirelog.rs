@@ -1065,7 +1065,6 @@ mod tests {
             }),
             remaining_bytes: 10,
             blob: b"abc".to_vec(),
-            ..Default::default()
         };
         let mut bytes = encode(&chunk);
         // An unknown field after the blob is still shown.

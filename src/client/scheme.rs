@@ -126,10 +126,6 @@ mod tests {
         tls: true,
         allow_plaintext: false,
     };
-    const TLS_OPT_IN: Rules = Rules {
-        tls: true,
-        allow_plaintext: true,
-    };
 
     fn url(raw: &str, origin: Origin, rules: Rules) -> Option<String> {
         dial_url(raw, origin, rules).ok()
@@ -178,6 +174,10 @@ mod tests {
     #[cfg(feature = "tls")]
     #[test]
     fn plaintext_under_tls_is_refused_or_upgraded() {
+        const TLS_OPT_IN: Rules = Rules {
+            tls: true,
+            allow_plaintext: true,
+        };
         for raw in ["http://10.0.0.1:2379", "HTTP://10.0.0.1:2379"] {
             let refused = dial_url(raw, Origin::Configured, TLS)
                 .err()
