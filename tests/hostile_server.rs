@@ -192,3 +192,43 @@ async fn calls_aimed_at_one_member_have_the_limit_too() {
         other => panic!("expected MessageTooLarge, got {other:?}"),
     }
 }
+
+/// The `Snapshot` stream decodes with the limit too: a chunk announced at 64 MiB under a
+/// 1 MiB limit ends the snapshot with `MessageTooLarge` as its cause, after the server sent
+/// no more than flow control let through. (On the old code the cause was a bare
+/// `OutOfRange` status.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_snapshot_chunk_is_message_too_large() {
+    const LIMIT: usize = 1 << 20;
+    const SNAPSHOT: &str = "/etcdserverpb.Maintenance/Snapshot";
+    let chunk = etcd_lock::proto::etcdserverpb::SnapshotResponse {
+        header: None,
+        remaining_bytes: 1,
+        blob: Vec::new(),
+    };
+    let mut prefix = prost::Message::encode_to_vec(&chunk);
+    let pad = 64 << 20;
+    prost::encoding::encode_key(3, prost::encoding::WireType::LengthDelimited, &mut prefix);
+    prost::encoding::encode_varint(pad as u64, &mut prefix);
+    let fake = FakeEtcd::start(vec![(SNAPSHOT, vec![Answer::Padded { prefix, pad }])]).await;
+    let options = options().with_max_message_bytes(usize::MAX, LIMIT);
+    let client = match Client::connect_with([fake.endpoint.as_str()], options).await {
+        Ok(c) => c,
+        Err(e) => panic!("connect: {e}"),
+    };
+    let mut out = Vec::new();
+    match within("snapshot", client.snapshot(&mut out)).await {
+        Err(Error::Snapshot {
+            cause: Some(cause), ..
+        }) => match *cause {
+            Error::MessageTooLarge { method, limit, .. } => {
+                assert_eq!((method, limit), (SNAPSHOT, LIMIT));
+            }
+            other => panic!("expected MessageTooLarge as the cause, got {other:?}"),
+        },
+        other => panic!("expected Error::Snapshot, got {other:?}"),
+    }
+    assert!(out.is_empty());
+    let sent = fake.padding_sent();
+    assert!(sent < 32 << 20, "the server sent {sent} bytes of padding");
+}
