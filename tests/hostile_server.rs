@@ -232,3 +232,113 @@ async fn an_oversized_snapshot_chunk_is_message_too_large() {
     let sent = fake.padding_sent();
     assert!(sent < 32 << 20, "the server sent {sent} bytes of padding");
 }
+
+/// TLS settings with a throwaway CA, for a client that reaches the plaintext fake only through
+/// the explicit opt-in.
+#[cfg(feature = "tls")]
+fn tls_options() -> etcd_lock::TlsOptions {
+    let mut params = match rcgen::CertificateParams::new(Vec::<String>::new()) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = match rcgen::KeyPair::generate() {
+        Ok(k) => k,
+        Err(e) => panic!("{e}"),
+    };
+    match params.self_signed(&key) {
+        Ok(cert) => etcd_lock::TlsOptions::new().with_ca_pem(cert.pem()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `MemberListResponse` with one member (ID 1) advertising `url`.
+#[cfg(feature = "tls")]
+fn member_list(url: &str) -> Answer {
+    use etcd_lock::proto::etcdserverpb as pb;
+    let resp = pb::MemberListResponse {
+        header: None,
+        members: vec![pb::Member {
+            id: 1,
+            name: "m1".into(),
+            peer_ur_ls: Vec::new(),
+            client_ur_ls: vec![url.into()],
+            is_learner: false,
+        }],
+    };
+    Answer::Message(prost::Message::encode_to_vec(&resp))
+}
+
+/// Fails on the old code: auto-sync rewrote `http://` to `https://` only in lower case (and
+/// only when an endpoint already used https), so a member advertising `HTTP://` was dialled
+/// in clear although TLS was configured. Under TLS settings every advertised URL is dialled
+/// with TLS, whatever its spelling, even with the plaintext opt-in for configured endpoints.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_sync_dials_advertised_urls_with_tls() {
+    const MEMBER_LIST: &str = "/etcdserverpb.Cluster/MemberList";
+    // A member advertising `HTTP://127.0.0.1:1` (in capitals; nothing listens there).
+    let fake = FakeEtcd::start(vec![(MEMBER_LIST, vec![member_list("HTTP://127.0.0.1:1")])]).await;
+    let options = options()
+        .with_allow_plaintext_with_tls(true)
+        .with_auto_sync(Some(Duration::from_millis(50)));
+    let client = match Client::builder([fake.endpoint.as_str()], options) {
+        Ok(b) => b.tls(tls_options()).connect().await,
+        Err(e) => Err(e),
+    };
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => panic!("connect: {e}"),
+    };
+    let synced = within("auto-sync", async {
+        loop {
+            let endpoints = client.endpoints();
+            if endpoints != [fake.endpoint.clone()] {
+                return endpoints;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(synced, ["https://127.0.0.1:1"]);
+}
+
+/// Fails on the old code: `move_leader` sent `MoveLeader` to the leader's advertised URL as
+/// given, here `http://` (the fake itself), in clear although TLS was configured. Now that URL
+/// is dialled with TLS (and the plaintext fake never gets the call).
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_leader_dials_the_advertised_leader_with_tls() {
+    const MEMBER_LIST: &str = "/etcdserverpb.Cluster/MemberList";
+    const MOVE_LEADER: &str = "/etcdserverpb.Maintenance/MoveLeader";
+    let status = etcd_lock::proto::etcdserverpb::StatusResponse {
+        leader: 1,
+        ..Default::default()
+    };
+    // The scripted fake names the leader's URL: `target`, a second plaintext fake that
+    // records whatever reaches it.
+    let target = FakeEtcd::start(Vec::new()).await;
+    let fake = FakeEtcd::start(vec![
+        (
+            STATUS,
+            vec![Answer::Message(prost::Message::encode_to_vec(&status))],
+        ),
+        (MEMBER_LIST, vec![member_list(&target.endpoint)]),
+    ])
+    .await;
+    let client = match Client::builder(
+        [fake.endpoint.as_str()],
+        options().with_allow_plaintext_with_tls(true),
+    ) {
+        Ok(b) => b.tls(tls_options()).connect().await,
+        Err(e) => Err(e),
+    };
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => panic!("connect: {e}"),
+    };
+    let result = within("move_leader", client.move_leader(2)).await;
+    assert!(result.is_err(), "the plaintext fake cannot answer over TLS");
+    assert_eq!(target.count(MOVE_LEADER), 0, "MoveLeader went in clear");
+    assert!(target.calls().is_empty(), "{:?}", target.calls());
+}
