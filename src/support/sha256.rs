@@ -1,5 +1,4 @@
-//! SHA-256 (FIPS 180-4): to check the digest etcd appends to a snapshot stream, and to name
-//! snapshot chunks in the wire log without writing their bytes.
+//! SHA-256 (FIPS 180-4), only to check the digest etcd appends to a snapshot stream.
 //!
 //! Written here rather than taken from a crate: the default build has no hash crate in its
 //! tree (`ring` comes only with the `tls` feature, `sha2` not at all), and this is the only
