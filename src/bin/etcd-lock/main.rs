@@ -82,14 +82,8 @@ pub(crate) async fn connect(common: &args::Common) -> Result<Client, String> {
         let sink = if target == "-" {
             etcd_lock::wirelog::JsonLines::stderr()
         } else {
-            // Created 0600; an existing path (or a symlink) is refused, never truncated.
-            etcd_lock::wirelog::JsonLines::to_file(target).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    format!("--wire-log {target}: the file exists; remove it or name a new one")
-                } else {
-                    format!("--wire-log {target}: {e}")
-                }
-            })?
+            etcd_lock::wirelog::JsonLines::to_file(target)
+                .map_err(|e| format!("--wire-log {target}: {e}"))?
         };
         builder = builder.wire_log(Arc::new(sink));
     }
