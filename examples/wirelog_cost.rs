@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use etcd_lock::wirelog::JsonLines;
+use etcd_lock::wirelog::{ExistingFile, JsonLines};
 use etcd_lock::{Client, ClientOptions};
 use futures_util::stream::{self, StreamExt};
 
@@ -47,7 +47,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for with_sink in [false, true] {
             let mut builder = Client::builder([endpoint.as_str()], ClientOptions::new())?;
             if with_sink {
-                builder = builder.wire_log(Arc::new(JsonLines::to_file(&log_path)?));
+                builder = builder.wire_log(Arc::new(JsonLines::to_file_with(
+                    &log_path,
+                    ExistingFile::Overwrite,
+                )?));
             }
             let client = builder.connect().await?;
             let prefix = format!("wirelog-cost/{}/{round}/{with_sink}/", std::process::id());

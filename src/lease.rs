@@ -175,7 +175,11 @@ impl LeaseKeeper {
                     "keep-alive stream ended",
                 )),
             }),
-            Err(status) => Err(Error::from_status(status)),
+            Err(status) => {
+                let limit = self.client.options().max_response_bytes;
+                Err(crate::client::too_large(KEEP_ALIVE, &status, limit)
+                    .unwrap_or_else(|| Error::from_status(status)))
+            }
         }
     }
 }

@@ -13,7 +13,6 @@ use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::support::{header_of, response_wrapper};
 
-mod sha256;
 mod snapshot;
 
 pub use snapshot::{ProgressFn, SnapshotInfo, SnapshotOptions, SnapshotProgress};
@@ -311,7 +310,9 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let leader_url = self.leader_endpoint().await?;
+            // The leader's advertised URL, under the client's scheme rules (TLS settings
+            // make it https:// whatever it says).
+            let leader_url = self.advertised_url(&self.leader_endpoint().await?)?;
             let req = pb::MoveLeaderRequest { target_id };
             let result = self
                 .unary_at(&leader_url, MOVE_LEADER, req, |ch, r| async move {

@@ -24,7 +24,11 @@
 //!
 //! `*_bytes` and `bytes` are the protobuf payload lengths (the gRPC message without its 5-byte
 //! prefix). Methods that carry a password or a token (`Auth/Authenticate`) show their
-//! messages as `"<redacted>"`, sizes kept.
+//! messages as `"<redacted>"`, sizes kept. `Maintenance/Snapshot` answers (the whole database,
+//! auth bucket included) show each chunk's data only as `"blob":{"bytes":N,"sha256":"<hex>"}`.
+//!
+//! [`JsonLines::to_file`] creates the file `0600` and refuses an existing one (see
+//! [`ExistingFile`] to append or overwrite); symlinks are never followed.
 //!
 //! A contended recipe lock, from a real run against etcd 3.5.1 before issue 15 (a lone join's
 //! first Txn now has one `DESCEND` range, `limit:18`, instead of `ASCEND` `limit:64`; the waiter's side, trimmed:
@@ -129,15 +133,85 @@ impl JsonLines {
         Self::new(io::stderr())
     }
 
-    /// Writes lines to the file at `path`, created or truncated.
+    /// Writes lines to a new file at `path`, readable and writable by its owner only
+    /// (`0600`); fails if `path` exists (a file, a symlink, anything). The same as
+    /// [`JsonLines::to_file_with`] with [`ExistingFile::Refuse`].
+    ///
+    /// The log holds keys, values and lease IDs (never passwords or tokens), so it is treated
+    /// as a secret file. Before 0.2 this truncated an existing file and followed symlinks.
     pub fn to_file(path: impl AsRef<Path>) -> io::Result<Self> {
-        Ok(Self::new(File::create(path)?))
+        Self::to_file_with(path, ExistingFile::Refuse)
+    }
+
+    /// Writes lines to the file at `path`, created `0600` when it does not exist; `existing`
+    /// says what to do when it does. A symlink at `path` is never followed (`O_NOFOLLOW`), and
+    /// an existing path that is not a regular file is refused. An existing file that is
+    /// appended to or overwritten is narrowed to `0600` first.
+    ///
+    /// Errors are `std::io::Error`s whose kind says why: `AlreadyExists` (with
+    /// [`ExistingFile::Refuse`]), `InvalidInput` (not a regular file), or what the system
+    /// reported (e.g. `ELOOP` for a symlink, `PermissionDenied`).
+    ///
+    /// ```no_run
+    /// use etcd_lock::wirelog::{ExistingFile, JsonLines};
+    /// let log = JsonLines::to_file_with("etcd-wire.jsonl", ExistingFile::Append)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn to_file_with(path: impl AsRef<Path>, existing: ExistingFile) -> io::Result<Self> {
+        Ok(Self::new(open_log_file(path.as_ref(), existing)?))
     }
 
     /// How many lines could not be written (or flushed) so far.
     pub fn write_errors(&self) -> u64 {
         self.write_errors.load(Ordering::Relaxed)
     }
+}
+
+/// What [`JsonLines::to_file_with`] does when the file already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ExistingFile {
+    /// Fail with `AlreadyExists` (the default): a log never lands in a file someone else
+    /// prepared.
+    #[default]
+    Refuse,
+    /// Add lines at the end of the existing file.
+    Append,
+    /// Empty the existing file, then write.
+    Overwrite,
+}
+
+/// Opens the wire-log file: `0600`, no symlinks followed, regular files only.
+fn open_log_file(path: &Path, existing: ExistingFile) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    match existing {
+        // O_CREAT | O_EXCL: fails on any existing path, a symlink (even dangling) included.
+        ExistingFile::Refuse => options.create_new(true),
+        ExistingFile::Append => options.create(true).append(true),
+        ExistingFile::Overwrite => options.create(true).truncate(true),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a regular file", path.display()),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(file)
 }
 
 impl WireSink for JsonLines {
@@ -161,6 +235,87 @@ fn write_body(method: &str, request: bool, bytes: &[u8], out: &mut String) {
         .and_then(|p| p.method(method))
         .map(|(input, output)| if request { input } else { output });
     write_message(descriptor, bytes, out);
+}
+
+/// `Maintenance/Snapshot`: its answers carry the whole database, auth bucket included.
+const SNAPSHOT: &str = "/etcdserverpb.Maintenance/Snapshot";
+/// `SnapshotResponse.blob`'s field number.
+const SNAPSHOT_BLOB: u32 = 3;
+
+/// A `SnapshotResponse` without its data: every other field decoded as usual, and `blob` as
+/// `{"bytes":N,"sha256":"<hex>"}`, enough to match chunks against a file without writing the
+/// database (users' password hashes included) into the log. A message that does not parse
+/// is shown as `{"undecodable_bytes":N,"sha256":"<hex>"}`, never as its bytes.
+fn write_snapshot_chunk(bytes: &[u8], out: &mut String) {
+    let Some((rest, blob)) = split_field(bytes, SNAPSHOT_BLOB) else {
+        let _ = write!(
+            out,
+            "{{\"undecodable_bytes\":{},\"sha256\":\"{}\"}}",
+            bytes.len(),
+            sha256_hex(bytes)
+        );
+        return;
+    };
+    write_body(SNAPSHOT, false, &rest, out);
+    let Some(blob) = blob else {
+        return;
+    };
+    if out.ends_with('}') {
+        out.pop();
+        if !out.ends_with('{') {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "\"blob\":{{\"bytes\":{},\"sha256\":\"{}\"}}}}",
+            blob.len(),
+            sha256_hex(blob)
+        );
+    }
+}
+
+/// Splits a protobuf message into its bytes without field `number` (length-delimited) and the
+/// last value of that field (the one a decoder keeps); `None` when the bytes do not parse.
+fn split_field(bytes: &[u8], number: u32) -> Option<(Vec<u8>, Option<&[u8]>)> {
+    use prost::encoding::{decode_key, decode_varint, WireType};
+    let mut rest = Vec::with_capacity(64.min(bytes.len()));
+    let mut found = None;
+    let mut buf = bytes;
+    while !buf.is_empty() {
+        let start = bytes.len() - buf.len();
+        let (field, wire_type) = decode_key(&mut buf).ok()?;
+        let skip = match wire_type {
+            WireType::Varint => {
+                decode_varint(&mut buf).ok()?;
+                0
+            }
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            WireType::LengthDelimited => usize::try_from(decode_varint(&mut buf).ok()?).ok()?,
+            WireType::StartGroup | WireType::EndGroup => return None,
+        };
+        let value = buf.get(..skip)?;
+        buf = &buf[skip..];
+        let end = bytes.len() - buf.len();
+        if field == number && wire_type == WireType::LengthDelimited {
+            found = Some(value);
+        } else {
+            rest.extend_from_slice(&bytes[start..end]);
+        }
+    }
+    Some((rest, found))
+}
+
+/// The SHA-256 of `bytes` in lower-case hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    let mut hash = crate::support::sha256::Sha256::default();
+    hash.update(bytes);
+    hash.finish()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// `host:port` of an endpoint URL, as sent in HTTP/2's `:authority`.
@@ -277,7 +432,11 @@ fn render_event(event: &WireEvent<'_>, now: SystemTime) -> String {
             s.push_str(",\"method\":");
             json_string(message.method, &mut s);
             s.push_str(",\"message\":");
-            write_body(message.method, request, message.message, &mut s);
+            if !request && message.method == SNAPSHOT {
+                write_snapshot_chunk(message.message, &mut s);
+            } else {
+                write_body(message.method, request, message.message, &mut s);
+            }
             let _ = write!(s, ",\"bytes\":{}", message.message.len());
         }
         WireEvent::Close(close) => {
@@ -819,11 +978,130 @@ mod tests {
 
         let path = std::env::temp_dir().join(format!("wirelog-test-{}.jsonl", std::process::id()));
         std::fs::write(&path, "old contents\n").unwrap();
-        let sink = JsonLines::to_file(&path).unwrap();
+        let sink = JsonLines::to_file_with(&path, ExistingFile::Overwrite).unwrap();
         sink.record(&WireEvent::Call(record()));
         let text = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::remove_file(&path);
         assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn log_files_are_private_new_files_unless_asked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("wirelog-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let (request, metadata) = grant_line();
+        let record = || CallRecord {
+            call: 1,
+            attempt: 1,
+            method: "/etcdserverpb.Lease/LeaseGrant",
+            endpoint: "e",
+            metadata: &metadata,
+            request: &request,
+            request_bytes: request.len(),
+            response: None,
+            response_bytes: 0,
+            redacted: false,
+            status: None,
+            retry: None,
+            latency: Duration::ZERO,
+        };
+
+        // A new file: 0600, whatever the umask allows.
+        let new = dir.join("new.jsonl");
+        JsonLines::to_file(&new)
+            .unwrap()
+            .record(&WireEvent::Call(record()));
+        assert_eq!(mode(&new), 0o600);
+        // An existing one: refused by default, untouched.
+        let err = JsonLines::to_file(&new).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(std::fs::read_to_string(&new).unwrap().lines().count(), 1);
+        // Append keeps the old lines; a world-readable file is narrowed to 0600.
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o644)).unwrap();
+        JsonLines::to_file_with(&new, ExistingFile::Append)
+            .unwrap()
+            .record(&WireEvent::Call(record()));
+        assert_eq!(std::fs::read_to_string(&new).unwrap().lines().count(), 2);
+        assert_eq!(mode(&new), 0o600);
+
+        // A symlink is never followed, whatever the mode; its target is left alone.
+        let target = dir.join("target.txt");
+        std::fs::write(&target, "precious\n").unwrap();
+        let link = dir.join("link.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for existing in [
+            ExistingFile::Refuse,
+            ExistingFile::Append,
+            ExistingFile::Overwrite,
+        ] {
+            assert!(
+                JsonLines::to_file_with(&link, existing).is_err(),
+                "{existing:?} followed the symlink"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+        // Not a regular file.
+        let err = JsonLines::to_file_with(&dir, ExistingFile::Append).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::IsADirectory
+            ),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn snapshot_chunks_are_logged_by_size_and_digest() {
+        let chunk = pb::SnapshotResponse {
+            header: Some(pb::ResponseHeader {
+                revision: 7,
+                ..Default::default()
+            }),
+            remaining_bytes: 10,
+            blob: b"abc".to_vec(),
+        };
+        let mut bytes = encode(&chunk);
+        // An unknown field after the blob is still shown.
+        bytes.extend_from_slice(&[0x78, 0x07]);
+        let recv = StreamMessage {
+            stream: 1,
+            seq: 2,
+            method: SNAPSHOT,
+            message: &bytes,
+        };
+        let line = render_event(&WireEvent::Recv(recv), UNIX_EPOCH);
+        // sha256("abc"), FIPS 180-2 appendix B.1.
+        let digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert!(
+            line.contains(&format!(
+                r##""message":{{"header":{{"revision":7}},"remaining_bytes":10,"#15":7,"blob":{{"bytes":3,"sha256":"{digest}"}}}}"##
+            )),
+            "{line}"
+        );
+        assert!(!line.contains("abc") && !line.contains("YWJj"), "{line}");
+        // Only data: no other field.
+        let only = encode(&pb::SnapshotResponse {
+            blob: b"secret".to_vec(),
+            ..Default::default()
+        });
+        let mut out = String::new();
+        write_snapshot_chunk(&only, &mut out);
+        assert!(out.starts_with(r#"{"blob":{"bytes":6,"sha256":""#), "{out}");
+        // Garbage is never echoed.
+        let mut out = String::new();
+        write_snapshot_chunk(&[0x1a, 0x05, b's', b'e'], &mut out);
+        assert!(
+            out.starts_with(r#"{"undecodable_bytes":4,"sha256":""#),
+            "{out}"
+        );
+        // The request side is logged as usual.
+        assert_eq!(decode_message("etcdserverpb.SnapshotRequest", &[]), "{}");
     }
 
     #[test]

@@ -71,12 +71,15 @@ async fn message_size_limits(bin: &EtcdBinary) {
     assert!(absent.kvs().is_empty());
     ok(small.put(format!("{prefix}/small"), "fits").await);
 
-    // The watch stream gets the same response limit: a 1.1 MiB event is over 1 MiB.
+    // The watch stream gets the same response limit: a 1.1 MiB event is over 1 MiB, refused
+    // from its length prefix and reported typed.
     let mut watcher = ok(small.watch(format!("{prefix}/0")).await);
     ok(client.put(format!("{prefix}/0"), value.clone()).await);
     let next = tokio::time::timeout(Duration::from_secs(10), watcher.next()).await;
     match next {
-        Ok(Some(Err(Error::WatchClosed { .. }))) => {}
+        Ok(Some(Err(Error::MessageTooLarge { what, limit, .. }))) => {
+            assert_eq!((what, limit), (MessageKind::Response, MIB));
+        }
         other => panic!("1.1 MiB watch event under a 1 MiB limit: {other:?}"),
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 
+use super::scheme::{self, Origin};
 use super::token::{Credentials, TokenState};
 use super::unary::is_transport_failure;
 use super::{Client, ClientOptions, Counters, Inner, Member};
@@ -17,7 +18,8 @@ use crate::wire::WireSink;
 #[derive(Debug)]
 #[must_use]
 pub struct ClientBuilder {
-    targets: Vec<Target>,
+    /// The endpoints as given (trimmed).
+    targets: Vec<String>,
     options: ClientOptions,
     wire: Option<Arc<dyn WireSink>>,
     credentials: Option<Credentials>,
@@ -29,9 +31,17 @@ impl ClientBuilder {
         E: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        // Checked now for form; the scheme rules that depend on TLS apply at `connect`.
+        let any_scheme = scheme::Rules {
+            tls: false,
+            allow_plaintext: true,
+        };
         let targets = endpoints
             .into_iter()
-            .map(|e| normalize_endpoint(e.as_ref()))
+            .map(|e| {
+                let raw = e.as_ref().trim();
+                scheme::dial_url(raw, Origin::Configured, any_scheme).map(|_| raw.to_string())
+            })
             .collect::<Result<Vec<_>>>()?;
         if targets.is_empty() {
             return Err(Error::invalid(
@@ -99,11 +109,27 @@ impl ClientBuilder {
             .transpose()?;
         #[cfg(not(feature = "tls"))]
         let tls_config: Option<()> = None;
+        let rules = scheme::Rules {
+            tls: tls_config.is_some(),
+            allow_plaintext: allow_plaintext(o),
+        };
         let urls: Vec<String> = self
             .targets
             .iter()
-            .map(|t| t.url(tls_config.is_some()))
-            .collect();
+            .map(|t| scheme::dial_url(t, Origin::Configured, rules))
+            .collect::<Result<_>>()?;
+        if rules.tls && self.credentials.is_some() {
+            if let Some(plain) = urls.iter().find(|u| scheme::is_plaintext(u)) {
+                return Err(Error::invalid(
+                    "endpoints",
+                    format!(
+                        "{plain}: with TLS configured, a user's password and token are never \
+                         sent in clear, and every request carries the token; use https:// \
+                         endpoints (allow_plaintext_with_tls does not lift this)"
+                    ),
+                ));
+            }
+        }
         let make_endpoint = {
             let o = o.clone();
             #[allow(clippy::clone_on_copy)]
@@ -137,6 +163,7 @@ impl ClientBuilder {
         let attempts = endpoints.iter().zip(&urls).map(|(e, url)| {
             let e = e.clone();
             let limit = o.connect_timeout;
+            let max_response_bytes = o.max_response_bytes;
             let tls = url.starts_with("https://");
             async move {
                 let channel = match tokio::time::timeout(limit, e.connect()).await {
@@ -145,7 +172,11 @@ impl ClientBuilder {
                     Err(_) => return Err(Failure::Other(format!("no answer within {limit:?}"))),
                 };
                 if tls {
-                    probe(channel.clone(), limit).await?;
+                    let probe_channel = super::GrpcChannel {
+                        channel: channel.clone(),
+                        max_response_bytes,
+                    };
+                    probe(probe_channel, limit).await?;
                 }
                 Ok(channel)
             }
@@ -218,11 +249,15 @@ impl ClientBuilder {
                 .map(|e| e.connect_lazy())
                 .map_err(|e| Error::invalid("endpoints", e.to_string()))
         };
+        let plain = scheme::Rules {
+            tls: false,
+            allow_plaintext: true,
+        };
         let members: Vec<Member> = self
             .targets
             .iter()
             .filter_map(|t| {
-                let url = t.url(false);
+                let url = scheme::dial_url(t, Origin::Configured, plain).ok()?;
                 make(&url).ok().map(|channel| Member { url, channel })
             })
             .collect();
@@ -293,7 +328,7 @@ fn failure(err: &tonic::transport::Error) -> Failure {
 /// client certificate after the client considers the handshake done, so a refusal only shows
 /// on the first request; any answer from etcd (even an error) means TLS is fine. The server's
 /// alert can be lost when it resets the connection at once: try up to three times.
-async fn probe(channel: Channel, limit: Duration) -> std::result::Result<(), Failure> {
+async fn probe(channel: super::GrpcChannel, limit: Duration) -> std::result::Result<(), Failure> {
     let deadline = Instant::now() + limit;
     let mut grpc: crate::proto::etcdserverpb::maintenance_client::MaintenanceClient<Channel> =
         super::Grpc::unary(channel);
@@ -341,104 +376,13 @@ fn transport_reason(err: &tonic::transport::Error) -> String {
     source.to_string()
 }
 
-/// A checked endpoint: the scheme as given (`None` for bare `host:port`) and `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
-    https: Option<bool>,
-    authority: String,
-}
-
-impl Target {
-    /// The URL to dial: bare `host:port` uses TLS when TLS settings were given, as etcdctl does.
-    fn url(&self, tls_configured: bool) -> String {
-        let scheme = if self.https.unwrap_or(tls_configured) {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://{}", self.authority)
-    }
-}
-
-/// Accepts `host:port`, `http://host:port` and (with the `tls` feature) `https://host:port`;
-/// refuses other schemes and malformed input.
-fn normalize_endpoint(raw: &str) -> Result<Target> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Err(Error::invalid("endpoints", "empty endpoint"));
-    }
-    let (https, rest) = if let Some(rest) = raw.strip_prefix("http://") {
-        (Some(false), rest)
-    } else if let Some(rest) = raw.strip_prefix("https://") {
-        if !cfg!(feature = "tls") {
-            return Err(Error::invalid(
-                "endpoints",
-                format!("{raw}: https:// endpoints need etcd-lock's `tls` cargo feature, which this build does not have"),
-            ));
-        }
-        (Some(true), rest)
-    } else if raw.contains("://") {
-        return Err(Error::invalid(
-            "endpoints",
-            format!("{raw}: only http:// and https:// endpoints are supported"),
-        ));
-    } else {
-        (None, raw)
-    };
-    let authority = rest.trim_end_matches('/');
-    let port_ok = authority
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-    if !port_ok || authority.contains('/') {
-        return Err(Error::invalid(
-            "endpoints",
-            format!("{raw}: expected host:port, http://host:port or https://host:port"),
-        ));
-    }
-    Ok(Target {
-        https,
-        authority: authority.to_string(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize_endpoint;
-
-    #[test]
-    fn endpoints_are_normalized_or_refused() {
-        let url = |raw: &str, tls: bool| normalize_endpoint(raw).ok().map(|t| t.url(tls));
-        assert_eq!(
-            url("127.0.0.1:2379", false).as_deref(),
-            Some("http://127.0.0.1:2379")
-        );
-        assert_eq!(
-            url("127.0.0.1:2379", true).as_deref(),
-            Some("https://127.0.0.1:2379")
-        );
-        assert_eq!(
-            url("http://localhost:2379/", true).as_deref(),
-            Some("http://localhost:2379")
-        );
-        let https = normalize_endpoint("https://localhost:2379");
-        if cfg!(feature = "tls") {
-            assert_eq!(
-                https.ok().map(|t| t.url(false)).as_deref(),
-                Some("https://localhost:2379")
-            );
-        } else {
-            let text = https.err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(text.contains("`tls` cargo feature"), "{text}");
-        }
-        for bad in [
-            "",
-            "localhost",
-            "ftp://x:1",
-            "http://:2379",
-            "x:99999",
-            "a:1/b",
-        ] {
-            assert!(normalize_endpoint(bad).is_err(), "{bad} accepted");
-        }
+/// `ClientOptions::allow_plaintext_with_tls`, `false` in a build without TLS.
+pub(super) fn allow_plaintext(options: &ClientOptions) -> bool {
+    #[cfg(feature = "tls")]
+    return options.allow_plaintext_with_tls;
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = options;
+        false
     }
 }

@@ -10,26 +10,63 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 
-use super::Client;
-use crate::error::{Error, Result};
+use super::scheme::Origin;
+use super::{Client, GrpcChannel};
+use crate::error::{Error, MessageKind, Result};
 use crate::wire::CallTap;
 
 impl Client {
-    /// The URL `endpoint` stands for: as given when it has a scheme, else `http://` (or
-    /// `https://` when the client has TLS settings), as [`Client::connect`] reads endpoints.
-    pub(crate) fn endpoint_url_of(&self, endpoint: &str) -> Result<String> {
-        let raw = endpoint.trim().trim_end_matches('/');
-        if raw.is_empty() {
-            return Err(Error::invalid("endpoint", "must not be empty"));
-        }
-        if raw.contains("://") {
-            return Ok(raw.to_string());
-        }
+    /// The scheme rules of this client (see `scheme.rs`).
+    pub(crate) fn scheme_rules(&self) -> super::scheme::Rules {
         #[cfg(feature = "tls")]
         let tls = self.inner.options.tls.is_some();
         #[cfg(not(feature = "tls"))]
         let tls = false;
-        Ok(format!("{}://{raw}", if tls { "https" } else { "http" }))
+        super::scheme::Rules {
+            tls,
+            allow_plaintext: super::connect::allow_plaintext(&self.inner.options),
+        }
+    }
+
+    /// The URL `endpoint` stands for, as [`Client::connect`] reads endpoints: a bare
+    /// `host:port` is `https://` when the client has TLS settings, and an explicit `http://`
+    /// one is refused then unless plaintext was allowed.
+    pub(crate) fn endpoint_url_of(&self, endpoint: &str) -> Result<String> {
+        let url = super::scheme::dial_url(endpoint, Origin::Configured, self.scheme_rules());
+        url.map_err(|e| match e {
+            Error::InvalidArgument { reason, .. } => Error::invalid("endpoint", reason),
+            other => other,
+        })
+    }
+
+    /// The URL to dial for a client URL the cluster advertised (a member list entry): under
+    /// TLS settings always `https://`, whatever the member says.
+    pub(crate) fn advertised_url(&self, url: &str) -> Result<String> {
+        super::scheme::dial_url(url, Origin::Advertised, self.scheme_rules())
+    }
+
+    /// The endpoint a request carrying a password (`method`) goes to: the current one, unless
+    /// the client has TLS settings and it is plaintext; then the first TLS endpoint. With no
+    /// TLS endpoint at all, the request is refused before anything is sent.
+    pub(crate) fn current_for_secret(&self, method: &'static str) -> Result<(usize, Channel)> {
+        let (index, channel) = self.current();
+        if !self.scheme_rules().tls || !super::scheme::is_plaintext(&self.endpoint_url(index)) {
+            return Ok((index, channel));
+        }
+        let members = self.members();
+        match members
+            .iter()
+            .position(|m| !super::scheme::is_plaintext(&m.url))
+        {
+            Some(i) => Ok((i, members[i].channel.clone())),
+            None => Err(Error::invalid(
+                "endpoints",
+                format!(
+                    "{method} carries a password and TLS is configured, but every endpoint is \
+                     plaintext http://; add an https:// endpoint"
+                ),
+            )),
+        }
     }
 
     /// A channel to `endpoint`: the client's own connection when the endpoint is one of
@@ -60,11 +97,25 @@ impl Client {
     where
         Req: prost::Message + Clone + std::fmt::Debug,
         Resp: prost::Message + std::fmt::Debug,
-        F: Fn(Channel, tonic::Request<Req>) -> Fut,
+        F: Fn(GrpcChannel, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
+        let options = &self.inner.options;
+        let request_len = request.encoded_len();
+        if request_len > options.max_request_bytes {
+            return Err(Error::MessageTooLarge {
+                method,
+                what: MessageKind::Request,
+                bytes: request_len,
+                limit: options.max_request_bytes,
+            });
+        }
         let (url, channel) = self.channel_to(endpoint)?;
-        let timeout = self.inner.options.request_timeout;
+        let channel = GrpcChannel {
+            channel,
+            max_response_bytes: options.max_response_bytes,
+        };
+        let timeout = options.request_timeout;
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut renewed = false;
         let mut tap = CallTap::new(self.wire(), method, super::token::is_secret(method));
@@ -76,7 +127,7 @@ impl Client {
                 req.set_timeout(remaining);
             }
             let c = &self.inner.counters;
-            c.unary_sent(request.encoded_len());
+            c.unary_sent(request_len);
             tap.attempt(|| url.clone(), &req);
             let outcome = match remaining {
                 Some(left) => {
@@ -97,6 +148,11 @@ impl Client {
                 }
                 Err(status) => status,
             };
+            if let Some(too_large) =
+                super::grpc::too_large(method, &status, options.max_response_bytes)
+            {
+                return Err(too_large);
+            }
             let expired = deadline.is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d);
             if expired
                 && matches!(
@@ -111,10 +167,10 @@ impl Client {
                 });
             }
             let error = Error::from_status(status);
-            if !renewed && self.token_may_help(&error) {
+            if !renewed && method != super::token::AUTHENTICATE && self.token_may_help(&error) {
                 renewed = true;
                 tap.retry(&"the token was refused: authenticate again, then resend");
-                self.renew_token(token.as_ref()).await?;
+                self.renew_token(token.as_ref(), deadline).await?;
                 continue;
             }
             return Err(error);

@@ -1,10 +1,16 @@
 //! The one way this crate opens a generated gRPC client, so every call site gets the same
 //! message size limits (tonic's own default would refuse any answer over 4 MiB with a bare
 //! `OutOfRange` status, where etcd itself sends up to 2 GiB).
+//!
+//! The limits are enforced by tonic's decoder while it reads the 5-byte gRPC message prefix,
+//! before any of the message is buffered: a server announcing a 400 MiB answer costs the
+//! client nothing but the prefix. [`too_large`] turns that refusal into
+//! [`Error::MessageTooLarge`].
 
 use tonic::transport::Channel;
 
 use super::ClientOptions;
+use crate::error::{Error, MessageKind};
 use crate::proto::etcdserverpb::auth_client::AuthClient;
 use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::kv_client::KvClient;
@@ -14,13 +20,20 @@ use crate::proto::etcdserverpb::watch_client::WatchClient;
 use crate::proto::v3electionpb::election_client::ElectionClient;
 use crate::proto::v3lockpb::lock_client::LockClient;
 
+/// The channel a unary call closure gets: the connection plus the response size limit its
+/// generated client must decode with (so no call site can forget it).
+#[derive(Debug, Clone)]
+pub(crate) struct GrpcChannel {
+    pub(crate) channel: Channel,
+    pub(crate) max_response_bytes: usize,
+}
+
 /// A generated client on a channel of ours, with the size limits every call site needs.
 pub(crate) trait Grpc: Sized {
-    /// For a unary RPC: decodes an answer of any size, because `Client::unary` (the one path
-    /// every unary answer takes) then refuses one over
-    /// [`ClientOptions::max_response_bytes`] with a typed
-    /// [`Error::MessageTooLarge`](crate::Error::MessageTooLarge).
-    fn unary(channel: Channel) -> Self;
+    /// For a unary RPC: decodes answers up to [`ClientOptions::max_response_bytes`]; tonic
+    /// refuses a bigger one from its length prefix, before buffering it, and the unary paths
+    /// turn that into [`Error::MessageTooLarge`](crate::Error::MessageTooLarge).
+    fn unary(channel: GrpcChannel) -> Self;
 
     /// For a stream: decodes messages up to [`ClientOptions::max_response_bytes`] and sends
     /// messages up to [`ClientOptions::max_request_bytes`]; a bigger one ends the stream.
@@ -30,8 +43,9 @@ pub(crate) trait Grpc: Sized {
 macro_rules! grpc {
     ($($client:ident),* $(,)?) => {$(
         impl Grpc for $client<Channel> {
-            fn unary(channel: Channel) -> Self {
-                $client::new(channel).max_decoding_message_size(usize::MAX)
+            fn unary(channel: GrpcChannel) -> Self {
+                $client::new(channel.channel)
+                    .max_decoding_message_size(channel.max_response_bytes)
             }
             fn stream(channel: Channel, options: &ClientOptions) -> Self {
                 $client::new(channel)
@@ -52,3 +66,60 @@ grpc!(
     ElectionClient,
     LockClient,
 );
+
+/// The prefix of tonic's own refusal of a message over the decode limit
+/// (`tonic::codec::decode`, `Status::out_of_range`). It carries no typed source, so it is
+/// recognised by code and text; a server that sends this text itself only gets its answer
+/// reported as too large, which is what it claims.
+const DECODE_LIMIT_PREFIX: &str = "Error, decoded message length too large: found ";
+
+/// [`Error::MessageTooLarge`] for `method` when `status` is tonic's refusal of an answer over
+/// `limit`, with the announced size; `None` for any other status.
+pub(crate) fn too_large(
+    method: &'static str,
+    status: &tonic::Status,
+    limit: usize,
+) -> Option<Error> {
+    if status.code() != tonic::Code::OutOfRange {
+        return None;
+    }
+    let rest = status.message().strip_prefix(DECODE_LIMIT_PREFIX)?;
+    let bytes = rest
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Some(Error::MessageTooLarge {
+        method,
+        what: MessageKind::Response,
+        bytes,
+        limit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tonics_decode_limit_refusal_is_message_too_large() {
+        let status = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 419430400 bytes, the limit is: 4194304 bytes",
+        );
+        match too_large("/etcdserverpb.Lease/LeaseGrant", &status, 4 << 20) {
+            Some(Error::MessageTooLarge {
+                bytes, limit, what, ..
+            }) => {
+                assert_eq!(
+                    (bytes, limit, what),
+                    (419_430_400, 4 << 20, MessageKind::Response)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // etcd's own OutOfRange answers stay what they are.
+        let future =
+            tonic::Status::out_of_range("etcdserver: mvcc: required revision is a future revision");
+        assert!(too_large("m", &future, 1).is_none());
+    }
+}

@@ -67,6 +67,13 @@ pub struct ClientOptions {
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub tls: Option<crate::tls::TlsOptions>,
+    /// With TLS settings, also accept endpoints given explicitly as `http://` (used in clear).
+    /// Default `false`: such an endpoint fails the connect with
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument), so TLS settings never
+    /// quietly fall back to plaintext. See [`ClientOptions::with_allow_plaintext_with_tls`].
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub allow_plaintext_with_tls: bool,
     /// Send etcd's require-leader metadata (`hasleader: true`) with every unary RPC, as Go's
     /// `clientv3.WithRequireLeader` does. Default `false`. See
     /// [`ClientOptions::with_require_leader`].
@@ -95,6 +102,8 @@ impl Default for ClientOptions {
             auto_sync_interval: None,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
+            allow_plaintext_with_tls: false,
             require_leader: false,
             max_request_bytes: usize::MAX,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
@@ -136,6 +145,25 @@ impl ClientOptions {
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn with_tls(mut self, tls: crate::tls::TlsOptions) -> Self {
         self.tls = Some(tls);
+        self
+    }
+    /// With TLS settings, accepts endpoints written explicitly as `http://` and talks to them
+    /// in clear (a mixed list of TLS and plaintext members). Off by default: without it such
+    /// an endpoint is refused when connecting.
+    ///
+    /// Even with it, nothing secret goes in clear: a client with a user and password refuses
+    /// plaintext endpoints under TLS (every request carries the token), and `Authenticate`,
+    /// `UserAdd` and `UserChangePassword` are sent to TLS endpoints only. URLs the cluster
+    /// advertises (auto-sync, `move_leader`) are always dialled with TLS under TLS settings.
+    ///
+    /// ```
+    /// let options = etcd_lock::ClientOptions::new().with_allow_plaintext_with_tls(true);
+    /// assert!(options.allow_plaintext_with_tls);
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn with_allow_plaintext_with_tls(mut self, allow: bool) -> Self {
+        self.allow_plaintext_with_tls = allow;
         self
     }
     /// Makes every unary RPC of this client carry etcd's require-leader metadata
@@ -428,10 +456,11 @@ mod connect;
 mod endpoint;
 mod extensions;
 mod grpc;
+mod scheme;
 mod sync;
 pub(crate) mod token;
 mod unary;
 
 pub use connect::ClientBuilder;
 pub(crate) use extensions::WeakClient;
-pub(crate) use grpc::Grpc;
+pub(crate) use grpc::{too_large, Grpc, GrpcChannel};

@@ -4,6 +4,7 @@ use super::Grpc;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::scheme::{self, Origin};
 use super::{Client, Inner, Member, Retry};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::cluster_client::ClusterClient;
@@ -32,18 +33,19 @@ impl Client {
                 ClusterClient::unary(ch).member_list(r).await
             })
             .await?;
-        let https = self.members().iter().any(|m| m.url.starts_with("https://"));
+        // The scheme rules for advertised URLs: under TLS (configured, or in use by an
+        // endpoint given as https://) every member is dialled with TLS, whatever it
+        // advertises and however it spells it.
+        let mut rules = self.scheme_rules();
+        rules.tls |= self.members().iter().any(|m| !scheme::is_plaintext(&m.url));
         let mut urls: Vec<String> = list
             .members
             .iter()
             .filter(|m| !m.is_learner)
-            .filter_map(|m| m.client_ur_ls.first())
-            .map(|u| {
-                if https {
-                    u.replacen("http://", "https://", 1)
-                } else {
-                    u.clone()
-                }
+            .filter_map(|m| {
+                m.client_ur_ls
+                    .iter()
+                    .find_map(|u| scheme::dial_url(u, Origin::Advertised, rules).ok())
             })
             .collect();
         urls.sort();

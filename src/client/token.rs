@@ -6,6 +6,7 @@
 
 use super::Grpc;
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use tonic::metadata::AsciiMetadataValue;
 
@@ -111,16 +112,46 @@ impl Client {
     }
 
     /// Authenticates again, unless another caller already replaced `stale` meanwhile.
-    pub(crate) async fn renew_token(&self, stale: Option<&AsciiMetadataValue>) -> Result<()> {
+    ///
+    /// Bounded by `deadline` (the caller's; `None`: the client's request timeout from now),
+    /// both while waiting for another caller's renewal and for `Authenticate` itself, so a
+    /// server that never hands out a usable token fails the caller, never hangs it. The
+    /// renewal never calls itself: `Client::unary` does not renew for `Authenticate`.
+    pub(crate) async fn renew_token(
+        &self,
+        stale: Option<&AsciiMetadataValue>,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
         let Some(credentials) = self.inner.token.credentials.as_ref() else {
             return Ok(());
         };
-        let _one_at_a_time = self.inner.token.renewing.lock().await;
+        let started = Instant::now();
+        let deadline = deadline.or_else(|| self.inner.options.request_timeout.map(|t| started + t));
+        let timed_out = || Error::Timeout {
+            method: AUTHENTICATE,
+            after: deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(started)),
+            last_error: None,
+        };
+        let lock = self.inner.token.renewing.lock();
+        let _one_at_a_time = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), lock)
+                .await
+                .map_err(|_| timed_out())?,
+            None => lock.await,
+        };
         if self.token().as_ref() != stale {
             return Ok(());
         }
-        // Boxed: `unary` may call back into this function.
-        let token = Box::pin(self.authenticate(&credentials.user, &credentials.password)).await?;
+        let left = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Err(timed_out()),
+            },
+            None => None,
+        };
+        // Boxed: `unary` may call back into this function (for other methods than this one).
+        let token =
+            Box::pin(self.authenticate(&credentials.user, &credentials.password, left)).await?;
         if let Ok(mut slot) = self.inner.token.token.write() {
             *slot = Some(token);
         }
@@ -138,7 +169,7 @@ impl Client {
         let token = self.token();
         match call(token.clone()).await {
             Err(e) if self.token_may_help(&e) => {
-                self.renew_token(token.as_ref()).await?;
+                self.renew_token(token.as_ref(), None).await?;
                 call(self.token()).await
             }
             other => other,
@@ -148,22 +179,32 @@ impl Client {
     /// `Auth/Authenticate` at connect time. A cluster without auth is fine (no token is sent,
     /// as Go's client does); if auth is enabled later, the first refused request authenticates.
     pub(crate) async fn authenticate_at_connect(&self) -> Result<()> {
-        match self.renew_token(None).await {
+        match self.renew_token(None, None).await {
             Err(e) if e.etcd_kind() == Some(EtcdErrorKind::AuthNotEnabled) => Ok(()),
             other => other,
         }
     }
 
-    /// `Auth/Authenticate`: trades a user name and password for a token (sent without one).
-    async fn authenticate(&self, user: &str, password: &str) -> Result<AsciiMetadataValue> {
+    /// `Auth/Authenticate`: trades a user name and password for a token (sent without one),
+    /// within `timeout`.
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        timeout: Option<Duration>,
+    ) -> Result<AsciiMetadataValue> {
         let req = pb::AuthenticateRequest {
             name: user.to_string(),
             password: password.to_string(),
         };
         let resp = self
-            .unary(AUTHENTICATE, Retry::Idempotent, req, |ch, r| async move {
-                AuthClient::unary(ch).authenticate(r).await
-            })
+            .unary_timeout(
+                AUTHENTICATE,
+                Retry::Idempotent,
+                timeout,
+                req,
+                |ch, r| async move { AuthClient::unary(ch).authenticate(r).await },
+            )
             .await?;
         AsciiMetadataValue::try_from(resp.token.as_str())
             .map_err(|_| Error::Protocol("Authenticate returned a token that is not ASCII".into()))

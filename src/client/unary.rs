@@ -3,9 +3,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
-
-use super::{Client, Retry};
+use super::{Client, GrpcChannel, Retry};
 use crate::error::{Code, Error, EtcdErrorKind, MessageKind, Result};
 use crate::trace::RpcSpan;
 use crate::wire::CallTap;
@@ -23,7 +21,7 @@ impl Client {
     where
         Req: prost::Message + Clone + std::fmt::Debug,
         Resp: prost::Message + std::fmt::Debug,
-        F: Fn(Channel, tonic::Request<Req>) -> Fut,
+        F: Fn(GrpcChannel, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
         self.unary_timeout(
@@ -52,7 +50,7 @@ impl Client {
     where
         Req: prost::Message + Clone + std::fmt::Debug + 'a,
         Resp: prost::Message + std::fmt::Debug + 'a,
-        F: Fn(Channel, tonic::Request<Req>) -> Fut + 'a,
+        F: Fn(GrpcChannel, tonic::Request<Req>) -> Fut + 'a,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>> + 'a,
     {
         crate::trace::rpc(method, move |span| {
@@ -73,7 +71,7 @@ impl Client {
     where
         Req: prost::Message + Clone + std::fmt::Debug,
         Resp: prost::Message + std::fmt::Debug,
-        F: Fn(Channel, tonic::Request<Req>) -> Fut,
+        F: Fn(GrpcChannel, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let started = Instant::now();
@@ -97,7 +95,16 @@ impl Client {
         let mut last_failure: Option<Error> = None;
         let mut tap = CallTap::new(self.wire(), method, secret);
         loop {
-            let (index, channel) = self.current();
+            // A password never goes over a plaintext endpoint of a client with TLS settings.
+            let (index, channel) = if secret {
+                self.current_for_secret(method)?
+            } else {
+                self.current()
+            };
+            let channel = GrpcChannel {
+                channel,
+                max_response_bytes: options.max_response_bytes,
+            };
             // Authenticate goes without a token: etcd checks a stale one even there.
             let token = (method != super::token::AUTHENTICATE)
                 .then(|| self.token())
@@ -133,22 +140,17 @@ impl Client {
             tap.outcome(&outcome);
             match outcome {
                 Ok(response) => {
+                    // Decoded within `max_response_bytes` (see `GrpcChannel`).
                     let response = response.into_inner();
-                    let response_len = response.encoded_len();
-                    counters.unary_received(response_len);
-                    // The generated clients decode up to usize::MAX; the configured limit is
-                    // applied here, the one place every unary answer passes.
-                    if response_len > options.max_response_bytes {
-                        return Err(Error::MessageTooLarge {
-                            method,
-                            what: MessageKind::Response,
-                            bytes: response_len,
-                            limit: options.max_response_bytes,
-                        });
-                    }
+                    counters.unary_received(response.encoded_len());
                     return Ok(response);
                 }
                 Err(status) => {
+                    if let Some(too_large) =
+                        super::grpc::too_large(method, &status, options.max_response_bytes)
+                    {
+                        return Err(too_large);
+                    }
                     // tonic enforces `grpc-timeout` itself and reports it as Cancelled.
                     let expired =
                         deadline.is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d);
@@ -180,10 +182,15 @@ impl Client {
                     }
                     let error = Error::from_status(status);
                     // An expired token: authenticate again and repeat the request, once.
-                    if !token_renewed && self.token_may_help(&error) {
+                    // Never for Authenticate itself (it sends no token: renewing would call
+                    // it again from inside the renewal), and never past our deadline.
+                    if !token_renewed
+                        && method != super::token::AUTHENTICATE
+                        && self.token_may_help(&error)
+                    {
                         token_renewed = true;
                         tap.retry(&"the token was refused: authenticate again, then resend");
-                        self.renew_token(token.as_ref()).await?;
+                        self.renew_token(token.as_ref(), deadline).await?;
                         continue;
                     }
                     // Asked to require a leader: once every endpoint said it has none, say so

@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::sha256::Sha256;
 use crate::client::{Client, Grpc};
 use crate::error::{Error, Result, SnapshotFailure};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use crate::support::sha256::Sha256;
 use crate::wire::StreamTap;
 
 /// The method path, as the wire log names it.
@@ -308,11 +308,11 @@ impl Client {
                 Ok(None) => break,
                 Err(status) => {
                     let received = verifier.received();
-                    return Err(refused(
-                        SnapshotFailure::Interrupted,
-                        received,
-                        Some(Error::from_status(status)),
-                    ));
+                    // A chunk over the decode limit is refused from its length prefix.
+                    let limit = self.options().max_response_bytes;
+                    let cause = crate::client::too_large(SNAPSHOT, &status, limit)
+                        .unwrap_or_else(|| Error::from_status(status));
+                    return Err(refused(SnapshotFailure::Interrupted, received, Some(cause)));
                 }
             };
             self.counters()

@@ -1,11 +1,13 @@
 //! Small helpers shared by the service wrappers and the client, with nothing of ours below
 //! them but [`crate::proto`]: the response header accessor, the response newtype macro, the
-//! prefix range end, etcd's require-leader stream metadata, and (feature `tls`) the reading
+//! prefix range end, etcd's require-leader stream metadata, SHA-256 (snapshot digests, the wire
+//! log's snapshot chunks), and (feature `tls`) the reading
 //! of rustls failures out of transport errors.
 //!
 //! They live here rather than in `kv` or `tls` so that every layer can use them without
 //! importing a module at its own level or above (see `DESIGN.md`, section 7).
 
+pub(crate) mod sha256;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 

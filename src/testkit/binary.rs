@@ -26,6 +26,11 @@ pub const BIN_ENV_PREFIX: &str = "ETCD_BIN_";
 ///
 /// Only the existence of `etcd` is checked; `etcdctl` is needed only by
 /// [`Cluster::etcdctl`](super::Cluster::etcdctl).
+///
+/// A binary found by rules 1-3 is refused with [`TestkitError::UnsafePath`] when it, the
+/// folder it is in, or the cache folder can be written by anyone but the current user and
+/// root: group- or world-writable (a folder with the sticky bit, like `/tmp`, is fine), or
+/// owned by another user. Symlinks are resolved first, so the checks apply to what runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdBinary {
     version: String,
@@ -40,7 +45,7 @@ impl EtcdBinary {
     /// Fails with [`TestkitError::NotInstalled`], whose message names
     /// `scripts/install-etcd`, when the version is not installed.
     pub fn find(version: &str) -> Result<EtcdBinary, TestkitError> {
-        Lookup::from_env().find(version)
+        Lookup::from_env().find_safe(version)
     }
 
     /// All installed versions, newest first.
@@ -76,9 +81,10 @@ impl EtcdBinary {
         }
     }
 
-    /// The cache folder: `$ETCD_LOCK_CACHE`; else the first `.cache/etcd` found
-    /// walking up from the current directory; else `.cache/etcd` in this crate's
-    /// source folder.
+    /// The cache folder: `$ETCD_LOCK_CACHE`; else the first `.cache/etcd` found walking up
+    /// from the current directory, no higher than the workspace root (the nearest folder
+    /// holding `.git`, else the outermost holding a `Cargo.toml`; just the current directory
+    /// when there is neither); else `.cache/etcd` in this crate's source folder.
     pub fn cache_dir() -> PathBuf {
         Lookup::from_env().cache
     }
@@ -203,6 +209,20 @@ impl Lookup {
         None
     }
 
+    /// [`Lookup::find`], then the ownership and permission checks of [`EtcdBinary`] on the
+    /// binary, its folder, and (when it came from there) the cache folder.
+    fn find_safe(&self, version: &str) -> Result<EtcdBinary, TestkitError> {
+        let bin = self.find(version)?;
+        check_safe(&bin.etcd)?;
+        if let Some(dir) = bin.etcd.parent() {
+            check_safe(dir)?;
+        }
+        if bin.etcd.starts_with(&self.cache) {
+            check_safe(&self.cache)?;
+        }
+        Ok(bin)
+    }
+
     /// The version `<cache>/<name>` points at: the folder name of a symlink's target
     /// (`3.5-latest -> v3.5.30`), or the contents of a small file (`3.5.30`).
     fn alias_target(&self, name: &str) -> Option<String> {
@@ -239,8 +259,10 @@ impl Lookup {
                 .collect();
             versions.retain(|v| wanted.contains(v) || only.contains(v));
         }
-        let mut found: Vec<EtcdBinary> =
-            versions.iter().filter_map(|v| self.find(v).ok()).collect();
+        let mut found: Vec<EtcdBinary> = versions
+            .iter()
+            .filter_map(|v| self.find_safe(v).ok())
+            .collect();
         sort_newest_first(&mut found);
         found.dedup_by(|a, b| a.version == b.version);
         found
@@ -251,7 +273,7 @@ impl Lookup {
             Some(only) => {
                 let mut found = only
                     .iter()
-                    .map(|v| self.find(v))
+                    .map(|v| self.find_safe(v))
                     .collect::<Result<Vec<_>, _>>()?;
                 sort_newest_first(&mut found);
                 found.dedup_by(|a, b| a.version == b.version);
@@ -286,9 +308,62 @@ fn parse_versions(s: &str) -> Option<Vec<String>> {
 
 fn walk_up_for_cache() -> Option<PathBuf> {
     let cwd = std::env::current_dir().ok()?;
-    cwd.ancestors()
+    cache_within_workspace(&cwd)
+}
+
+/// The first `.cache/etcd` folder in `start` or above it, up to the workspace root: the
+/// nearest folder with a `.git`, else the outermost with a `Cargo.toml`, else `start` alone.
+/// Never beyond, so a `.cache/etcd` in a shared parent (`/home`, `/tmp`, `/`) is not run.
+fn cache_within_workspace(start: &Path) -> Option<PathBuf> {
+    let ancestors: Vec<&Path> = start.ancestors().collect();
+    let root = ancestors
+        .iter()
+        .position(|d| d.join(".git").exists())
+        .or_else(|| {
+            ancestors
+                .iter()
+                .rposition(|d| d.join("Cargo.toml").is_file())
+        })
+        .unwrap_or(0);
+    ancestors[..=root]
+        .iter()
         .map(|d| d.join(".cache").join("etcd"))
         .find(|d| d.is_dir())
+}
+
+/// Refuses `path` (symlinks resolved) when someone else than the current user or root could
+/// change it: group- or world-writable (a folder with the sticky bit excepted), or owned by
+/// another user.
+fn check_safe(path: &Path) -> Result<(), TestkitError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| TestkitError::io(format!("checking {}", path.display()), e))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let unsafe_path = |reason: String| TestkitError::UnsafePath {
+            path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+            reason,
+        };
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(unsafe_path(format!(
+                "owned by uid {}, not by you (uid {me}) or root",
+                meta.uid()
+            )));
+        }
+        let mode = meta.mode();
+        let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !sticky_dir {
+            return Err(unsafe_path(format!(
+                "mode {:o} lets others write to it",
+                mode & 0o7777
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -399,6 +474,94 @@ mod tests {
         assert!(l.matrix().is_err());
         let err = l.find("3.6-latest").unwrap_err().to_string();
         assert!(err.contains("3.6-latest"), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_walk_up_stops_at_the_workspace_root() {
+        let root = scratch("walk");
+        // root/.cache/etcd sits above the workspace and must not be found.
+        std::fs::create_dir_all(root.join(".cache/etcd")).unwrap();
+        let ws = root.join("ws");
+        let deep = ws.join("crates/a/src");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(ws.join("Cargo.toml"), "[workspace]\n").unwrap();
+        std::fs::write(ws.join("crates/a/Cargo.toml"), "[package]\n").unwrap();
+        assert_eq!(cache_within_workspace(&deep), None);
+        // The outermost Cargo.toml is the root: its cache is found from below.
+        std::fs::create_dir_all(ws.join(".cache/etcd")).unwrap();
+        assert_eq!(cache_within_workspace(&deep), Some(ws.join(".cache/etcd")));
+        // A `.git` marks the root even below an outer Cargo.toml.
+        std::fs::remove_dir_all(ws.join(".cache")).unwrap();
+        std::fs::create_dir_all(ws.join("crates/a/.git")).unwrap();
+        assert_eq!(cache_within_workspace(&deep), None);
+        std::fs::create_dir_all(ws.join("crates/a/.cache/etcd")).unwrap();
+        assert_eq!(
+            cache_within_workspace(&deep),
+            Some(ws.join("crates/a/.cache/etcd"))
+        );
+        // Neither marker: only the start folder itself.
+        let bare = root.join("bare/x");
+        std::fs::create_dir_all(&bare).unwrap();
+        assert_eq!(cache_within_workspace(&bare), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn binaries_others_can_write_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let root = scratch("unsafe");
+        let cache = root.join("cache");
+        let etcd = fake_install(&cache, "3.5.1");
+        chmod(&cache, 0o755);
+        chmod(etcd.parent().unwrap(), 0o755);
+        chmod(&etcd, 0o755);
+        let l = Lookup {
+            cache: cache.clone(),
+            overrides: Vec::new(),
+            only: None,
+        };
+        assert!(l.find_safe("3.5.1").is_ok());
+        let refused = |l: &Lookup, what: &str| {
+            let err = l.find_safe("3.5.1").unwrap_err();
+            assert!(
+                matches!(err, TestkitError::UnsafePath { .. }),
+                "{what}: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("refusing to run etcd"), "{what}: {text}");
+            assert_eq!(l.installed(), Vec::new(), "{what}");
+        };
+        for (path, mode, what) in [
+            (etcd.clone(), 0o775, "group-writable binary"),
+            (etcd.clone(), 0o757, "world-writable binary"),
+            (
+                etcd.parent().unwrap().to_path_buf(),
+                0o777,
+                "world-writable version folder",
+            ),
+            (cache.clone(), 0o770, "group-writable cache"),
+        ] {
+            chmod(&path, mode);
+            refused(&l, what);
+            chmod(&path, 0o755);
+        }
+        // The sticky bit makes a shared folder safe (as /tmp is).
+        chmod(&cache, 0o1777);
+        assert!(l.find_safe("3.5.1").is_ok());
+        chmod(&cache, 0o755);
+        // Another owner (only root can hand a file over; skipped otherwise).
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&etcd, Some(65534), None).unwrap();
+            refused(&l, "binary owned by nobody");
+            std::os::unix::fs::chown(&etcd, Some(0), None).unwrap();
+            assert!(l.find_safe("3.5.1").is_ok());
+        }
         std::fs::remove_dir_all(&root).unwrap();
     }
 

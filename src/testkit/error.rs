@@ -62,6 +62,15 @@ pub enum TestkitError {
         /// What it was needed for.
         needed_for: &'static str,
     },
+    /// An etcd binary, or a folder it was found in, can be changed by someone else than the
+    /// current user and root (group- or world-writable without the sticky bit, or owned by
+    /// another user), so the testkit refuses to run it. Nothing was started.
+    UnsafePath {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A call that blocks its thread while it waits was made from the body of a
     /// current-thread tokio runtime (a plain `#[tokio::test]`), where it would freeze the
     /// client's connection, keep-alive and watch tasks. Nothing was started or changed.
@@ -116,6 +125,14 @@ impl fmt::Display for TestkitError {
                 f,
                 "{tool} not found on this host (needed for {needed_for}); install it \
                  (Debian: `apt-get install util-linux iptables`)"
+            ),
+            TestkitError::UnsafePath { path, reason } => write!(
+                f,
+                "refusing to run etcd from {}: {reason}; others could replace the binary. Fix \
+                 the permissions (chmod go-w, chown to yourself), or point {} or \
+                 ETCD_BIN_<version> at a copy only you can write",
+                path.display(),
+                super::binary::CACHE_ENV
             ),
             TestkitError::CurrentThreadRuntime { call } => write!(
                 f,

@@ -22,7 +22,7 @@ use tonic::metadata::AsciiMetadataValue;
 
 use super::{WatchResponse, WATCH};
 use crate::client::{Client, Grpc, WeakClient};
-use crate::error::{Error, Result};
+use crate::error::{Error, MessageKind, Result};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::watch_client::WatchClient;
 use crate::support::{header_of, require_leader};
@@ -134,7 +134,8 @@ struct Stream {
     /// etcd watch ID -> handle, and back.
     by_id: HashMap<i64, u64>,
     ids: HashMap<u64, i64>,
-    fragments: HashMap<i64, pb::WatchResponse>,
+    /// Fragments merged so far per watch ID, with their encoded size.
+    fragments: HashMap<i64, (pb::WatchResponse, usize)>,
 }
 
 #[derive(Default)]
@@ -246,6 +247,16 @@ pub(super) async fn run(
                                 && status.code() != tonic::Code::Unknown
                                 && status.code() != tonic::Code::Cancelled
                             {
+                                let limit = client.options().max_response_bytes;
+                                if crate::client::too_large(WATCH, &status, limit).is_some() {
+                                    // A message over the decode limit (refused from its
+                                    // length prefix, never buffered): every watch says so.
+                                    hub.fail_all_with(|| {
+                                        crate::client::too_large(WATCH, &status, limit)
+                                            .unwrap_or_else(|| closed(status.message()))
+                                    });
+                                    continue;
+                                }
                                 hub.fail_all(&format!("watch stream failed: {}", status.message()));
                                 continue;
                             }
@@ -429,14 +440,19 @@ impl Hub {
     }
 
     fn fail_all(&mut self, reason: &str) {
+        self.fail_all_with(|| closed(reason));
+    }
+
+    /// Ends every watch with the error `error` makes (one per watch).
+    fn fail_all_with(&mut self, error: impl Fn() -> Error) {
         self.stream = None;
         self.progress_wanted.clear();
         for (_, sub) in self.subs.drain() {
             match sub.created {
                 Some(created) => {
-                    let _ = created.send(Err(closed(reason)));
+                    let _ = created.send(Err(error()));
                 }
-                None => end(&sub.events, closed(reason)),
+                None => end(&sub.events, error()),
             }
         }
     }
@@ -516,18 +532,35 @@ impl Hub {
             }
             return;
         }
-        // Merge fragments: etcd marks every part but the last with `fragment`.
-        let resp = match stream.fragments.remove(&id) {
-            Some(mut acc) => {
+        // Merge fragments: etcd marks every part but the last with `fragment`. The merged
+        // response is held to the same limit as one message (`max_response_bytes`): a server
+        // that never ends a fragmented response cannot grow it without bound.
+        let size = prost::Message::encoded_len(&resp);
+        let (resp, merged) = match stream.fragments.remove(&id) {
+            Some((mut acc, so_far)) => {
                 acc.events.extend(resp.events);
                 acc.fragment = resp.fragment;
                 acc.header = resp.header.or(acc.header);
-                acc
+                (acc, so_far.saturating_add(size))
             }
-            None => resp,
+            None => (resp, size),
         };
+        let limit = client.options().max_response_bytes;
+        if merged > limit {
+            if let Some(sub) = self.subs.get(&handle) {
+                let too_large = Error::MessageTooLarge {
+                    method: WATCH,
+                    what: MessageKind::Response,
+                    bytes: merged,
+                    limit,
+                };
+                end(&sub.events, too_large);
+            }
+            self.apply(Command::Cancel(handle), client);
+            return;
+        }
         if resp.fragment {
-            stream.fragments.insert(id, resp);
+            stream.fragments.insert(id, (resp, merged));
             return;
         }
         let Some(sub) = self.subs.get_mut(&handle) else {
