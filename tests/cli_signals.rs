@@ -29,6 +29,7 @@ per_version!(
     kill_9_of_etcd_lock_takes_cmd_along,
     sigterm_while_waiting_exits_143,
     cmd_is_gone_before_the_lease_can_expire,
+    password_prompt_on_a_terminal,
 );
 
 /// Records every signal it receives; dies by the ones named in its second argument.
@@ -554,4 +555,69 @@ async fn cmd_is_gone_before_the_lease_can_expire(bin: &EtcdBinary) {
         "SIGTERM came first: {signals:?}"
     );
     assert_clear(&second_holder(&cluster, "pause", "20", cmd));
+}
+
+/// `--user NAME` without a password, in a terminal: etcd-lock asks for it without echo (the
+/// typed password never shows on the screen), then runs CMD.
+async fn password_prompt_on_a_terminal(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let scratch = Scratch::new("prompt", bin);
+    let tmux = Tmux::start(&format!("prompt-{}", bin.version()));
+    let line = etcd_lock_line(&cluster, "--user root prompt -- echo cmd-ran");
+    tmux.type_line(&format!(
+        "{line}; echo $? > {}",
+        scratch.path("rc").display()
+    ));
+    wait_for("the prompt", Duration::from_secs(20), || {
+        tmux.screen().contains("Password for root:").then_some(())
+    });
+    tmux.type_line("s3cret-typed");
+    let rc = wait_for("etcd-lock to exit", Duration::from_secs(20), || {
+        rc_file(&scratch)
+    });
+    let screen = tmux.screen();
+    assert_eq!(rc, 0, "{screen}");
+    assert!(screen.contains("cmd-ran"), "{screen}");
+    assert!(
+        !screen.contains("s3cret-typed"),
+        "the password was echoed: {screen}"
+    );
+}
+
+/// `bench` on a terminal prints progress lines on stderr (run, workload, elapsed, rate);
+/// `--quiet` silences them. (On a pipe they are off: see tests/cli.rs.)
+#[test]
+fn bench_progress_on_a_terminal() {
+    let bin = common::binary("3.5.1");
+    let cluster = common::single(&bin);
+    let scratch = Scratch::new("bench", &bin);
+    let tmux = Tmux::start("bench");
+    for quiet in [false, true] {
+        let _ = std::fs::remove_file(scratch.path("rc"));
+        tmux.type_line("clear");
+        let line = format!(
+            "{BIN} bench --endpoints {} --workload W5 --scale 0.05 {} > {}; echo $? > {}",
+            cluster.endpoints().join(","),
+            if quiet { "--quiet" } else { "" },
+            scratch.path("out.jsonl").display(),
+            scratch.path("rc").display()
+        );
+        tmux.type_line(&line);
+        let rc = wait_for("bench to end", Duration::from_secs(60), || {
+            rc_file(&scratch)
+        });
+        let screen = tmux.screen();
+        assert_eq!(rc, 0, "{screen}");
+        let out = common::ok(std::fs::read_to_string(scratch.path("out.jsonl")));
+        assert!(
+            out.contains("\"workload\":\"W5\""),
+            "JSON stays on stdout: {out}"
+        );
+        if quiet {
+            assert!(!screen.contains("bench: run"), "{screen}");
+        } else {
+            assert!(screen.contains("bench: run 1/1: W5 started"), "{screen}");
+            assert!(screen.contains("ops/s"), "{screen}");
+        }
+    }
 }
