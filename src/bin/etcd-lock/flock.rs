@@ -25,6 +25,8 @@ pub(crate) const EXIT_LOST: u8 = 122;
 const EXIT_TIMEOUT: u8 = 124;
 /// `-n` found the lock busy (flock's status).
 const EXIT_CONFLICT: u8 = 1;
+/// How long after taking the lock the watch on its key opens (see [`key_deleted`]).
+const KEY_WATCH_DELAY: Duration = Duration::from_millis(250);
 /// `--kill-after` when not given (lowered to fit a short TTL).
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(5);
 
@@ -388,7 +390,12 @@ fn forward(cmd: &tokio::process::Child, caught: Caught) {
 /// Resolves when the lock key (created at `revision`) is deleted or replaced: a watch on the
 /// one key from the revision after its creation (on the client's shared watch stream: no new
 /// connection), with a direct read when the watch breaks (compaction, stream lost).
+///
+/// The watch opens [`KEY_WATCH_DELAY`] after the lock is taken, so a short CMD costs no watch
+/// stream at all; nothing is missed meanwhile, since the watch starts at the revision after the
+/// key's creation and etcd replays what happened since.
 async fn key_deleted(client: Client, key: Vec<u8>, revision: i64) {
+    tokio::time::sleep(KEY_WATCH_DELAY).await;
     let mut from = revision + 1;
     loop {
         let options = WatchOptions::new().with_start_revision(from).with_no_put();

@@ -55,6 +55,9 @@ impl Signals {
 
 /// The write end of the pipe, for the handler.
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+/// etcd-lock's pid: a child between fork and exec still runs this handler (and holds the
+/// pipe), and must not report its signals as etcd-lock's.
+static OWN_PID: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // SAFETY: only async-signal-safe calls (errno access, write(2)); `info` is the kernel's.
@@ -63,7 +66,7 @@ extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, _: *mut 
         let kernel = !info.is_null() && (*info).si_code == libc::SI_KERNEL;
         let message = [signo as u8, u8::from(kernel)];
         let fd = PIPE_WRITE.load(Ordering::Relaxed);
-        if fd >= 0 {
+        if fd >= 0 && libc::getpid() == OWN_PID.load(Ordering::Relaxed) {
             libc::write(fd, message.as_ptr().cast(), message.len());
         }
         *libc::__errno_location() = errno;
@@ -79,6 +82,8 @@ pub(crate) fn install() -> std::io::Result<Signals> {
         return Err(std::io::Error::last_os_error());
     }
     let (read_fd, write_fd) = (fds[0], fds[1]);
+    // SAFETY: getpid has no preconditions.
+    OWN_PID.store(unsafe { libc::getpid() }, Ordering::SeqCst);
     PIPE_WRITE.store(write_fd, Ordering::SeqCst);
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::Builder::new()
