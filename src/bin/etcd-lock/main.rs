@@ -47,9 +47,9 @@ fn main() -> ExitCode {
     };
     if let Some(common) = common {
         log::init(common.verbose);
-        if let Err(message) = credentials::resolve(common) {
+        if let Err((code, message)) = credentials::resolve(common) {
             say!("{message}");
-            return ExitCode::from(EXIT_USAGE);
+            return ExitCode::from(code);
         }
     }
     // One thread: the client spends most of its time waiting on etcd, and a single-threaded
