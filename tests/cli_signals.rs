@@ -37,7 +37,7 @@ const RECORDER: &str = r#"
 import os, signal, sys, time
 log = sys.argv[1]
 die_on = set(sys.argv[2].split(',')) if len(sys.argv) > 2 and sys.argv[2] else set()
-sigs = {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2}
+sigs = {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH}
 signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
 def write(line):
     with open(log, 'a') as f:
@@ -393,12 +393,12 @@ async fn closing_the_pane_keeps_the_lock_while_cmd_runs(bin: &EtcdBinary) {
     });
 }
 
-/// `kill -HUP`, `-QUIT`, `-USR1` from another shell: forwarded once to CMD (sender: etcd-lock),
+/// `kill -HUP`, `-QUIT`, `-USR1`, `-USR2` from another shell: forwarded once to CMD (sender: etcd-lock),
 /// CMD dies by it, etcd-lock releases and exits 128+N.
 async fn signals_from_kill_are_forwarded_with_128_plus_n(bin: &EtcdBinary) {
     let cluster = common::single(bin);
     let tmux = Tmux::start(&format!("kill-{}", bin.version()));
-    for (sig, code) in [("HUP", 129), ("QUIT", 131), ("USR1", 138)] {
+    for (sig, code) in [("HUP", 129), ("QUIT", 131), ("USR1", 138), ("USR2", 140)] {
         let scratch = Scratch::new(&format!("kill-{sig}"), bin);
         let name = format!("kill-{sig}");
         let line = etcd_lock_line(
