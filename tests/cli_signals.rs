@@ -427,22 +427,26 @@ async fn signals_from_kill_are_forwarded_with_128_plus_n(bin: &EtcdBinary) {
 }
 
 /// `kill -9` of etcd-lock: nothing can be caught, the lease lives on until its TTL runs out,
-/// and CMD must not be running when the next holder gets the lock.
+/// and CMD must not be running when the next holder gets the lock. The same for a signal
+/// etcd-lock does not catch and whose default action ends it (SIGALRM).
 async fn kill_9_of_etcd_lock_takes_cmd_along(bin: &EtcdBinary) {
     let cluster = common::single(bin);
-    let scratch = Scratch::new("kill9", bin);
     let tmux = Tmux::start(&format!("kill9-{}", bin.version()));
-    let line = etcd_lock_line(
-        &cluster,
-        &format!("--ttl 2 kill9 -- {}", scratch.recorder("")),
-    );
-    tmux.type_line(&line);
-    let (cmd, etcd_lock) = scratch.cmd_pids();
-    signal(etcd_lock, "-KILL");
-    assert_clear(&second_holder(&cluster, "kill9", "10", cmd));
-    wait_for("CMD to be gone", Duration::from_secs(5), || {
-        (!running(cmd)).then_some(())
-    });
+    for sig in ["KILL", "ALRM"] {
+        let scratch = Scratch::new(&format!("kill9-{sig}"), bin);
+        let name = format!("kill9-{sig}");
+        let line = etcd_lock_line(
+            &cluster,
+            &format!("--ttl 2 {name} -- {}", scratch.recorder("")),
+        );
+        tmux.type_line(&line);
+        let (cmd, etcd_lock) = scratch.cmd_pids();
+        signal(etcd_lock, &format!("-{sig}"));
+        assert_clear(&second_holder(&cluster, &name, "10", cmd));
+        wait_for("CMD to be gone", Duration::from_secs(5), || {
+            (!running(cmd)).then_some(())
+        });
+    }
 }
 
 /// SIGTERM while waiting for the lock: 143 (128 + 15), and its waiter key is gone.
