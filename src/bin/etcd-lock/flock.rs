@@ -330,15 +330,15 @@ impl Held {
             let lost = self.lost();
             let warn = self.warn_keep_alive();
             tokio::pin!(lost, warn);
+            let mut signals_open = true;
             loop {
                 tokio::select! {
                     status = cmd.wait() => break Ok(child::exit_code(status)),
                     loss = &mut lost => break Err(loss),
                     _ = &mut warn => {}
-                    caught = signals.recv() => {
-                        if let Some(c) = caught {
-                            forward(&cmd, c);
-                        }
+                    caught = signals.recv(), if signals_open => match caught {
+                        Some(c) => forward(&cmd, c),
+                        None => signals_open = false,
                     }
                 }
             }
