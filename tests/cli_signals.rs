@@ -74,6 +74,14 @@ impl Scratch {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+    /// etcd-lock's stderr, when the test sent it to `stderr.txt`.
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.path("stderr.txt")).unwrap_or_default()
+    }
+    /// ` 2>>stderr.txt`, for a command line typed in the terminal.
+    fn to_stderr_file(&self) -> String {
+        format!(" 2>>{}", self.path("stderr.txt").display())
+    }
     fn log(&self) -> String {
         std::fs::read_to_string(self.path("signals.log")).unwrap_or_default()
     }
@@ -85,19 +93,26 @@ impl Scratch {
             self.path("signals.log").display()
         )
     }
-    /// (CMD pid, its parent's pid) once the recorder started.
-    fn cmd_pids(&self) -> (u32, u32) {
-        wait_for("the command to start", Duration::from_secs(20), || {
-            let log = self.log();
-            let first = log.lines().next()?.to_string();
-            let mut words = first.split_whitespace();
-            match (words.next(), words.next(), words.next(), words.next()) {
-                (Some("pid"), Some(pid), Some("ppid"), Some(ppid)) => {
-                    Some((pid.parse().ok()?, ppid.parse().ok()?))
+    /// (CMD pid, its parent's pid) once the recorder started; `context` (the terminal's
+    /// screen) goes into the failure message.
+    fn cmd_pids(&self, context: impl Fn() -> String) -> (u32, u32) {
+        let started = wait_for_or(
+            "the command to start",
+            Duration::from_secs(30),
+            context,
+            || {
+                let log = self.log();
+                let first = log.lines().next()?.to_string();
+                let mut words = first.split_whitespace();
+                match (words.next(), words.next(), words.next(), words.next()) {
+                    (Some("pid"), Some(pid), Some("ppid"), Some(ppid)) => {
+                        Some((pid.parse().ok()?, ppid.parse().ok()?))
+                    }
+                    _ => None,
                 }
-                _ => None,
-            }
-        })
+            },
+        );
+        started
     }
     /// The recorded signals: (name, si_code, sender pid).
     fn signals(&self) -> Vec<(String, i32, u32)> {
@@ -200,13 +215,27 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Polls `probe` every 20 ms until it returns `Some`, or panics after `within`.
-fn wait_for<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+fn wait_for<T>(what: &str, within: Duration, probe: impl FnMut() -> Option<T>) -> T {
+    wait_for_or(what, within, String::new, probe)
+}
+
+/// [`wait_for`], with `context()` in the panic message.
+fn wait_for_or<T>(
+    what: &str,
+    within: Duration,
+    context: impl Fn() -> String,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = probe() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            context()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -291,13 +320,13 @@ async fn ctrl_c_and_ctrl_backslash_reach_cmd_once(bin: &EtcdBinary) {
     let tmux = Tmux::start(&format!("ctrlc-{}", bin.version()));
     let line = etcd_lock_line(
         &cluster,
-        &format!("--ttl 3 ctrlc -- {}", scratch.recorder("TERM")),
+        &format!("--ttl 8 ctrlc -- {}", scratch.recorder("TERM")),
     );
     tmux.type_line(&format!(
         "{line}; echo $? > {}",
         scratch.path("rc").display()
     ));
-    let (cmd, etcd_lock) = scratch.cmd_pids();
+    let (cmd, etcd_lock) = scratch.cmd_pids(|| tmux.screen());
 
     tmux.press("C-c");
     wait_for("SIGINT at the command", Duration::from_secs(10), || {
@@ -366,23 +395,25 @@ async fn closing_the_pane_keeps_the_lock_while_cmd_runs(bin: &EtcdBinary) {
     // The recorder ignores HUP (records it) and dies by TERM.
     let line = etcd_lock_line(
         &cluster,
-        &format!("--ttl 2 pane -- {}", scratch.recorder("TERM")),
+        &format!("--ttl 4 pane -- {}", scratch.recorder("TERM")),
     );
-    tmux.type_line(&line);
-    let (cmd, etcd_lock) = scratch.cmd_pids();
+    tmux.type_line(&format!("{line}{}", scratch.to_stderr_file()));
+    let (cmd, etcd_lock) = scratch.cmd_pids(|| tmux.screen());
     tmux.close();
     wait_for("SIGHUP at the command", Duration::from_secs(10), || {
         scratch.signals().iter().any(|s| s.0 == "HUP").then_some(())
     });
     assert!(running(cmd), "the command survives the hang-up");
-    // Three TTLs later the lock must still be held (by the living etcd-lock, for the living CMD).
-    let second = second_holder(&cluster, "pane", "6", cmd);
+    // Two and a half TTLs later the lock must still be held (by the living etcd-lock, for the
+    // living CMD).
+    let second = second_holder(&cluster, "pane", "10", cmd);
     assert_eq!(
         second.status.code(),
         Some(124),
-        "a second holder got the lock while the first CMD ran: {} {}",
+        "a second holder got the lock while the first CMD ran: {} {}\nfirst holder: {}",
         text(&second.stdout),
-        text(&second.stderr)
+        text(&second.stderr),
+        scratch.stderr()
     );
     assert!(running(etcd_lock), "etcd-lock holds on while CMD runs");
     // CMD ends: the lock is released, and the next holder finds CMD gone.
@@ -403,18 +434,18 @@ async fn signals_from_kill_are_forwarded_with_128_plus_n(bin: &EtcdBinary) {
         let name = format!("kill-{sig}");
         let line = etcd_lock_line(
             &cluster,
-            &format!("--ttl 2 {name} -- {}", scratch.recorder(sig)),
+            &format!("--ttl 8 {name} -- {}", scratch.recorder(sig)),
         );
         tmux.type_line(&format!(
             "{line}; echo $? > {}",
             scratch.path("rc").display()
         ));
-        let (cmd, etcd_lock) = scratch.cmd_pids();
+        let (cmd, etcd_lock) = scratch.cmd_pids(|| tmux.screen());
         signal(etcd_lock, &format!("-{sig}"));
         let rc = wait_for("etcd-lock to exit", Duration::from_secs(20), || {
             rc_file(&scratch)
         });
-        assert_clear(&second_holder(&cluster, &name, "8", cmd));
+        assert_clear(&second_holder(&cluster, &name, "12", cmd));
         assert_eq!(rc, code, "SIG{sig}: {}", tmux.screen());
         let seen = scratch.signals();
         assert_eq!(seen.len(), 1, "{seen:?}");
@@ -439,8 +470,8 @@ async fn kill_9_of_etcd_lock_takes_cmd_along(bin: &EtcdBinary) {
             &cluster,
             &format!("--ttl 2 {name} -- {}", scratch.recorder("")),
         );
-        tmux.type_line(&line);
-        let (cmd, etcd_lock) = scratch.cmd_pids();
+        tmux.type_line(&format!("{line}{}", scratch.to_stderr_file()));
+        let (cmd, etcd_lock) = scratch.cmd_pids(|| tmux.screen());
         signal(etcd_lock, &format!("-{sig}"));
         assert_clear(&second_holder(&cluster, &name, "10", cmd));
         wait_for("CMD to be gone", Duration::from_secs(5), || {
@@ -517,19 +548,19 @@ async fn sigterm_while_waiting_exits_143(bin: &EtcdBinary) {
 async fn cmd_is_gone_before_the_lease_can_expire(bin: &EtcdBinary) {
     let cluster = common::single(bin);
     let scratch = Scratch::new("pause", bin);
-    let ttl = 4.0;
+    let ttl = 6.0;
     // --kill-after above the keep-alive period (TTL/3): the old order (SIGTERM at the local
     // deadline, SIGKILL kill-after later) cannot end CMD before the TTL has run out.
     let mut first = common::ok(
         Command::new(under_test())
             .args(["--endpoints", &cluster.endpoints().join(",")])
-            .args(["--ttl", "4", "--kill-after", "1.5", "pause", "--"])
+            .args(["--ttl", "6", "--kill-after", "2.5", "pause", "--"])
             .args(scratch.recorder("").split_whitespace())
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn(),
     );
-    let (cmd, _) = scratch.cmd_pids();
+    let (cmd, _) = scratch.cmd_pids(String::new);
     // Let a keep-alive or two be answered, then pause the member.
     std::thread::sleep(Duration::from_millis(1500));
     let paused_at = Instant::now();
