@@ -358,6 +358,84 @@ impl Session {
     }
 }
 
+/// How long the lease is known to be alive, for callers that must stop work *before* etcd can
+/// expire it (and hand a lock on), not after.
+///
+/// The timeline, for one answered keep-alive:
+///
+/// ```text
+///  sent ──► etcd receives it, lease expires at (receive + TTL) on etcd's clock
+///    │
+///    └─ valid_until = sent + TTL  (on this process's monotonic clock; the answer's TTL)
+///       expiring(m) fires at valid_until - m
+/// ```
+///
+/// etcd starts the new TTL when it *receives* the keep-alive, which is after it was sent, so
+/// `valid_until` is never later than etcd's expiry as long as both clocks run at the same rate.
+/// What is left to the caller is the margin `m`: clock-rate drift between the two machines
+/// (NTP bounds the slew at 500 ppm, i.e. 30 ms over a 60 s TTL) and its own scheduling delay
+/// between the future firing and the work being stopped.
+impl Session {
+    /// The instant until which the lease is certainly alive: the send time of the last
+    /// answered keep-alive (or of the grant) plus the TTL etcd answered with. `None` once the
+    /// session is lost or closed. Cheap: an atomic load, no RPC.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: etcd_lock::Session) {
+    /// if let Some(until) = session.valid_until() {
+    ///     println!("lease alive for at least {:?}", until.saturating_duration_since(std::time::Instant::now()));
+    /// }
+    /// # }
+    /// ```
+    pub fn valid_until(&self) -> Option<Instant> {
+        let s = self.shared();
+        if s.lost.load(Ordering::SeqCst) || s.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(s.epoch + Duration::from_millis(s.deadline_ms.load(Ordering::SeqCst)))
+    }
+
+    /// Resolves `margin` before [`Session::valid_until`] (at once if that is already past), or
+    /// when the session is lost. Keep-alives answered meanwhile move the instant later; the
+    /// future re-reads it before firing. Use it to stop work that must not outlive the lease:
+    /// the `etcd-lock` command starts terminating its command with it.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: etcd_lock::Session) {
+    /// use std::time::Duration;
+    /// session.expiring(Duration::from_secs(2)).await;
+    /// eprintln!("lease may expire within 2 s: stop writing");
+    /// # }
+    /// ```
+    pub fn expiring(&self, margin: Duration) -> impl std::future::Future<Output = ()> + Send {
+        let mut rx = self.shared().lost_tx.subscribe();
+        let shared = Arc::clone(&self.owner.shared);
+        let margin_ms = u64::try_from(margin.as_millis()).unwrap_or(u64::MAX);
+        async move {
+            loop {
+                if *rx.borrow_and_update()
+                    || shared.lost.load(Ordering::SeqCst)
+                    || shared.closed.load(Ordering::SeqCst)
+                {
+                    return;
+                }
+                let fire_at = shared
+                    .deadline_ms
+                    .load(Ordering::SeqCst)
+                    .saturating_sub(margin_ms);
+                let now = shared.epoch.elapsed().as_millis() as u64;
+                if now >= fire_at {
+                    return;
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(Duration::from_millis(fire_at - now)) => {}
+                }
+            }
+        }
+    }
+}
+
 /// Releases a name claimed with [`Session::claim`] when dropped.
 #[derive(Debug)]
 pub(crate) struct NameClaim {

@@ -20,6 +20,12 @@ per_version!(
     sigterm_is_forwarded_and_the_lock_released,
     wire_log_lines_are_json_naming_methods,
     verbose_logs_go_to_stderr_only,
+    hold_form_prints_the_key_like_etcdctl_lock,
+    one_try_is_deterministic,
+    key_deleted_by_someone_else_means_lost,
+    credentials_never_reach_the_command,
+    non_utf8_names_and_arguments_pass_through,
+    kill_after_must_fit_the_ttl,
 );
 
 fn etcd_lock(cluster: &Cluster, args: &[&str]) -> Command {
@@ -146,7 +152,7 @@ async fn exit_code_and_environment_pass_through(bin: &EtcdBinary) {
             "--",
             "sh",
             "-c",
-            "echo \"$ETCD_LOCK_KEY $ETCD_LOCK_FENCE\"; exit 7",
+            "echo \"$ETCD_LOCK_KEY $ETCD_LOCK_FENCE $ETCD_LOCK_REV\"; exit 7",
         ],
     ));
     assert_eq!(out.status.code(), Some(7));
@@ -156,6 +162,8 @@ async fn exit_code_and_environment_pass_through(bin: &EtcdBinary) {
     assert!(key.starts_with("env/") && key.len() > 4, "{stdout}");
     assert!(u64::from_str_radix(&key[4..], 16).is_ok(), "{key}");
     assert!(fence.parse::<i64>().is_ok_and(|f| f > 1), "{fence}");
+    // etcdctl's variable: the revision the lock was taken at (the key's create revision).
+    assert_eq!(parts.next(), Some(fence), "ETCD_LOCK_REV: {stdout}");
     let missing = run(etcd_lock(&cluster, &["env", "--", "/nonexistent/cmd"]));
     assert_eq!(missing.status.code(), Some(127));
     let usage = run(etcd_lock(&cluster, &["--ttl", "0", "env", "--", "true"]));
@@ -176,7 +184,7 @@ async fn lost_lease_terminates_the_command(bin: &EtcdBinary) {
                 "--ttl",
                 "2",
                 "--kill-after",
-                "1",
+                "0.5",
                 "lost",
                 "--",
                 "sh",
@@ -270,6 +278,12 @@ fn bench_prints_one_json_line_per_flavour() {
         .lines()
         .map(|l| common::ok(serde_json::from_str(l)))
         .collect();
+    // stderr is a pipe here: the table, but no progress lines.
+    assert!(
+        !text(&out.stderr).contains("bench: run"),
+        "{}",
+        text(&out.stderr)
+    );
     let w1: Vec<_> = lines.iter().filter(|v| v["workload"] == "W1").collect();
     assert_eq!(w1.len(), 2, "{lines:?}");
     for v in w1 {
@@ -343,4 +357,369 @@ async fn verbose_logs_go_to_stderr_only(bin: &EtcdBinary) {
         text(&out.stderr)
     );
     assert_eq!(keys_under(&cluster, name).await, 0);
+}
+
+/// Starts `etcd-lock NAME` (the hold form) and returns it with the first stdout line.
+fn hold(cluster: &Cluster, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = common::ok(
+        etcd_lock(cluster, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn(),
+    );
+    let mut line = String::new();
+    if let Some(out) = child.stdout.as_mut() {
+        common::ok(std::io::BufReader::new(out).read_line(&mut line));
+    }
+    (child, line)
+}
+
+/// `etcd-lock NAME` without CMD holds the lock and prints its key, as `etcdctl lock NAME`
+/// does, until a signal; `etcdctl lock` waits meanwhile (same key layout); `-w json` prints
+/// one JSON line. Released on SIGINT/SIGTERM with status 0.
+async fn hold_form_prints_the_key_like_etcdctl_lock(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let (mut ours, line) = hold(&cluster, &["held"]);
+    let key = line.trim().to_string();
+    assert!(
+        key.starts_with("held/") && u64::from_str_radix(&key[5..], 16).is_ok(),
+        "{line:?}"
+    );
+    // etcdctl cannot take it while we hold it.
+    let etcdctl = common::ok(
+        cluster
+            .etcdctl()
+            .args(["lock", "held", "--", "echo", "etcdctl-in"])
+            .env("ETCDCTL_API", "3")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    signal(ours.id(), "-INT");
+    let status = common::ok(ours.wait());
+    assert_eq!(status.code(), Some(0));
+    let out = common::ok(etcdctl.wait_with_output());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "etcdctl-in",
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(keys_under(&cluster, "held").await, 0);
+
+    // etcdctl's own hold form prints the same shape of line.
+    let mut etcdctl = common::ok(
+        cluster
+            .etcdctl()
+            .args(["lock", "held"])
+            .env("ETCDCTL_API", "3")
+            .stdout(Stdio::piped())
+            .spawn(),
+    );
+    let mut theirs = String::new();
+    if let Some(out) = etcdctl.stdout.as_mut() {
+        use std::io::BufRead;
+        common::ok(std::io::BufReader::new(out).read_line(&mut theirs));
+    }
+    assert!(
+        theirs.starts_with("held/") && theirs.len() == line.len(),
+        "{theirs:?} vs {line:?}"
+    );
+    signal(etcdctl.id(), "-INT");
+    let _ = etcdctl.wait();
+
+    let (mut json, line) = hold(&cluster, &["-w", "json", "held"]);
+    let v: serde_json::Value = common::ok(serde_json::from_str(&line));
+    assert_eq!(v["name"], "held");
+    let key = v["key"].as_str().unwrap_or_default().to_string();
+    assert!(key.starts_with("held/"), "{line}");
+    assert_eq!(v["lease"].as_str(), Some(&key[5..]));
+    assert!(v["revision"].as_i64().is_some_and(|r| r > 1));
+    signal(json.id(), "-TERM");
+    assert_eq!(common::ok(json.wait()).code(), Some(0));
+    assert_eq!(keys_under(&cluster, "held").await, 0);
+}
+
+/// `-n` and `--wait 0` (`-w 0`) are exactly one try: always 0 on a free lock, always the
+/// conflict status on a held one (1 for -n as flock, 124 for a zero wait, -E overrides), for
+/// both flavours, and nothing is left in etcd.
+async fn one_try_is_deterministic(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    for _ in 0..5 {
+        for args in [
+            &["-n"][..],
+            &["-w", "0"],
+            &["--via", "service", "--wait", "0"],
+        ] {
+            let mut all = args.to_vec();
+            all.extend(["once", "true"]);
+            let out = run(etcd_lock(&cluster, &all));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{args:?}: {}",
+                text(&out.stderr)
+            );
+        }
+    }
+    let (mut holder, _) = hold(&cluster, &["once"]);
+    for (args, code) in [
+        (&["-n"][..], 1),
+        (&["--nonblock", "-E", "9"], 9),
+        (&["-w", "0"], 124),
+        (&["--timeout", "0", "--conflict-exit-code", "3"], 3),
+        (&["--via", "service", "-n"], 1),
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["once", "echo", "never"]);
+        let started = Instant::now();
+        let out = run(etcd_lock(&cluster, &all));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).is_empty());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "one try does not wait"
+        );
+    }
+    assert_eq!(
+        keys_under(&cluster, "once").await,
+        1,
+        "only the holder's key"
+    );
+    signal(holder.id(), "-TERM");
+    assert_eq!(common::ok(holder.wait()).code(), Some(0));
+    assert_eq!(keys_under(&cluster, "once").await, 0);
+}
+
+/// Someone deletes the lock key while CMD runs (an operator breaking the lock, a buggy
+/// client): etcd-lock notices through a watch on the key, stops CMD and exits 122.
+async fn key_deleted_by_someone_else_means_lost(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    for via in ["recipe", "service"] {
+        let name = format!("deleted-{via}");
+        let mut child = common::ok(
+            etcd_lock(
+                &cluster,
+                &[
+                    "--via",
+                    via,
+                    &name,
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo held; exec sleep 20",
+                ],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn(),
+        );
+        wait_line(&mut child, "held", Duration::from_secs(10));
+        let client = common::client(&cluster).await;
+        let started = Instant::now();
+        common::ok(
+            client
+                .delete_with(
+                    format!("{name}/"),
+                    etcd_lock::kv::DeleteOptions::new().with_prefix(),
+                )
+                .await,
+        );
+        let out = common::ok(child.wait_with_output());
+        assert_eq!(out.status.code(), Some(122), "{via}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("deleted"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Credentials come from ETCDCTL_PASSWORD or --password-file without a warning, from the
+/// command line with one, and never reach CMD's environment. Without a password and without
+/// a terminal, a clear usage error. (The member has no auth enabled: etcd accepts the
+/// connection either way, which is enough to see where the password goes.)
+async fn credentials_never_reach_the_command(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let show_env = [
+        "creds",
+        "--",
+        "sh",
+        "-c",
+        "env | grep '^ETCDCTL_' | sort; true",
+    ];
+    let out = run(etcd_lock(&cluster, &show_env)
+        .env("ETCDCTL_USER", "root:from-user")
+        .env("ETCDCTL_PASSWORD", "from-env")
+        .env("ETCDCTL_DIAL_TIMEOUT", "3s"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let env = text(&out.stdout);
+    assert!(
+        !env.contains("from-user") && !env.contains("from-env"),
+        "{env}"
+    );
+    assert!(
+        env.contains("ETCDCTL_DIAL_TIMEOUT=3s"),
+        "other variables pass: {env}"
+    );
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let file = std::env::temp_dir().join(format!(
+        "etcd-lock-pw-{}-{}",
+        std::process::id(),
+        bin.version()
+    ));
+    common::ok(std::fs::write(&file, "from-file\n"));
+    let out = run(etcd_lock(
+        &cluster,
+        &[
+            "--user",
+            "root",
+            "--password-file",
+            &file.to_string_lossy(),
+            "creds",
+            "true",
+        ],
+    ));
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(etcd_lock(
+        &cluster,
+        &["--user", "root:on-argv", "creds", "true"],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("warning") && err.contains("ps"), "{err}");
+    assert!(
+        !err.contains("on-argv"),
+        "the warning does not repeat it: {err}"
+    );
+
+    let out =
+        run(etcd_lock(&cluster, &["--user", "root", "creds", "true"])
+            .env_remove("ETCDCTL_PASSWORD"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ETCDCTL_PASSWORD"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // bench refuses what it cannot honour, rather than connect in plaintext.
+    for (flag, env) in [
+        (Some("--cacert=/nonexistent"), None),
+        (None, Some(("ETCDCTL_USER", "root:pw"))),
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "bench",
+            "--endpoints",
+            &cluster.endpoints().join(","),
+            "--workload",
+            "W5",
+            "--scale",
+            "0.01",
+        ]);
+        if let Some(flag) = flag {
+            cmd.arg(flag);
+        }
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = run(cmd);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("plaintext"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).is_empty());
+    }
+}
+
+/// Names and CMD arguments are bytes: a non-UTF-8 name becomes the key's bytes in etcd, a
+/// non-UTF-8 argument reaches CMD unchanged; no panic anywhere.
+async fn non_utf8_names_and_arguments_pass_through(bin: &EtcdBinary) {
+    use std::os::unix::ffi::OsStrExt;
+    let cluster = common::single(bin);
+    let name = std::ffi::OsStr::from_bytes(b"bytes-\xff\xfe");
+    let arg = std::ffi::OsStr::from_bytes(b"arg-\xc3\x28");
+    let out_file = std::env::temp_dir().join(format!(
+        "etcd-lock-bytes-{}-{}",
+        std::process::id(),
+        bin.version()
+    ));
+    let mut cmd = etcd_lock(&cluster, &[]);
+    cmd.arg(name)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "printf '%s' \"$1\" > \"$2\"; printf '%s' \"$ETCD_LOCK_KEY\" >> \"$2\"",
+            "sh",
+        ])
+        .arg(arg)
+        .arg(&out_file);
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = common::ok(std::fs::read(&out_file));
+    let _ = std::fs::remove_file(&out_file);
+    assert!(got.starts_with(b"arg-\xc3\x28bytes-\xff\xfe/"), "{got:?}");
+
+    let mut cmd = etcd_lock(&cluster, &["-w", "json"]);
+    cmd.arg(name);
+    let (child, line) = {
+        use std::io::BufRead;
+        let mut child = common::ok(cmd.stdout(Stdio::piped()).spawn());
+        let mut line = String::new();
+        if let Some(o) = child.stdout.as_mut() {
+            common::ok(std::io::BufReader::new(o).read_line(&mut line));
+        }
+        (child, line)
+    };
+    let v: serde_json::Value = common::ok(serde_json::from_str(&line));
+    assert!(v["key_base64"].is_string() && v["key"].is_null(), "{line}");
+    signal(child.id(), "-INT");
+    let _ = common::ok(child.wait_with_output());
+}
+
+/// A --kill-after that leaves no room for SIGKILL before the lease could expire is refused.
+async fn kill_after_must_fit_the_ttl(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let out = run(etcd_lock(
+        &cluster,
+        &["--ttl", "3", "--kill-after", "5", "fit", "true"],
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does not fit"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Without --kill-after, a short TTL lowers the default grace instead.
+    let out = run(etcd_lock(&cluster, &["--ttl", "3", "fit", "true"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(keys_under(&cluster, "fit").await, 0);
 }

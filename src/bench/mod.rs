@@ -319,6 +319,27 @@ pub struct BenchConfig {
     /// (`KV/Compact`, physical), so every workload starts from a small store. Off by default:
     /// it discards history other users of the cluster may need. Use it on a dedicated cluster.
     pub compact: bool,
+    /// Called with one line of text as each run of a workload starts and ends (workload,
+    /// flavour, run number, elapsed time and rate), e.g. to show progress on a terminal.
+    /// Default `None`.
+    pub progress: Option<Progress>,
+}
+
+/// A progress callback for [`BenchConfig::progress`]: a function given one line of text.
+/// Any two compare equal: the callback does not change what a run measures.
+#[derive(Clone, Copy)]
+pub struct Progress(pub fn(&str));
+
+impl PartialEq for Progress {
+    fn eq(&self, _: &Progress) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Progress(..)")
+    }
 }
 
 impl Default for BenchConfig {
@@ -341,6 +362,7 @@ impl Default for BenchConfig {
             value_size: 256,
             key_prefix: "lb".to_string(),
             compact: false,
+            progress: None,
         }
     }
 }
@@ -541,6 +563,19 @@ pub async fn run_all(
 
     let mut ctx = Ctx::open(config).await?;
     let mut results: Vec<BenchResult> = Vec::new();
+    let total_runs: usize = wanted
+        .iter()
+        .map(|&w| {
+            let flavours = if w.uses_lock() { flavours.len() } else { 1 };
+            let counts = if w == Workload::W2 {
+                config.w2_contenders().len()
+            } else {
+                1
+            };
+            flavours * counts
+        })
+        .sum();
+    let mut run_number = 0;
     for workload in wanted {
         let runs: &[Flavour] = if workload.uses_lock() {
             &flavours
@@ -554,6 +589,16 @@ pub async fn run_all(
         };
         for &flavour in runs {
             for &contenders in &counts {
+                run_number += 1;
+                let label = if workload.uses_lock() {
+                    format!("{workload:?} {flavour:?} ({contenders} contenders)")
+                } else {
+                    format!("{workload:?}")
+                };
+                let started = std::time::Instant::now();
+                if let Some(Progress(progress)) = config.progress {
+                    progress(&format!("run {run_number}/{total_runs}: {label} started"));
+                }
                 let mut result = match ctx.run(workload, flavour, contenders).await {
                     Ok(result) => result,
                     Err(e) => {
@@ -581,6 +626,14 @@ pub async fn run_all(
                             rate_of(Workload::W1, Some(flavour)).map(|w1| result.ops_per_s / w1);
                     }
                     _ => {}
+                }
+                if let Some(Progress(progress)) = config.progress {
+                    progress(&format!(
+                        "run {run_number}/{total_runs}: {label} done: {} ops in {:.1} s, {:.0} ops/s",
+                        result.ops,
+                        started.elapsed().as_secs_f64(),
+                        result.ops_per_s
+                    ));
                 }
                 results.push(result);
                 // Keep each workload's keys from slowing the next one down (W4 reads W3's).

@@ -1,18 +1,51 @@
-//! `etcd-lock bench`: lockbench v1 (DESIGN.md section 5).
+//! `etcd-lock bench`: lockbench v1, JSON lines on stdout; progress lines on stderr when it is
+//! a terminal (and not `--quiet`): each run as it starts and ends (workload, flavour, run
+//! number, elapsed, rate), and every 5 s the run in progress with its elapsed time.
 
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use etcd_lock::bench::{self, BenchConfig, Flavour, Workload};
 
 use crate::args::BenchArgs;
 use crate::{EXIT_FAILED, EXIT_USAGE};
 
+/// The run in progress (label, start), for the ticker.
+static CURRENT: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+
+fn progress(line: &str) {
+    say!("bench: {line}");
+    if let Ok(mut current) = CURRENT.lock() {
+        *current = line
+            .strip_suffix(" started")
+            .map(|label| (label.to_string(), Instant::now()));
+    }
+}
+
+/// Every 5 s: which run is going on and for how long.
+async fn ticker() {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let current = CURRENT.lock().ok().and_then(|c| c.clone());
+        if let Some((label, started)) = current {
+            say!(
+                "bench: {label}: {:.0} s elapsed",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
 pub(crate) async fn run(a: BenchArgs) -> u8 {
+    let show_progress = !a.quiet && std::io::stderr().is_terminal();
     let workloads = match Workload::parse_list(&a.workloads) {
         Ok(list) if !list.is_empty() => list,
         _ => {
-            eprintln!(
-                "etcd-lock bench: --workload: expected a comma-separated list of W1 W1F W2 W2F W3 W4 W5 W6 W7 W2L, all or scale; got {:?}",
+            say!(
+                "bench: --workload: expected a comma-separated list of W1 W1F W2 W2F W3 W4 W5 W6 W7 W2L, all or scale; got {:?}",
                 a.workloads
             );
             return EXIT_USAGE;
@@ -21,8 +54,8 @@ pub(crate) async fn run(a: BenchArgs) -> u8 {
     let flavours = match Flavour::parse_list(&a.via) {
         Ok(list) => list,
         Err(_) => {
-            eprintln!(
-                "etcd-lock bench: --via: expected recipe, service or both, got {:?}",
+            say!(
+                "bench: --via: expected recipe, service or both, got {:?}",
                 a.via
             );
             return EXIT_USAGE;
@@ -43,23 +76,36 @@ pub(crate) async fn run(a: BenchArgs) -> u8 {
         sample_every: a
             .sample_secs
             .map_or(defaults.sample_every, Duration::from_secs),
+        progress: show_progress.then_some(bench::Progress(progress)),
         ..defaults.clone()
     };
-    match bench::run_all(&workloads, &flavours, &config).await {
+    let results = if show_progress {
+        tokio::select! {
+            r = bench::run_all(&workloads, &flavours, &config) => r,
+            // The ticker never ends.
+            _ = ticker() => return EXIT_FAILED,
+        }
+    } else {
+        bench::run_all(&workloads, &flavours, &config).await
+    };
+    match results {
         Ok(results) => {
             for r in &results {
-                println!("{}", r.to_json());
+                crate::output::line(&r.to_json());
             }
-            eprintln!("{}", bench::table(&results));
+            {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "{}", bench::table(&results));
+            }
             if results.iter().all(|r| r.correct) {
                 0
             } else {
-                eprintln!("etcd-lock bench: some workload was not correct");
+                say!("bench: some workload was not correct");
                 1
             }
         }
         Err(e) => {
-            eprintln!("etcd-lock bench: {e}");
+            say!("bench: {e}");
             EXIT_FAILED
         }
     }
