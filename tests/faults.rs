@@ -29,8 +29,9 @@
 //!    ([`etcd_lock::testkit::DelayProxy`]); in turn one member's requests are held 4 s (longer
 //!    than the 3 s request timeout), so `unlock()`s and lock txns time out there, the clients
 //!    fail over and relock through another member, and the held requests are applied seconds
-//!    later. Unfenced increments through a second, undelayed client: a late delete that
-//!    removed a newer key would show as two holders.
+//!    later. Holders unlock and relock at once on the same session; unfenced increments go
+//!    through a second, undelayed client: a late delete that removed a newer key would show
+//!    as two holders or as a relocked key gone while its lease lives.
 //!
 //! What protects the counter is the plan's [`Mode`] (`FAULTS_MODE=cas|fenced|unfenced`
 //! overrides every scenario's default): `cas` = `guard.txn(If mod_revision(counter) == read
@@ -457,14 +458,15 @@ async fn drop_relock<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
 /// requests are held for [`HELD_FOR`] (past the clients' 3 s request timeout) during a 4 s turn.
 /// Requests that timed out there — unlocks, lock txns, their background cleanups — reach etcd
 /// and are applied after the client failed over and, often, took the lock again with a new key.
-/// Unfenced increments (through a client of their own, straight to the members) and plain
-/// unlocks: only deletes that name their key by create revision keep the holds apart.
+/// Unfenced increments (through a client of their own, straight to the members); every holder
+/// unlocks and at once locks again on the same session ([`Release::UnlockRelock`]), whose key
+/// is then checked: only deletes that name their key by create revision keep it.
 async fn delayed_member<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
     const HELD_FOR: Duration = Duration::from_secs(4);
     const TURN: Duration = Duration::from_secs(4);
     let shape = Shape {
         mode: Mode::Unfenced,
-        release: Release::Unlock,
+        release: Release::UnlockRelock,
     };
     let cluster = start_cluster(bin);
     let dir = cluster.dir().to_path_buf();
@@ -987,6 +989,9 @@ enum Release {
     /// pause [`RELOCK_PAUSE`] holding it, then check the key still exists. The other workers'
     /// sessions keep trying meanwhile: none may get in while the relocked guard holds.
     DropRelock,
+    /// `unlock()` (bounded by [`CALL_BOUND`], failures recorded), then as [`Release::DropRelock`]
+    /// after the drop: `lock()` again at once on the same session, hold, check the key.
+    UnlockRelock,
 }
 
 /// A scenario's default increment mode and release.
@@ -1555,22 +1560,27 @@ async fn worker<L: Locker>(
         let mut acquired = record_acquire(id, &plan, &guard, &h);
         let mut guard = guard;
         let mut relocked = false;
-        if plan.release == Release::DropRelock {
-            // Drop without unlocking, then lock again at once on the same session and name.
+        if matches!(plan.release, Release::DropRelock | Release::UnlockRelock) {
+            // Drop without unlocking (or unlock, whatever the outcome), then lock again at
+            // once on the same session and name.
             hold(id, &plan, &data, &guard, &h, &mut writes, false).await;
-            let token = guard.fencing_token();
-            let how = "dropped".to_string();
-            h.record(id, Op::Abandon { token, how });
-            let started = h.tick();
-            drop(guard);
-            h.record(
-                id,
-                Op::Release {
-                    token,
-                    started,
-                    ok: false,
-                },
-            );
+            if plan.release == Release::DropRelock {
+                let token = guard.fencing_token();
+                let how = "dropped".to_string();
+                h.record(id, Op::Abandon { token, how });
+                let started = h.tick();
+                drop(guard);
+                h.record(
+                    id,
+                    Op::Release {
+                        token,
+                        started,
+                        ok: false,
+                    },
+                );
+            } else {
+                release(id, &plan, guard, &h, CALL_BOUND).await;
+            }
             h.record(id, Op::Attempt);
             let again = tokio::time::timeout(LOCK_WAIT, locker.lock(&s, plan.name.as_bytes()));
             guard = match again.await {
@@ -1700,7 +1710,7 @@ async fn release(id: Worker, plan: &Plan, guard: LockGuard, h: &History, cut: Du
     let started = h.tick();
     let limit = match plan.release {
         Release::CutUnlock => cut,
-        Release::Unlock | Release::DropRelock => CALL_BOUND,
+        Release::Unlock | Release::DropRelock | Release::UnlockRelock => CALL_BOUND,
     };
     let (ok, abandoned) = match tokio::time::timeout(limit, guard.unlock()).await {
         Ok(Ok(())) => (true, None),
