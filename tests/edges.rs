@@ -9,6 +9,7 @@
 //! * a session given up on stays given up, and its keys go;
 //! * a `lock()` cancelled at any point leaves no join count behind;
 //! * a cancelled election `resume()` never deletes the leader key it did not check;
+//! * lock names that are path prefixes of each other behave as documented (Go's layout);
 //! * a waiter that hears nothing re-checks its place with a read (a lost DELETE event cannot
 //!   leave it waiting for ever).
 #![cfg(feature = "testkit")]
@@ -36,6 +37,7 @@ per_version!(
     cancelled_locks_leave_no_join_count,
     cancelled_resume_keeps_the_leader_key,
     quiet_waiters_recheck_their_place,
+    nested_names_block_their_parent_only,
 );
 
 /// How long the slow member holds every request: longer than the client's request timeout.
@@ -407,4 +409,34 @@ async fn quiet_waiters_recheck_their_place(bin: &EtcdBinary) {
     ok(got.unlock().await);
     ok(holder.close().await);
     ok(waiter.close().await);
+}
+
+/// Go's layout puts lock `a/b`'s keys under lock `a`'s prefix: a holder of `a/b` blocks `a` for
+/// both flavours (as Go's `Mutex` and etcd's Lock service do), a holder of `a` does not block
+/// `a/b`. Documented in the README ("Lock names that are path prefixes of each other").
+async fn nested_names_block_their_parent_only(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let client = common::client(&cluster).await;
+    let base = unique("nested");
+    let (parent, child) = (format!("{base}a"), format!("{base}a/b"));
+    let (s1, s2) = (session(&client, 10).await, session(&client, 10).await);
+    let held_child = ok(RecipeLock::new().lock(&s1, child.as_bytes()).await);
+    match RecipeLock::new().try_lock(&s2, parent.as_bytes()).await {
+        Err(Error::Locked { .. }) => {}
+        other => panic!("a holder of {child} must block {parent}: {other:?}"),
+    }
+    let service = tokio::time::timeout(
+        Duration::from_millis(500),
+        ServiceLock::new().lock(&s2, parent.as_bytes()),
+    )
+    .await;
+    assert!(service.is_err(), "the service flavour counts nested keys too");
+    ok(held_child.unlock().await);
+    // The other way round: the parent's holder does not block the child.
+    let held_parent = ok(RecipeLock::new().lock(&s1, parent.as_bytes()).await);
+    let child_guard = ok(RecipeLock::new().try_lock(&s2, child.as_bytes()).await);
+    ok(child_guard.unlock().await);
+    ok(held_parent.unlock().await);
+    ok(s1.close().await);
+    ok(s2.close().await);
 }
