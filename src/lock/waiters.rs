@@ -25,7 +25,7 @@
 //! remembered DELETEs when woken, so a thousand waiters in one process cost about one wake-up
 //! per handoff, not one per older key.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -280,6 +280,16 @@ struct State {
     epoch: u64,
     alive: bool,
     waiters: HashMap<Vec<u8>, Vec<Waiter>>,
+    /// Keys that some join txn listed as older than its own, not yet seen deleted, as
+    /// *(create revision, key)* (one txn may create several keys at one revision). Shared by every waiter on the fast path, so memory grows with the
+    /// queue, not with waiters times queue.
+    listed: BTreeSet<(i64, Vec<u8>)>,
+    /// The create revisions in `listed` of each key (two while a re-created key's older
+    /// incarnation's DELETE is still in flight).
+    listed_revs: HashMap<Vec<u8>, Vec<i64>>,
+    /// Fast-path waiters by their own create revision: woken (`true`) once no key in `listed`
+    /// is older than theirs, or (`false`) when the watch ends.
+    turns: BTreeMap<i64, Vec<oneshot::Sender<bool>>>,
     deleted: HashMap<Vec<u8>, i64>,
     order: VecDeque<(Vec<u8>, i64)>,
     /// DELETEs at or below this revision may have been forgotten.
@@ -296,6 +306,9 @@ impl Default for State {
             epoch: 0,
             alive: false,
             waiters: HashMap::new(),
+            listed: BTreeSet::new(),
+            listed_revs: HashMap::new(),
+            turns: BTreeMap::new(),
             deleted: HashMap::new(),
             order: VecDeque::new(),
             forgotten_up_to: 0,
@@ -314,6 +327,109 @@ impl State {
                 let _ = w.wake.send(false);
             }
         }
+        for (_, turns) in std::mem::take(&mut self.turns) {
+            for wake in turns {
+                let _ = wake.send(false);
+            }
+        }
+        self.listed.clear();
+        self.listed_revs.clear();
+    }
+
+    /// Whether any waiter of either kind is registered.
+    fn has_waiters(&self) -> bool {
+        !self.waiters.is_empty() || !self.turns.is_empty()
+    }
+
+    /// Applies the DELETEs of one watch response, `(key, revision)` in revision order: remembers
+    /// them, wakes the waiters on those keys, drops the listed keys they delete, and wakes the
+    /// fast-path waiters with no listed key older than theirs left.
+    fn on_deletes<'k>(&mut self, deletes: impl IntoIterator<Item = (&'k [u8], i64)>) {
+        let mut unlisted = false;
+        for (key, revision) in deletes {
+            self.remember(key.to_vec(), revision);
+            if let Some(waiters) = self.waiters.remove(key) {
+                // A DELETE at or before a waiter's Range is an older incarnation of the key,
+                // still in flight: keep waiting for the one it saw.
+                let (wake, keep): (Vec<_>, Vec<_>) =
+                    waiters.into_iter().partition(|w| revision > w.after);
+                for w in wake {
+                    let _ = w.wake.send(true);
+                }
+                if !keep.is_empty() {
+                    self.waiters.insert(key.to_vec(), keep);
+                }
+            }
+            if let Some(revs) = self.listed_revs.get_mut(key) {
+                // Every incarnation created before this DELETE is gone.
+                revs.retain(|&created| {
+                    let gone = created < revision;
+                    if gone {
+                        self.listed.remove(&(created, key.to_vec()));
+                        unlisted = true;
+                    }
+                    !gone
+                });
+                if revs.is_empty() {
+                    self.listed_revs.remove(key);
+                }
+            }
+        }
+        if unlisted {
+            self.wake_turns();
+        }
+    }
+
+    /// Wakes every fast-path waiter with no listed key older than its own.
+    fn wake_turns(&mut self) {
+        let oldest = self
+            .listed
+            .first()
+            .map_or(i64::MAX, |(created, _)| *created);
+        while let Some(entry) = self.turns.first_entry() {
+            if *entry.key() > oldest {
+                break;
+            }
+            for wake in entry.remove() {
+                let _ = wake.send(true);
+            }
+        }
+    }
+
+    /// The fast path's registration (see [`PrefixWatch::wait_turn`]).
+    fn wait_turn(
+        &mut self,
+        epoch: u64,
+        older: Vec<(Vec<u8>, i64)>,
+        revision: i64,
+        my_rev: i64,
+    ) -> Wait {
+        // Every check first: a key this watch cannot vouch for sends the waiter to re-check.
+        let mut keep = Vec::with_capacity(older.len());
+        for (key, created) in older {
+            match self.deleted_after(epoch, &key, revision) {
+                None => return Wait::Unknown,
+                Some(true) => {}
+                Some(false) => keep.push((key, created)),
+            }
+        }
+        for (key, created) in keep {
+            let revs = self.listed_revs.entry(key.clone()).or_default();
+            if !revs.contains(&created) {
+                revs.push(created);
+                self.listed.insert((created, key));
+            }
+        }
+        if self
+            .listed
+            .first()
+            .is_none_or(|(created, _)| *created >= my_rev)
+        {
+            return Wait::Deleted;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.turns.entry(my_rev).or_default().push(tx);
+        Wait::Pending(rx)
     }
 }
 
@@ -385,11 +501,11 @@ impl PrefixWatch {
     fn unused_for(&self, idle: Duration) -> bool {
         self.state
             .lock()
-            .is_ok_and(|s| s.waiters.is_empty() && s.last_used.elapsed() > idle)
+            .is_ok_and(|s| !s.has_waiters() && s.last_used.elapsed() > idle)
     }
 
     fn has_waiters(&self) -> bool {
-        self.state.lock().is_ok_and(|s| !s.waiters.is_empty())
+        self.state.lock().is_ok_and(|s| s.has_waiters())
     }
 
     fn last_used(&self) -> Instant {
@@ -405,7 +521,7 @@ impl PrefixWatch {
             let Ok(mut s) = self.state.lock() else {
                 return true;
             };
-            if s.epoch != epoch || !s.waiters.is_empty() || s.last_used.elapsed() <= IDLE_CLOSE {
+            if s.epoch != epoch || s.has_waiters() || s.last_used.elapsed() <= IDLE_CLOSE {
                 return false;
             }
             s.close();
@@ -444,6 +560,8 @@ impl PrefixWatch {
         state.alive = true;
         state.deleted.clear();
         state.order.clear();
+        state.listed.clear();
+        state.listed_revs.clear();
         state.forgotten_up_to = watcher.created_revision();
         state.last_used = Instant::now();
         self.stats.watches_opened.fetch_add(1, Ordering::Relaxed);
@@ -476,24 +594,14 @@ impl PrefixWatch {
                 if s.epoch != epoch {
                     return;
                 }
-                for event in batch.events().iter().filter(|e| is_delete(e)) {
-                    let Some(kv) = event.kv.as_ref() else {
-                        continue;
-                    };
-                    s.remember(kv.key.clone(), kv.mod_revision);
-                    if let Some(waiters) = s.waiters.remove(&kv.key) {
-                        // A DELETE at or before a waiter's Range is an older incarnation of
-                        // the key, still in flight: keep waiting for the one it saw.
-                        let (wake, keep): (Vec<_>, Vec<_>) =
-                            waiters.into_iter().partition(|w| kv.mod_revision > w.after);
-                        for w in wake {
-                            let _ = w.wake.send(true);
-                        }
-                        if !keep.is_empty() {
-                            s.waiters.insert(kv.key.clone(), keep);
-                        }
-                    }
-                }
+                s.on_deletes(
+                    batch
+                        .events()
+                        .iter()
+                        .filter(|e| is_delete(e))
+                        .filter_map(|e| e.kv.as_ref())
+                        .map(|kv| (kv.key.as_slice(), kv.mod_revision)),
+                );
             }
             if let Some(router) = router.upgrade() {
                 if let Ok(mut s) = router.state.lock() {
@@ -516,21 +624,31 @@ impl PrefixWatch {
             return Wait::Unknown;
         };
         s.last_used = Instant::now();
-        match s.deleted_after(epoch, key, after) {
-            Some(true) => return Wait::Deleted,
-            Some(false) => {}
-            None => return Wait::Unknown,
-        }
-        let (tx, rx) = oneshot::channel();
-        s.waiters
-            .entry(key.to_vec())
-            .or_default()
-            .push(Waiter { after, wake: tx });
-        Wait::Pending(rx)
+        s.wait_delete_at(epoch, key, after)
     }
 }
 
 impl PrefixWatch {
+    /// The fast path: registers a waiter whose key was created at `my_rev` and whose join txn
+    /// listed, at `revision`, every older key (`(key, create revision)`), on the watch of
+    /// `epoch`. The listed keys go into one table shared by all waiters (each key once), and
+    /// the waiter keeps nothing but a wake-up: `Deleted` when no listed key older than
+    /// `my_rev` is left now, `Pending` resolving `true` once that is so, `false` if the watch
+    /// ends first, `Unknown` when the watch cannot vouch for the interval after `revision`.
+    pub(crate) fn wait_turn(
+        &self,
+        epoch: u64,
+        older: Vec<(Vec<u8>, i64)>,
+        revision: i64,
+        my_rev: i64,
+    ) -> Wait {
+        let Ok(mut s) = self.state.lock() else {
+            return Wait::Unknown;
+        };
+        s.last_used = Instant::now();
+        s.wait_turn(epoch, older, revision, my_rev)
+    }
+
     /// Whether `key` is known deleted after revision `after` by the watch of `epoch`:
     /// `Some(true)` deleted, `Some(false)` certainly not (yet), `None` cannot tell.
     pub(crate) fn deleted_after(&self, epoch: u64, key: &[u8], after: i64) -> Option<bool> {
@@ -539,6 +657,21 @@ impl PrefixWatch {
 }
 
 impl State {
+    /// See [`PrefixWatch::wait_delete`].
+    fn wait_delete_at(&mut self, epoch: u64, key: &[u8], after: i64) -> Wait {
+        match self.deleted_after(epoch, key, after) {
+            Some(true) => return Wait::Deleted,
+            Some(false) => {}
+            None => return Wait::Unknown,
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .entry(key.to_vec())
+            .or_default()
+            .push(Waiter { after, wake: tx });
+        Wait::Pending(rx)
+    }
+
     fn deleted_after(&self, epoch: u64, key: &[u8], after: i64) -> Option<bool> {
         if !self.alive || self.epoch != epoch || after < self.forgotten_up_to {
             return None;
@@ -564,6 +697,10 @@ impl State {
             self.since_sweep = 0;
             self.waiters.retain(|_, ws| {
                 ws.retain(|w| !w.wake.is_closed());
+                !ws.is_empty()
+            });
+            self.turns.retain(|_, ws| {
+                ws.retain(|w| !w.is_closed());
                 !ws.is_empty()
             });
         }
@@ -607,5 +744,185 @@ mod tests {
         assert_eq!(w.deleted_after(1, b"p/a", 15), Some(true));
         assert_eq!(w.deleted_after(1, b"p/b", 15), Some(false));
         assert_eq!(w.deleted_after(1, b"p/b", 9), None);
+    }
+
+    /// A router state with its watch open (epoch 1) that remembers every DELETE after 10.
+    fn open_state() -> State {
+        State {
+            epoch: 1,
+            alive: true,
+            forgotten_up_to: 10,
+            ..State::default()
+        }
+    }
+
+    fn keys(listed: &[(&str, i64)]) -> Vec<(Vec<u8>, i64)> {
+        listed
+            .iter()
+            .map(|(k, rev)| (k.as_bytes().to_vec(), *rev))
+            .collect()
+    }
+
+    fn pending(wait: Wait) -> oneshot::Receiver<bool> {
+        match wait {
+            Wait::Pending(rx) => rx,
+            other => panic!("expected a pending wait, got {other:?}"),
+        }
+    }
+
+    fn delete(s: &mut State, key: &str, revision: i64) {
+        s.on_deletes([(key.as_bytes(), revision)]);
+    }
+
+    #[test]
+    fn fast_path_turns_come_in_create_order() {
+        let mut s = open_state();
+        // b (created at 30) and c (40) queue behind a (20); each txn listed the older keys.
+        let mut b = pending(s.wait_turn(1, keys(&[("a", 20)]), 30, 30));
+        let mut c = pending(s.wait_turn(1, keys(&[("a", 20), ("b", 30)]), 40, 40));
+        // Shared: each listed key is held once, however many waiters listed it.
+        assert_eq!(s.listed.len(), 2);
+        assert_eq!(s.turns.len(), 2);
+        delete(&mut s, "a", 41);
+        assert_eq!(b.try_recv(), Ok(true));
+        assert!(c.try_recv().is_err(), "c still has b ahead");
+        delete(&mut s, "b", 42);
+        assert_eq!(c.try_recv(), Ok(true));
+        assert!(s.listed.is_empty() && s.turns.is_empty());
+    }
+
+    #[test]
+    fn memory_grows_with_the_queue_not_its_square() {
+        let mut s = open_state();
+        // k0 (created at 100) holds; k1..k199 queue behind it, each listing all older keys.
+        let mut queue = vec![(b"k0".to_vec(), 100)];
+        let mut woken = Vec::new();
+        for i in 1..200i64 {
+            let my_rev = 100 + i;
+            woken.push(pending(s.wait_turn(1, queue.clone(), my_rev, my_rev)));
+            queue.push((format!("k{i}").into_bytes(), my_rev));
+        }
+        // Each of the 199 older keys is held once, not once per waiter that listed it.
+        assert_eq!(s.listed.len(), 199);
+        assert_eq!(s.listed_revs.len(), 199);
+        // FIFO: each DELETE wakes exactly the next waiter.
+        for i in 0..199usize {
+            s.on_deletes([(format!("k{i}").as_bytes(), 400 + i as i64)]);
+            assert_eq!(woken[i].try_recv(), Ok(true), "waiter {}", i + 1);
+            if let Some(next) = woken.get_mut(i + 1) {
+                assert!(next.try_recv().is_err(), "waiter {} woke early", i + 2);
+            }
+        }
+        assert!(s.listed.is_empty() && s.turns.is_empty());
+    }
+
+    #[test]
+    fn a_waiter_ahead_giving_up_out_of_order_does_not_wake_early() {
+        let mut s = open_state();
+        let mut c = pending(s.wait_turn(1, keys(&[("a", 20), ("b", 30)]), 40, 40));
+        // b (a waiter ahead of c, behind a) is cancelled: its DELETE comes first.
+        delete(&mut s, "b", 41);
+        assert!(c.try_recv().is_err());
+        delete(&mut s, "a", 42);
+        assert_eq!(c.try_recv(), Ok(true));
+    }
+
+    #[test]
+    fn deletes_heard_before_registering_count() {
+        let mut s = open_state();
+        // The watch delivers a's DELETE (41) before c's join answer (read at 40) is handled.
+        delete(&mut s, "a", 41);
+        let mut c = pending(s.wait_turn(1, keys(&[("a", 20), ("b", 30)]), 40, 40));
+        assert_eq!(s.listed.len(), 1, "a is known gone and not listed");
+        delete(&mut s, "b", 43);
+        assert_eq!(c.try_recv(), Ok(true));
+        // Everything older already gone: the turn is ours without waiting.
+        delete(&mut s, "d", 44);
+        assert!(matches!(
+            s.wait_turn(1, keys(&[("d", 35)]), 40, 45),
+            Wait::Deleted
+        ));
+    }
+
+    #[test]
+    fn an_older_incarnations_delete_does_not_end_a_wait_for_the_newer() {
+        let mut s = open_state();
+        // A DELETE of a at 15 is of an older incarnation than the a (created 20) that this
+        // waiter's txn read at 30: a is still to be waited for.
+        delete(&mut s, "a", 15);
+        let mut b = pending(s.wait_turn(1, keys(&[("a", 20)]), 30, 30));
+        // a is deleted at 35 and created again at 36; c lists the new a before the watch
+        // delivers the DELETE at 35 (its answer overtook the watch).
+        let mut c = pending(s.wait_turn(1, keys(&[("b", 30), ("a", 36)]), 50, 50));
+        assert_eq!(s.listed_revs.get(b"a".as_slice()), Some(&vec![20, 36]));
+        delete(&mut s, "a", 35);
+        assert_eq!(b.try_recv(), Ok(true));
+        assert!(c.try_recv().is_err());
+        delete(&mut s, "b", 51);
+        assert!(c.try_recv().is_err(), "the new a (36) is still there");
+        delete(&mut s, "a", 52);
+        assert_eq!(c.try_recv(), Ok(true));
+    }
+
+    #[test]
+    fn keys_created_in_one_txn_are_both_waited_for() {
+        let mut s = open_state();
+        let mut c = pending(s.wait_turn(1, keys(&[("a", 20), ("x", 20)]), 30, 30));
+        assert_eq!(s.listed.len(), 2);
+        delete(&mut s, "a", 31);
+        assert!(c.try_recv().is_err());
+        // Both DELETEs in one watch response.
+        s.on_deletes([(b"y".as_slice(), 32), (b"x".as_slice(), 32)]);
+        assert_eq!(c.try_recv(), Ok(true));
+    }
+
+    #[test]
+    fn what_the_watch_cannot_vouch_for_sends_waiters_to_recheck() {
+        let mut s = open_state();
+        // Read before the oldest remembered DELETE: it may have been forgotten.
+        assert!(matches!(
+            s.wait_turn(1, keys(&[("a", 5)]), 9, 9),
+            Wait::Unknown
+        ));
+        // Another watch (restarted since the txn).
+        assert!(matches!(
+            s.wait_turn(2, keys(&[("a", 20)]), 30, 30),
+            Wait::Unknown
+        ));
+        assert!(s.listed.is_empty(), "nothing listed for a refused wait");
+        // The watch ends: every waiter is told to re-check, the table is emptied.
+        let mut b = pending(s.wait_turn(1, keys(&[("a", 20)]), 30, 30));
+        let mut k = pending(s.wait_delete_at(1, b"a", 30));
+        s.close();
+        assert_eq!(b.try_recv(), Ok(false));
+        assert_eq!(k.try_recv(), Ok(false));
+        assert!(s.listed.is_empty() && s.listed_revs.is_empty() && !s.has_waiters());
+        assert!(matches!(
+            s.wait_turn(1, keys(&[("a", 20)]), 30, 30),
+            Wait::Unknown
+        ));
+    }
+
+    #[test]
+    fn a_key_waiter_ignores_an_older_incarnations_delete() {
+        let mut s = open_state();
+        let mut w = pending(s.wait_delete_at(1, b"a", 30));
+        delete(&mut s, "a", 25);
+        assert!(w.try_recv().is_err());
+        delete(&mut s, "a", 31);
+        assert_eq!(w.try_recv(), Ok(true));
+    }
+
+    #[test]
+    fn cancelled_waiters_are_swept() {
+        let mut s = open_state();
+        for i in 0..10 {
+            drop(s.wait_turn(1, keys(&[("a", 20)]), 30 + i, 30 + i));
+        }
+        assert_eq!(s.turns.len(), 10);
+        for i in 0..64 {
+            delete(&mut s, &format!("z{i}"), 100 + i);
+        }
+        assert!(s.turns.is_empty(), "dropped receivers swept out");
     }
 }
