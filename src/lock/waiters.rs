@@ -24,18 +24,37 @@
 //! key at a time (the newest older key still there) and checks the others against the
 //! remembered DELETEs when woken, so a thousand waiters in one process cost about one wake-up
 //! per handoff, not one per older key.
+//!
+//! Ownership and lock order. A client's [`Registry`] (in the client's extension slot) owns the
+//! routers, one `Arc<PrefixWatch>` per (namespace, prefix), in `watches`, and the join counts
+//! in `joins`; waiters and a router's own watch task hold `Arc`s (the task only a `Weak`). Each
+//! `PrefixWatch` owns its `State` behind one std mutex; the watch task is the only writer of
+//! DELETEs into it, waiters only register and read. Four locks, always taken in this order and
+//! never held across an `.await` except the first: `PrefixWatch::opening` (tokio, held while
+//! one watch opens) → `Registry::watches` → `PrefixWatch::state`; `Registry::joins` is never
+//! held with another. (`trim_idle` reads routers' states under `watches`; `retire_if_idle`
+//! releases `state` before it takes `watches`.) One poisoning policy: see [`locked`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::watch::{is_delete, WatchOptions};
+
+/// Locks one of this module's std mutexes. Poisoning policy, the only one here: a poisoned
+/// lock is taken over as it is (`PoisonError::into_inner`). No critical section in this module
+/// calls user code, and each leaves the maps consistent after every single insert or remove;
+/// the worst a panic half-way can leave is a waiter not woken, which its re-check timer
+/// (`lock::queue::Rechecks`) covers.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// How many recent DELETEs are remembered for waiters that register late.
 const REMEMBERED_DELETES: usize = 4096;
@@ -105,10 +124,9 @@ impl Joining {
 
     /// Whether this is the only join on its prefix in progress on this client right now.
     pub(crate) fn alone(&self) -> bool {
-        self.registry
-            .joins
-            .lock()
-            .map_or(true, |j| j.get(&self.key).copied().unwrap_or(0) <= 1)
+        locked(&self.registry.joins)
+            .get(&self.key)
+            .is_none_or(|&n| n <= 1)
     }
 
     /// The router to wait on (created, without any RPC, when none was open before the txn).
@@ -122,12 +140,11 @@ impl Joining {
 
 impl Drop for Joining {
     fn drop(&mut self) {
-        if let Ok(mut joins) = self.registry.joins.lock() {
-            if let Some(n) = joins.get_mut(&self.key) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    joins.remove(&self.key);
-                }
+        let mut joins = locked(&self.registry.joins);
+        if let Some(n) = joins.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                joins.remove(&self.key);
             }
         }
     }
@@ -157,13 +174,11 @@ impl Registry {
         prefix: &[u8],
     ) -> Joining {
         let key = (namespace.unwrap_or_default().to_vec(), prefix.to_vec());
-        let others = match self.joins.lock() {
-            Ok(mut joins) => {
-                let n = joins.entry(key.clone()).or_insert(0);
-                *n += 1;
-                *n > 1
-            }
-            Err(_) => false,
+        let others = {
+            let mut joins = locked(&self.joins);
+            let n = joins.entry(key.clone()).or_insert(0);
+            *n += 1;
+            *n > 1
         };
         // The guard that takes the count back exists before the first `.await`: a caller
         // dropped while the watch opens (a `timeout` around `lock()`) leaves no count behind.
@@ -186,20 +201,13 @@ impl Registry {
     }
 
     fn find(&self, key: &RouterKey) -> Option<Arc<PrefixWatch>> {
-        self.watches.lock().ok()?.get(key).cloned()
+        locked(&self.watches).get(key).cloned()
     }
 
     /// The router for `key`, created (without any RPC) if needed; creating one trims the idle
     /// ones beyond [`MAX_IDLE_WATCHES`].
     fn router(self: &Arc<Self>, key: &RouterKey) -> Arc<PrefixWatch> {
-        let Ok(mut map) = self.watches.lock() else {
-            return Arc::new(PrefixWatch::new(
-                key.1.clone(),
-                Weak::new(),
-                key.clone(),
-                Arc::clone(&self.stats),
-            ));
-        };
+        let mut map = locked(&self.watches);
         if let Some(found) = map.get(key) {
             return Arc::clone(found);
         }
@@ -216,26 +224,26 @@ impl Registry {
 
     /// Forgets `router` (closed for idleness) unless the map already holds another one.
     fn forget(&self, router: &PrefixWatch) {
-        if let Ok(mut map) = self.watches.lock() {
-            if map
-                .get(&router.key)
-                .is_some_and(|r| std::ptr::eq(Arc::as_ptr(r), router))
-            {
-                map.remove(&router.key);
-            }
+        let mut map = locked(&self.watches);
+        if map
+            .get(&router.key)
+            .is_some_and(|r| std::ptr::eq(Arc::as_ptr(r), router))
+        {
+            map.remove(&router.key);
         }
     }
 
     /// How this client's waits went so far, and what is open now (no RPC).
     pub(crate) fn snapshot(&self) -> RegistrySnapshot {
-        let (routers, watches_open) = self.watches.lock().map_or((0, 0), |map| {
+        let (routers, watches_open) = {
+            let map = locked(&self.watches);
             let open = map.values().filter(|r| r.live_epoch().is_some()).count();
             (map.len(), open)
-        });
+        };
         RegistrySnapshot {
             routers,
             watches_open,
-            joins_in_progress: self.joins.lock().map_or(0, |j| j.len()),
+            joins_in_progress: locked(&self.joins).len(),
             fast_waits: self.stats.fast_waits.load(Ordering::Relaxed),
             slow_waits: self.stats.slow_waits.load(Ordering::Relaxed),
             far_waits: self.stats.far_waits.load(Ordering::Relaxed),
@@ -491,36 +499,25 @@ impl PrefixWatch {
         self.stats.far_waits.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn lock_state(&self) -> Result<std::sync::MutexGuard<'_, State>> {
-        self.state
-            .lock()
-            .map_err(|_| Error::Protocol("lock watch state poisoned".into()))
-    }
-
     /// No waiter, and none registered for longer than `idle`.
     fn unused_for(&self, idle: Duration) -> bool {
-        self.state
-            .lock()
-            .is_ok_and(|s| !s.has_waiters() && s.last_used.elapsed() > idle)
+        let s = locked(&self.state);
+        !s.has_waiters() && s.last_used.elapsed() > idle
     }
 
     fn has_waiters(&self) -> bool {
-        self.state.lock().is_ok_and(|s| s.has_waiters())
+        locked(&self.state).has_waiters()
     }
 
     fn last_used(&self) -> Instant {
-        self.state
-            .lock()
-            .map_or_else(|_| Instant::now(), |s| s.last_used)
+        locked(&self.state).last_used
     }
 
     /// Closes the watch of `epoch` if it has been unused for [`IDLE_CLOSE`], and takes this
     /// router out of the registry. Returns whether it closed.
     fn retire_if_idle(&self, epoch: u64) -> bool {
         {
-            let Ok(mut s) = self.state.lock() else {
-                return true;
-            };
+            let mut s = locked(&self.state);
             if s.epoch != epoch || s.has_waiters() || s.last_used.elapsed() <= IDLE_CLOSE {
                 return false;
             }
@@ -536,7 +533,7 @@ impl PrefixWatch {
 
     /// The epoch of the open watch, if one is open (no RPC).
     pub(crate) fn live_epoch(&self) -> Option<u64> {
-        let s = self.state.lock().ok()?;
+        let s = locked(&self.state);
         s.alive.then_some(s.epoch)
     }
 
@@ -555,7 +552,7 @@ impl PrefixWatch {
                 WatchOptions::new().with_prefix().with_no_put(),
             )
             .await?;
-        let mut state = self.lock_state()?;
+        let mut state = locked(&self.state);
         state.epoch += 1;
         state.alive = true;
         state.deleted.clear();
@@ -588,9 +585,7 @@ impl PrefixWatch {
                     return;
                 };
                 let Ok(batch) = batch else { break };
-                let Ok(mut s) = router.state.lock() else {
-                    return;
-                };
+                let mut s = locked(&router.state);
                 if s.epoch != epoch {
                     return;
                 }
@@ -604,10 +599,9 @@ impl PrefixWatch {
                 );
             }
             if let Some(router) = router.upgrade() {
-                if let Ok(mut s) = router.state.lock() {
-                    if s.epoch == epoch {
-                        s.close();
-                    }
+                let mut s = locked(&router.state);
+                if s.epoch == epoch {
+                    s.close();
                 }
             }
         });
@@ -620,9 +614,7 @@ impl PrefixWatch {
     /// Registers interest in the deletion of `key` after revision `after`, as seen by the watch
     /// of `epoch`.
     pub(crate) fn wait_delete(&self, epoch: u64, key: &[u8], after: i64) -> Wait {
-        let Ok(mut s) = self.state.lock() else {
-            return Wait::Unknown;
-        };
+        let mut s = locked(&self.state);
         s.last_used = Instant::now();
         s.wait_delete_at(epoch, key, after)
     }
@@ -642,9 +634,7 @@ impl PrefixWatch {
         revision: i64,
         my_rev: i64,
     ) -> Wait {
-        let Ok(mut s) = self.state.lock() else {
-            return Wait::Unknown;
-        };
+        let mut s = locked(&self.state);
         s.last_used = Instant::now();
         s.wait_turn(epoch, older, revision, my_rev)
     }
@@ -652,7 +642,7 @@ impl PrefixWatch {
     /// Whether `key` is known deleted after revision `after` by the watch of `epoch`:
     /// `Some(true)` deleted, `Some(false)` certainly not (yet), `None` cannot tell.
     pub(crate) fn deleted_after(&self, epoch: u64, key: &[u8], after: i64) -> Option<bool> {
-        self.state.lock().ok()?.deleted_after(epoch, key, after)
+        locked(&self.state).deleted_after(epoch, key, after)
     }
 }
 
@@ -709,12 +699,11 @@ impl State {
 
 impl Drop for PrefixWatch {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.state.lock() {
-            if let Some(task) = s.task.take() {
-                task.abort();
-            }
-            s.close();
+        let mut s = locked(&self.state);
+        if let Some(task) = s.task.take() {
+            task.abort();
         }
+        s.close();
     }
 }
 
@@ -731,7 +720,7 @@ mod tests {
             Arc::default(),
         );
         {
-            let mut s = w.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = locked(&w.state);
             s.epoch = 1;
             s.alive = true;
             s.forgotten_up_to = 10;
