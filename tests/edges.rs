@@ -8,7 +8,9 @@
 //!   dropped outside a runtime, or created by another session on the same lease;
 //! * a session given up on stays given up, and its keys go;
 //! * a `lock()` cancelled at any point leaves no join count behind;
-//! * a cancelled election `resume()` never deletes the leader key it did not check.
+//! * a cancelled election `resume()` never deletes the leader key it did not check;
+//! * a waiter that hears nothing re-checks its place with a read (a lost DELETE event cannot
+//!   leave it waiting for ever).
 #![cfg(feature = "testkit")]
 
 mod common;
@@ -33,6 +35,7 @@ per_version!(
     session_given_up_stays_given_up,
     cancelled_locks_leave_no_join_count,
     cancelled_resume_keeps_the_leader_key,
+    quiet_waiters_recheck_their_place,
 );
 
 /// How long the slow member holds every request: longer than the client's request timeout.
@@ -370,4 +373,38 @@ async fn cancelled_resume_keeps_the_leader_key(bin: &EtcdBinary) {
         .await);
     ok(leadership.resign().await);
     ok(old.close().await);
+}
+
+/// A recipe waiter behind a long hold hears no event; after 3 s it re-checks its place with one
+/// linearizable `KV/Txn` (then after 6 s more, ...), so a DELETE that etcd failed to deliver
+/// cannot keep it waiting for ever.
+async fn quiet_waiters_recheck_their_place(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let direct = common::client(&cluster).await;
+    let name = unique("quiet");
+    let holder = session(&direct, 30).await;
+    let held = ok(RecipeLock::new().lock(&holder, name.as_bytes()).await);
+    let waiter_client = common::client(&cluster).await;
+    let waiter = session(&waiter_client, 30).await;
+    let waiting = {
+        let (waiter, name) = (waiter.clone(), name.clone());
+        tokio::spawn(async move { RecipeLock::new().lock(&waiter, name.as_bytes()).await })
+    };
+    common::wait_key_count(&direct, &name, 2, Duration::from_secs(5)).await;
+    let before = waiter_client.stats().unary_calls;
+    tokio::time::sleep(Duration::from_millis(7500)).await;
+    let rechecks = waiter_client.stats().unary_calls - before;
+    assert!(
+        (1..=2).contains(&rechecks),
+        "{rechecks} reads while waiting 7.5 s behind a holder (expected one, at 3 s)"
+    );
+    ok(held.unlock().await);
+    let got = ok(ok(tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .map_err(|_| "waiter timed out"))
+    .map_err(|e| e.to_string()));
+    let got = ok(got);
+    ok(got.unlock().await);
+    ok(holder.close().await);
+    ok(waiter.close().await);
 }

@@ -25,11 +25,12 @@
 //!    worker keeps its session and stays away 3 s (unfenced increments);
 //! 7. `drop_relock`: drop the guard, `lock()` again at once on the same session and name,
 //!    hold 300 ms and check the key is still there while the other sessions wait (unfenced).
-//! 8. `delayed_member`: the clients reach each member through a delaying TCP proxy
+//! 8. `delayed_member`: the lock clients reach each member through a delaying TCP proxy
 //!    ([`etcd_lock::testkit::DelayProxy`]); in turn one member's requests are held 4 s (longer
 //!    than the 3 s request timeout), so `unlock()`s and lock txns time out there, the clients
 //!    fail over and relock through another member, and the held requests are applied seconds
-//!    later. Unfenced: a late delete that removed a newer key would show as two holders.
+//!    later. Unfenced increments through a second, undelayed client: a late delete that
+//!    removed a newer key would show as two holders.
 //!
 //! What protects the counter is the plan's [`Mode`] (`FAULTS_MODE=cas|fenced|unfenced`
 //! overrides every scenario's default): `cas` = `guard.txn(If mod_revision(counter) == read
@@ -452,11 +453,12 @@ async fn drop_relock<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
     process_scenario(bin, locker, "drop-relock", shape, client_side_fault).await;
 }
 
-/// Scenario 8: every member behind a [`DelayProxy`]; in turn each one's requests are held for
-/// [`HELD_FOR`] (past the clients' 3 s request timeout) during a 4 s turn. Requests that timed out
-/// there — unlocks, lock txns, their background cleanups — reach etcd and are applied after the
-/// client failed over and, often, took the lock again with a new key. Unfenced increments and
-/// plain unlocks: only deletes that name their key by create revision keep the holds apart.
+/// Scenario 8: every member behind a [`DelayProxy`] for the lock's traffic; in turn each one's
+/// requests are held for [`HELD_FOR`] (past the clients' 3 s request timeout) during a 4 s turn.
+/// Requests that timed out there — unlocks, lock txns, their background cleanups — reach etcd
+/// and are applied after the client failed over and, often, took the lock again with a new key.
+/// Unfenced increments (through a client of their own, straight to the members) and plain
+/// unlocks: only deletes that name their key by create revision keep the holds apart.
 async fn delayed_member<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L) {
     const HELD_FOR: Duration = Duration::from_secs(4);
     const TURN: Duration = Duration::from_secs(4);
@@ -474,8 +476,12 @@ async fn delayed_member<L: Locker + Clone + 'static>(bin: &EtcdBinary, locker: L
         })
         .collect();
     let endpoints = proxies.iter().map(DelayProxy::endpoint).collect();
-    let plan =
+    let mut plan =
         Plan::new("delayed-member", locker.flavour(), bin.version(), endpoints).shaped(shape);
+    // The counter goes straight to the members: an unfenced write held up and applied late is
+    // a hazard of its own (fencing is the cure), not the lock's. Only the lock's traffic is
+    // delayed here.
+    plan.data_endpoints = cluster.endpoints();
     let run = Run::start(plan, locker).await;
     let h = run.history.clone();
     let began = Instant::now();
@@ -1018,6 +1024,8 @@ struct Plan {
     flavour: &'static str,
     version: String,
     endpoints: Vec<String>,
+    /// Endpoints of the client holders write the counter through (the lock's by default).
+    data_endpoints: Vec<String>,
     /// Lock name (the prefix is `name/`).
     name: String,
     counter: String,
@@ -1043,6 +1051,7 @@ impl Plan {
             scenario,
             flavour,
             version: version.to_string(),
+            data_endpoints: endpoints.clone(),
             endpoints,
             name: format!("{base}lock"),
             counter: format!("{base}counter"),
@@ -1479,6 +1488,24 @@ async fn worker<L: Locker>(
             }
         }
     };
+    // The counter's client: the lock's own, unless the plan writes data another way.
+    let data = if plan.data_endpoints == plan.endpoints {
+        client.clone()
+    } else {
+        loop {
+            if control.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let connect = Client::connect_with(&plan.data_endpoints, client_options());
+            match bounded(&plan, "connect", connect).await {
+                Ok(c) => break c,
+                Err(kind) => {
+                    h.error(id, "connect", kind);
+                    backoff().await;
+                }
+            }
+        }
+    };
     let mut session: Option<Session> = None;
     let mut writes = 0u64;
     while !control.stop.load(Ordering::SeqCst) {
@@ -1530,7 +1557,7 @@ async fn worker<L: Locker>(
         let mut relocked = false;
         if plan.release == Release::DropRelock {
             // Drop without unlocking, then lock again at once on the same session and name.
-            hold(id, &plan, &client, &guard, &h, &mut writes, false).await;
+            hold(id, &plan, &data, &guard, &h, &mut writes, false).await;
             let token = guard.fencing_token();
             let how = "dropped".to_string();
             h.record(id, Op::Abandon { token, how });
@@ -1563,7 +1590,7 @@ async fn worker<L: Locker>(
             acquired = record_acquire(id, &plan, &guard, &h);
             relocked = true;
         }
-        hold(id, &plan, &client, &guard, &h, &mut writes, relocked).await;
+        hold(id, &plan, &data, &guard, &h, &mut writes, relocked).await;
         let cut = CUTS[acquired as usize % CUTS.len()];
         if release(id, &plan, guard, &h, cut).await {
             tokio::time::sleep(SIT_OUT).await;

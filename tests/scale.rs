@@ -87,21 +87,29 @@ async fn service_token_comes_from_the_lock_answer_when_provable(bin: &EtcdBinary
     assert_eq!(create_revision(&reader, &g).await, Some(g.fencing_token()));
     ok(g.unlock().await);
 
-    // An adopted lease may carry keys this session never saw created: always read.
+    // An adopted lease may carry keys this session never saw created. The proof does not care
+    // who created the key: it needs only this session's own delete of it just before. So the
+    // first cycle reads, the next ones (after this session's own release) do not.
     let adopted = ok(etcd_lock::Session::with_options(
         &client,
         SessionOptions::new().with_lease(rival.lease()),
     )
     .await);
-    for _ in 0..3 {
+    for cycle in 0..3 {
         let before = client.stats().unary_calls;
         let g = ok(locker.lock(&adopted, name.as_bytes()).await);
         assert_eq!(create_revision(&reader, &g).await, Some(g.fencing_token()));
-        assert_eq!(client.stats().unary_calls - before, 2, "Lock + Range");
+        let want = if cycle == 0 { 2 } else { 1 };
+        assert_eq!(
+            client.stats().unary_calls - before,
+            want,
+            "adopted cycle {cycle}"
+        );
         ok(g.unlock().await);
     }
 
-    // An abandoned Lock call may be applied after its cleanup: from then on, always read.
+    // An abandoned Lock call may be applied after its cleanup; whatever it left, the token read
+    // off an answer is still the key's create revision.
     let blocker = ok(locker.lock(&rival, name.as_bytes()).await);
     let abandoned =
         tokio::time::timeout(Duration::from_millis(200), locker.lock(&s, name.as_bytes())).await;
@@ -111,7 +119,7 @@ async fn service_token_comes_from_the_lock_answer_when_provable(bin: &EtcdBinary
         let before = client.stats().unary_calls;
         let g = ok(locker.lock(&s, name.as_bytes()).await);
         assert_eq!(create_revision(&reader, &g).await, Some(g.fencing_token()));
-        assert_eq!(client.stats().unary_calls - before, 2, "Lock + Range");
+        assert!(client.stats().unary_calls - before <= 2, "Lock (+ Range)");
         ok(g.unlock().await);
     }
     ok(s.close().await);

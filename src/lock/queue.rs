@@ -268,13 +268,18 @@ impl Place<'_> {
                 Recheck::Behind(pred) => pred,
             };
             // The re-check saw our key at `after`: its DELETE after that wakes us too.
-            let own = router.wait_delete(epoch, self.key, after);
+            let own = deleted_or_ended(router.wait_delete(epoch, self.key, after));
+            tokio::pin!(own);
             if let Wait::Pending(woken) = router.wait_delete(epoch, &pred_key, after) {
-                tokio::select! {
-                    _ = woken => {}
-                    _ = deleted_or_ended(own) => {}
-                    _ = rechecks.due() => {}
-                    _ = &mut *lost => return Ok(Turn::SessionLost),
+                tokio::pin!(woken);
+                loop {
+                    tokio::select! {
+                        _ = &mut woken => break,
+                        _ = &mut own => break,
+                        // Quiet for too long: re-check, unless the queue is seen moving.
+                        _ = rechecks.due() => if !router.heard_within(RECHECK_FIRST) { break },
+                        _ = &mut *lost => return Ok(Turn::SessionLost),
+                    }
                 }
             }
             // Deleted, Unknown, woken or quiet for too long: re-check.
@@ -340,17 +345,34 @@ impl Place<'_> {
         match router.wait_turn(epoch, older, revision, self.my_rev) {
             Wait::Deleted => {}
             Wait::Unknown => return None,
-            Wait::Pending(woken) => tokio::select! {
-                done = woken => {
-                    if done != Ok(true) {
-                        return None;
+            Wait::Pending(woken) => {
+                tokio::pin!(woken);
+                loop {
+                    tokio::select! {
+                        done = &mut woken => {
+                            if done != Ok(true) {
+                                return None;
+                            }
+                            break;
+                        }
+                        gone = &mut own => return if gone { Some(Turn::KeyGone) } else { None },
+                        // Quiet for too long, and the queue not seen moving: a linearizable
+                        // look, in case a DELETE was lost. Still behind: keep waiting here.
+                        _ = rechecks.due() => {
+                            if router.heard_within(RECHECK_FIRST) {
+                                continue;
+                            }
+                            match self.recheck().await {
+                                Ok(Recheck::Ours) => return Some(Turn::Ours),
+                                Ok(Recheck::KeyGone) => return Some(Turn::KeyGone),
+                                Ok(Recheck::Behind(_)) => continue,
+                                Err(_) => return None,
+                            }
+                        }
+                        _ = &mut *lost => return Some(Turn::SessionLost),
                     }
                 }
-                gone = &mut own => return if gone { Some(Turn::KeyGone) } else { None },
-                // Quiet for too long: the slow path re-checks with a linearizable read.
-                _ = rechecks.due() => return None,
-                _ = &mut *lost => return Some(Turn::SessionLost),
-            },
+            }
         }
         // Every older key is gone; was ours deleted meanwhile?
         match router.deleted_after(epoch, self.key, self.my_rev - 1)? {
@@ -406,7 +428,10 @@ enum Far {
 }
 
 /// The first pause before a waiter re-checks its place with a linearizable `KV/Txn` although
-/// no event woke it; each later pause doubles, up to [`RECHECK_LONGEST`].
+/// no event woke it; each later pause doubles, up to [`RECHECK_LONGEST`]. A waiter on the
+/// client's prefix watch skips the read while the watch reported a DELETE within the last
+/// `RECHECK_FIRST` (the queue moves, so its events are flowing); a far waiter, alone on its
+/// one-key watch, reads on every tick.
 ///
 /// Why at all: a waiter is woken only by watch events, and etcd 3.4 and 3.5 have had bugs that
 /// drop DELETE events around compaction (etcd issues 18089 and 19179); a waiter whose
@@ -414,7 +439,8 @@ enum Far {
 /// takes milliseconds (lockbench W2: about 1 ms), so a waiter that has heard nothing for 3 s
 /// is either behind a long critical section — where one read per 3..30 s per waiter costs etcd
 /// nothing measurable — or lost an event, which then delays its turn by at most the current
-/// pause. A queue that moves never reaches the first re-check (W2's waits are far shorter).
+/// pause. A lost DELETE stalls the queue behind the waiter that missed it, so the prefix goes
+/// quiet exactly when a re-check is needed; a queue that moves sends no such read.
 pub(crate) const RECHECK_FIRST: std::time::Duration = std::time::Duration::from_secs(3);
 /// The longest pause between two re-checks of a waiter (see [`RECHECK_FIRST`]).
 pub(crate) const RECHECK_LONGEST: std::time::Duration = std::time::Duration::from_secs(30);

@@ -303,6 +303,8 @@ struct State {
     /// DELETEs at or below this revision may have been forgotten.
     forgotten_up_to: i64,
     last_used: Instant,
+    /// When the watch last reported a DELETE (or opened): a queue that moves is heard.
+    last_heard: Instant,
     /// DELETEs remembered since cancelled waiters were last swept out.
     since_sweep: usize,
     task: Option<JoinHandle<()>>,
@@ -321,6 +323,7 @@ impl Default for State {
             order: VecDeque::new(),
             forgotten_up_to: 0,
             last_used: Instant::now(),
+            last_heard: Instant::now(),
             since_sweep: 0,
             task: None,
         }
@@ -355,6 +358,7 @@ impl State {
     fn on_deletes<'k>(&mut self, deletes: impl IntoIterator<Item = (&'k [u8], i64)>) {
         let mut unlisted = false;
         for (key, revision) in deletes {
+            self.last_heard = Instant::now();
             self.remember(key.to_vec(), revision);
             if let Some(waiters) = self.waiters.remove(key) {
                 // A DELETE at or before a waiter's Range is an older incarnation of the key,
@@ -531,6 +535,13 @@ impl PrefixWatch {
         true
     }
 
+    /// Whether the watch reported a DELETE under the prefix within `span` (no RPC): a queue
+    /// that moves needs no re-check of a waiter's place (see `lock::queue::Rechecks`).
+    pub(crate) fn heard_within(&self, span: Duration) -> bool {
+        let s = locked(&self.state);
+        s.alive && s.last_heard.elapsed() < span
+    }
+
     /// The epoch of the open watch, if one is open (no RPC).
     pub(crate) fn live_epoch(&self) -> Option<u64> {
         let s = locked(&self.state);
@@ -561,6 +572,7 @@ impl PrefixWatch {
         state.listed_revs.clear();
         state.forgotten_up_to = watcher.created_revision();
         state.last_used = Instant::now();
+        state.last_heard = Instant::now();
         self.stats.watches_opened.fetch_add(1, Ordering::Relaxed);
         let epoch = state.epoch;
         let router = Arc::downgrade(self);
