@@ -303,8 +303,9 @@ struct State {
     /// DELETEs at or below this revision may have been forgotten.
     forgotten_up_to: i64,
     last_used: Instant,
-    /// When the watch last reported a DELETE (or opened): a queue that moves is heard.
-    last_heard: Instant,
+    /// When the watch last reported a DELETE (`None`: none since it opened): a queue that
+    /// moves is heard.
+    last_heard: Option<Instant>,
     /// DELETEs remembered since cancelled waiters were last swept out.
     since_sweep: usize,
     task: Option<JoinHandle<()>>,
@@ -323,7 +324,7 @@ impl Default for State {
             order: VecDeque::new(),
             forgotten_up_to: 0,
             last_used: Instant::now(),
-            last_heard: Instant::now(),
+            last_heard: None,
             since_sweep: 0,
             task: None,
         }
@@ -358,7 +359,7 @@ impl State {
     fn on_deletes<'k>(&mut self, deletes: impl IntoIterator<Item = (&'k [u8], i64)>) {
         let mut unlisted = false;
         for (key, revision) in deletes {
-            self.last_heard = Instant::now();
+            self.last_heard = Some(Instant::now());
             self.remember(key.to_vec(), revision);
             if let Some(waiters) = self.waiters.remove(key) {
                 // A DELETE at or before a waiter's Range is an older incarnation of the key,
@@ -539,7 +540,7 @@ impl PrefixWatch {
     /// that moves needs no re-check of a waiter's place (see `lock::queue::Rechecks`).
     pub(crate) fn heard_within(&self, span: Duration) -> bool {
         let s = locked(&self.state);
-        s.alive && s.last_heard.elapsed() < span
+        s.alive && s.last_heard.is_some_and(|heard| heard.elapsed() < span)
     }
 
     /// The epoch of the open watch, if one is open (no RPC).
@@ -572,7 +573,11 @@ impl PrefixWatch {
         state.listed_revs.clear();
         state.forgotten_up_to = watcher.created_revision();
         state.last_used = Instant::now();
-        state.last_heard = Instant::now();
+        // Opening is not hearing: a waiter that joins a fresh watch and hears no DELETE for
+        // `RECHECK_FIRST` re-checks (tests/edges.rs `quiet_waiters_recheck_their_place`: with
+        // the open counted, the first re-check slipped to 9 s whenever the open took longer
+        // than the timer's lateness).
+        state.last_heard = None;
         self.stats.watches_opened.fetch_add(1, Ordering::Relaxed);
         let epoch = state.epoch;
         let router = Arc::downgrade(self);
