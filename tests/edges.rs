@@ -430,7 +430,10 @@ async fn nested_names_block_their_parent_only(bin: &EtcdBinary) {
         ServiceLock::new().lock(&s2, parent.as_bytes()),
     )
     .await;
-    assert!(service.is_err(), "the service flavour counts nested keys too");
+    assert!(
+        service.is_err(),
+        "the service flavour counts nested keys too"
+    );
     ok(held_child.unlock().await);
     // The other way round: the parent's holder does not block the child.
     let held_parent = ok(RecipeLock::new().lock(&s1, parent.as_bytes()).await);

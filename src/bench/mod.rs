@@ -4,7 +4,8 @@
 //! | workload | what one op is | size |
 //! |---|---|---|
 //! | `W1`  | lock + unlock `lb/…/w1`, 1 worker, uncontended | 2000 |
-//! | `W1F` | `KV/Put` + `KV/DeleteRange` of one key, 1 worker: the floor W1 is compared with | 2000 |
+//! | `W1F` | `KV/Put` + `KV/DeleteRange` of one key, 1 worker: the floor other clients' W1 is compared with | 2000 |
+//! | `W1T` | the recipe's two requests with no lock logic, 1 worker: its join `KV/Txn` (put with lease + create-ordered Range) and the release `KV/Txn If create_revision(key) == token Then DeleteRange(key)` | 2000 |
 //! | `W2`  | 8 workers (own connection and session, TTL 10 s) × 250: lock, get + put counter, unlock | 2000 |
 //! | `W3`  | `KV/Put` of a 256-byte value to a distinct key, 16 in flight on one connection | 20000 |
 //! | `W4`  | linearizable `KV/Range` of those keys, value checked, 16 in flight | 20000 |
@@ -63,6 +64,10 @@ pub enum Workload {
     W1,
     /// The floor for W1: 1 worker, 2000 sequential cycles of put + delete of one key.
     W1F,
+    /// The request floor for W1: 1 worker, 2000 sequential cycles of the exact requests an
+    /// uncontended recipe lock + unlock sends (the join `KV/Txn` and the conditional delete
+    /// `KV/Txn`), with no lock logic around them.
+    W1T,
     /// Contended lock: 8 workers × 250 cycles of lock, read-increment-write a counter, unlock.
     W2,
     /// Puts: 20000 256-byte values to distinct keys, 16 in flight on one connection.
@@ -83,10 +88,11 @@ pub enum Workload {
 }
 
 impl Workload {
-    /// What `all` runs, in the order [`run_all`] runs them (W1F before W1, W2F before W2, W3
-    /// before W4).
-    pub const ALL: [Workload; 7] = [
+    /// What `all` runs, in the order [`run_all`] runs them (W1F and W1T before W1, W2F before
+    /// W2, W3 before W4).
+    pub const ALL: [Workload; 8] = [
         Workload::W1F,
+        Workload::W1T,
         Workload::W1,
         Workload::W2F,
         Workload::W2,
@@ -96,8 +102,9 @@ impl Workload {
     ];
 
     /// Every workload, in run order: [`Workload::ALL`], then W6, W7 and W2L.
-    pub const EVERY: [Workload; 10] = [
+    pub const EVERY: [Workload; 11] = [
         Workload::W1F,
+        Workload::W1T,
         Workload::W1,
         Workload::W2F,
         Workload::W2,
@@ -114,6 +121,7 @@ impl Workload {
         match self {
             Workload::W1 => "W1",
             Workload::W1F => "W1F",
+            Workload::W1T => "W1T",
             Workload::W2 => "W2",
             Workload::W3 => "W3",
             Workload::W4 => "W4",
@@ -146,7 +154,7 @@ impl Workload {
     /// for a time instead).
     pub fn design_ops(self) -> usize {
         match self {
-            Workload::W1 | Workload::W1F | Workload::W2 | Workload::W2F => 2000,
+            Workload::W1 | Workload::W1F | Workload::W1T | Workload::W2 | Workload::W2F => 2000,
             Workload::W3 | Workload::W4 => 20_000,
             Workload::W5 | Workload::W7 => 1000,
             Workload::W6 => 10_000,
@@ -184,6 +192,7 @@ impl Workload {
         match self {
             Workload::W1 => "lockbench W1",
             Workload::W1F => "lockbench W1F",
+            Workload::W1T => "lockbench W1T",
             Workload::W2 => "lockbench W2",
             Workload::W3 => "lockbench W3",
             Workload::W4 => "lockbench W4",
@@ -204,7 +213,7 @@ impl fmt::Display for Workload {
 
 impl FromStr for Workload {
     type Err = Error;
-    /// `W1`, `W1F`, `W2`, `W2F`, `W3`, `W4`, `W5`, `W6`, `W7`, `W2L`, any case.
+    /// `W1`, `W1F`, `W1T`, `W2`, `W2F`, `W3`, `W4`, `W5`, `W6`, `W7`, `W2L`, any case.
     fn from_str(s: &str) -> Result<Workload> {
         Workload::EVERY
             .into_iter()
@@ -213,7 +222,7 @@ impl FromStr for Workload {
                 Error::invalid(
                     "workload",
                     format!(
-                        "{s:?}: expected W1, W1F, W2, W2F, W3, W4, W5, W6, W7, W2L, all or scale"
+                        "{s:?}: expected W1, W1F, W1T, W2, W2F, W3, W4, W5, W6, W7, W2L, all or scale"
                     ),
                 )
             })
@@ -497,6 +506,7 @@ impl<'a> Ctx<'a> {
             Workload::W4 => workloads::w4(self, ops).await,
             Workload::W5 => workloads::w5(self, ops).await,
             Workload::W1F => workloads::w1f(self, ops).await,
+            Workload::W1T => workloads::w1t(self, ops).await,
         }
     }
 
@@ -533,8 +543,9 @@ pub async fn run(
 }
 
 /// Runs `workloads` (lock workloads once per flavour, W2 once per contender count) in the
-/// order of [`Workload::EVERY`]: W1F is added before W1 and W2F before W2 when those are asked
-/// for, and fill [`BenchResult::ratio_to_floor`] of W1 and W2; W6 gets
+/// order of [`Workload::EVERY`]: W1F and W1T are added before W1 and W2F before W2 when those
+/// are asked for, and fill [`BenchResult::ratio_to_floor`] of W1 and W2 and
+/// [`BenchResult::ratio_to_txn_floor`] of W1; W6 gets
 /// [`BenchResult::ratio_to_w1`] when W1 of its flavour ran; W4 reads the keys W3 wrote. Stops at
 /// the first workload that fails (see [`run`]), after deleting the run's keys.
 pub async fn run_all(
@@ -545,6 +556,7 @@ pub async fn run_all(
     let mut wanted: Vec<Workload> = workloads.to_vec();
     if wanted.contains(&Workload::W1) {
         wanted.push(Workload::W1F);
+        wanted.push(Workload::W1T);
     }
     if wanted.contains(&Workload::W2) {
         wanted.push(Workload::W2F);
@@ -616,6 +628,8 @@ pub async fn run_all(
                     Workload::W1 => {
                         result.ratio_to_floor =
                             rate_of(Workload::W1F, None).map(|f| result.ops_per_s / f);
+                        result.ratio_to_txn_floor =
+                            rate_of(Workload::W1T, None).map(|f| result.ops_per_s / f);
                     }
                     Workload::W2 => {
                         result.ratio_to_floor =

@@ -37,6 +37,9 @@ pub struct BenchResult {
     pub cpu_us_per_op: f64,
     /// W1: `ops_per_s` over W1F's; W2: over W2F's (from the same [`super::run_all`]).
     pub ratio_to_floor: Option<f64>,
+    /// W1: `ops_per_s` over W1T's, the same requests without lock logic (from the same
+    /// [`super::run_all`]): what the lock logic itself costs.
+    pub ratio_to_txn_floor: Option<f64>,
     /// W6: `ops_per_s` over W1's of the same flavour (from the same [`super::run_all`]).
     pub ratio_to_w1: Option<f64>,
     /// Unary RPCs per op (without stream messages): W7's "lock RPCs per handoff".
@@ -83,6 +86,7 @@ impl BenchResult {
             bytes_per_op: m.bytes as f64 / ops,
             cpu_us_per_op: m.cpu.as_secs_f64() * 1e6 / ops,
             ratio_to_floor: None,
+            ratio_to_txn_floor: None,
             ratio_to_w1: None,
             unary_per_op: m.unary as f64 / ops,
             extra,
@@ -103,7 +107,8 @@ impl BenchResult {
     /// One JSON line, fields in DESIGN.md order:
     /// `{"client":"etcd-lock","impl":"recipe","workload":"W1","ops":2000,"secs":..,"ops_per_s":..,
     /// "p50_ms":..,"p99_ms":..,"correct":true,"rpcs_per_op":..,"bytes_per_op":..,"cpu_us_per_op":..}`,
-    /// plus `"ratio_to_floor"` when known (W1, W2), `"errors"` when some op failed, and the
+    /// plus `"ratio_to_floor"` when known (W1, W2), `"ratio_to_txn_floor"` (W1), `"errors"`
+    /// when some op failed, and the
     /// scale workloads' fields when set: `"unary_per_op"`, `"contenders"`, `"names"`,
     /// `"waiters"`, `"ratio_to_w1"`, `"rss_kib"`, `"rss_after_idle_kib"`, `"watches_open"`,
     /// `"prefixes"`, `"watches_after_idle"`, `"prefixes_after_idle"`, `"slow_waits"`,
@@ -129,6 +134,9 @@ impl BenchResult {
         );
         if let Some(ratio) = self.ratio_to_floor {
             let _ = write!(s, ",\"ratio_to_floor\":{}", num(ratio, 3));
+        }
+        if let Some(ratio) = self.ratio_to_txn_floor {
+            let _ = write!(s, ",\"ratio_to_txn_floor\":{}", num(ratio, 3));
         }
         if self.errors > 0 {
             let _ = write!(s, ",\"errors\":{}", self.errors);
@@ -201,7 +209,7 @@ fn num(x: f64, decimals: usize) -> String {
 /// An aligned, human-readable table of results (for stderr), with a line per failure reason.
 pub fn table(results: &[BenchResult]) -> String {
     let mut out = format!(
-        "{:<5} {:<8} {:>6} {:>8} {:>9} {:>8} {:>8} {:>4} {:>7} {:>8} {:>9} {:>8}\n",
+        "{:<5} {:<8} {:>6} {:>8} {:>9} {:>8} {:>8} {:>4} {:>7} {:>8} {:>9} {:>8} {:>8}\n",
         "load",
         "impl",
         "ops",
@@ -213,15 +221,19 @@ pub fn table(results: &[BenchResult]) -> String {
         "rpc/op",
         "B/op",
         "cpu us/op",
-        "vs W1F"
+        "vs W1F",
+        "vs W1T"
     );
     for r in results {
         let ratio = r
             .ratio_to_floor
             .map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
+        let txn_ratio = r
+            .ratio_to_txn_floor
+            .map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
         let _ = writeln!(
             out,
-            "{:<5} {:<8} {:>6} {:>8.3} {:>9.1} {:>8.3} {:>8.3} {:>4} {:>7.3} {:>8.1} {:>9.2} {:>8}",
+            "{:<5} {:<8} {:>6} {:>8.3} {:>9.1} {:>8.3} {:>8.3} {:>4} {:>7.3} {:>8.1} {:>9.2} {:>8} {:>8}",
             r.workload.as_str(),
             r.impl_label(),
             r.ops,
@@ -233,7 +245,8 @@ pub fn table(results: &[BenchResult]) -> String {
             r.rpcs_per_op,
             r.bytes_per_op,
             r.cpu_us_per_op,
-            ratio
+            ratio,
+            txn_ratio
         );
     }
     for r in results.iter().filter(|r| !r.correct) {
@@ -268,6 +281,7 @@ mod tests {
             bytes_per_op: 300.0,
             cpu_us_per_op: 40.0,
             ratio_to_floor: Some(0.97),
+            ratio_to_txn_floor: Some(0.985),
             ratio_to_w1: None,
             unary_per_op: 2.0,
             extra: super::super::Extra::default(),
@@ -284,12 +298,13 @@ mod tests {
             "{\"client\":\"etcd-lock\",\"impl\":\"recipe\",\"workload\":\"W1\",\"ops\":2000,\
              \"secs\":1.5000,\"ops_per_s\":1333.3,\"p50_ms\":0.700,\"p99_ms\":1.250,\
              \"correct\":true,\"rpcs_per_op\":2.000,\"bytes_per_op\":300.0,\
-             \"cpu_us_per_op\":40.00,\"ratio_to_floor\":0.970}"
+             \"cpu_us_per_op\":40.00,\"ratio_to_floor\":0.970,\"ratio_to_txn_floor\":0.985}"
         );
         let mut kv = sample();
         kv.impl_ = None;
         kv.workload = Workload::W5;
         kv.ratio_to_floor = None;
+        kv.ratio_to_txn_floor = None;
         kv.secs = f64::NAN;
         let json = kv.to_json();
         assert!(json.contains("\"impl\":\"lease\"") && json.contains("\"secs\":null"));

@@ -11,7 +11,8 @@ use tokio::task::JoinSet;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::lock::Locker;
+use crate::lock::queue::join_txn;
+use crate::lock::{delete_if_created_at, Locker};
 use crate::session::{Session, SessionOptions};
 
 use super::measure::{Meter, Outcome, Samples};
@@ -347,6 +348,38 @@ pub(super) async fn w1f(ctx: &Ctx<'_>, ops: usize) -> Result<Outcome> {
         c.delete(key.clone()).await.map(|_| ())
     })
     .await)
+}
+
+/// W1T: one worker, `ops` sequential cycles of the two requests an uncontended recipe lock
+/// and its unlock send, built by the same functions, with none of the lock's logic (no name
+/// claim, no prefix-watch registry, no owner check, no guard): the join `KV/Txn` (`If
+/// create_revision(key) == 0 Then Put(key, lease), Range(prefix, newest first, keys only)`)
+/// and the release `KV/Txn If create_revision(key) == token Then DeleteRange(key)`. W1 over
+/// W1T is what the lock logic costs; W1 over W1F compares with clients that send a plain Put.
+pub(super) async fn w1t(ctx: &Ctx<'_>, ops: usize) -> Result<Outcome> {
+    let client = connect(ctx.config).await?;
+    let session = session(&client, ctx.config).await?;
+    let prefix = crate::lock::prefix_for(format!("{}/w1t", ctx.base).as_bytes())?;
+    let key = crate::lock::key_for(&prefix, session.lease());
+    let lease = session.lease();
+    let (c, key, prefix) = (&client, &key, &prefix);
+    let outcome = sequential(c, ops, || async move {
+        let own = crate::kv::GetOptions::new().with_keys_only();
+        let join = join_txn(key, prefix, b"", lease, own, true);
+        let joined = c.txn(join).await?;
+        if !joined.succeeded() {
+            return Err(Error::Protocol(
+                "W1T: the key was left from a previous cycle".into(),
+            ));
+        }
+        match delete_if_created_at(c, key.clone(), joined.revision()).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::Protocol("W1T: the release deleted nothing".into())),
+        }
+    })
+    .await;
+    let _ = session.close().await;
+    Ok(outcome)
 }
 
 #[cfg(test)]

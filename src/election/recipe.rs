@@ -17,7 +17,9 @@
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::{GetOptions, PutOptions, SortOrder, SortTarget};
-use crate::lock::queue::{join_txn, older_keys, owner_rev, predecessor, range_kvs, Place, Turn};
+use crate::lock::queue::{
+    join_txn, older_keys, owner_rev, predecessor, range_kvs, Older, Place, Turn,
+};
 use crate::lock::waiters::{PrefixWatch, Registry};
 use crate::lock::{key_for, key_gone_error, OwnedKey};
 use crate::session::Session;
@@ -116,7 +118,7 @@ impl Candidate {
         self,
         router: &Arc<PrefixWatch>,
         epoch_before: Option<u64>,
-        older: Option<(Vec<Vec<u8>>, i64)>,
+        older: Option<Older>,
         predecessor: Option<Vec<u8>>,
     ) -> Result<Leadership> {
         let place = Place {

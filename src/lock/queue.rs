@@ -120,9 +120,10 @@ pub(crate) fn owner_rev(response: &TxnResponse, my_rev: i64) -> i64 {
     0
 }
 
-/// The keys older than ours that the join txn's Then branch listed, oldest first, with that
-/// txn's revision — `None` when the list was cut short (more keys than listed).
-pub(crate) fn older_keys(response: &TxnResponse, my_rev: i64) -> Option<(Vec<Vec<u8>>, i64)> {
+/// The keys older than ours that the join txn's Then branch listed, oldest first, each with its
+/// create revision, and that txn's revision — `None` when the list was cut short (more keys
+/// than listed).
+pub(crate) fn older_keys(response: &TxnResponse, my_rev: i64) -> Option<Older> {
     let range = response.range(1)?;
     if !response.succeeded() || range.kvs.len() as i64 != range.count {
         return None;
@@ -132,7 +133,7 @@ pub(crate) fn older_keys(response: &TxnResponse, my_rev: i64) -> Option<(Vec<Vec
         .iter()
         .rev()
         .filter(|kv| kv.create_revision < my_rev)
-        .map(|kv| kv.key.clone())
+        .map(|kv| (kv.key.clone(), kv.create_revision))
         .collect();
     Some((keys, my_rev))
 }
@@ -164,6 +165,10 @@ pub(crate) enum Turn {
     SessionLost,
 }
 
+/// What a join txn listed (see [`older_keys`]): every key older than ours with its create
+/// revision, oldest first, and the revision it was read at.
+pub(crate) type Older = (Vec<(Vec<u8>, i64)>, i64);
+
 /// One participant's place in the queue under `prefix`.
 #[derive(Debug)]
 pub(crate) struct Place<'a> {
@@ -190,7 +195,7 @@ impl Place<'_> {
         &self,
         router: &Arc<PrefixWatch>,
         epoch_before: Option<u64>,
-        older: Option<(Vec<Vec<u8>>, i64)>,
+        older: Option<Older>,
         predecessor: Option<Vec<u8>>,
     ) -> Result<Turn> {
         let lost = self.session.lost();
@@ -319,17 +324,17 @@ impl Place<'_> {
     }
 
     /// The fast path: waits, on the watch of `epoch`, until every key in `older` (listed at
-    /// `revision`, in create order) was deleted after `revision`, with no RPC. It waits on the
-    /// newest of them still there (normally our predecessor, the last to go in a FIFO queue)
-    /// and, when that one goes, checks the others against the remembered DELETEs, so a
-    /// thousand waiters register about one wake-up each rather than one per older key.
+    /// `revision`, with their create revisions) was deleted after `revision`, with no RPC.
+    /// The keys go into the router's one table of listed keys, shared by every waiter on the
+    /// prefix (see `PrefixWatch::wait_turn`); this task keeps only its wake-up, so a thousand
+    /// waiters in one process cost memory in proportion to the queue, not to its square.
     /// `None`: the router cannot vouch for the interval (watch ended, DELETEs forgotten); the
     /// caller re-checks with RPCs.
     async fn wait_listed(
         &self,
         router: &Arc<PrefixWatch>,
         epoch: u64,
-        mut older: Vec<Vec<u8>>,
+        older: Vec<(Vec<u8>, i64)>,
         revision: i64,
         lost: &mut (impl std::future::Future<Output = ()> + Unpin),
         rechecks: &mut Rechecks,
@@ -337,52 +342,42 @@ impl Place<'_> {
         // Our own key's DELETE ends the wait too (deleted by someone else, or its lease).
         let own = deleted_or_ended(router.wait_delete(epoch, self.key, self.my_rev - 1));
         tokio::pin!(own);
-        loop {
-            let mut unknown = false;
-            older.retain(|key| match router.deleted_after(epoch, key, revision) {
-                Some(deleted) => !deleted,
-                None => {
-                    unknown = true;
-                    true
+        match router.wait_turn(epoch, older, revision, self.my_rev) {
+            Wait::Deleted => {}
+            Wait::Unknown => return None,
+            Wait::Pending(woken) => {
+                tokio::pin!(woken);
+                loop {
+                    tokio::select! {
+                        done = &mut woken => {
+                            if done != Ok(true) {
+                                return None;
+                            }
+                            break;
+                        }
+                        gone = &mut own => return if gone { Some(Turn::KeyGone) } else { None },
+                        // Quiet for too long, and the queue not seen moving: a linearizable
+                        // look, in case a DELETE was lost. Still behind: keep waiting here.
+                        _ = rechecks.due() => {
+                            if router.heard_within(RECHECK_FIRST) {
+                                continue;
+                            }
+                            match self.recheck().await {
+                                Ok(Recheck::Ours) => return Some(Turn::Ours),
+                                Ok(Recheck::KeyGone) => return Some(Turn::KeyGone),
+                                Ok(Recheck::Behind(_)) => continue,
+                                Err(_) => return None,
+                            }
+                        }
+                        _ = &mut *lost => return Some(Turn::SessionLost),
+                    }
                 }
-            });
-            if unknown {
-                return None;
             }
-            let Some(newest) = older.last() else {
-                // Every older key is gone; was ours deleted meanwhile?
-                return match router.deleted_after(epoch, self.key, self.my_rev - 1)? {
-                    false => Some(Turn::Ours),
-                    true => Some(Turn::KeyGone),
-                };
-            };
-            let woken = match router.wait_delete(epoch, newest, revision) {
-                Wait::Deleted => continue,
-                Wait::Unknown => return None,
-                Wait::Pending(woken) => woken,
-            };
-            tokio::select! {
-                deleted = woken => {
-                    if deleted != Ok(true) {
-                        return None;
-                    }
-                }
-                gone = &mut own => return if gone { Some(Turn::KeyGone) } else { None },
-                // Quiet for too long, and the queue not seen moving: a linearizable look, in
-                // case a DELETE was lost. Still behind: keep waiting here.
-                _ = rechecks.due() => {
-                    if router.heard_within(RECHECK_FIRST) {
-                        continue;
-                    }
-                    match self.recheck().await {
-                        Ok(Recheck::Ours) => return Some(Turn::Ours),
-                        Ok(Recheck::KeyGone) => return Some(Turn::KeyGone),
-                        Ok(Recheck::Behind(_)) => continue,
-                        Err(_) => return None,
-                    }
-                }
-                _ = &mut *lost => return Some(Turn::SessionLost),
-            }
+        }
+        // Every older key is gone; was ours deleted meanwhile?
+        match router.deleted_after(epoch, self.key, self.my_rev - 1)? {
+            false => Some(Turn::Ours),
+            true => Some(Turn::KeyGone),
         }
     }
 

@@ -23,7 +23,7 @@ use crate::session::Session;
 
 use super::guard::{Flavour, LockGuard};
 use super::owned::{delete_if_created_at, key_gone_error, OwnedKey};
-use super::queue::{join_txn, older_keys, owner_rev, predecessor, range_kvs, Place, Turn};
+use super::queue::{join_txn, older_keys, owner_rev, predecessor, range_kvs, Older, Place, Turn};
 use super::waiters::Registry;
 use super::{key_for, prefix_for, Locker};
 
@@ -70,7 +70,7 @@ struct Attempt {
     my_rev: i64,
     owner_rev: i64,
     /// Every key older than ours, when the Then branch listed them all.
-    older: Option<(Vec<Vec<u8>>, i64)>,
+    older: Option<Older>,
     /// Our predecessor, when the txn read it (an `alone` join).
     predecessor: Option<Vec<u8>>,
     owned: OwnedKey,

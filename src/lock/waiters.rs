@@ -24,18 +24,37 @@
 //! key at a time (the newest older key still there) and checks the others against the
 //! remembered DELETEs when woken, so a thousand waiters in one process cost about one wake-up
 //! per handoff, not one per older key.
+//!
+//! Ownership and lock order. A client's [`Registry`] (in the client's extension slot) owns the
+//! routers, one `Arc<PrefixWatch>` per (namespace, prefix), in `watches`, and the join counts
+//! in `joins`; waiters and a router's own watch task hold `Arc`s (the task only a `Weak`). Each
+//! `PrefixWatch` owns its `State` behind one std mutex; the watch task is the only writer of
+//! DELETEs into it, waiters only register and read. Four locks, always taken in this order and
+//! never held across an `.await` except the first: `PrefixWatch::opening` (tokio, held while
+//! one watch opens) → `Registry::watches` → `PrefixWatch::state`; `Registry::joins` is never
+//! held with another. (`trim_idle` reads routers' states under `watches`; `retire_if_idle`
+//! releases `state` before it takes `watches`.) One poisoning policy: see [`locked`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::watch::{is_delete, WatchOptions};
+
+/// Locks one of this module's std mutexes. Poisoning policy, the only one here: a poisoned
+/// lock is taken over as it is (`PoisonError::into_inner`). No critical section in this module
+/// calls user code, and each leaves the maps consistent after every single insert or remove;
+/// the worst a panic half-way can leave is a waiter not woken, which its re-check timer
+/// (`lock::queue::Rechecks`) covers.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// How many recent DELETEs are remembered for waiters that register late.
 const REMEMBERED_DELETES: usize = 4096;
@@ -105,10 +124,9 @@ impl Joining {
 
     /// Whether this is the only join on its prefix in progress on this client right now.
     pub(crate) fn alone(&self) -> bool {
-        self.registry
-            .joins
-            .lock()
-            .map_or(true, |j| j.get(&self.key).copied().unwrap_or(0) <= 1)
+        locked(&self.registry.joins)
+            .get(&self.key)
+            .is_none_or(|&n| n <= 1)
     }
 
     /// The router to wait on (created, without any RPC, when none was open before the txn).
@@ -122,12 +140,11 @@ impl Joining {
 
 impl Drop for Joining {
     fn drop(&mut self) {
-        if let Ok(mut joins) = self.registry.joins.lock() {
-            if let Some(n) = joins.get_mut(&self.key) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    joins.remove(&self.key);
-                }
+        let mut joins = locked(&self.registry.joins);
+        if let Some(n) = joins.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                joins.remove(&self.key);
             }
         }
     }
@@ -157,13 +174,11 @@ impl Registry {
         prefix: &[u8],
     ) -> Joining {
         let key = (namespace.unwrap_or_default().to_vec(), prefix.to_vec());
-        let others = match self.joins.lock() {
-            Ok(mut joins) => {
-                let n = joins.entry(key.clone()).or_insert(0);
-                *n += 1;
-                *n > 1
-            }
-            Err(_) => false,
+        let others = {
+            let mut joins = locked(&self.joins);
+            let n = joins.entry(key.clone()).or_insert(0);
+            *n += 1;
+            *n > 1
         };
         // The guard that takes the count back exists before the first `.await`: a caller
         // dropped while the watch opens (a `timeout` around `lock()`) leaves no count behind.
@@ -186,20 +201,13 @@ impl Registry {
     }
 
     fn find(&self, key: &RouterKey) -> Option<Arc<PrefixWatch>> {
-        self.watches.lock().ok()?.get(key).cloned()
+        locked(&self.watches).get(key).cloned()
     }
 
     /// The router for `key`, created (without any RPC) if needed; creating one trims the idle
     /// ones beyond [`MAX_IDLE_WATCHES`].
     fn router(self: &Arc<Self>, key: &RouterKey) -> Arc<PrefixWatch> {
-        let Ok(mut map) = self.watches.lock() else {
-            return Arc::new(PrefixWatch::new(
-                key.1.clone(),
-                Weak::new(),
-                key.clone(),
-                Arc::clone(&self.stats),
-            ));
-        };
+        let mut map = locked(&self.watches);
         if let Some(found) = map.get(key) {
             return Arc::clone(found);
         }
@@ -216,26 +224,26 @@ impl Registry {
 
     /// Forgets `router` (closed for idleness) unless the map already holds another one.
     fn forget(&self, router: &PrefixWatch) {
-        if let Ok(mut map) = self.watches.lock() {
-            if map
-                .get(&router.key)
-                .is_some_and(|r| std::ptr::eq(Arc::as_ptr(r), router))
-            {
-                map.remove(&router.key);
-            }
+        let mut map = locked(&self.watches);
+        if map
+            .get(&router.key)
+            .is_some_and(|r| std::ptr::eq(Arc::as_ptr(r), router))
+        {
+            map.remove(&router.key);
         }
     }
 
     /// How this client's waits went so far, and what is open now (no RPC).
     pub(crate) fn snapshot(&self) -> RegistrySnapshot {
-        let (routers, watches_open) = self.watches.lock().map_or((0, 0), |map| {
+        let (routers, watches_open) = {
+            let map = locked(&self.watches);
             let open = map.values().filter(|r| r.live_epoch().is_some()).count();
             (map.len(), open)
-        });
+        };
         RegistrySnapshot {
             routers,
             watches_open,
-            joins_in_progress: self.joins.lock().map_or(0, |j| j.len()),
+            joins_in_progress: locked(&self.joins).len(),
             fast_waits: self.stats.fast_waits.load(Ordering::Relaxed),
             slow_waits: self.stats.slow_waits.load(Ordering::Relaxed),
             far_waits: self.stats.far_waits.load(Ordering::Relaxed),
@@ -280,13 +288,24 @@ struct State {
     epoch: u64,
     alive: bool,
     waiters: HashMap<Vec<u8>, Vec<Waiter>>,
+    /// Keys that some join txn listed as older than its own, not yet seen deleted, as
+    /// *(create revision, key)* (one txn may create several keys at one revision). Shared by every waiter on the fast path, so memory grows with the
+    /// queue, not with waiters times queue.
+    listed: BTreeSet<(i64, Vec<u8>)>,
+    /// The create revisions in `listed` of each key (two while a re-created key's older
+    /// incarnation's DELETE is still in flight).
+    listed_revs: HashMap<Vec<u8>, Vec<i64>>,
+    /// Fast-path waiters by their own create revision: woken (`true`) once no key in `listed`
+    /// is older than theirs, or (`false`) when the watch ends.
+    turns: BTreeMap<i64, Vec<oneshot::Sender<bool>>>,
     deleted: HashMap<Vec<u8>, i64>,
     order: VecDeque<(Vec<u8>, i64)>,
     /// DELETEs at or below this revision may have been forgotten.
     forgotten_up_to: i64,
     last_used: Instant,
-    /// When the watch last reported a DELETE (or opened): a queue that moves is heard.
-    last_heard: Instant,
+    /// When the watch last reported a DELETE (`None`: none since it opened): a queue that
+    /// moves is heard.
+    last_heard: Option<Instant>,
     /// DELETEs remembered since cancelled waiters were last swept out.
     since_sweep: usize,
     task: Option<JoinHandle<()>>,
@@ -298,11 +317,14 @@ impl Default for State {
             epoch: 0,
             alive: false,
             waiters: HashMap::new(),
+            listed: BTreeSet::new(),
+            listed_revs: HashMap::new(),
+            turns: BTreeMap::new(),
             deleted: HashMap::new(),
             order: VecDeque::new(),
             forgotten_up_to: 0,
             last_used: Instant::now(),
-            last_heard: Instant::now(),
+            last_heard: None,
             since_sweep: 0,
             task: None,
         }
@@ -317,6 +339,110 @@ impl State {
                 let _ = w.wake.send(false);
             }
         }
+        for (_, turns) in std::mem::take(&mut self.turns) {
+            for wake in turns {
+                let _ = wake.send(false);
+            }
+        }
+        self.listed.clear();
+        self.listed_revs.clear();
+    }
+
+    /// Whether any waiter of either kind is registered.
+    fn has_waiters(&self) -> bool {
+        !self.waiters.is_empty() || !self.turns.is_empty()
+    }
+
+    /// Applies the DELETEs of one watch response, `(key, revision)` in revision order: remembers
+    /// them, wakes the waiters on those keys, drops the listed keys they delete, and wakes the
+    /// fast-path waiters with no listed key older than theirs left.
+    fn on_deletes<'k>(&mut self, deletes: impl IntoIterator<Item = (&'k [u8], i64)>) {
+        let mut unlisted = false;
+        for (key, revision) in deletes {
+            self.last_heard = Some(Instant::now());
+            self.remember(key.to_vec(), revision);
+            if let Some(waiters) = self.waiters.remove(key) {
+                // A DELETE at or before a waiter's Range is an older incarnation of the key,
+                // still in flight: keep waiting for the one it saw.
+                let (wake, keep): (Vec<_>, Vec<_>) =
+                    waiters.into_iter().partition(|w| revision > w.after);
+                for w in wake {
+                    let _ = w.wake.send(true);
+                }
+                if !keep.is_empty() {
+                    self.waiters.insert(key.to_vec(), keep);
+                }
+            }
+            if let Some(revs) = self.listed_revs.get_mut(key) {
+                // Every incarnation created before this DELETE is gone.
+                revs.retain(|&created| {
+                    let gone = created < revision;
+                    if gone {
+                        self.listed.remove(&(created, key.to_vec()));
+                        unlisted = true;
+                    }
+                    !gone
+                });
+                if revs.is_empty() {
+                    self.listed_revs.remove(key);
+                }
+            }
+        }
+        if unlisted {
+            self.wake_turns();
+        }
+    }
+
+    /// Wakes every fast-path waiter with no listed key older than its own.
+    fn wake_turns(&mut self) {
+        let oldest = self
+            .listed
+            .first()
+            .map_or(i64::MAX, |(created, _)| *created);
+        while let Some(entry) = self.turns.first_entry() {
+            if *entry.key() > oldest {
+                break;
+            }
+            for wake in entry.remove() {
+                let _ = wake.send(true);
+            }
+        }
+    }
+
+    /// The fast path's registration (see [`PrefixWatch::wait_turn`]).
+    fn wait_turn(
+        &mut self,
+        epoch: u64,
+        older: Vec<(Vec<u8>, i64)>,
+        revision: i64,
+        my_rev: i64,
+    ) -> Wait {
+        // Every check first: a key this watch cannot vouch for sends the waiter to re-check.
+        let mut keep = Vec::with_capacity(older.len());
+        for (key, created) in older {
+            match self.deleted_after(epoch, &key, revision) {
+                None => return Wait::Unknown,
+                Some(true) => {}
+                Some(false) => keep.push((key, created)),
+            }
+        }
+        for (key, created) in keep {
+            let revs = self.listed_revs.entry(key.clone()).or_default();
+            if !revs.contains(&created) {
+                revs.push(created);
+                self.listed.insert((created, key));
+            }
+        }
+        if self
+            .listed
+            .first()
+            .is_none_or(|(created, _)| *created >= my_rev)
+        {
+            return Wait::Deleted;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.turns.entry(my_rev).or_default().push(tx);
+        Wait::Pending(rx)
     }
 }
 
@@ -378,37 +504,26 @@ impl PrefixWatch {
         self.stats.far_waits.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn lock_state(&self) -> Result<std::sync::MutexGuard<'_, State>> {
-        self.state
-            .lock()
-            .map_err(|_| Error::Protocol("lock watch state poisoned".into()))
-    }
-
     /// No waiter, and none registered for longer than `idle`.
     fn unused_for(&self, idle: Duration) -> bool {
-        self.state
-            .lock()
-            .is_ok_and(|s| s.waiters.is_empty() && s.last_used.elapsed() > idle)
+        let s = locked(&self.state);
+        !s.has_waiters() && s.last_used.elapsed() > idle
     }
 
     fn has_waiters(&self) -> bool {
-        self.state.lock().is_ok_and(|s| !s.waiters.is_empty())
+        locked(&self.state).has_waiters()
     }
 
     fn last_used(&self) -> Instant {
-        self.state
-            .lock()
-            .map_or_else(|_| Instant::now(), |s| s.last_used)
+        locked(&self.state).last_used
     }
 
     /// Closes the watch of `epoch` if it has been unused for [`IDLE_CLOSE`], and takes this
     /// router out of the registry. Returns whether it closed.
     fn retire_if_idle(&self, epoch: u64) -> bool {
         {
-            let Ok(mut s) = self.state.lock() else {
-                return true;
-            };
-            if s.epoch != epoch || !s.waiters.is_empty() || s.last_used.elapsed() <= IDLE_CLOSE {
+            let mut s = locked(&self.state);
+            if s.epoch != epoch || s.has_waiters() || s.last_used.elapsed() <= IDLE_CLOSE {
                 return false;
             }
             s.close();
@@ -424,14 +539,13 @@ impl PrefixWatch {
     /// Whether the watch reported a DELETE under the prefix within `span` (no RPC): a queue
     /// that moves needs no re-check of a waiter's place (see `lock::queue::Rechecks`).
     pub(crate) fn heard_within(&self, span: Duration) -> bool {
-        self.state
-            .lock()
-            .is_ok_and(|s| s.alive && s.last_heard.elapsed() < span)
+        let s = locked(&self.state);
+        s.alive && s.last_heard.is_some_and(|heard| heard.elapsed() < span)
     }
 
     /// The epoch of the open watch, if one is open (no RPC).
     pub(crate) fn live_epoch(&self) -> Option<u64> {
-        let s = self.state.lock().ok()?;
+        let s = locked(&self.state);
         s.alive.then_some(s.epoch)
     }
 
@@ -450,14 +564,20 @@ impl PrefixWatch {
                 WatchOptions::new().with_prefix().with_no_put(),
             )
             .await?;
-        let mut state = self.lock_state()?;
+        let mut state = locked(&self.state);
         state.epoch += 1;
         state.alive = true;
         state.deleted.clear();
         state.order.clear();
+        state.listed.clear();
+        state.listed_revs.clear();
         state.forgotten_up_to = watcher.created_revision();
         state.last_used = Instant::now();
-        state.last_heard = Instant::now();
+        // Opening is not hearing: a waiter that joins a fresh watch and hears no DELETE for
+        // `RECHECK_FIRST` re-checks (tests/edges.rs `quiet_waiters_recheck_their_place`: with
+        // the open counted, the first re-check slipped to 9 s whenever the open took longer
+        // than the timer's lateness).
+        state.last_heard = None;
         self.stats.watches_opened.fetch_add(1, Ordering::Relaxed);
         let epoch = state.epoch;
         let router = Arc::downgrade(self);
@@ -482,37 +602,23 @@ impl PrefixWatch {
                     return;
                 };
                 let Ok(batch) = batch else { break };
-                let Ok(mut s) = router.state.lock() else {
-                    return;
-                };
+                let mut s = locked(&router.state);
                 if s.epoch != epoch {
                     return;
                 }
-                for event in batch.events().iter().filter(|e| is_delete(e)) {
-                    let Some(kv) = event.kv.as_ref() else {
-                        continue;
-                    };
-                    s.last_heard = Instant::now();
-                    s.remember(kv.key.clone(), kv.mod_revision);
-                    if let Some(waiters) = s.waiters.remove(&kv.key) {
-                        // A DELETE at or before a waiter's Range is an older incarnation of
-                        // the key, still in flight: keep waiting for the one it saw.
-                        let (wake, keep): (Vec<_>, Vec<_>) =
-                            waiters.into_iter().partition(|w| kv.mod_revision > w.after);
-                        for w in wake {
-                            let _ = w.wake.send(true);
-                        }
-                        if !keep.is_empty() {
-                            s.waiters.insert(kv.key.clone(), keep);
-                        }
-                    }
-                }
+                s.on_deletes(
+                    batch
+                        .events()
+                        .iter()
+                        .filter(|e| is_delete(e))
+                        .filter_map(|e| e.kv.as_ref())
+                        .map(|kv| (kv.key.as_slice(), kv.mod_revision)),
+                );
             }
             if let Some(router) = router.upgrade() {
-                if let Ok(mut s) = router.state.lock() {
-                    if s.epoch == epoch {
-                        s.close();
-                    }
+                let mut s = locked(&router.state);
+                if s.epoch == epoch {
+                    s.close();
                 }
             }
         });
@@ -525,33 +631,54 @@ impl PrefixWatch {
     /// Registers interest in the deletion of `key` after revision `after`, as seen by the watch
     /// of `epoch`.
     pub(crate) fn wait_delete(&self, epoch: u64, key: &[u8], after: i64) -> Wait {
-        let Ok(mut s) = self.state.lock() else {
-            return Wait::Unknown;
-        };
+        let mut s = locked(&self.state);
         s.last_used = Instant::now();
-        match s.deleted_after(epoch, key, after) {
+        s.wait_delete_at(epoch, key, after)
+    }
+}
+
+impl PrefixWatch {
+    /// The fast path: registers a waiter whose key was created at `my_rev` and whose join txn
+    /// listed, at `revision`, every older key (`(key, create revision)`), on the watch of
+    /// `epoch`. The listed keys go into one table shared by all waiters (each key once), and
+    /// the waiter keeps nothing but a wake-up: `Deleted` when no listed key older than
+    /// `my_rev` is left now, `Pending` resolving `true` once that is so, `false` if the watch
+    /// ends first, `Unknown` when the watch cannot vouch for the interval after `revision`.
+    pub(crate) fn wait_turn(
+        &self,
+        epoch: u64,
+        older: Vec<(Vec<u8>, i64)>,
+        revision: i64,
+        my_rev: i64,
+    ) -> Wait {
+        let mut s = locked(&self.state);
+        s.last_used = Instant::now();
+        s.wait_turn(epoch, older, revision, my_rev)
+    }
+
+    /// Whether `key` is known deleted after revision `after` by the watch of `epoch`:
+    /// `Some(true)` deleted, `Some(false)` certainly not (yet), `None` cannot tell.
+    pub(crate) fn deleted_after(&self, epoch: u64, key: &[u8], after: i64) -> Option<bool> {
+        locked(&self.state).deleted_after(epoch, key, after)
+    }
+}
+
+impl State {
+    /// See [`PrefixWatch::wait_delete`].
+    fn wait_delete_at(&mut self, epoch: u64, key: &[u8], after: i64) -> Wait {
+        match self.deleted_after(epoch, key, after) {
             Some(true) => return Wait::Deleted,
             Some(false) => {}
             None => return Wait::Unknown,
         }
         let (tx, rx) = oneshot::channel();
-        s.waiters
+        self.waiters
             .entry(key.to_vec())
             .or_default()
             .push(Waiter { after, wake: tx });
         Wait::Pending(rx)
     }
-}
 
-impl PrefixWatch {
-    /// Whether `key` is known deleted after revision `after` by the watch of `epoch`:
-    /// `Some(true)` deleted, `Some(false)` certainly not (yet), `None` cannot tell.
-    pub(crate) fn deleted_after(&self, epoch: u64, key: &[u8], after: i64) -> Option<bool> {
-        self.state.lock().ok()?.deleted_after(epoch, key, after)
-    }
-}
-
-impl State {
     fn deleted_after(&self, epoch: u64, key: &[u8], after: i64) -> Option<bool> {
         if !self.alive || self.epoch != epoch || after < self.forgotten_up_to {
             return None;
@@ -579,18 +706,21 @@ impl State {
                 ws.retain(|w| !w.wake.is_closed());
                 !ws.is_empty()
             });
+            self.turns.retain(|_, ws| {
+                ws.retain(|w| !w.is_closed());
+                !ws.is_empty()
+            });
         }
     }
 }
 
 impl Drop for PrefixWatch {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.state.lock() {
-            if let Some(task) = s.task.take() {
-                task.abort();
-            }
-            s.close();
+        let mut s = locked(&self.state);
+        if let Some(task) = s.task.take() {
+            task.abort();
         }
+        s.close();
     }
 }
 
@@ -607,7 +737,7 @@ mod tests {
             Arc::default(),
         );
         {
-            let mut s = w.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = locked(&w.state);
             s.epoch = 1;
             s.alive = true;
             s.forgotten_up_to = 10;
@@ -620,5 +750,185 @@ mod tests {
         assert_eq!(w.deleted_after(1, b"p/a", 15), Some(true));
         assert_eq!(w.deleted_after(1, b"p/b", 15), Some(false));
         assert_eq!(w.deleted_after(1, b"p/b", 9), None);
+    }
+
+    /// A router state with its watch open (epoch 1) that remembers every DELETE after 10.
+    fn open_state() -> State {
+        State {
+            epoch: 1,
+            alive: true,
+            forgotten_up_to: 10,
+            ..State::default()
+        }
+    }
+
+    fn keys(listed: &[(&str, i64)]) -> Vec<(Vec<u8>, i64)> {
+        listed
+            .iter()
+            .map(|(k, rev)| (k.as_bytes().to_vec(), *rev))
+            .collect()
+    }
+
+    fn pending(wait: Wait) -> oneshot::Receiver<bool> {
+        match wait {
+            Wait::Pending(rx) => rx,
+            other => panic!("expected a pending wait, got {other:?}"),
+        }
+    }
+
+    fn delete(s: &mut State, key: &str, revision: i64) {
+        s.on_deletes([(key.as_bytes(), revision)]);
+    }
+
+    #[test]
+    fn fast_path_turns_come_in_create_order() {
+        let mut s = open_state();
+        // b (created at 30) and c (40) queue behind a (20); each txn listed the older keys.
+        let mut b = pending(s.wait_turn(1, keys(&[("a", 20)]), 30, 30));
+        let mut c = pending(s.wait_turn(1, keys(&[("a", 20), ("b", 30)]), 40, 40));
+        // Shared: each listed key is held once, however many waiters listed it.
+        assert_eq!(s.listed.len(), 2);
+        assert_eq!(s.turns.len(), 2);
+        delete(&mut s, "a", 41);
+        assert_eq!(b.try_recv(), Ok(true));
+        assert!(c.try_recv().is_err(), "c still has b ahead");
+        delete(&mut s, "b", 42);
+        assert_eq!(c.try_recv(), Ok(true));
+        assert!(s.listed.is_empty() && s.turns.is_empty());
+    }
+
+    #[test]
+    fn memory_grows_with_the_queue_not_its_square() {
+        let mut s = open_state();
+        // k0 (created at 100) holds; k1..k199 queue behind it, each listing all older keys.
+        let mut queue = vec![(b"k0".to_vec(), 100)];
+        let mut woken = Vec::new();
+        for i in 1..200i64 {
+            let my_rev = 100 + i;
+            woken.push(pending(s.wait_turn(1, queue.clone(), my_rev, my_rev)));
+            queue.push((format!("k{i}").into_bytes(), my_rev));
+        }
+        // Each of the 199 older keys is held once, not once per waiter that listed it.
+        assert_eq!(s.listed.len(), 199);
+        assert_eq!(s.listed_revs.len(), 199);
+        // FIFO: each DELETE wakes exactly the next waiter.
+        for i in 0..199usize {
+            s.on_deletes([(format!("k{i}").as_bytes(), 400 + i as i64)]);
+            assert_eq!(woken[i].try_recv(), Ok(true), "waiter {}", i + 1);
+            if let Some(next) = woken.get_mut(i + 1) {
+                assert!(next.try_recv().is_err(), "waiter {} woke early", i + 2);
+            }
+        }
+        assert!(s.listed.is_empty() && s.turns.is_empty());
+    }
+
+    #[test]
+    fn a_waiter_ahead_giving_up_out_of_order_does_not_wake_early() {
+        let mut s = open_state();
+        let mut c = pending(s.wait_turn(1, keys(&[("a", 20), ("b", 30)]), 40, 40));
+        // b (a waiter ahead of c, behind a) is cancelled: its DELETE comes first.
+        delete(&mut s, "b", 41);
+        assert!(c.try_recv().is_err());
+        delete(&mut s, "a", 42);
+        assert_eq!(c.try_recv(), Ok(true));
+    }
+
+    #[test]
+    fn deletes_heard_before_registering_count() {
+        let mut s = open_state();
+        // The watch delivers a's DELETE (41) before c's join answer (read at 40) is handled.
+        delete(&mut s, "a", 41);
+        let mut c = pending(s.wait_turn(1, keys(&[("a", 20), ("b", 30)]), 40, 40));
+        assert_eq!(s.listed.len(), 1, "a is known gone and not listed");
+        delete(&mut s, "b", 43);
+        assert_eq!(c.try_recv(), Ok(true));
+        // Everything older already gone: the turn is ours without waiting.
+        delete(&mut s, "d", 44);
+        assert!(matches!(
+            s.wait_turn(1, keys(&[("d", 35)]), 40, 45),
+            Wait::Deleted
+        ));
+    }
+
+    #[test]
+    fn an_older_incarnations_delete_does_not_end_a_wait_for_the_newer() {
+        let mut s = open_state();
+        // A DELETE of a at 15 is of an older incarnation than the a (created 20) that this
+        // waiter's txn read at 30: a is still to be waited for.
+        delete(&mut s, "a", 15);
+        let mut b = pending(s.wait_turn(1, keys(&[("a", 20)]), 30, 30));
+        // a is deleted at 35 and created again at 36; c lists the new a before the watch
+        // delivers the DELETE at 35 (its answer overtook the watch).
+        let mut c = pending(s.wait_turn(1, keys(&[("b", 30), ("a", 36)]), 50, 50));
+        assert_eq!(s.listed_revs.get(b"a".as_slice()), Some(&vec![20, 36]));
+        delete(&mut s, "a", 35);
+        assert_eq!(b.try_recv(), Ok(true));
+        assert!(c.try_recv().is_err());
+        delete(&mut s, "b", 51);
+        assert!(c.try_recv().is_err(), "the new a (36) is still there");
+        delete(&mut s, "a", 52);
+        assert_eq!(c.try_recv(), Ok(true));
+    }
+
+    #[test]
+    fn keys_created_in_one_txn_are_both_waited_for() {
+        let mut s = open_state();
+        let mut c = pending(s.wait_turn(1, keys(&[("a", 20), ("x", 20)]), 30, 30));
+        assert_eq!(s.listed.len(), 2);
+        delete(&mut s, "a", 31);
+        assert!(c.try_recv().is_err());
+        // Both DELETEs in one watch response.
+        s.on_deletes([(b"y".as_slice(), 32), (b"x".as_slice(), 32)]);
+        assert_eq!(c.try_recv(), Ok(true));
+    }
+
+    #[test]
+    fn what_the_watch_cannot_vouch_for_sends_waiters_to_recheck() {
+        let mut s = open_state();
+        // Read before the oldest remembered DELETE: it may have been forgotten.
+        assert!(matches!(
+            s.wait_turn(1, keys(&[("a", 5)]), 9, 9),
+            Wait::Unknown
+        ));
+        // Another watch (restarted since the txn).
+        assert!(matches!(
+            s.wait_turn(2, keys(&[("a", 20)]), 30, 30),
+            Wait::Unknown
+        ));
+        assert!(s.listed.is_empty(), "nothing listed for a refused wait");
+        // The watch ends: every waiter is told to re-check, the table is emptied.
+        let mut b = pending(s.wait_turn(1, keys(&[("a", 20)]), 30, 30));
+        let mut k = pending(s.wait_delete_at(1, b"a", 30));
+        s.close();
+        assert_eq!(b.try_recv(), Ok(false));
+        assert_eq!(k.try_recv(), Ok(false));
+        assert!(s.listed.is_empty() && s.listed_revs.is_empty() && !s.has_waiters());
+        assert!(matches!(
+            s.wait_turn(1, keys(&[("a", 20)]), 30, 30),
+            Wait::Unknown
+        ));
+    }
+
+    #[test]
+    fn a_key_waiter_ignores_an_older_incarnations_delete() {
+        let mut s = open_state();
+        let mut w = pending(s.wait_delete_at(1, b"a", 30));
+        delete(&mut s, "a", 25);
+        assert!(w.try_recv().is_err());
+        delete(&mut s, "a", 31);
+        assert_eq!(w.try_recv(), Ok(true));
+    }
+
+    #[test]
+    fn cancelled_waiters_are_swept() {
+        let mut s = open_state();
+        for i in 0..10 {
+            drop(s.wait_turn(1, keys(&[("a", 20)]), 30 + i, 30 + i));
+        }
+        assert_eq!(s.turns.len(), 10);
+        for i in 0..64 {
+            delete(&mut s, &format!("z{i}"), 100 + i);
+        }
+        assert!(s.turns.is_empty(), "dropped receivers swept out");
     }
 }

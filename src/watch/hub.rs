@@ -127,7 +127,9 @@ struct Stream {
     requests: mpsc::UnboundedSender<pb::WatchRequest>,
     /// The auth token the stream was opened with: etcd checks it at every create.
     token: Option<AsciiMetadataValue>,
-    responses: crate::wire::Inbound<pb::WatchResponse>,
+    /// The answers (`None` only in unit tests, which feed [`Hub::dispatch`] directly; the task
+    /// treats a stream without answers as ended).
+    responses: Option<crate::wire::Inbound<pb::WatchResponse>>,
     endpoint: usize,
     /// Handles whose create was sent and not yet answered, in order.
     pending: VecDeque<u64>,
@@ -230,7 +232,12 @@ pub(super) async fn run(
                     hub.reopen(&client).await;
                 }
             }
-            message = stream.responses.message() => {
+            message = async {
+                match stream.responses.as_mut() {
+                    Some(responses) => responses.message().await,
+                    None => Ok(None),
+                }
+            } => {
                 let Some(client) = client.upgrade() else { return };
                 match message {
                     Ok(Some(resp)) => {
@@ -429,7 +436,7 @@ impl Hub {
         self.stream = Some(Stream {
             requests: tx,
             token,
-            responses,
+            responses: Some(responses),
             endpoint,
             pending: handles.into(),
             by_id: HashMap::new(),
@@ -606,5 +613,287 @@ impl Hub {
             let delivery = deliver(&sub.events, WatchResponse(resp.clone()));
             self.drop_undelivered(handle, delivery, client);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hub's state machine fed directly: commands in, `WatchResponse`s as etcd sends them
+    //! (creates answered in order, fragments, cancels, progress answers), no server.
+    use super::*;
+    use crate::proto::mvccpb;
+
+    struct Rig {
+        hub: Hub,
+        client: Client,
+        /// What the hub sent on the stream.
+        sent: mpsc::UnboundedReceiver<pb::WatchRequest>,
+    }
+
+    fn rig() -> Option<Rig> {
+        let client = Client::builder(["127.0.0.1:1"], crate::ClientOptions::new())
+            .ok()?
+            .unconnected();
+        let (requests, sent) = mpsc::unbounded_channel();
+        let hub = Hub {
+            stream: Some(Stream {
+                requests,
+                token: None,
+                responses: None,
+                endpoint: 0,
+                pending: VecDeque::new(),
+                by_id: HashMap::new(),
+                ids: HashMap::new(),
+                fragments: HashMap::new(),
+            }),
+            ..Hub::default()
+        };
+        Some(Rig { hub, client, sent })
+    }
+
+    type Watch = (
+        oneshot::Receiver<Result<Created>>,
+        mpsc::Receiver<Result<WatchResponse>>,
+    );
+
+    impl Rig {
+        fn create(&mut self, handle: u64, start_revision: i64, capacity: usize) -> Watch {
+            let (created, created_rx) = oneshot::channel();
+            let (events, events_rx) = mpsc::channel(capacity);
+            let request = pb::WatchCreateRequest {
+                key: b"p/".to_vec(),
+                range_end: b"p0".to_vec(),
+                start_revision,
+                ..Default::default()
+            };
+            let command = Command::Create {
+                handle,
+                request,
+                created,
+                events,
+            };
+            self.hub.apply(command, &self.client);
+            (created_rx, events_rx)
+        }
+
+        fn feed(&mut self, resp: pb::WatchResponse) {
+            self.hub.dispatch(resp, &self.client);
+        }
+
+        /// The requests sent so far: creates as `+start`, cancels as `-id`, progress as 0.
+        fn sent(&mut self) -> Vec<i64> {
+            let mut out = Vec::new();
+            while let Ok(m) = self.sent.try_recv() {
+                use pb::watch_request::RequestUnion as U;
+                out.push(match m.request_union {
+                    Some(U::CreateRequest(c)) => c.start_revision,
+                    Some(U::CancelRequest(c)) => -c.watch_id,
+                    _ => 0,
+                });
+            }
+            out
+        }
+
+        fn next_revision(&self, handle: u64) -> Option<i64> {
+            self.hub.subs.get(&handle).map(|s| s.next_revision)
+        }
+    }
+
+    fn header(revision: i64) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader {
+            revision,
+            ..Default::default()
+        })
+    }
+
+    fn created(watch_id: i64, revision: i64) -> pb::WatchResponse {
+        pb::WatchResponse {
+            header: header(revision),
+            watch_id,
+            created: true,
+            ..Default::default()
+        }
+    }
+
+    fn deletes(watch_id: i64, revisions: &[i64]) -> pb::WatchResponse {
+        let events = revisions
+            .iter()
+            .map(|&rev| mvccpb::Event {
+                r#type: mvccpb::event::EventType::Delete as i32,
+                kv: Some(mvccpb::KeyValue {
+                    key: format!("p/{rev}").into_bytes(),
+                    mod_revision: rev,
+                    ..Default::default()
+                }),
+                prev_kv: None,
+            })
+            .collect();
+        pb::WatchResponse {
+            header: header(revisions.last().copied().unwrap_or(0)),
+            watch_id,
+            events,
+            ..Default::default()
+        }
+    }
+
+    fn revisions(batch: &Result<WatchResponse>) -> Vec<i64> {
+        batch.as_ref().map_or_else(
+            |_| Vec::new(),
+            |b| {
+                b.events()
+                    .iter()
+                    .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision))
+                    .collect()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn creates_are_answered_in_order_and_events_routed_by_id() {
+        let Some(mut r) = rig() else {
+            panic!("test client");
+        };
+        let (mut c1, mut e1) = r.create(1, 0, 8);
+        let (mut c2, mut e2) = r.create(2, 50, 8);
+        assert_eq!(r.sent(), vec![0, 50]);
+        // etcd answers creates in the order sent; the IDs are its own.
+        r.feed(created(7, 40));
+        r.feed(created(3, 40));
+        assert!(matches!(c1.try_recv(), Ok(Ok(Created { watch_id: 7, .. }))));
+        assert!(matches!(c2.try_recv(), Ok(Ok(Created { watch_id: 3, .. }))));
+        // From now: the next unseen revision; from 50: 50 itself.
+        assert_eq!(r.next_revision(1), Some(41));
+        assert_eq!(r.next_revision(2), Some(50));
+        // Events for the two watches interleave on the stream.
+        r.feed(deletes(3, &[51]));
+        r.feed(deletes(7, &[41, 42]));
+        r.feed(deletes(3, &[52]));
+        assert_eq!(e1.try_recv().map(|b| revisions(&b)), Ok(vec![41, 42]));
+        assert_eq!(e2.try_recv().map(|b| revisions(&b)), Ok(vec![51]));
+        assert_eq!(e2.try_recv().map(|b| revisions(&b)), Ok(vec![52]));
+        // A resume after a broken stream starts after the last delivered event.
+        assert_eq!(r.next_revision(1), Some(43));
+        assert_eq!(r.next_revision(2), Some(53));
+        // Unknown watch IDs (a cancelled watch's late events) go nowhere.
+        r.feed(deletes(99, &[60]));
+        assert!(e1.try_recv().is_err() && e2.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn fragments_are_delivered_once_merged() {
+        let Some(mut r) = rig() else {
+            panic!("test client");
+        };
+        let (_c, mut e) = r.create(1, 0, 8);
+        r.feed(created(4, 10));
+        let mut part = deletes(4, &[11, 12]);
+        part.fragment = true;
+        r.feed(part);
+        assert!(e.try_recv().is_err(), "nothing before the last fragment");
+        r.feed(deletes(4, &[13]));
+        assert_eq!(e.try_recv().map(|b| revisions(&b)), Ok(vec![11, 12, 13]));
+        assert_eq!(r.next_revision(1), Some(14));
+    }
+
+    #[tokio::test]
+    async fn a_watch_dropped_while_its_create_is_in_flight_is_cancelled_at_etcd() {
+        let Some(mut r) = rig() else {
+            panic!("test client");
+        };
+        let (c1, _e1) = r.create(1, 0, 8);
+        let (mut c2, _e2) = r.create(2, 0, 8);
+        drop(c1);
+        r.sent();
+        // The caller of watch 1 gave up: the hub cancels what etcd created for it.
+        r.feed(created(5, 10));
+        assert_eq!(r.sent(), vec![-5]);
+        // The next answer still belongs to the next create.
+        r.feed(created(6, 10));
+        assert!(matches!(c2.try_recv(), Ok(Ok(Created { watch_id: 6, .. }))));
+        // A watch cancelled by its handle before etcd answered: etcd's watch is cancelled too.
+        let (_c3, _e3) = r.create(3, 0, 8);
+        r.hub.apply(Command::Cancel(3), &r.client);
+        r.sent();
+        r.feed(created(8, 10));
+        assert_eq!(r.sent(), vec![-8]);
+    }
+
+    #[tokio::test]
+    async fn a_compacted_start_and_a_server_cancel_end_only_their_watch() {
+        let Some(mut r) = rig() else {
+            panic!("test client");
+        };
+        let (mut c1, _e1) = r.create(1, 5, 8);
+        let (mut c2, mut e2) = r.create(2, 0, 8);
+        let mut refused = created(-1, 30);
+        refused.canceled = true;
+        refused.compact_revision = 20;
+        r.feed(refused);
+        assert!(matches!(
+            c1.try_recv(),
+            Ok(Err(Error::WatchCompacted {
+                compact_revision: 20
+            }))
+        ));
+        r.feed(created(9, 30));
+        assert!(matches!(c2.try_recv(), Ok(Ok(_))));
+        // Later, etcd cancels watch 9 (compacted while catching up).
+        let mut cancel = deletes(9, &[]);
+        cancel.canceled = true;
+        cancel.compact_revision = 25;
+        r.feed(cancel);
+        assert!(matches!(
+            e2.try_recv(),
+            Ok(Err(Error::WatchCompacted {
+                compact_revision: 25
+            }))
+        ));
+        assert!(r.hub.subs.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_progress_answer_reaches_those_who_asked_and_moves_no_resume_revision() {
+        let Some(mut r) = rig() else {
+            panic!("test client");
+        };
+        let (_c1, mut e1) = r.create(1, 0, 8);
+        let (_c2, mut e2) = r.create(2, 0, 8);
+        r.feed(created(1, 10));
+        r.feed(created(2, 10));
+        r.hub.apply(Command::Progress(1), &r.client);
+        assert_eq!(
+            r.sent(),
+            vec![0, 0, 0],
+            "two creates and a progress request"
+        );
+        // etcd 3.5.1 may answer progress (stream-wide, ID -1) ahead of queued events.
+        r.feed(deletes(STREAM_WIDE, &[]));
+        let answer = e1.try_recv();
+        assert!(answer.is_ok_and(|b| b.is_ok_and(|b| b.is_progress_notify())));
+        assert!(e2.try_recv().is_err(), "watch 2 did not ask");
+        assert_eq!(r.next_revision(1), Some(11));
+        // Answered once: a second answer goes to no one.
+        r.feed(deletes(STREAM_WIDE, &[]));
+        assert!(e1.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_falls_behind_ends_with_lagged_and_is_cancelled() {
+        let Some(mut r) = rig() else {
+            panic!("test client");
+        };
+        let (_c, mut e) = r.create(1, 0, 2);
+        r.feed(created(3, 10));
+        r.sent();
+        r.feed(deletes(3, &[11]));
+        // The last slot is kept for the terminal error: this one does not fit.
+        r.feed(deletes(3, &[12]));
+        assert_eq!(e.try_recv().map(|b| revisions(&b)), Ok(vec![11]));
+        assert!(matches!(
+            e.try_recv(),
+            Ok(Err(Error::WatchLagged { next_revision: 12 }))
+        ));
+        assert_eq!(r.sent(), vec![-3]);
+        assert!(r.hub.subs.is_empty());
     }
 }

@@ -83,8 +83,8 @@ USAGE:
 
 OPTIONS:
     --endpoints URL,URL   etcd endpoints [env ETCDCTL_ENDPOINTS, default 127.0.0.1:2379]
-    --workload LIST       W1 W1F W2 W2F W3 W4 W5 W6 W7 W2L, comma separated; all (W1F W1 W2F W2 W3
-                          W4 W5) or scale (W2F W2 W6 W7) [default all]
+    --workload LIST       W1 W1F W1T W2 W2F W3 W4 W5 W6 W7 W2L, comma separated; all (W1F W1T W1
+                          W2F W2 W3 W4 W5) or scale (W2F W2 W6 W7) [default all]
     --via FLAVOUR         recipe, service or both [default both]
     --scale X             multiply every workload's op count by X (e.g. 0.1 for a quick run) [default 1]
     --contenders LIST     W2 once per count, e.g. 8,64,256 [default 8]
@@ -104,6 +104,7 @@ Run it against a dedicated test member.
 
 WORKLOADS (single member on loopback recommended, data dir on /dev/shm):
     W1   1 worker, 2000 x acquire(lb/w1) + release            W1F  2000 x put + delete (the floor)
+    W1T  2000 x the recipe's join txn + conditional-delete txn, no lock logic (W1's own floor)
     W2   8 workers, own connection + session, 250 x (acquire, get counter, put counter+1, release)
     W3   20000 puts of 256 B, 16 in flight                     W4   20000 linearizable gets, 16 in flight
     W5   1000 x lease grant(TTL 10) + revoke

@@ -45,7 +45,7 @@ pub(crate) async fn run(a: BenchArgs) -> u8 {
         Ok(list) if !list.is_empty() => list,
         _ => {
             say!(
-                "bench: --workload: expected a comma-separated list of W1 W1F W2 W2F W3 W4 W5 W6 W7 W2L, all or scale; got {:?}",
+                "bench: --workload: expected a comma-separated list of W1 W1F W1T W2 W2F W3 W4 W5 W6 W7 W2L, all or scale; got {:?}",
                 a.workloads
             );
             return EXIT_USAGE;
