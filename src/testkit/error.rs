@@ -93,6 +93,11 @@ impl fmt::Display for TestkitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TestkitError::NotInstalled { version, searched } => {
+                let version = if version == "(any)" {
+                    "<version>"
+                } else {
+                    version.as_str()
+                };
                 write!(f, "etcd {version} is not installed (looked for")?;
                 for (i, p) in searched.iter().enumerate() {
                     let sep = if i == 0 { " " } else { ", " };
@@ -100,9 +105,14 @@ impl fmt::Display for TestkitError {
                 }
                 write!(
                     f,
-                    "); run `scripts/install-etcd` to install it into the cache, \
-                     or set {} to the path of an etcd binary",
-                    super::binary::override_var(version)
+                    "). Download etcd v{version} from \
+                     https://github.com/etcd-io/etcd/releases and set {} (or {}) to its \
+                     `etcd`, put it on $PATH, or unpack the archive into \
+                     <cache>/v{version}/ (cache: ${}, else the first .cache/etcd up to the \
+                     workspace root, else ~/.cache/etcd-lock/etcd)",
+                    super::binary::override_var(version),
+                    super::binary::BIN_ENV,
+                    super::binary::CACHE_ENV,
                 )
             }
             TestkitError::Io { context, source } => write!(f, "{context}: {source}"),
