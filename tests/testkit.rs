@@ -71,7 +71,10 @@ fn missing_version_says_how_to_provide_etcd() {
     // and every way to hand it over.
     assert!(!msg.contains("scripts/"), "{msg}");
     assert!(msg.contains("github.com/etcd-io/etcd/releases"), "{msg}");
-    assert!(msg.contains("$PATH") && msg.contains("ETCD_LOCK_CACHE"), "{msg}");
+    assert!(
+        msg.contains("$PATH") && msg.contains("ETCD_LOCK_CACHE"),
+        "{msg}"
+    );
     assert!(
         msg.contains("9.9.9") && msg.contains("ETCD_BIN_9_9_9"),
         "{msg}"
