@@ -74,6 +74,8 @@ pub enum TestkitError {
     /// A call that blocks its thread while it waits was made from the body of a
     /// current-thread tokio runtime (a plain `#[tokio::test]`), where it would freeze the
     /// client's connection, keep-alive and watch tasks. Nothing was started or changed.
+    /// The async face ([`AsyncCluster`](super::AsyncCluster),
+    /// [`AsyncContainerCluster`](super::AsyncContainerCluster)) never returns it.
     CurrentThreadRuntime {
         /// The refused call, e.g. `Cluster::wait_leader`.
         call: &'static str,
@@ -149,7 +151,8 @@ impl fmt::Display for TestkitError {
                 "{call} blocks its thread while it waits, and this thread drives a \
                  current-thread tokio runtime (a plain #[tokio::test]): the client's \
                  connection, keep-alive and watch tasks would stall meanwhile and miss, for \
-                 example, a killed member's closed connection. Use \
+                 example, a killed member's closed connection. Use the async face \
+                 (AsyncCluster, AsyncContainerCluster), which works there, or \
                  #[tokio::test(flavor = \"multi_thread\")], or call it inside \
                  tokio::task::spawn_blocking"
             ),
