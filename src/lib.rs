@@ -70,3 +70,9 @@ pub use session::{Session, SessionOptions};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::TlsOptions;
+
+/// The README's Rust code blocks, compiled (and the runnable ones run) as doctests. They use
+/// the `testkit` and `tls` features, so they are checked in `--all-features` test runs.
+#[cfg(all(doctest, feature = "testkit", feature = "tls"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,5 +1,6 @@
-//! The example from the README's "Testing your code against etcd 3.4 and 3.5" section, kept
-//! compiling and passing here: the same assertion on every installed etcd version.
+//! The synchronous twin of the README's "Testing your code against etcd 3.4 and 3.5" example
+//! (which uses the async face, as examples/downstream does), kept compiling and passing here:
+//! the same assertion on every installed etcd version.
 #![cfg(feature = "testkit")]
 
 use std::time::Duration;

@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 
 use super::TestkitError;
 
-/// Environment variable naming the cache folder that `scripts/install-etcd` fills.
+/// Environment variable naming the binary cache folder: `<cache>/v<version>/{etcd,etcdctl}`.
 pub const CACHE_ENV: &str = "ETCD_LOCK_CACHE";
+/// Environment variable naming one `etcd` binary of any version; it is used for the version
+/// it reports (`etcd --version`).
+pub const BIN_ENV: &str = "ETCD_BIN";
 /// Environment variable restricting [`EtcdBinary::installed`], e.g. `3.5.1,3.4.23,3.5-latest`.
 pub const VERSIONS_ENV: &str = "ETCD_LOCK_VERSIONS";
 /// Prefix of the per-version override variables, e.g. `ETCD_BIN_3_5_1=/path/to/etcd`.
@@ -17,12 +20,15 @@ pub const BIN_ENV_PREFIX: &str = "ETCD_BIN_";
 /// 1. `ETCD_BIN_<version with dots as underscores>` (e.g. `ETCD_BIN_3_5_1=/opt/etcd/etcd`);
 ///    `etcdctl` is expected in the same folder. Set for an alias (`ETCD_BIN_3_5_LATEST`), the
 ///    binary is taken as is and [`version`](Self::version) reports the alias;
-/// 2. `<cache>/v<version>/etcd` and `<cache>/v<version>/etcdctl`, where `<cache>` is
-///    [`EtcdBinary::cache_dir`]. `scripts/install-etcd` installs there;
-/// 3. an alias such as `3.5-latest`: `<cache>/3.5-latest` is a symlink to a `v<version>`
-///    folder (or a file holding the version), written by `scripts/install-etcd 3.5-latest`.
-///    The alias resolves to that version, which [`version`](Self::version) then reports
-///    (e.g. `3.5.30`), and the rules above apply to it.
+/// 2. `ETCD_BIN=/path/to/etcd`, when `etcd --version` reports the requested version;
+/// 3. the first `etcd` on `$PATH` that reports the requested version;
+/// 4. `<cache>/v<version>/etcd` and `<cache>/v<version>/etcdctl`, where `<cache>` is
+///    [`EtcdBinary::cache_dir`]: unpack an etcd release archive
+///    (<https://github.com/etcd-io/etcd/releases>) into `<cache>/v3.5.1/`, for example;
+/// 5. an alias such as `3.5-latest`: `<cache>/3.5-latest` is a symlink to a `v<version>`
+///    folder (or a file holding the version). The alias resolves to that version, which
+///    [`version`](Self::version) then reports (e.g. `3.5.30`), and the rules above apply to
+///    it.
 ///
 /// Only the existence of `etcd` is checked; `etcdctl` is needed only by
 /// [`Cluster::etcdctl`](super::Cluster::etcdctl).
@@ -42,8 +48,8 @@ impl EtcdBinary {
     /// Finds an installed etcd version such as `"3.5.1"` (a leading `v` is accepted), or an
     /// alias such as `"3.5-latest"`, resolved to the version it points at.
     ///
-    /// Fails with [`TestkitError::NotInstalled`], whose message names
-    /// `scripts/install-etcd`, when the version is not installed.
+    /// Fails with [`TestkitError::NotInstalled`], whose message lists what was searched and
+    /// how to provide the binary, when the version is not found.
     pub fn find(version: &str) -> Result<EtcdBinary, TestkitError> {
         Lookup::from_env().find_safe(version)
     }
@@ -84,7 +90,8 @@ impl EtcdBinary {
     /// The cache folder: `$ETCD_LOCK_CACHE`; else the first `.cache/etcd` found walking up
     /// from the current directory, no higher than the workspace root (the nearest folder
     /// holding `.git`, else the outermost holding a `Cargo.toml`; just the current directory
-    /// when there is neither); else `.cache/etcd` in this crate's source folder.
+    /// when there is neither); else the user cache folder `$XDG_CACHE_HOME/etcd-lock/etcd`
+    /// or `$HOME/.cache/etcd-lock/etcd`.
     pub fn cache_dir() -> PathBuf {
         Lookup::from_env().cache
     }
@@ -143,16 +150,29 @@ struct Lookup {
     overrides: Vec<(String, PathBuf)>,
     /// Parsed `ETCD_LOCK_VERSIONS`, if set and non-empty.
     only: Option<Vec<String>>,
+    /// `$ETCD_BIN`, then every `etcd` on `$PATH`, in order: used for the version they report.
+    extra: Vec<PathBuf>,
 }
 
 impl Lookup {
     fn from_env() -> Lookup {
         let cache = match std::env::var_os(CACHE_ENV) {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => walk_up_for_cache().unwrap_or_else(|| {
-                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/etcd"))
-            }),
+            _ => walk_up_for_cache().unwrap_or_else(user_cache_dir),
         };
+        let mut extra: Vec<PathBuf> = std::env::var_os(BIN_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .into_iter()
+            .collect();
+        if let Some(path) = std::env::var_os("PATH") {
+            extra.extend(
+                std::env::split_paths(&path)
+                    .filter(|d| d.is_absolute())
+                    .map(|d| d.join("etcd"))
+                    .filter(|p| p.is_file()),
+            );
+        }
         let overrides = std::env::vars_os()
             .filter_map(|(k, v)| {
                 let k = k.into_string().ok()?;
@@ -167,6 +187,7 @@ impl Lookup {
             cache,
             overrides,
             only,
+            extra,
         }
     }
 
@@ -199,6 +220,22 @@ impl Lookup {
                 return Some(EtcdBinary::from_paths(version, etcd.clone(), etcdctl));
             }
             searched.push(etcd.clone());
+        }
+        for etcd in &self.extra {
+            match probe_version(etcd) {
+                Some(found) if found == version => {
+                    let etcdctl = etcd.with_file_name("etcdctl");
+                    return Some(EtcdBinary::from_paths(version, etcd.clone(), etcdctl));
+                }
+                Some(found) => searched.push(PathBuf::from(format!(
+                    "{} (reports {found})",
+                    etcd.display()
+                ))),
+                None => searched.push(PathBuf::from(format!(
+                    "{} (`--version` unreadable)",
+                    etcd.display()
+                ))),
+            }
         }
         let dir = self.cache.join(format!("v{version}"));
         let etcd = dir.join("etcd");
@@ -245,6 +282,7 @@ impl Lookup {
 
     fn installed(&self) -> Vec<EtcdBinary> {
         let mut versions: Vec<String> = self.overrides.iter().map(|(v, _)| v.clone()).collect();
+        versions.extend(self.extra.iter().filter_map(|p| probe_version(p)));
         if let Ok(entries) = std::fs::read_dir(&self.cache) {
             for entry in entries.flatten() {
                 if let Some(v) = entry.file_name().to_str().and_then(|n| n.strip_prefix('v')) {
@@ -304,6 +342,49 @@ fn parse_versions(s: &str) -> Option<Vec<String>> {
         .map(normalize)
         .collect();
     (!list.is_empty()).then_some(list)
+}
+
+/// `$XDG_CACHE_HOME/etcd-lock/etcd`, else `$HOME/.cache/etcd-lock/etcd` (relative values are
+/// ignored, as the XDG rules say); `.cache/etcd-lock/etcd` under the current directory only
+/// when neither is usable.
+fn user_cache_dir() -> PathBuf {
+    let abs = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    abs("XDG_CACHE_HOME")
+        .or_else(|| abs("HOME").map(|h| h.join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("etcd-lock")
+        .join("etcd")
+}
+
+/// The version `etcd --version` reports (`etcd Version: 3.5.1`), remembered per path.
+fn probe_version(etcd: &Path) -> Option<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashMap<PathBuf, Option<String>>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(v) = seen.lock().ok().and_then(|m| m.get(etcd).cloned()) {
+        return v;
+    }
+    let version = std::process::Command::new(etcd)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("etcd Version:").map(normalize))
+        });
+    if let Ok(mut m) = seen.lock() {
+        m.insert(etcd.to_path_buf(), version.clone());
+    }
+    version
 }
 
 fn walk_up_for_cache() -> Option<PathBuf> {
@@ -396,6 +477,7 @@ mod tests {
             cache: cache.clone(),
             overrides: vec![("3.5.1".into(), custom.clone())],
             only: None,
+            extra: Vec::new(),
         };
         let names: Vec<String> = l.installed().iter().map(|b| b.version.clone()).collect();
         assert_eq!(names, ["3.10.0", "3.5.1", "3.4.23"]);
@@ -409,10 +491,7 @@ mod tests {
         let names: Vec<String> = l.installed().iter().map(|b| b.version.clone()).collect();
         assert_eq!(names, ["3.4.23"]);
         let err = l.matrix().unwrap_err().to_string();
-        assert!(
-            err.contains("9.9.9") && err.contains("scripts/install-etcd"),
-            "{err}"
-        );
+        assert!(err.contains("9.9.9") && err.contains("releases"), "{err}");
         assert!(err.contains("ETCD_BIN_9_9_9"), "{err}");
 
         l.only = None;
@@ -436,6 +515,7 @@ mod tests {
             cache: cache.clone(),
             overrides: Vec::new(),
             only: None,
+            extra: Vec::new(),
         };
         let bin = l.find("3.5-latest").unwrap();
         assert_eq!(bin.version(), "3.5.30");
@@ -524,6 +604,7 @@ mod tests {
             cache: cache.clone(),
             overrides: Vec::new(),
             only: None,
+            extra: Vec::new(),
         };
         assert!(l.find_safe("3.5.1").is_ok());
         let refused = |l: &Lookup, what: &str| {

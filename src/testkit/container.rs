@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::leftovers::{self, RUN_LABEL};
 use super::member::{ERROR_TAIL_LINES, HEALTH_TIMEOUT};
 use super::netns::{self, Filter};
 use super::poll::poll_until;
@@ -15,9 +16,9 @@ use super::{http, ports, TestkitError};
 pub const IMAGE_REPO: &str = "etcd-lock/etcd";
 
 /// Label (key) put on every container and network a [`ContainerCluster`] creates; its value
-/// is the cluster's unique name. Leftovers of killed test processes can be removed with
-/// `docker rm -f $(docker ps -aq --filter label=io.etcd-lock.testkit)` and
-/// `docker network prune --force --filter label=io.etcd-lock.testkit`.
+/// is the cluster's unique name. Each also carries [`RUN_LABEL`] with the creating test
+/// process's run id; the first [`ContainerCluster::start`] of a process removes what dead
+/// runs left behind ([`ContainerCluster::remove_leftovers`]).
 pub const CONTAINER_LABEL: &str = "io.etcd-lock.testkit";
 
 /// The `docker` executable.
@@ -113,8 +114,10 @@ impl Node {
 /// # Cleanup
 ///
 /// Dropping the cluster runs `docker rm -f` on every container and `docker network rm` on
-/// the network, also when a test panics. Only a test process that is killed (SIGKILL,
-/// abort) leaves them behind: remove them by label, see [`CONTAINER_LABEL`].
+/// the network, also when a test panics. A test process that is killed (SIGKILL, abort)
+/// leaves them behind; they carry its run id ([`RUN_LABEL`]), and the next test process that
+/// starts a container cluster on this host removes them
+/// ([`remove_leftovers`](Self::remove_leftovers)).
 ///
 /// # Example
 ///
@@ -164,11 +167,13 @@ impl ContainerCluster {
             return Err(TestkitError::InvalidConfig("empty image name".into()));
         }
         require_docker()?;
+        leftovers::remove_dead_runs_once();
         if !image_exists(image)? {
             return Err(TestkitError::InvalidConfig(format!(
-                "Docker image {image} not found locally (images are never pulled here): \
-                 `docker pull` it first, or build etcd-lock/etcd:<version> images with \
-                 `scripts/build-images`"
+                "Docker image {image} not found locally (the testkit never pulls): \
+                 `docker pull` it first (any etcd 3.4+ image with the server at \
+                 /usr/local/bin/etcd, e.g. quay.io/coreos/etcd:v3.5.1), or build one and \
+                 tag it"
             )));
         }
         let base = unique_name();
@@ -183,6 +188,8 @@ impl ContainerCluster {
             "create",
             "--label",
             &format!("{CONTAINER_LABEL}={base}"),
+            "--label",
+            &format!("{RUN_LABEL}={}", leftovers::run_id()),
             &base,
         ])?;
         cluster.network_created = true;
@@ -229,8 +236,8 @@ impl ContainerCluster {
     /// `scripts/build-images` also sets is used. Only `docker image inspect` runs; nothing
     /// is pulled.
     ///
-    /// Fails when Docker is unavailable, or with an error naming `scripts/build-images` when
-    /// the image has not been built.
+    /// Fails when Docker is unavailable, or with an error saying how to tag or build the
+    /// image when it does not exist locally.
     pub fn image_for(version: &str) -> Result<String, TestkitError> {
         let version = version.trim().trim_start_matches('v');
         require_docker()?;
@@ -245,10 +252,28 @@ impl ContainerCluster {
             }
         }
         Err(TestkitError::InvalidConfig(format!(
-            "Docker image {} not found; build it with `scripts/build-images {version}` \
-             (from the etcd binaries scripts/install-etcd installs, no registry needed)",
+            "Docker image {} not found locally (the testkit never pulls). Tag an etcd \
+             image with the server at /usr/local/bin/etcd under that name, e.g. \
+             `docker pull quay.io/coreos/etcd:v{version} && docker tag \
+             quay.io/coreos/etcd:v{version} {IMAGE_REPO}:{version}`, or build one from a \
+             release binary (FROM scratch, COPY etcd /usr/local/bin/etcd)",
             tags.join(" or ")
         )))
+    }
+
+    /// Removes the containers and networks of dead test runs on this host: those whose
+    /// [`RUN_LABEL`] names a process (pid and start time, this boot) that no longer exists.
+    /// Returns how many containers and networks were removed. The first
+    /// [`start`](Self::start) of each process does this on its own (ignoring errors).
+    pub fn remove_leftovers() -> Result<usize, TestkitError> {
+        require_docker()?;
+        leftovers::remove_dead_runs()
+    }
+
+    /// The run id this process puts on its containers and networks ([`RUN_LABEL`]):
+    /// `<boot id>.<pid>.<process start time>`.
+    pub fn run_id() -> &'static str {
+        leftovers::run_id()
     }
 
     /// True when the `docker` CLI runs and its daemon answers (`docker version`).
@@ -591,6 +616,7 @@ impl ContainerCluster {
             .join(",");
         for node in &self.nodes {
             let label = format!("{CONTAINER_LABEL}={}", self.network);
+            let run_label = format!("{RUN_LABEL}={}", leftovers::run_id());
             let publish = format!("127.0.0.1:{}:{CLIENT_PORT}", node.port);
             let args: Vec<String> = vec![
                 format!("--name={}", node.alias),
@@ -622,6 +648,8 @@ impl ContainerCluster {
                 &node.alias,
                 "--label",
                 &label,
+                "--label",
+                &run_label,
                 "--publish",
                 &publish,
                 "--entrypoint",
@@ -743,7 +771,7 @@ fn unique_name() -> String {
 }
 
 /// Runs `docker args`, capturing stdout and stderr.
-fn docker_output(args: &[&str]) -> Result<Output, TestkitError> {
+pub(super) fn docker_output(args: &[&str]) -> Result<Output, TestkitError> {
     Command::new(DOCKER)
         .args(args)
         .stdin(Stdio::null())
@@ -752,7 +780,7 @@ fn docker_output(args: &[&str]) -> Result<Output, TestkitError> {
 }
 
 /// Runs `docker args`; its stdout on success, an error carrying stderr otherwise.
-fn docker(args: &[&str]) -> Result<String, TestkitError> {
+pub(super) fn docker(args: &[&str]) -> Result<String, TestkitError> {
     let out = docker_output(args)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())

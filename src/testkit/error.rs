@@ -74,6 +74,8 @@ pub enum TestkitError {
     /// A call that blocks its thread while it waits was made from the body of a
     /// current-thread tokio runtime (a plain `#[tokio::test]`), where it would freeze the
     /// client's connection, keep-alive and watch tasks. Nothing was started or changed.
+    /// The async face ([`AsyncCluster`](super::AsyncCluster),
+    /// [`AsyncContainerCluster`](super::AsyncContainerCluster)) never returns it.
     CurrentThreadRuntime {
         /// The refused call, e.g. `Cluster::wait_leader`.
         call: &'static str,
@@ -93,6 +95,11 @@ impl fmt::Display for TestkitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TestkitError::NotInstalled { version, searched } => {
+                let version = if version == "(any)" {
+                    "<version>"
+                } else {
+                    version.as_str()
+                };
                 write!(f, "etcd {version} is not installed (looked for")?;
                 for (i, p) in searched.iter().enumerate() {
                     let sep = if i == 0 { " " } else { ", " };
@@ -100,9 +107,14 @@ impl fmt::Display for TestkitError {
                 }
                 write!(
                     f,
-                    "); run `scripts/install-etcd` to install it into the cache, \
-                     or set {} to the path of an etcd binary",
-                    super::binary::override_var(version)
+                    "). Download etcd v{version} from \
+                     https://github.com/etcd-io/etcd/releases and set {} (or {}) to its \
+                     `etcd`, put it on $PATH, or unpack the archive into \
+                     <cache>/v{version}/ (cache: ${}, else the first .cache/etcd up to the \
+                     workspace root, else ~/.cache/etcd-lock/etcd)",
+                    super::binary::override_var(version),
+                    super::binary::BIN_ENV,
+                    super::binary::CACHE_ENV,
                 )
             }
             TestkitError::Io { context, source } => write!(f, "{context}: {source}"),
@@ -139,7 +151,8 @@ impl fmt::Display for TestkitError {
                 "{call} blocks its thread while it waits, and this thread drives a \
                  current-thread tokio runtime (a plain #[tokio::test]): the client's \
                  connection, keep-alive and watch tasks would stall meanwhile and miss, for \
-                 example, a killed member's closed connection. Use \
+                 example, a killed member's closed connection. Use the async face \
+                 (AsyncCluster, AsyncContainerCluster), which works there, or \
                  #[tokio::test(flavor = \"multi_thread\")], or call it inside \
                  tokio::task::spawn_blocking"
             ),

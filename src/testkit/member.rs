@@ -136,11 +136,14 @@ impl Member {
         // the testkit's own variables (but keep e.g. ETCD_UNSUPPORTED_ARCH).
         for (key, _) in std::env::vars_os() {
             let k = key.to_string_lossy();
-            if k.starts_with("ETCD_LOCK_") || k.starts_with(super::binary::BIN_ENV_PREFIX) {
+            if k.starts_with("ETCD_LOCK_")
+                || k.starts_with(super::binary::BIN_ENV_PREFIX)
+                || k == super::binary::BIN_ENV
+            {
                 cmd.env_remove(&key);
             }
         }
-        let child = cmd.spawn().map_err(|e| {
+        let child = super::spawner::spawn(cmd).map_err(|e| {
             TestkitError::io(
                 format!("starting {} for member {}", self.etcd.display(), self.name),
                 e,

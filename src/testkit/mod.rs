@@ -1,24 +1,26 @@
 //! Test harness that runs **real** etcd servers as child processes.
 //!
-//! Enabled by the `testkit` cargo feature. Everything is synchronous `std`
-//! code: call it from plain `#[test]`s, from `#[tokio::test(flavor =
-//! "multi_thread")]` tests, or inside `tokio::task::spawn_blocking`. The calls
-//! that wait (start, `wait_*`, restart, every `docker` call) return
-//! [`TestkitError::CurrentThreadRuntime`] when made from the body of a plain
-//! `#[tokio::test]`: blocking a current-thread runtime would freeze the
-//! client's connection tasks, so a killed member's closed connection would go
-//! unnoticed and the next write would fail with an ambiguous transport error.
+//! Enabled by the `testkit` cargo feature. Two faces, one implementation:
 //!
-//! * [`EtcdBinary`] finds installed etcd versions (`scripts/install-etcd`
-//!   installs them into `.cache/etcd/v<version>/`).
+//! * **async** — [`AsyncCluster`] and [`AsyncContainerCluster`], for `#[tokio::test]` of
+//!   either flavour (a plain current-thread `#[tokio::test]` included). Each waiting call runs
+//!   the synchronous call below on tokio's blocking pool, so the runtime keeps driving the
+//!   client's connections meanwhile.
+//! * **sync** — [`Cluster`] and [`ContainerCluster`], for plain `#[test]`s and
+//!   `spawn_blocking`. Called from the body of a current-thread runtime, their waiting calls
+//!   return [`TestkitError::CurrentThreadRuntime`] instead of freezing the runtime (use the
+//!   async face there).
+//!
+//! * [`EtcdBinary`] finds etcd versions: `ETCD_BIN_<version>`, `ETCD_BIN`, `$PATH`, then a
+//!   cache folder (see its docs).
 //! * [`Cluster`] starts one or more [`Member`]s on free 127.0.0.1 ports, each
 //!   with its own temporary data folder and log file, and waits until they
 //!   are healthy.
 //! * [`Member`] can be killed, paused (SIGSTOP), resumed and restarted to
 //!   test failover.
 //! * [`ContainerCluster`] runs the members in Docker containers instead (any
-//!   etcd image, e.g. `etcd-lock/etcd:3.5.1` built offline by
-//!   `scripts/build-images`), with client ports published on 127.0.0.1, and
+//!   local etcd image, e.g. `etcd-lock/etcd:3.5.1`; images are never pulled), with client
+//!   ports published on 127.0.0.1, and
 //!   adds network faults: [`ContainerCluster::disconnect`] cuts a member off
 //!   from its peers and its clients until [`ContainerCluster::reconnect`].
 //!   Needs a Docker daemon ([`ContainerCluster::docker_available`]).
@@ -28,8 +30,10 @@
 //!   after the client gave up on them.
 //!
 //! Every process is killed and every folder removed on drop, also when the
-//! test panics. (Only a test process that is itself killed with SIGKILL, or
-//! aborts, leaves its etcd children and `etcd-testkit-*` temp folders behind.)
+//! test panics. Members also die with the test process when it is killed (SIGKILL, abort):
+//! the kernel sends them SIGKILL (`PR_SET_PDEATHSIG`, Linux). Containers carry the test
+//! process's run id ([`RUN_LABEL`]); the next test process that starts a container cluster
+//! removes those of dead runs. (Only `etcd-testkit-*` temp folders of a killed process stay.)
 //!
 //! # Example
 //!
@@ -59,8 +63,9 @@
 //!
 //! | variable | effect |
 //! |---|---|
-//! | `ETCD_LOCK_CACHE` | cache folder with `v<version>/{etcd,etcdctl}` |
 //! | `ETCD_BIN_3_5_1` | use this `etcd` (and the `etcdctl` next to it) for 3.5.1 |
+//! | `ETCD_BIN` | an `etcd` used for the version it reports (then `etcd` on `$PATH`) |
+//! | `ETCD_LOCK_CACHE` | cache folder with `v<version>/{etcd,etcdctl}` (default: `.cache/etcd` up to the workspace root, else `~/.cache/etcd-lock/etcd`) |
 //! | `ETCD_LOCK_VERSIONS` | comma separated versions for [`EtcdBinary::installed`] / [`EtcdBinary::matrix`] |
 //!
 //! Member flags are etcd's defaults plus `--logger=zap --log-outputs=stderr`
@@ -68,11 +73,13 @@
 //! [`ClusterBuilder::tls`] members serve clients over `https://` (certificates
 //! from [`TlsFiles`]) and answer `/health` on a separate plain-HTTP metrics port.
 
+mod async_face;
 mod binary;
 mod cluster;
 mod container;
 mod error;
 mod http;
+mod leftovers;
 mod member;
 mod netns;
 mod poll;
@@ -80,13 +87,16 @@ mod ports;
 mod proxy;
 mod runtime;
 mod signal;
+mod spawner;
 mod tempdir;
 mod tls;
 
-pub use binary::{EtcdBinary, BIN_ENV_PREFIX, CACHE_ENV, VERSIONS_ENV};
+pub use async_face::{AsyncCluster, AsyncContainerCluster};
+pub use binary::{EtcdBinary, BIN_ENV, BIN_ENV_PREFIX, CACHE_ENV, VERSIONS_ENV};
 pub use cluster::{Cluster, ClusterBuilder, PlannedMember};
 pub use container::{ContainerCluster, CONTAINER_LABEL, IMAGE_REPO};
 pub use error::TestkitError;
+pub use leftovers::RUN_LABEL;
 pub use member::Member;
 pub use proxy::DelayProxy;
 pub use tls::TlsFiles;
