@@ -221,17 +221,19 @@ impl Place<'_> {
                         // Out of order (a waiter ahead gave up): wait on the slow path.
                         Recheck::Behind(_) => break,
                     },
-                    // No word for a while: a linearizable look, in case a DELETE was lost.
-                    Far::Quiet => match self.recheck().await? {
-                        Recheck::Ours => {
+                    // No word for a while: a linearizable look, in case a DELETE was lost. It
+                    // is insurance only: when it fails (an isolated member), keep waiting.
+                    Far::Quiet => match self.recheck().await {
+                        Ok(Recheck::Ours) => {
                             router.count_far_wait();
                             return Ok(Turn::Ours);
                         }
-                        Recheck::KeyGone => return Ok(Turn::KeyGone),
-                        Recheck::Behind((key, seen_at)) => {
+                        Ok(Recheck::KeyGone) => return Ok(Turn::KeyGone),
+                        Ok(Recheck::Behind((key, seen_at))) => {
                             predecessor = key;
                             revision = seen_at;
                         }
+                        Err(_) => {}
                     },
                     Far::Ended => break,
                 }
@@ -276,13 +278,33 @@ impl Place<'_> {
                     tokio::select! {
                         _ = &mut woken => break,
                         _ = &mut own => break,
-                        // Quiet for too long: re-check, unless the queue is seen moving.
-                        _ = rechecks.due() => if !router.heard_within(RECHECK_FIRST) { break },
+                        // Quiet for too long, and the queue not seen moving: a look in case a
+                        // DELETE was lost. Insurance only: a failed look (an isolated member)
+                        // changes nothing, the watch may still deliver.
+                        _ = rechecks.due() => {
+                            if router.heard_within(RECHECK_FIRST) {
+                                continue;
+                            }
+                            // Raced with the watch, which may deliver meanwhile.
+                            let looked = tokio::select! {
+                                r = self.recheck() => r,
+                                _ = &mut woken => break,
+                                _ = &mut own => break,
+                            };
+                            match looked {
+                                Ok(Recheck::Ours) => return Ok(Turn::Ours),
+                                Ok(Recheck::KeyGone) => return Ok(Turn::KeyGone),
+                                Ok(Recheck::Behind((key, _))) if key == pred_key => {}
+                                // Another predecessor now: wait for that one instead.
+                                Ok(Recheck::Behind(_)) => break,
+                                Err(_) => {}
+                            }
+                        }
                         _ = &mut *lost => return Ok(Turn::SessionLost),
                     }
                 }
             }
-            // Deleted, Unknown, woken or quiet for too long: re-check.
+            // Deleted, Unknown, woken, or a new predecessor: re-check.
         }
     }
 
@@ -362,11 +384,22 @@ impl Place<'_> {
                             if router.heard_within(RECHECK_FIRST) {
                                 continue;
                             }
-                            match self.recheck().await {
+                            // Insurance only: a failed look keeps waiting on the watch, which
+                            // may also deliver while the look is on its way.
+                            let looked = tokio::select! {
+                                r = self.recheck() => r,
+                                done = &mut woken => {
+                                    if done != Ok(true) {
+                                        return None;
+                                    }
+                                    break;
+                                }
+                                gone = &mut own => return if gone { Some(Turn::KeyGone) } else { None },
+                            };
+                            match looked {
                                 Ok(Recheck::Ours) => return Some(Turn::Ours),
                                 Ok(Recheck::KeyGone) => return Some(Turn::KeyGone),
-                                Ok(Recheck::Behind(_)) => continue,
-                                Err(_) => return None,
+                                Ok(Recheck::Behind(_)) | Err(_) => continue,
                             }
                         }
                         _ = &mut *lost => return Some(Turn::SessionLost),
