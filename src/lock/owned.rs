@@ -29,6 +29,14 @@ use crate::kv::{DeleteOptions, GetOptions};
 use crate::session::{NameClaim, Session};
 use crate::txn::{Compare, CompareOp, Txn, TxnOp};
 
+/// Pauses before looking again for a key whose creating call was abandoned unanswered and that
+/// was not there at the first look (see `delete_while_session_lives`).
+const UNSEEN_LOOKS: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(500),
+];
+
 /// First and longest pause between background delete attempts.
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const LONGEST_PAUSE: Duration = Duration::from_secs(2);
@@ -100,6 +108,7 @@ impl Drop for OwnedKey {
 async fn delete_while_session_lives(claim: &NameClaim, key: Vec<u8>, mut token: Option<i64>) {
     let session = claim.session();
     let mut pause = FIRST_PAUSE;
+    let mut unseen_looks = 0;
     loop {
         if session.is_lost() {
             return;
@@ -107,7 +116,18 @@ async fn delete_while_session_lives(claim: &NameClaim, key: Vec<u8>, mut token: 
         let attempt = match token {
             Some(token) => delete_if_created_at(session.client(), key.clone(), token).await,
             None => match created_revision(session, &key).await {
-                // Not there now: nothing of ours to delete.
+                // Not there now. The abandoned call may still be on its way (sent just
+                // before it was dropped, its server-side work not done yet): look again a
+                // few times over the next ~0.75 s before deciding there is nothing to delete.
+                Ok(None) if unseen_looks < UNSEEN_LOOKS.len() => {
+                    let pause = UNSEEN_LOOKS[unseen_looks];
+                    unseen_looks += 1;
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = session.lost() => return,
+                    }
+                    continue;
+                }
                 Ok(None) => return,
                 Ok(Some(found)) => {
                     token = Some(found);
