@@ -194,7 +194,10 @@ where
     let waiter_client = common::connect_quick(&pinned_to(&cluster, isolated)).await;
     let observer = common::connect_quick(&others(&cluster, isolated)).await;
     let holder = session(&holder_client, 5).await;
-    let waiter_session = session(&waiter_client, 5).await;
+    // TTL 10: the waiter's keep-alive stream starts on the member being isolated and must move
+    // to the majority; a session whose last answered keep-alive is a TTL old is given up for
+    // good (no late answer revives it), so the TTL leaves room for that move on a busy machine.
+    let waiter_session = session(&waiter_client, 10).await;
     let guard = ok(locker.lock(&holder, name.as_bytes()).await);
     let waiter = {
         let (locker, name) = (locker.clone(), name.clone());
