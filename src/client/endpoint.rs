@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 
 use super::scheme::Origin;
 use super::{Client, GrpcChannel};
-use crate::error::{Error, MessageKind, Result};
+use crate::error::{Error, Result};
 use crate::wire::CallTap;
 
 impl Client {
@@ -102,14 +102,7 @@ impl Client {
     {
         let options = &self.inner.options;
         let request_len = request.encoded_len();
-        if request_len > options.max_request_bytes {
-            return Err(Error::MessageTooLarge {
-                method,
-                what: MessageKind::Request,
-                bytes: request_len,
-                limit: options.max_request_bytes,
-            });
-        }
+        options.check_request_size(method, request_len)?;
         let (url, channel) = self.channel_to(endpoint)?;
         let channel = GrpcChannel {
             channel,

@@ -112,6 +112,23 @@ impl Default for ClientOptions {
 }
 
 impl ClientOptions {
+    /// Refuses a request of `len` encoded bytes over `max_request_bytes` before it is sent.
+    pub(crate) fn check_request_size(
+        &self,
+        method: &'static str,
+        len: usize,
+    ) -> crate::error::Result<()> {
+        if len > self.max_request_bytes {
+            return Err(crate::error::Error::MessageTooLarge {
+                method,
+                what: crate::error::MessageKind::Request,
+                bytes: len,
+                limit: self.max_request_bytes,
+            });
+        }
+        Ok(())
+    }
+
     /// The defaults: 5 s connect timeout, 10 s request timeout, 10 s/5 s HTTP/2 keep-alive.
     pub fn new() -> Self {
         Self::default()

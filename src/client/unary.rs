@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use super::{Client, GrpcChannel, Retry};
-use crate::error::{Code, Error, EtcdErrorKind, MessageKind, Result};
+use crate::error::{Code, Error, EtcdErrorKind, Result};
 use crate::trace::RpcSpan;
 use crate::wire::CallTap;
 
@@ -79,14 +79,7 @@ impl Client {
         let counters = &self.inner.counters;
         let request_len = request.encoded_len();
         let options = &self.inner.options;
-        if request_len > options.max_request_bytes {
-            return Err(Error::MessageTooLarge {
-                method,
-                what: MessageKind::Request,
-                bytes: request_len,
-                limit: options.max_request_bytes,
-            });
-        }
+        options.check_request_size(method, request_len)?;
         let mut backoff = Duration::from_millis(25);
         let mut attempts = 0usize;
         let secret = super::token::is_secret(method);
