@@ -25,6 +25,9 @@ const ABOVE_CLIENT: [&str; 13] = [
     "watch",
 ];
 
+/// The tap sits beside `client`, on the layer of the wire log it feeds: it may use only these.
+const TAP_USES: [&str; 3] = ["wire", "wirelog", "proto"];
+
 /// Modules with nothing of ours below them but `proto` and each other, as listed.
 const FLOOR: [(&str, &[&str]); 3] = [
     ("error", &["support"]),
@@ -140,6 +143,25 @@ fn the_client_imports_nothing_built_on_it() {
         .filter(|m| ABOVE_CLIENT.contains(&m.as_str()))
         .collect();
     assert!(bad.is_empty(), "src/client imports {bad:?}");
+}
+
+#[test]
+fn the_tap_uses_only_the_wire_layer() {
+    let graph = import_graph();
+    let tap = graph.get("tap").cloned().unwrap_or_default();
+    assert!(!tap.is_empty(), "no sources found for `tap`");
+    let extra: Vec<&String> = tap
+        .iter()
+        .filter(|m| !TAP_USES.contains(&m.as_str()))
+        .collect();
+    assert!(extra.is_empty(), "src/tap imports {extra:?}");
+    // And nothing below it knows about it.
+    for (module, deps) in &graph {
+        assert!(
+            module == "tap" || !deps.contains("tap"),
+            "`{module}` imports the tap"
+        );
+    }
 }
 
 #[test]

@@ -46,6 +46,9 @@ pub mod namespace;
 pub mod proto;
 pub mod session;
 mod support;
+#[cfg(feature = "tap")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tap")))]
+pub mod tap;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;

@@ -64,6 +64,65 @@ pub enum WireEvent<'a> {
     Recv(StreamMessage<'a>),
     /// A stream ended.
     Close(StreamClose<'a>),
+    /// A client connected to a tap (`crate::tap`, feature `tap`) and its upstream connection
+    /// was made; never sent by the client.
+    Connect(&'a Peer),
+    /// A tapped client connection ended; never sent by the client.
+    Disconnect(ConnectionClose<'a>),
+}
+
+/// The client connection a tapped call or stream came in on (feature `tap`): the same for every
+/// line of one connection, so that one client can be followed among many.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Peer {
+    /// Process-wide connection id, from 1.
+    pub connection: u64,
+    /// The client's address as the tap's listener saw it (`ip:port`).
+    pub client: String,
+    /// The upstream member's URL.
+    pub upstream: String,
+    /// TLS on the client side: `None` for plaintext.
+    pub client_tls: Option<TlsPeer>,
+    /// TLS on the upstream side: `None` for plaintext.
+    pub upstream_tls: Option<TlsPeer>,
+}
+
+/// One TLS side of a tapped connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsPeer {
+    /// The subject of the certificate the peer presented (client certificate on the client
+    /// side, server certificate upstream), RFC 4514 style (`CN=etcd,O=example`); `None` when
+    /// the peer presented none (a client without a certificate).
+    pub subject: Option<String>,
+}
+
+impl TlsPeer {
+    /// A TLS side whose peer presented a certificate with `subject` (or none).
+    pub fn new(subject: Option<String>) -> Self {
+        TlsPeer { subject }
+    }
+}
+
+/// A tapped client connection ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ConnectionClose<'a> {
+    /// The connection.
+    pub peer: &'a Peer,
+    /// Why it ended: `closed` (the client closed it), `goaway` (the client sent a GOAWAY with
+    /// an error code), `error` (the client's connection failed), `upstream_closed` (the member
+    /// closed its side with a GOAWAY, passed on), `upstream_goaway` (the member's GOAWAY with an
+    /// error code, passed on) or `upstream_lost` (the member's connection failed without a
+    /// GOAWAY; the client's connection was dropped too).
+    pub how: &'static str,
+    /// The HTTP/2 error code of a GOAWAY or connection error, when there was one.
+    pub reason: Option<u32>,
+    /// A description of a transport failure.
+    pub cause: Option<&'a str>,
+    /// Streams (calls included) the connection carried.
+    pub streams: u64,
 }
 
 /// Request metadata that was sent and changes etcd's behaviour, as `(key, value)` pairs:
@@ -132,6 +191,8 @@ pub struct CallRecord<'a> {
     pub retry: Option<&'a str>,
     /// Time from sending the request to the answer (or the failure).
     pub latency: Duration,
+    /// The client connection, for a call seen by a tap; `None` for our own client's calls.
+    pub peer: Option<&'a Peer>,
 }
 
 /// A stream being opened.
@@ -146,6 +207,8 @@ pub struct StreamOpen<'a> {
     pub endpoint: &'a str,
     /// Metadata sent when opening.
     pub metadata: &'a Metadata,
+    /// The client connection, for a stream seen by a tap; `None` for our own client's streams.
+    pub peer: Option<&'a Peer>,
 }
 
 /// One message on a stream.
@@ -160,6 +223,8 @@ pub struct StreamMessage<'a> {
     pub method: &'static str,
     /// The message as encoded for the wire (sent) or exactly as received.
     pub message: &'a [u8],
+    /// The client connection, for a stream seen by a tap; `None` for our own client's streams.
+    pub peer: Option<&'a Peer>,
 }
 
 /// How a stream ended.
@@ -230,10 +295,15 @@ pub struct StreamClose<'a> {
     pub sent: u64,
     /// Messages received on it.
     pub received: u64,
+    /// The HTTP/2 error code of the `RST_STREAM` that ended it, when a tap saw one (our own
+    /// client's streams leave it `None`).
+    pub reset_reason: Option<u32>,
+    /// The client connection, for a stream seen by a tap; `None` for our own client's streams.
+    pub peer: Option<&'a Peer>,
 }
 
 /// The next process-wide call or stream id (one sequence for both).
-fn next_id() -> u64 {
+pub(crate) fn next_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
@@ -421,6 +491,7 @@ impl CallState {
             status,
             retry,
             latency: attempt.latency.unwrap_or_else(|| attempt.started.elapsed()),
+            peer: None,
         };
         self.sink.record(&WireEvent::Call(record));
     }
@@ -469,6 +540,7 @@ impl StreamLog {
             seq,
             method: self.method,
             message: bytes,
+            peer: None,
         }));
     }
 
@@ -479,6 +551,7 @@ impl StreamLog {
             seq,
             method: self.method,
             message: bytes,
+            peer: None,
         }));
     }
 
@@ -494,6 +567,8 @@ impl StreamLog {
             status,
             sent: self.sent.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
+            reset_reason: None,
+            peer: None,
         }));
     }
 }
@@ -548,6 +623,7 @@ impl StreamTap {
                 method: log.method,
                 endpoint: &endpoint(),
                 metadata: &metadata_of(request.metadata()),
+                peer: None,
             }));
         }
     }

@@ -79,7 +79,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
-use crate::wire::{Failure, Metadata, WireEvent, WireSink};
+use crate::wire::{Failure, Metadata, Peer, TlsPeer, WireEvent, WireSink};
 
 mod decode;
 
@@ -229,6 +229,14 @@ impl WireSink for JsonLines {
     }
 }
 
+/// A gRPC method path the descriptors declare, as a `&'static str` (the pool lives as long
+/// as the process), with whether its requests and its responses are streams; `None` for a
+/// method our protos do not have.
+#[cfg(feature = "tap")]
+pub(crate) fn known_method(path: &str) -> Option<(&'static str, bool, bool)> {
+    pool().and_then(|p| p.streaming(path))
+}
+
 /// Which message of a method: its request (`true`) or response type.
 fn write_body(method: &str, request: bool, bytes: &[u8], out: &mut String) {
     let descriptor = pool()
@@ -372,11 +380,9 @@ fn render_event(event: &WireEvent<'_>, now: SystemTime) -> String {
     s.push('"');
     match event {
         WireEvent::Call(call) => {
-            let _ = write!(
-                s,
-                ",\"kind\":\"call\",\"call\":{},\"attempt\":{}",
-                call.call, call.attempt
-            );
+            s.push_str(",\"kind\":\"call\"");
+            write_peer(call.peer, &mut s);
+            let _ = write!(s, ",\"call\":{},\"attempt\":{}", call.call, call.attempt);
             write_endpoint(call.endpoint, &mut s);
             s.push_str(",\"method\":");
             json_string(call.method, &mut s);
@@ -412,7 +418,9 @@ fn render_event(event: &WireEvent<'_>, now: SystemTime) -> String {
             );
         }
         WireEvent::Open(open) => {
-            let _ = write!(s, ",\"kind\":\"open\",\"stream\":{}", open.stream);
+            s.push_str(",\"kind\":\"open\"");
+            write_peer(open.peer, &mut s);
+            let _ = write!(s, ",\"stream\":{}", open.stream);
             write_endpoint(open.endpoint, &mut s);
             s.push_str(",\"method\":");
             json_string(open.method, &mut s);
@@ -423,11 +431,9 @@ fn render_event(event: &WireEvent<'_>, now: SystemTime) -> String {
                 WireEvent::Send(_) => ("send", true),
                 _ => ("recv", false),
             };
-            let _ = write!(
-                s,
-                ",\"kind\":\"{kind}\",\"stream\":{},\"seq\":",
-                message.stream
-            );
+            let _ = write!(s, ",\"kind\":\"{kind}\"");
+            write_peer(message.peer, &mut s);
+            let _ = write!(s, ",\"stream\":{},\"seq\":", message.stream);
             uint(message.seq, &mut s);
             s.push_str(",\"method\":");
             json_string(message.method, &mut s);
@@ -440,11 +446,17 @@ fn render_event(event: &WireEvent<'_>, now: SystemTime) -> String {
             let _ = write!(s, ",\"bytes\":{}", message.message.len());
         }
         WireEvent::Close(close) => {
-            let _ = write!(s, ",\"kind\":\"close\",\"stream\":{}", close.stream);
+            s.push_str(",\"kind\":\"close\"");
+            write_peer(close.peer, &mut s);
+            let _ = write!(s, ",\"stream\":{}", close.stream);
             s.push_str(",\"method\":");
             json_string(close.method, &mut s);
             s.push_str(",\"how\":");
             json_string(close.how.as_str(), &mut s);
+            if let Some(reason) = close.reset_reason {
+                s.push_str(",\"reset_reason\":");
+                write_reason(reason, &mut s);
+            }
             write_status(close.status, &mut s);
             let _ = write!(
                 s,
@@ -452,9 +464,83 @@ fn render_event(event: &WireEvent<'_>, now: SystemTime) -> String {
                 close.sent, close.received
             );
         }
+        WireEvent::Connect(peer) => {
+            s.push_str(",\"kind\":\"connect\"");
+            write_peer(Some(peer), &mut s);
+            s.push_str(",\"upstream\":");
+            json_string(&peer.upstream, &mut s);
+            write_tls("client_tls", peer.client_tls.as_ref(), &mut s);
+            write_tls("upstream_tls", peer.upstream_tls.as_ref(), &mut s);
+        }
+        WireEvent::Disconnect(close) => {
+            s.push_str(",\"kind\":\"disconnect\"");
+            write_peer(Some(close.peer), &mut s);
+            s.push_str(",\"how\":");
+            json_string(close.how, &mut s);
+            s.push_str(",\"reason\":");
+            match close.reason {
+                Some(reason) => write_reason(reason, &mut s),
+                None => s.push_str("null"),
+            }
+            if let Some(cause) = close.cause {
+                s.push_str(",\"cause\":");
+                json_string(cause, &mut s);
+            }
+            let _ = write!(s, ",\"streams\":{}", close.streams);
+        }
     }
     s.push('}');
     s
+}
+
+/// `"conn"` and `"client"` of a line a tap wrote; nothing for our own client's lines.
+fn write_peer(peer: Option<&Peer>, s: &mut String) {
+    if let Some(peer) = peer {
+        let _ = write!(s, ",\"conn\":{},\"client\":", peer.connection);
+        json_string(&peer.client, s);
+    }
+}
+
+/// `"<side>":null` for plaintext, else `{"subject":..}` (`null` when no certificate was shown).
+fn write_tls(side: &str, tls: Option<&TlsPeer>, s: &mut String) {
+    let _ = write!(s, ",\"{side}\":");
+    match tls {
+        None => s.push_str("null"),
+        Some(tls) => {
+            s.push_str("{\"subject\":");
+            match &tls.subject {
+                Some(subject) => json_string(subject, s),
+                None => s.push_str("null"),
+            }
+            s.push('}');
+        }
+    }
+}
+
+/// An HTTP/2 error code by its RFC 9113 name (`"CANCEL"`), or its number when unnamed.
+fn write_reason(code: u32, s: &mut String) {
+    const NAMES: [&str; 14] = [
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
+    ];
+    match usize::try_from(code).ok().and_then(|i| NAMES.get(i)) {
+        Some(name) => {
+            let _ = write!(s, "\"{name}\"");
+        }
+        None => uint(u64::from(code), s),
+    }
 }
 
 #[cfg(test)]
@@ -761,6 +847,7 @@ mod tests {
             status: None,
             retry: None,
             latency: Duration::from_micros(1234),
+            peer: None,
         };
         assert_eq!(
             render_event(&WireEvent::Call(ok), UNIX_EPOCH),
@@ -793,6 +880,7 @@ mod tests {
             status: Some(&failure),
             retry: Some("next endpoint"),
             latency: Duration::from_millis(2),
+            peer: None,
         };
         assert_eq!(
             render_event(&WireEvent::Call(failed), UNIX_EPOCH),
@@ -816,6 +904,7 @@ mod tests {
             method: "/etcdserverpb.Watch/Watch",
             endpoint: "http://127.0.0.1:2379",
             metadata: &metadata,
+            peer: None,
         };
         assert_eq!(
             render_event(&WireEvent::Open(open), UNIX_EPOCH),
@@ -839,6 +928,7 @@ mod tests {
             seq: 1,
             method: "/etcdserverpb.Watch/Watch",
             message: &create,
+            peer: None,
         };
         assert_eq!(
             render_event(&WireEvent::Send(send), UNIX_EPOCH),
@@ -866,6 +956,7 @@ mod tests {
             seq: 2,
             method: "/etcdserverpb.Watch/Watch",
             message: &event,
+            peer: None,
         };
         assert_eq!(
             render_event(&WireEvent::Recv(recv), UNIX_EPOCH),
@@ -905,6 +996,8 @@ mod tests {
                 status,
                 sent: 1,
                 received: 2,
+                reset_reason: None,
+                peer: None,
             };
             assert_eq!(
                 render_event(&WireEvent::Close(close), UNIX_EPOCH),
@@ -951,6 +1044,7 @@ mod tests {
             status: None,
             retry: None,
             latency: Duration::ZERO,
+            peer: None,
         };
         let buf = Shared::default();
         let sink = JsonLines::new(buf.clone());
@@ -1008,6 +1102,7 @@ mod tests {
             status: None,
             retry: None,
             latency: Duration::ZERO,
+            peer: None,
         };
 
         // A new file: 0600, whatever the umask allows.
@@ -1074,6 +1169,7 @@ mod tests {
             seq: 2,
             method: SNAPSHOT,
             message: &bytes,
+            peer: None,
         };
         let line = render_event(&WireEvent::Recv(recv), UNIX_EPOCH);
         // sha256("abc"), FIPS 180-2 appendix B.1.

@@ -19,6 +19,8 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 pub(super) struct Pool {
     pool: DescriptorPool,
     methods: HashMap<String, (MessageDescriptor, MessageDescriptor)>,
+    /// Each method's path and whether its requests and its responses are streams.
+    streaming: HashMap<String, (bool, bool)>,
 }
 
 /// The pool, built once. `None` only if our own descriptor set were unusable (a build error).
@@ -45,21 +47,36 @@ fn build() -> Option<Pool> {
     }
     let pool = DescriptorPool::from_file_descriptor_set(set).ok()?;
     let mut methods = HashMap::new();
+    let mut streaming = HashMap::new();
     for service in pool.services() {
         for method in service.methods() {
-            methods.insert(
-                format!("/{}/{}", service.full_name(), method.name()),
-                (method.input(), method.output()),
+            let path = format!("/{}/{}", service.full_name(), method.name());
+            streaming.insert(
+                path.clone(),
+                (method.is_client_streaming(), method.is_server_streaming()),
             );
+            methods.insert(path, (method.input(), method.output()));
         }
     }
-    Some(Pool { pool, methods })
+    Some(Pool {
+        pool,
+        methods,
+        streaming,
+    })
 }
 
 impl Pool {
     /// The request and response types of a gRPC method path.
     pub(super) fn method(&self, path: &str) -> Option<&(MessageDescriptor, MessageDescriptor)> {
         self.methods.get(path)
+    }
+
+    /// A method the descriptors declare: its path, borrowed from the pool, and whether its
+    /// requests and its responses are streams.
+    pub(super) fn streaming(&self, path: &str) -> Option<(&str, bool, bool)> {
+        self.streaming
+            .get_key_value(path)
+            .map(|(path, &(requests, responses))| (path.as_str(), requests, responses))
     }
 }
 

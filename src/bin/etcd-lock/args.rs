@@ -17,6 +17,7 @@ USAGE:
     etcd-lock elect [OPTIONS] NAME PROPOSAL      campaign, print key and value while leader
     etcd-lock elect -l [OPTIONS] NAME            print every leader change (observe)
     etcd-lock bench [OPTIONS]                    lockbench v1 (etcd-lock bench --help)
+    etcd-lock tap --listen ADDR --upstream URL   log any client's calls (etcd-lock tap --help)
     etcd-lock --help | --version
 
 LOCK OPTIONS:
@@ -109,6 +110,49 @@ WORKLOADS (single member on loopback recommended, data dir on /dev/shm):
     W3   20000 puts of 256 B, 16 in flight                     W4   20000 linearizable gets, 16 in flight
     W5   1000 x lease grant(TTL 10) + revoke
 ";
+
+pub(crate) const TAP_USAGE: &str = "\
+etcd-lock tap: a transparent gRPC proxy in front of one etcd member that logs every call and
+stream of any client (Go clientv3, etcdctl, this crate) in the --wire-log format
+
+USAGE:
+    etcd-lock tap --listen ADDR --upstream URL [--wire-log FILE|-] [TLS OPTIONS]
+
+OPTIONS:
+    --listen ADDR         address to accept clients on, e.g. 127.0.0.1:23790 (port 0: any free
+                          port); the address taken is printed on stdout as `listening ADDR`
+    --upstream URL        the member: http://host:port, https://host:port or host:port
+    --wire-log FILE|-     one JSON line per call, stream message and connection, to FILE (a new
+                          file, created 0600) or - (stderr); without it, nothing is decoded
+    -h, --help            this text
+
+TLS OPTIONS:
+    --cert FILE, --key FILE
+                          terminate the clients' TLS with this certificate chain and key (PEM)
+    --client-ca FILE      require client certificates signed by these CAs (mutual TLS)
+    --upstream-cacert FILE
+                          CA certificates (PEM) for an https:// upstream (required for https)
+    --upstream-cert FILE, --upstream-key FILE
+                          the tap's client certificate and key for the member (mutual TLS)
+
+Every log line carries `conn` (connection id) and `client` (the client's address); a `connect`
+line per connection says which side used TLS and the peer certificate subjects. The tap runs
+until SIGINT or SIGTERM.
+";
+
+/// `etcd-lock tap`.
+#[derive(Debug, Default)]
+pub(crate) struct TapArgs {
+    pub(crate) listen: String,
+    pub(crate) upstream: String,
+    pub(crate) wire_log: Option<OsString>,
+    pub(crate) cert: Option<OsString>,
+    pub(crate) key: Option<OsString>,
+    pub(crate) client_ca: Option<OsString>,
+    pub(crate) upstream_cacert: Option<OsString>,
+    pub(crate) upstream_cert: Option<OsString>,
+    pub(crate) upstream_key: Option<OsString>,
+}
 
 /// Which lock or election implementation to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,6 +423,7 @@ pub(crate) enum Command {
     Lock(LockArgs),
     Elect(ElectArgs),
     Bench(BenchArgs),
+    Tap(TapArgs),
 }
 
 fn default_endpoints() -> Result<Vec<String>, String> {
@@ -516,6 +561,10 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Command, String> {
     if args.peek_is("elect") {
         args.it.next();
         return parse_elect(args);
+    }
+    if args.peek_is("tap") {
+        args.it.next();
+        return parse_tap(args);
     }
     let mut common = Common::from_env()?;
     let mut ttl = 60i64;
@@ -737,9 +786,71 @@ fn parse_bench(mut args: Args) -> Result<Command, String> {
     }))
 }
 
+fn parse_tap(mut args: Args) -> Result<Command, String> {
+    let mut tap = TapArgs::default();
+    while let Some(next) = args.next() {
+        let (flag, raw) = next?;
+        let Some(flag) = flag else {
+            return Err(format!("tap: unknown argument {}", raw.to_string_lossy()));
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help(TAP_USAGE)),
+            "--listen" => tap.listen = args.text(&flag)?,
+            "--upstream" => tap.upstream = args.text(&flag)?,
+            "--wire-log" => tap.wire_log = Some(args.value(&flag)?),
+            "--cert" => tap.cert = Some(args.value(&flag)?),
+            "--key" => tap.key = Some(args.value(&flag)?),
+            "--client-ca" => tap.client_ca = Some(args.value(&flag)?),
+            "--upstream-cacert" => tap.upstream_cacert = Some(args.value(&flag)?),
+            "--upstream-cert" => tap.upstream_cert = Some(args.value(&flag)?),
+            "--upstream-key" => tap.upstream_key = Some(args.value(&flag)?),
+            other => return Err(format!("tap: unknown argument {other}")),
+        }
+    }
+    if tap.listen.is_empty() || tap.upstream.is_empty() {
+        return Err("tap needs --listen ADDR and --upstream URL".into());
+    }
+    if tap.cert.is_some() != tap.key.is_some() {
+        return Err("tap: --cert and --key go together".into());
+    }
+    if tap.upstream_cert.is_some() != tap.upstream_key.is_some() {
+        return Err("tap: --upstream-cert and --upstream-key go together".into());
+    }
+    if tap.client_ca.is_some() && tap.cert.is_none() {
+        return Err("tap: --client-ca needs --cert and --key (client TLS)".into());
+    }
+    Ok(Command::Tap(tap))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_tap() {
+        let Ok(Command::Tap(t)) = parse(args(&[
+            "tap",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream=http://127.0.0.1:2379",
+            "--wire-log",
+            "-",
+        ])) else {
+            panic!("not tap");
+        };
+        assert_eq!(t.listen, "127.0.0.1:0");
+        assert_eq!(t.upstream, "http://127.0.0.1:2379");
+        assert_eq!(t.wire_log.as_deref(), Some(OsStr::new("-")));
+        assert!(matches!(parse(args(&["tap", "--help"])), Ok(Command::Help(_))));
+        for bad in [
+            &["tap", "--listen", "a:1"][..],
+            &["tap", "--listen", "a:1", "--upstream", "b:2", "--cert", "c"],
+            &["tap", "--listen", "a:1", "--upstream", "b:2", "--client-ca", "c"],
+            &["tap", "--listen", "a:1", "--upstream", "b:2", "extra"],
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad:?}");
+        }
+    }
 
     fn args(list: &[&str]) -> Vec<OsString> {
         std::iter::once("etcd-lock")

@@ -19,6 +19,7 @@ mod flock;
 mod log;
 mod output;
 mod signals;
+mod tap_cmd;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
         args::Command::Lock(a) => Some(&mut a.common),
         args::Command::Elect(a) => Some(&mut a.common),
         args::Command::Bench(a) => Some(&mut a.common),
-        args::Command::Help(_) | args::Command::Version => None,
+        args::Command::Help(_) | args::Command::Version | args::Command::Tap(_) => None,
     };
     if let Some(common) = common {
         log::init(common.verbose);
@@ -79,6 +80,10 @@ fn main() -> ExitCode {
         args::Command::Lock(a) => runtime.block_on(flock::run(a)),
         args::Command::Elect(a) => runtime.block_on(elect::run(a)),
         args::Command::Bench(a) => runtime.block_on(bench_cmd::run(a)),
+        args::Command::Tap(a) => {
+            log::init(0);
+            runtime.block_on(tap_cmd::run(a))
+        }
     };
     // Do not wait for background tasks (watch streams) to wind down.
     runtime.shutdown_background();
