@@ -278,7 +278,13 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port, u.tls), ("etcd.local", 2379, true));
         let u = Upstream::parse("http://[::1]:2379").unwrap();
         assert_eq!(u.host, "::1");
-        for bad in ["unix:///x", "http://h", "http://h:p", "http://:1", "http://h:1/v3"] {
+        for bad in [
+            "unix:///x",
+            "http://h",
+            "http://h:p",
+            "http://:1",
+            "http://h:1/v3",
+        ] {
             assert!(Upstream::parse(bad).is_err(), "{bad}");
         }
     }

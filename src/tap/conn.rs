@@ -28,7 +28,12 @@ const CONNECTION_WINDOW: u32 = 16 << 20;
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// Serves one accepted TCP connection until it or its upstream connection ends.
-pub(super) async fn serve(socket: TcpStream, client: SocketAddr, config: Arc<Config>, live: Arc<Live>) {
+pub(super) async fn serve(
+    socket: TcpStream,
+    client: SocketAddr,
+    config: Arc<Config>,
+    live: Arc<Live>,
+) {
     let _counted = Counter::new(&live.connections);
     let connection = crate::wire::next_id();
     let _ = socket.set_nodelay(true);
@@ -88,6 +93,8 @@ pub(super) async fn serve(socket: TcpStream, client: SocketAddr, config: Arc<Con
     }
     let connection_end = Arc::new(std::sync::OnceLock::new());
     let mut streams = JoinSet::new();
+    // This connection's streams still being forwarded.
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut opened = 0u64;
     let mut upstream_conn = Box::pin(upstream_conn);
     let mut upstream_open = true;
@@ -109,8 +116,10 @@ pub(super) async fn serve(socket: TcpStream, client: SocketAddr, config: Arc<Con
                     });
                     let upstream = send_request.clone();
                     let live = Arc::clone(&live);
+                    let active = Arc::clone(&active);
                     streams.spawn(async move {
                         let _counted = Counter::new(&live.streams);
+                        let _active = Counter::new(&active);
                         super::forward::forward(request, respond, upstream, log).await;
                     });
                 }
@@ -123,8 +132,14 @@ pub(super) async fn serve(socket: TcpStream, client: SocketAddr, config: Arc<Con
             ended = &mut upstream_conn, if upstream_open => {
                 upstream_open = false;
                 match ended {
-                    // The member closed its side after a GOAWAY (NO_ERROR): say the same to
-                    // the client, which finishes its streams and reconnects.
+                    // The member closed the connection with streams still open (killed, or
+                    // its GOAWAY's streams cut short): the client's connection goes the same
+                    // way, so the client sees a lost connection as it would directly.
+                    Ok(()) if active.load(std::sync::atomic::Ordering::SeqCst) > 0 => {
+                        break ("upstream_lost", None, Some("the member closed the connection".into()));
+                    }
+                    // The member closed its idle connection: a GOAWAY (NO_ERROR) tells the
+                    // client, which reconnects.
                     Ok(()) => {
                         upstream_end = Some(("upstream_closed", None));
                         server.graceful_shutdown();

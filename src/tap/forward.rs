@@ -300,13 +300,7 @@ fn sink_reset(way: Way, stop: impl Into<Stop>, slots: &Slots, log: &Log) {
 }
 
 /// Copies DATA and trailers from `from` to `to` until the end of the stream or a reset.
-async fn copy(
-    way: Way,
-    mut from: RecvStream,
-    mut to: SendStream<Bytes>,
-    slots: &Slots,
-    log: &Log,
-) {
+async fn copy(way: Way, mut from: RecvStream, mut to: SendStream<Bytes>, slots: &Slots, log: &Log) {
     enum Next {
         Data(Option<Result<Bytes, h2::Error>>),
         Reset(Result<Reason, h2::Error>),

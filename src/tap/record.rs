@@ -122,7 +122,13 @@ pub(super) enum Outcome {
 /// The status in a header block (trailers, or a trailers-only response): `Some(None)` for OK,
 /// `None` when there is no `grpc-status`.
 pub(super) fn status_of(headers: &http::HeaderMap) -> Option<Option<Failure>> {
-    let code = headers.get("grpc-status")?.to_str().ok()?.trim().parse::<i32>().ok()?;
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<i32>()
+        .ok()?;
     if code == 0 {
         return Some(None);
     }

@@ -841,11 +841,22 @@ mod tests {
         assert_eq!(t.listen, "127.0.0.1:0");
         assert_eq!(t.upstream, "http://127.0.0.1:2379");
         assert_eq!(t.wire_log.as_deref(), Some(OsStr::new("-")));
-        assert!(matches!(parse(args(&["tap", "--help"])), Ok(Command::Help(_))));
+        assert!(matches!(
+            parse(args(&["tap", "--help"])),
+            Ok(Command::Help(_))
+        ));
         for bad in [
             &["tap", "--listen", "a:1"][..],
             &["tap", "--listen", "a:1", "--upstream", "b:2", "--cert", "c"],
-            &["tap", "--listen", "a:1", "--upstream", "b:2", "--client-ca", "c"],
+            &[
+                "tap",
+                "--listen",
+                "a:1",
+                "--upstream",
+                "b:2",
+                "--client-ca",
+                "c",
+            ],
             &["tap", "--listen", "a:1", "--upstream", "b:2", "extra"],
         ] {
             assert!(parse(args(bad)).is_err(), "{bad:?}");

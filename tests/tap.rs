@@ -1,0 +1,636 @@
+//! `etcd_lock::tap` and `etcd-lock tap` against real etcd servers and the real `etcdctl` of each
+//! version: results through the tap equal direct results, the log names and decodes what any
+//! client sent, and every way a stream can end gives a close line and leaves no task behind.
+#![cfg(all(feature = "testkit", feature = "cli"))]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_lock::proto::etcdserverpb as pb;
+use etcd_lock::tap::{Tap, TapHandle};
+use etcd_lock::testkit::{Cluster, EtcdBinary};
+use etcd_lock::wirelog::JsonLines;
+use etcd_lock::Locker as _;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_etcd-lock");
+
+per_version!(
+    etcdctl_gives_the_same_results_through_the_tap,
+    log_of_a_contended_etcdctl_lock_names_txn_watch_and_keepalive,
+    our_client_works_through_the_tap,
+    hundreds_of_streams_and_large_messages_do_not_stall,
+    a_stream_the_client_cancels_is_closed_and_released,
+    a_member_killed_mid_stream_closes_every_stream,
+    a_client_that_disconnects_abruptly_leaves_nothing,
+    the_cli_tap_writes_the_log_file,
+);
+
+/// A `Write` the test can read back.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buffer {
+    /// Every line so far, parsed.
+    fn lines(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+/// A tap in front of member 0 of `cluster`, logging to a buffer.
+async fn tap(cluster: &Cluster) -> (TapHandle, Buffer) {
+    let listener = common::ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
+    let log = Buffer::default();
+    let handle = common::ok(
+        common::ok(Tap::new(listener, &cluster.endpoints()[0]))
+            .wire_log(Arc::new(JsonLines::new(log.clone())))
+            .spawn(),
+    );
+    (handle, log)
+}
+
+/// `etcdctl` of the cluster's version, pointed at `endpoint`.
+fn etcdctl(cluster: &Cluster, endpoint: &str) -> Command {
+    let mut cmd = Command::new(cluster.binary().etcdctl_path());
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"));
+    cmd
+}
+
+fn run(mut cmd: Command) -> Output {
+    let out = common::ok(cmd.output());
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Waits until the tap has no connection and no stream left.
+async fn wait_idle(tap: &TapHandle) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tap.connections() + tap.streams() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "still {} connections and {} streams",
+            tap.connections(),
+            tap.streams()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until a line satisfies `want`; returns it.
+async fn wait_line(log: &Buffer, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(line) = log.lines().into_iter().find(|l| want(l)) {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} line in:\n{:#?}",
+            log.lines()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn tap_addr(tap: &TapHandle) -> String {
+    format!("http://{}", tap.local_addr())
+}
+
+/// `etcdctl watch KEY` started on `endpoint`; returns the child once the watch is created (its
+/// stderr is not read; the watch prints nothing until an event).
+fn spawn_watch(cluster: &Cluster, endpoint: &str, key: &str) -> std::process::Child {
+    common::ok(
+        etcdctl(cluster, endpoint)
+            .args(["watch", key])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn(),
+    )
+}
+
+/// The first `n` lines a child prints.
+fn read_lines(child: &mut std::process::Child, n: usize) -> Vec<String> {
+    let out = child.stdout.as_mut().expect("piped stdout");
+    let mut reader = BufReader::new(out);
+    (0..n)
+        .map(|_| {
+            let mut line = String::new();
+            common::ok(reader.read_line(&mut line));
+            line.trim_end().to_string()
+        })
+        .collect()
+}
+
+/// put/get, watch and snapshot save give the same results through the tap as directly.
+async fn etcdctl_gives_the_same_results_through_the_tap(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let (tap, log) = tap(&cluster).await;
+    let direct = cluster.endpoints()[0].clone();
+    let via = tap_addr(&tap);
+
+    run({
+        let mut c = etcdctl(&cluster, &via);
+        c.args(["put", "tap/k", "through the tap"]);
+        c
+    });
+    let get = |endpoint: &str| {
+        let mut c = etcdctl(&cluster, endpoint);
+        c.args(["get", "tap/", "--prefix", "-w", "json"]);
+        let v: Value = common::ok(serde_json::from_slice(&run(c).stdout));
+        (v["kvs"].clone(), v["header"]["revision"].clone())
+    };
+    assert_eq!(get(&via), get(&direct));
+    assert_eq!(get(&via).0[0]["key"], "dGFwL2s=", "base64 of tap/k");
+
+    // A watch through the tap and one direct see the same event.
+    let mut watches = [
+        spawn_watch(&cluster, &via, "tap/w"),
+        spawn_watch(&cluster, &direct, "tap/w"),
+    ];
+    wait_line(&log, "watch created", |l| {
+        l["kind"] == "recv" && l["method"] == "/etcdserverpb.Watch/Watch"
+    })
+    .await;
+    std::thread::sleep(Duration::from_millis(300));
+    run({
+        let mut c = etcdctl(&cluster, &direct);
+        c.args(["put", "tap/w", "event"]);
+        c
+    });
+    let seen: Vec<Vec<String>> = watches.iter_mut().map(|w| read_lines(w, 3)).collect();
+    assert_eq!(seen[0], ["PUT", "tap/w", "event"]);
+    assert_eq!(seen[0], seen[1]);
+    for mut w in watches {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+
+    // snapshot save: the same database through the tap.
+    let dir = common::ok(tempfile::tempdir());
+    let save = |endpoint: &str, name: &str| {
+        let path = dir.path().join(name);
+        run({
+            let mut c = etcdctl(&cluster, endpoint);
+            c.args(["snapshot", "save"]).arg(&path);
+            c
+        });
+        let mut c = Command::new(cluster.binary().etcdctl_path());
+        c.env("ETCDCTL_API", "3")
+            .args(["snapshot", "status", "-w", "json"])
+            .arg(&path);
+        let v: Value = common::ok(serde_json::from_slice(&run(c).stdout));
+        (
+            v["hash"].clone(),
+            v["revision"].clone(),
+            v["totalKey"].clone(),
+        )
+    };
+    let through = save(&via, "via.db");
+    let straight = save(&direct, "direct.db");
+    assert_eq!(through, straight);
+    assert!(through.1.as_i64().is_some_and(|r| r >= 3), "{through:?}");
+    let close = wait_line(&log, "snapshot close", |l| {
+        l["kind"] == "close" && l["method"] == "/etcdserverpb.Maintenance/Snapshot"
+    })
+    .await;
+    assert_eq!(close["how"], "trailers");
+    assert_eq!(close["status"], "OK");
+    assert!(
+        close["received"].as_u64().is_some_and(|n| n >= 1),
+        "{close}"
+    );
+    wait_idle(&tap).await;
+}
+
+/// A contended `etcdctl lock`: its Txn, its Watch on the holder's key and its LeaseKeepAlive
+/// are in the tap's log, decoded, each line with the connection and client address.
+async fn log_of_a_contended_etcdctl_lock_names_txn_watch_and_keepalive(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let (tap, log) = tap(&cluster).await;
+    let direct = cluster.endpoints()[0].clone();
+    // The holder: etcdctl's own hold form, direct.
+    let mut holder = common::ok(
+        etcdctl(&cluster, &direct)
+            .args(["lock", "tap-lock"])
+            .stdout(Stdio::piped())
+            .spawn(),
+    );
+    let held = read_lines(&mut holder, 1);
+    assert!(held[0].starts_with("tap-lock/"), "{held:?}");
+    let waiter = common::ok(
+        etcdctl(&cluster, &tap_addr(&tap))
+            .args(["lock", "tap-lock", "--", "echo", "got it"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn(),
+    );
+    let watch = wait_line(&log, "watch create", |l| {
+        l["kind"] == "send" && l["method"] == "/etcdserverpb.Watch/Watch"
+    })
+    .await;
+    let _ = Command::new("kill")
+        .args(["-INT", &holder.id().to_string()])
+        .status();
+    let _ = holder.wait();
+    let out = common::ok(waiter.wait_with_output());
+    assert_eq!(text(&out.stdout).trim(), "got it", "{}", text(&out.stderr));
+    wait_idle(&tap).await;
+
+    let lines = log.lines();
+    for line in &lines {
+        assert!(line["conn"].as_u64().is_some(), "{line}");
+        assert!(
+            line["client"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("127.0.0.1:")),
+            "{line}"
+        );
+    }
+    // The Watch waits on the holder's key: created at the holder's revision.
+    let create = &watch["message"]["create_request"];
+    assert!(
+        create["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("tap-lock/")),
+        "{watch}"
+    );
+    let txn = lines
+        .iter()
+        .find(|l| l["kind"] == "call" && l["method"] == "/etcdserverpb.KV/Txn")
+        .unwrap_or_else(|| panic!("no Txn call in {lines:#?}"));
+    assert_eq!(txn["request"]["compare"][0]["target"], "CREATE", "{txn}");
+    assert!(
+        txn["request"]["success"][0]["request_put"]["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("tap-lock/")),
+        "{txn}"
+    );
+    assert_eq!(txn["status"], "OK");
+    assert!(
+        txn["response"]["header"]["revision"].as_u64().is_some(),
+        "{txn}"
+    );
+    let keepalive = lines
+        .iter()
+        .find(|l| l["kind"] == "send" && l["method"] == "/etcdserverpb.Lease/LeaseKeepAlive")
+        .unwrap_or_else(|| panic!("no LeaseKeepAlive in {lines:#?}"));
+    assert!(keepalive["message"]["ID"].as_str().is_some(), "{keepalive}");
+    // The watch saw the holder's DELETE.
+    assert!(
+        lines.iter().any(|l| l["kind"] == "recv"
+            && l["method"] == "/etcdserverpb.Watch/Watch"
+            && l["message"]["events"][0]["type"] == "DELETE"),
+        "{lines:#?}"
+    );
+    let connects = lines.iter().filter(|l| l["kind"] == "connect").count();
+    let disconnects = lines.iter().filter(|l| l["kind"] == "disconnect").count();
+    assert_eq!((connects, disconnects), (1, 1), "{lines:#?}");
+}
+
+/// Our own client (its wire log aside) through the tap: KV, a lock and a watch.
+async fn our_client_works_through_the_tap(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let (tap, log) = tap(&cluster).await;
+    {
+        let client = common::connect_quick(&[tap_addr(&tap)]).await;
+        common::ok(client.put("tap/ours", "v1").await);
+        let got = common::ok(client.get("tap/ours").await);
+        assert_eq!(got.kvs()[0].value, b"v1");
+        let session = common::session(&client, 10).await;
+        let locker = common::boxed_locker("recipe");
+        let guard = common::ok(locker.lock(&session, b"tap/ours-lock").await);
+        common::ok(locker.unlock(guard).await);
+        drop(session);
+    }
+    wait_idle(&tap).await;
+    let lines = log.lines();
+    let put = lines
+        .iter()
+        .find(|l| l["method"] == "/etcdserverpb.KV/Put")
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(
+        put["request"],
+        serde_json::json!({"key": "tap/ours", "value": "v1"})
+    );
+    for method in ["/etcdserverpb.Lease/LeaseGrant", "/etcdserverpb.KV/Txn"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["kind"] == "call" && l["method"] == method),
+            "no {method} in {lines:#?}"
+        );
+    }
+}
+
+/// 300 watch streams on one connection and a 1.5 MB value (many DATA frames each way): no
+/// stream stalls and the value comes back byte for byte; the log has every stream.
+async fn hundreds_of_streams_and_large_messages_do_not_stall(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let (tap, log) = tap(&cluster).await;
+    let channel = common::ok(
+        common::ok(tonic::transport::Endpoint::from_shared(tap_addr(&tap)))
+            .connect()
+            .await,
+    );
+    let mut streams = Vec::new();
+    for _ in 0..300 {
+        let mut watch = pb::watch_client::WatchClient::new(channel.clone());
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        common::ok(
+            tx.send(pb::WatchRequest {
+                request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+                    pb::WatchCreateRequest {
+                        key: b"tap/many".to_vec(),
+                        ..Default::default()
+                    },
+                )),
+            })
+            .await,
+        );
+        let inbound = common::ok(watch.watch(tokio_stream_of(rx)).await).into_inner();
+        streams.push((tx, inbound));
+    }
+    for (_, inbound) in &mut streams {
+        let created = common::ok(inbound.message().await).expect("created");
+        assert!(created.created);
+    }
+    let mut kv = pb::kv_client::KvClient::new(channel.clone());
+    let event_value = vec![b'e'; 20_000];
+    common::ok(
+        kv.put(pb::PutRequest {
+            key: b"tap/many".to_vec(),
+            value: event_value.clone(),
+            ..Default::default()
+        })
+        .await,
+    );
+    // Every watcher reads at once, as a real client's would (one unread stream holds its share
+    // of the connection window, with or without the tap).
+    let events =
+        futures_util::future::join_all(streams.iter_mut().map(|(_, inbound)| inbound.message()));
+    let events = common::ok(tokio::time::timeout(Duration::from_secs(30), events).await);
+    for event in events {
+        let event = common::ok(event).expect("event");
+        assert_eq!(
+            event.events[0].kv.as_ref().map(|kv| &kv.value),
+            Some(&event_value)
+        );
+    }
+    let value = (0..1_500_000u32)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>();
+    common::ok(
+        kv.put(pb::PutRequest {
+            key: b"tap/big".to_vec(),
+            value: value.clone(),
+            ..Default::default()
+        })
+        .await,
+    );
+    let got = common::ok(
+        kv.range(pb::RangeRequest {
+            key: b"tap/big".to_vec(),
+            ..Default::default()
+        })
+        .await,
+    )
+    .into_inner();
+    assert!(got.kvs[0].value == value, "the value changed on the way");
+    assert_eq!(tap.streams(), 300);
+    drop(streams);
+    drop(kv);
+    drop(channel);
+    wait_idle(&tap).await;
+    let lines = log.lines();
+    let closes = lines
+        .iter()
+        .filter(|l| l["kind"] == "close" && l["method"] == "/etcdserverpb.Watch/Watch")
+        .count();
+    assert_eq!(closes, 300);
+    // The 1.5 MB Put was cut out of many DATA frames and decoded whole.
+    let put = lines
+        .iter()
+        .find(|l| l["method"] == "/etcdserverpb.KV/Put" && l["request"]["key"] == "tap/big")
+        .unwrap_or_else(|| panic!("no Put"));
+    // key: tag, length, 7 bytes; value: tag, 3-byte length, 1_500_000 bytes.
+    assert_eq!(put["request_bytes"].as_u64(), Some(9 + 4 + 1_500_000));
+    let range = lines
+        .iter()
+        .find(|l| l["method"] == "/etcdserverpb.KV/Range")
+        .unwrap_or_else(|| panic!("no Range"));
+    assert!(
+        range["response_bytes"]
+            .as_u64()
+            .is_some_and(|n| n > 1_500_000),
+        "{range}"
+    );
+}
+
+/// An mpsc receiver as a `Stream` for tonic.
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A watch the client drops is reset with CANCEL: the tap passes the reset on, logs a
+/// `cancelled` close with the reason, and keeps no stream.
+async fn a_stream_the_client_cancels_is_closed_and_released(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let (tap, log) = tap(&cluster).await;
+    let channel = common::ok(
+        common::ok(tonic::transport::Endpoint::from_shared(tap_addr(&tap)))
+            .connect()
+            .await,
+    );
+    let mut watch = pb::watch_client::WatchClient::new(channel.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    common::ok(
+        tx.send(pb::WatchRequest {
+            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+                pb::WatchCreateRequest {
+                    key: b"tap/cancel".to_vec(),
+                    ..Default::default()
+                },
+            )),
+        })
+        .await,
+    );
+    let mut inbound = common::ok(watch.watch(tokio_stream_of(rx)).await).into_inner();
+    assert!(
+        common::ok(inbound.message().await)
+            .expect("created")
+            .created
+    );
+    assert_eq!(tap.streams(), 1);
+    drop(inbound);
+    drop(tx);
+    let close = wait_line(&log, "close", |l| l["kind"] == "close").await;
+    assert_eq!(close["how"], "cancelled", "{close}");
+    assert_eq!(close["reset_reason"], "CANCEL", "{close}");
+    assert_eq!(
+        (close["sent"].as_u64(), close["received"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tap.streams() > 0 {
+        assert!(Instant::now() < deadline, "the stream task is still there");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The connection itself is still good.
+    let mut kv = pb::kv_client::KvClient::new(channel.clone());
+    common::ok(
+        kv.put(pb::PutRequest {
+            key: b"tap/cancel".to_vec(),
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(tap.connections(), 1);
+    drop(kv);
+    drop(watch);
+    drop(channel);
+    wait_idle(&tap).await;
+}
+
+/// The member dies while a client watches through the tap: the client's connection is
+/// dropped too (as it would be directly), the watch gets a `connection_lost` close naming the
+/// upstream, and nothing is left.
+async fn a_member_killed_mid_stream_closes_every_stream(bin: &EtcdBinary) {
+    let mut cluster = common::single(bin);
+    let (tap, log) = tap(&cluster).await;
+    let mut watcher = spawn_watch(&cluster, &tap_addr(&tap), "tap/killed");
+    wait_line(&log, "watch created", |l| l["kind"] == "recv").await;
+    assert_eq!((tap.connections(), tap.streams()), (1, 1));
+    common::ok(cluster.member_mut(0).kill());
+    let close = wait_line(&log, "close", |l| l["kind"] == "close").await;
+    assert_eq!(close["how"], "connection_lost", "{close}");
+    assert!(
+        close["status"]["cause"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("upstream")),
+        "{close}"
+    );
+    let gone = wait_line(&log, "disconnect", |l| {
+        l["kind"] == "disconnect" && l["conn"] == close["conn"]
+    })
+    .await;
+    assert_eq!(gone["how"], "upstream_lost", "{gone}");
+    // etcdctl keeps retrying a member that is gone; the tap refuses each new connection at
+    // once (its upstream connect fails), and keeps nothing for it.
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    wait_idle(&tap).await;
+}
+
+/// `etcdctl watch` killed with SIGKILL (no GOAWAY, no RST_STREAM): the tap logs the watch as
+/// `connection_lost` on the client's side, resets it upstream, and keeps nothing.
+async fn a_client_that_disconnects_abruptly_leaves_nothing(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let (tap, log) = tap(&cluster).await;
+    let mut watcher = spawn_watch(&cluster, &tap_addr(&tap), "tap/abrupt");
+    wait_line(&log, "watch created", |l| l["kind"] == "recv").await;
+    assert_eq!((tap.connections(), tap.streams()), (1, 1));
+    common::ok(watcher.kill());
+    let _ = watcher.wait();
+    let close = wait_line(&log, "close", |l| l["kind"] == "close").await;
+    assert_eq!(close["how"], "connection_lost", "{close}");
+    assert!(
+        close["status"]["cause"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("client")),
+        "{close}"
+    );
+    wait_idle(&tap).await;
+    // The member no longer has the watch: a put reaches no watcher (the tap would log a recv).
+    run({
+        let mut c = etcdctl(&cluster, &cluster.endpoints()[0]);
+        c.args(["put", "tap/abrupt", "after"]);
+        c
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        log.lines().iter().filter(|l| l["kind"] == "recv").count(),
+        1,
+        "only the created answer"
+    );
+}
+
+/// `etcd-lock tap` prints the address it listens on and writes the log file; SIGTERM stops it.
+async fn the_cli_tap_writes_the_log_file(bin: &EtcdBinary) {
+    let cluster = common::single(bin);
+    let dir = common::ok(tempfile::tempdir());
+    let file = dir.path().join("tap.jsonl");
+    let mut tap = common::ok(
+        Command::new(BIN)
+            .args(["tap", "--listen", "127.0.0.1:0", "--upstream"])
+            .arg(&cluster.endpoints()[0])
+            .arg("--wire-log")
+            .arg(&file)
+            .stdout(Stdio::piped())
+            .spawn(),
+    );
+    let first = read_lines(&mut tap, 1);
+    let addr = first[0]
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string();
+    run({
+        let mut c = etcdctl(&cluster, &addr);
+        c.args(["put", "tap/cli", "v"]);
+        c
+    });
+    let out = run({
+        let mut c = etcdctl(&cluster, &addr);
+        c.args(["get", "tap/cli", "--print-value-only"]);
+        c
+    });
+    assert_eq!(text(&out.stdout).trim(), "v");
+    let _ = Command::new("kill")
+        .args(["-TERM", &tap.id().to_string()])
+        .status();
+    let status = common::ok(tap.wait());
+    assert_eq!(status.code(), Some(0));
+    let log = common::ok(std::fs::read_to_string(&file));
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| common::ok(serde_json::from_str(l)))
+        .collect();
+    let methods: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["kind"] == "call")
+        .filter_map(|l| l["method"].as_str())
+        .collect();
+    assert_eq!(
+        methods,
+        ["/etcdserverpb.KV/Put", "/etcdserverpb.KV/Range"],
+        "{log}"
+    );
+    assert_eq!(lines[1]["request"]["value"], "v");
+}
