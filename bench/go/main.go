@@ -23,7 +23,7 @@ const clientName = "go-clientv3"
 
 // allWorkloads is also the order workloads run in: each floor before what is compared with it
 // (W1F before W1, W2F before W2) and W1 before W6, whose ratio_to_w1 needs it.
-var allWorkloads = []string{"W1F", "W1", "W2F", "W2", "W6", "W7"}
+var allWorkloads = []string{"W1F", "W1", "W2F", "W2", "W3", "W6", "W7"}
 
 // lockWorkloads run once per flavour; the others are plain KV and print impl "kv".
 var lockWorkloads = map[string]bool{"W1": true, "W2": true, "W6": true, "W7": true}
@@ -42,6 +42,9 @@ type config struct {
 }
 
 const defaultOps = 2000
+
+// defaultW3Ops is W3's own size, as in the Rust bench (20000 puts).
+const defaultW3Ops = 20000
 
 func parseArgs(args []string) (config, error) {
 	fs := flag.NewFlagSet("lockbench", flag.ContinueOnError)
@@ -111,7 +114,7 @@ func parseWorkloads(list string) ([]string, error) {
 			known = known || k == w
 		}
 		if !known {
-			return nil, fmt.Errorf("--workload %q: expected W1F, W1, W2F, W2, W6, W7 or all", w)
+			return nil, fmt.Errorf("--workload %q: expected W1F, W1, W2F, W2, W3, W6, W7 or all", w)
 		}
 		asked[w] = true
 	}
@@ -298,6 +301,11 @@ func (b *bench) runOne(workload, flavour string, contenders int) *result {
 		o, err = b.w1(ctx, lk, ops)
 	case "W2F":
 		o, err = b.w2f(ctx, ops)
+	case "W3":
+		if b.cfg.ops == 0 {
+			ops = defaultW3Ops
+		}
+		o, err = b.w3(ctx, ops)
 	case "W2":
 		total := (ops + contenders - 1) / contenders * contenders // a whole number of cycles each
 		o, err = b.w2(ctx, lk, contenders, total)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -306,6 +307,36 @@ func (b *bench) w1(ctx context.Context, lk locker, ops int) (*outcome, error) {
 		return unlock(ctx)
 	})
 	b.deletePrefix(name + "/")
+	return o, nil
+}
+
+// w3: plain KV throughput, as the Rust bench's W3: one client, ops puts of 256-byte values
+// to distinct keys, 16 in flight (16 goroutines sharing the client); latency is one put.
+func (b *bench) w3(ctx context.Context, ops int) (*outcome, error) {
+	const inFlight = 16
+	ctr := &rpcCounter{}
+	cli, err := b.newClient(ctr)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	prefix := b.base + "/w3/"
+	defer b.deletePrefix(prefix)
+	value := strings.Repeat("v", 256)
+	var next atomic.Int64
+	o := newOutcome(int64(ops))
+	o.samples, o.measured = runWorkers(inFlight, []*rpcCounter{ctr}, func(int) *samples {
+		s := &samples{}
+		for {
+			i := next.Add(1) - 1
+			if i >= int64(ops) {
+				return s
+			}
+			t0 := time.Now()
+			_, err := cli.Put(ctx, prefix+strconv.FormatInt(i, 10), value)
+			s.record(time.Since(t0), err)
+		}
+	})
 	return o, nil
 }
 

@@ -234,3 +234,27 @@ fn attribute_name(oid: &[u8]) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    /// A certificate made by `openssl req -x509 -subj "/C=DE/O=Example Org/CN=etcd-0"`;
+    /// `openssl x509 -noout -subject -nameopt RFC2253` prints `CN=etcd-0,O=Example Org,C=DE`.
+    const CERT: &str = "MIIBvTCCAWOgAwIBAgIUKK3KpnatoAX6h65M9wB7pDqG6WwwCgYIKoZIzj0EAwIwNDELMAkGA1UEBhMCREUxFDASBgNVBAoMC0V4YW1wbGUgT3JnMQ8wDQYDVQQDDAZldGNkLTAwHhcNMjYxMjA1MTMxNDE1WhcNMzYxMjAyMTMxNDE1WjA0MQswCQYDVQQGEwJERTEUMBIGA1UECgwLRXhhbXBsZSBPcmcxDzANBgNVBAMMBmV0Y2QtMDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABPCm3KPwUz7AIY1Cl6m5tiA8RORlckk+QPIksYeQXgX3P0//6tyIs9hsbt/6dU4yWQJnr6YXNOZIfAslqzNv2SyjUzBRMB0GA1UdDgQWBBQ5MPF/q7uzfvFZ2GcuZKSH+petizAfBgNVHSMEGDAWgBQ5MPF/q7uzfvFZ2GcuZKSH+petizAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIB5s4S9z3vvwNT4jx1O+zXAtOpqorV0qhTBCxcrDqrssAiEA1RoBbUZdxCaOlujqnCKl5R0LrhdABx5TsXyoV4WCSTI=";
+
+    #[test]
+    fn subjects_read_as_openssl_prints_them() {
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(CERT)
+            .unwrap();
+        assert_eq!(subject(&der), "CN=etcd-0,O=Example Org,C=DE");
+        assert_eq!(subject(&der[..40]), "<unparsed>");
+        assert_eq!(subject(b"not DER"), "<unparsed>");
+        assert_eq!(
+            attribute_name(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]),
+            "1.2.840.113549"
+        );
+    }
+}
