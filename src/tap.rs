@@ -15,8 +15,10 @@
 //!   span DATA frames) and decoded as [`JsonLines`](crate::wirelog::JsonLines) decodes the
 //!   client's own: unary methods give one `call` line, streams `open`, `send`, `recv` and
 //!   `close` lines. Every line also carries `conn` (a connection id) and `client` (the
-//!   client's address); a `connect` line per connection says which side used TLS and the peer
-//!   certificate subjects, a `disconnect` line how the connection ended. Tokens in metadata
+//!   client's address); `endpoint` and `authority` are what the client addressed (its
+//!   `:scheme` and `:authority`, forwarded unchanged). A `connect` line per connection names
+//!   the member, which side used TLS and the peer certificate subjects; a `disconnect` line
+//!   says how the connection ended. Tokens in metadata
 //!   are redacted; `Auth/Authenticate`, `UserAdd` and `UserChangePassword` bodies are withheld.
 //!   A `close` line for a reset stream has `reset_reason`, the HTTP/2 error code.
 //! - **TLS.** On either side, with given certificates: [`tls::server_config`] terminates the

@@ -109,7 +109,7 @@ pub(super) async fn serve(
                         std::sync::Mutex::new(StreamRecord::open(
                             Arc::clone(sink),
                             Arc::clone(&peer),
-                            request.uri().path(),
+                            request.uri(),
                             request.headers(),
                             Arc::clone(&connection_end),
                         ))

@@ -214,6 +214,9 @@ pub(super) struct StreamRecord {
     peer: Arc<Peer>,
     id: u64,
     method: &'static str,
+    /// The URL the client addressed: its `:scheme` and `:authority`, which the tap forwards
+    /// unchanged (the member's own URL is on the connection's `connect` line).
+    endpoint: String,
     unary: bool,
     redacted: bool,
     metadata: Vec<(&'static str, String)>,
@@ -236,15 +239,20 @@ impl StreamRecord {
     pub(super) fn open(
         sink: Arc<dyn WireSink>,
         peer: Arc<Peer>,
-        path: &str,
+        uri: &http::Uri,
         headers: &http::HeaderMap,
         connection_end: Arc<OnceLock<String>>,
     ) -> Self {
-        let (method, streaming) = intern(path);
+        let (method, streaming) = intern(uri.path());
+        let endpoint = match uri.authority() {
+            Some(authority) => format!("{}://{authority}", uri.scheme_str().unwrap_or("http")),
+            None => peer.upstream.clone(),
+        };
         let record = StreamRecord {
             sink,
             id: wire::next_id(),
             method,
+            endpoint,
             unary: streaming == Some((false, false)),
             redacted: SECRET_METHODS.contains(&method),
             metadata: metadata_of(headers),
@@ -263,7 +271,7 @@ impl StreamRecord {
             record.sink.record(&WireEvent::Open(StreamOpen {
                 stream: record.id,
                 method: record.method,
-                endpoint: &record.peer.upstream,
+                endpoint: &record.endpoint,
                 metadata: &record.metadata,
                 peer: Some(&record.peer),
             }));
@@ -379,7 +387,7 @@ impl StreamRecord {
                 call: self.id,
                 attempt: 1,
                 method: self.method,
-                endpoint: &self.peer.upstream,
+                endpoint: &self.endpoint,
                 metadata: &self.metadata,
                 request: if self.redacted { &[] } else { request },
                 request_bytes: request.len(),

@@ -428,6 +428,8 @@ def load_log(path):
                     st[kind] = dict(line, where=where)
                 else:
                     st[kind].append(dict(line, where=where))
+            elif kind in ("connect", "disconnect"):
+                continue  # a tap's connection lines: no gRPC exchange of their own
             else:
                 problems.append(f"{where}: unknown kind {kind!r}")
     for st in streams.values():
