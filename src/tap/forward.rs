@@ -14,6 +14,7 @@
 use std::future::{poll_fn, Future as _};
 use std::sync::{Mutex, PoisonError};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
@@ -305,6 +306,7 @@ async fn copy(way: Way, mut from: RecvStream, mut to: SendStream<Bytes>, slots: 
         Data(Option<Result<Bytes, h2::Error>>),
         Reset(Result<Reason, h2::Error>),
     }
+    let mut last_sent = None;
     loop {
         let next = poll_fn(|cx| {
             if let Poll::Ready(reset) = to.poll_reset(cx) {
@@ -317,7 +319,7 @@ async fn copy(way: Way, mut from: RecvStream, mut to: SendStream<Bytes>, slots: 
             Next::Reset(reset) => return sink_reset(way, reset, slots, log),
             Next::Data(Some(Err(error))) => {
                 if let Some(reason) = source_failed(way, &error, log) {
-                    to.send_reset(reason);
+                    pass_reset(&mut to, reason, last_sent).await;
                 }
                 return;
             }
@@ -330,6 +332,7 @@ async fn copy(way: Way, mut from: RecvStream, mut to: SendStream<Bytes>, slots: 
                 if let Err(reset) = send_all(&mut to, &mut from, chunk, last).await {
                     return sink_reset(way, reset, slots, log);
                 }
+                last_sent = Some(Instant::now());
                 if last {
                     return slots.put(way, to);
                 }
@@ -370,13 +373,29 @@ async fn copy(way: Way, mut from: RecvStream, mut to: SendStream<Bytes>, slots: 
         }
         Err(error) => {
             if let Some(reason) = source_failed(way, &error, log) {
-                to.send_reset(reason);
+                pass_reset(&mut to, reason, last_sent).await;
             }
             return;
         }
     }
     slots.put(way, to);
 }
+
+/// Resets the stream on the other side. h2 drops DATA still queued on a stream it resets, and
+/// does not say when queued DATA was written; so when DATA was handed over moments ago, the
+/// connection task gets [`FLUSH_GRACE`] to write it first (a client that sends a last message
+/// and resets at once, as etcdctl 3.4's watch cancel does, is then seen the same by the member).
+async fn pass_reset(to: &mut SendStream<Bytes>, reason: Reason, last_sent: Option<Instant>) {
+    if let Some(at) = last_sent {
+        if let Some(left) = FLUSH_GRACE.checked_sub(at.elapsed()) {
+            tokio::time::sleep(left).await;
+        }
+    }
+    to.send_reset(reason);
+}
+
+/// How long after handing DATA to h2 a reset waits (see [`pass_reset`]).
+const FLUSH_GRACE: Duration = Duration::from_millis(20);
 
 /// Sends `chunk` as the receiving side's window allows, releasing the same number of bytes of
 /// `from`'s window as each part is taken; `last` ends the stream with the final part.
