@@ -105,6 +105,9 @@ pub(super) async fn serve(
             incoming = server.accept() => match incoming {
                 Some(Ok((request, respond))) => {
                     opened += 1;
+                    // Reap finished stream tasks here rather than being woken for each one:
+                    // the set stays as small as the number of live streams.
+                    while streams.try_join_next().is_some() {}
                     let log = config.sink.as_ref().map(|sink| {
                         std::sync::Mutex::new(StreamRecord::open(
                             Arc::clone(sink),
@@ -154,8 +157,6 @@ pub(super) async fn serve(
                     },
                 }
             },
-            // Reap finished stream tasks as they end, so the set stays small.
-            Some(_) = streams.join_next(), if !streams.is_empty() => {}
         }
     };
     // Streams still open see their connections fail and log it, with the side that went.

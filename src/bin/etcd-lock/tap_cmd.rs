@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::sync::Arc;
+use std::time::Duration;
 
 use etcd_lock::tap::{tls, Tap};
 use etcd_lock::wirelog::JsonLines;
@@ -17,7 +18,7 @@ fn read(flag: &str, path: &OsString) -> Result<Vec<u8>, String> {
 /// Runs the tap; the exit status.
 pub(crate) async fn run(args: TapArgs) -> u8 {
     match start(&args).await {
-        Ok(tap) => {
+        Ok((tap, file)) => {
             crate::output::line(&format!("listening {}", tap.local_addr()));
             let (Ok(mut int), Ok(mut term)) = (
                 signal(SignalKind::interrupt()),
@@ -26,11 +27,27 @@ pub(crate) async fn run(args: TapArgs) -> u8 {
                 say!("cannot install signal handlers");
                 return EXIT_FAILED;
             };
+            // A file log is written a buffer at a time, and at least every 200 ms.
+            let flusher = file.clone().map(|sink| {
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(Duration::from_millis(200));
+                    loop {
+                        every.tick().await;
+                        sink.flush();
+                    }
+                })
+            });
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
             tap.shutdown().await;
+            if let Some(flusher) = flusher {
+                flusher.abort();
+            }
+            if let Some(sink) = file {
+                sink.flush();
+            }
             0
         }
         Err((code, message)) => {
@@ -40,21 +57,29 @@ pub(crate) async fn run(args: TapArgs) -> u8 {
     }
 }
 
-async fn start(args: &TapArgs) -> Result<etcd_lock::tap::TapHandle, (u8, String)> {
+/// The running tap, and its log file's sink when it writes to a file.
+type Started = (etcd_lock::tap::TapHandle, Option<Arc<JsonLines>>);
+
+async fn start(args: &TapArgs) -> Result<Started, (u8, String)> {
     let usage = |m: String| (EXIT_USAGE, m);
     let failed = |m: String| (EXIT_FAILED, m);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| failed(format!("--listen {}: {e}", args.listen)))?;
     let mut tap = Tap::new(listener, &args.upstream).map_err(|e| usage(e.to_string()))?;
+    let mut file = None;
     if let Some(target) = &args.wire_log {
         let sink = if target == "-" {
-            JsonLines::stderr()
+            Arc::new(JsonLines::stderr())
         } else {
-            JsonLines::to_file(target)
-                .map_err(|e| failed(format!("--wire-log {}: {e}", target.to_string_lossy())))?
+            let sink =
+                Arc::new(JsonLines::to_file_buffered(target).map_err(|e| {
+                    failed(format!("--wire-log {}: {e}", target.to_string_lossy()))
+                })?);
+            file = Some(Arc::clone(&sink));
+            sink
         };
-        tap = tap.wire_log(Arc::new(sink));
+        tap = tap.wire_log(sink);
     }
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         let ca = args
@@ -86,5 +111,6 @@ async fn start(args: &TapArgs) -> Result<etcd_lock::tap::TapHandle, (u8, String)
         .map_err(|e| usage(format!("upstream TLS: {e}")))?;
         tap = tap.upstream_tls(config);
     }
-    tap.spawn().map_err(|e| usage(e.to_string()))
+    let tap = tap.spawn().map_err(|e| usage(e.to_string()))?;
+    Ok((tap, file))
 }
