@@ -22,6 +22,12 @@
 //!   grpc-status; `cancelled`: we dropped it, which resets it with `CANCEL`; `reset`: the server
 //!   reset it; `connection_lost`: the transport failed), `status`, `sent`, `received`.
 //!
+//! Lines written by a tap (`etcd_lock::tap`, feature `tap`) also carry `conn` (connection id)
+//! and `client` (the client's address) after `kind`; a reset stream's `close` line has
+//! `reset_reason` (the HTTP/2 error code's name, e.g. `"CANCEL"`); and two more kinds
+//! describe connections: `connect` (`upstream`, `client_tls`, `upstream_tls`: `null` for
+//! plaintext, else `{"subject":..}`) and `disconnect` (`how`, `reason`, `cause`, `streams`).
+//!
 //! `*_bytes` and `bytes` are the protobuf payload lengths (the gRPC message without its 5-byte
 //! prefix). Methods that carry a password or a token (`Auth/Authenticate`) show their
 //! messages as `"<redacted>"`, sizes kept. `Maintenance/Snapshot` answers (the whole database,
