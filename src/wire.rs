@@ -9,9 +9,11 @@
 //!   [`WireEvent::Open`], then one [`WireEvent::Send`] or [`WireEvent::Recv`] per message,
 //!   then one [`WireEvent::Close`] saying how it ended.
 //!
-//! Received bytes are taken from the gRPC decoder before prost decodes them (see
-//! `wire/codec.rs`), so a field this crate's protos lack is still in them. Nothing is copied,
-//! encoded or formatted when no sink is attached.
+//! A unary call's request and answer are the bytes the unary path sends and receives (it
+//! encodes and decodes around the transport, see `client/unary.rs`); a stream's received
+//! bytes are taken from the gRPC decoder before prost decodes them (see `wire/codec.rs`). So a
+//! field this crate's protos lack is still in them. Nothing is copied, encoded or formatted
+//! when no sink is attached.
 //!
 //! For crate authors adding a stream (as `Maintenance/Snapshot` does): create a `StreamTap` with
 //! the client's sink and the method path; pass the outgoing message stream through
@@ -38,6 +40,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::Stream;
+use prost::bytes::Bytes;
 use prost::Message as _;
 
 pub(crate) mod codec;
@@ -268,7 +271,7 @@ struct CallState {
     method: &'static str,
     redacted: bool,
     /// The request bytes, encoded once for all attempts.
-    request: Option<Vec<u8>>,
+    request: Bytes,
     attempt: Option<Attempt>,
     attempts: u32,
 }
@@ -278,7 +281,7 @@ struct Attempt {
     metadata: Vec<(&'static str, String)>,
     started: Instant,
     latency: Option<Duration>,
-    received: Option<Vec<u8>>,
+    received: Option<Bytes>,
     outcome: Option<std::result::Result<(), Failure>>,
 }
 
@@ -304,7 +307,7 @@ impl CallTap {
                     call: next_id(),
                     method,
                     redacted,
-                    request: None,
+                    request: Bytes::new(),
                     attempt: None,
                     attempts: 0,
                 })
@@ -312,20 +315,18 @@ impl CallTap {
         }
     }
 
-    /// An attempt is about to be sent as `request` to the endpoint `endpoint()` names; logs the
-    /// previous attempt first if it is still pending.
-    pub(crate) fn attempt<T: prost::Message>(
+    /// An attempt is about to be sent as `request` (the encoded message, sent as it is) to the
+    /// endpoint `endpoint()` names; logs the previous attempt first if it is still pending.
+    pub(crate) fn attempt(
         &mut self,
         endpoint: impl FnOnce() -> String,
-        request: &tonic::Request<T>,
+        request: &tonic::Request<Bytes>,
     ) {
         let Some(state) = self.state.as_mut() else {
             return;
         };
         state.emit(None);
-        if state.request.is_none() {
-            state.request = Some(request.get_ref().encode_to_vec());
-        }
+        state.request = request.get_ref().clone();
         state.attempts += 1;
         state.attempt = Some(Attempt {
             endpoint: endpoint(),
@@ -337,34 +338,17 @@ impl CallTap {
         });
     }
 
-    /// Runs the RPC future, keeping the received response bytes when a sink is attached.
-    pub(crate) async fn capture<F: Future>(&mut self, future: F) -> F::Output {
-        match self.state.as_mut().and_then(|s| s.attempt.as_mut()) {
-            None => future.await,
-            Some(attempt) => {
-                let (output, bytes) = codec::capture(future).await;
-                attempt.received = bytes;
-                output
-            }
-        }
-    }
-
-    /// Records the attempt's outcome (the line is written when the next attempt starts, on
-    /// [`CallTap::retry`], or when the call ends).
-    pub(crate) fn outcome<T: prost::Message>(
-        &mut self,
-        outcome: &std::result::Result<tonic::Response<T>, tonic::Status>,
-    ) {
+    /// Records the attempt's outcome: the answer's bytes exactly as received, or the failure
+    /// (the line is written when the next attempt starts, on [`CallTap::retry`], or when the
+    /// call ends).
+    pub(crate) fn outcome(&mut self, outcome: &std::result::Result<Bytes, tonic::Status>) {
         let Some(attempt) = self.state.as_mut().and_then(|s| s.attempt.as_mut()) else {
             return;
         };
         attempt.latency = Some(attempt.started.elapsed());
         attempt.outcome = Some(match outcome {
             Ok(response) => {
-                if attempt.received.is_none() {
-                    // Not seen by the decoder (it should always be): the encoding is the same.
-                    attempt.received = Some(response.get_ref().encode_to_vec());
-                }
+                attempt.received = Some(response.clone());
                 Ok(())
             }
             Err(status) => {
@@ -401,7 +385,7 @@ impl CallState {
                 Some(&dropped)
             }
         };
-        let request = self.request.as_deref().unwrap_or_default();
+        let request = &self.request[..];
         let response = if status.is_none() {
             attempt.received.as_deref()
         } else {

@@ -131,9 +131,7 @@ pub(crate) async fn proclaim(client: &Client, leader: pb::LeaderKey, value: Vec<
         value,
     };
     client
-        .unary(PROCLAIM, Retry::NotSent, req, |ch, r| async move {
-            ElectionClient::unary(ch).proclaim(r).await
-        })
+        .unary(PROCLAIM, Retry::NotSent, req)
         .await
         .map(|_| ())
 }
@@ -143,12 +141,7 @@ pub(crate) async fn resign(client: &Client, leader: pb::LeaderKey) -> Result<()>
     let req = pb::ResignRequest {
         leader: Some(namespace::leader_key_in(client.namespace(), leader)),
     };
-    client
-        .unary(RESIGN, Retry::NotSent, req, |ch, r| async move {
-            ElectionClient::unary(ch).resign(r).await
-        })
-        .await
-        .map(|_| ())
+    client.unary(RESIGN, Retry::NotSent, req).await.map(|_| ())
 }
 
 impl Elector for ServiceElection {
@@ -172,9 +165,7 @@ impl Elector for ServiceElection {
             lease: session.lease(),
             value: value.to_vec(),
         };
-        let call = client.unary_timeout(CAMPAIGN, Retry::NotSent, None, req, |ch, r| async move {
-            ElectionClient::unary(ch).campaign(r).await
-        });
+        let call = client.unary_timeout(CAMPAIGN, Retry::NotSent, None, req);
         let lost = session.lost();
         let response = tokio::select! {
             r = call => r,
@@ -220,11 +211,7 @@ impl Elector for ServiceElection {
         let req = pb::LeaderRequest {
             name: namespace::election_name(client.namespace(), name.to_vec()),
         };
-        let response = client
-            .unary(LEADER, Retry::Idempotent, req, |ch, r| async move {
-                ElectionClient::unary(ch).leader(r).await
-            })
-            .await;
+        let response = client.unary(LEADER, Retry::Idempotent, req).await;
         match response {
             Ok(r) => {
                 Ok(r.kv.map(|kv| namespace::leader_kv(client.namespace(), kv).into()))

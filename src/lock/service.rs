@@ -55,12 +55,11 @@
 //! at the same moment are unaffected. The recipe waits on the caller's own client and token,
 //! so each user waits under its own permissions. `tests/auth.rs` pins this on both versions.
 
-use crate::client::{Grpc, Retry};
+use crate::client::Retry;
 use crate::error::Result;
 use crate::kv::GetOptions;
 use crate::namespace;
 use crate::proto::v3lockpb as pb;
-use crate::proto::v3lockpb::lock_client::LockClient;
 use crate::session::Session;
 
 use super::guard::{Flavour, LockGuard};
@@ -101,9 +100,7 @@ impl Locker for ServiceLock {
         };
         let req = namespace::lock_request(client.namespace(), req);
         let mut owned = OwnedKey::new(key_for(&prefix, session.lease()), claim);
-        let call = client.unary_timeout(LOCK, Retry::NotSent, None, req, |ch, r| async move {
-            LockClient::unary(ch).lock(r).await
-        });
+        let call = client.unary_timeout(LOCK, Retry::NotSent, None, req);
         let lost = session.lost();
         let response = tokio::select! {
             r = call => r,
