@@ -4,7 +4,6 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use hyper_util::client::legacy::connect::HttpConnector;
 use tonic::transport::{Channel, Endpoint};
 
 use super::scheme::{self, Origin};
@@ -167,7 +166,7 @@ impl ClientBuilder {
             let max_response_bytes = o.max_response_bytes;
             let tls = url.starts_with("https://");
             async move {
-                let channel = match tokio::time::timeout(limit, connect_eager(&e)).await {
+                let channel = match tokio::time::timeout(limit, e.connect()).await {
                     Ok(Ok(channel)) => channel,
                     Ok(Err(err)) => return Err(failure_for(&err, tls)),
                     Err(_) => return Err(Failure::Other(format!("no answer within {limit:?}"))),
@@ -195,7 +194,7 @@ impl ClientBuilder {
                     if matches!(failure, Failure::Tls(_)) {
                         tls_reason = Some(last_reason.clone());
                     }
-                    connect_lazy(&endpoint)
+                    endpoint.connect_lazy()
                 }
             };
             members.push(Member {
@@ -216,7 +215,7 @@ impl ClientBuilder {
         let client = Client {
             inner: Arc::new(Inner {
                 members: RwLock::new(members.into()),
-                make_channel: Box::new(move |url| Ok(connect_lazy(&make_endpoint(url)?))),
+                make_channel: Box::new(move |url| Ok(make_endpoint(url)?.connect_lazy())),
                 sync_task: OnceLock::new(),
                 current: AtomicUsize::new(first_live),
                 options: self.options,
@@ -319,31 +318,6 @@ fn failure(err: &tonic::transport::Error) -> Failure {
         return Failure::Tls(reason);
     }
     Failure::Other(transport_reason(err))
-}
-
-/// The TCP connector of every channel: tonic's own settings for `http(s)://` endpoints (TLS,
-/// when configured, is layered on by the endpoint). Named here, rather than left to
-/// `Endpoint::connect`, because tonic's methods also build the Unix-socket transport, and the
-/// eager and lazy forms were each compiled into a binary with their own copy of the HTTP/2
-/// stack; through the two functions below there is one.
-fn http_connector(endpoint: &Endpoint) -> HttpConnector {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(endpoint.get_connect_timeout());
-    http
-}
-
-/// Connects now (TCP, TLS, HTTP/2 handshake), as `Endpoint::connect` does.
-async fn connect_eager(endpoint: &Endpoint) -> std::result::Result<Channel, tonic::transport::Error> {
-    endpoint
-        .connect_with_connector(http_connector(endpoint))
-        .await
-}
-
-/// A channel that connects on first use, as `Endpoint::connect_lazy` gives.
-fn connect_lazy(endpoint: &Endpoint) -> Channel {
-    endpoint.connect_with_connector_lazy(http_connector(endpoint))
 }
 
 /// The method the TLS probe sends (the client layer names no service module).
