@@ -6,6 +6,7 @@
 //! is not generic, so it exists once in a binary, however many request types a program sends.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use prost::bytes::Bytes;
@@ -56,18 +57,21 @@ impl Client {
     /// One unary call of encoded `request`, giving the answer's bytes. With the `tracing`
     /// feature it runs in an `rpc` span (see `crate::trace`).
     ///
-    /// Not an `async fn`: without the feature it returns the attempts' future itself, so the
-    /// span costs no extra future layer.
+    /// Boxed, and built here: the attempts' state machine is then compiled once, in this crate.
+    /// Returned unboxed, it would be compiled again into every crate that awaits a call from
+    /// generic code (a user's program calling `Client::put` with its own key type), with all
+    /// the state machines it awaits (about 40 KB per copy in a release build). The box also
+    /// keeps the large attempts future out of every caller's future.
     pub(super) fn unary_encoded(
         &self,
         method: &'static str,
         target: Target,
         timeout: Option<Duration>,
         request: Bytes,
-    ) -> impl Future<Output = Result<Bytes>> + '_ {
-        crate::trace::rpc(method, move |span| {
+    ) -> Pin<Box<dyn Future<Output = Result<Bytes>> + Send + '_>> {
+        Box::pin(crate::trace::rpc(method, move |span| {
             self.unary_attempts(method, target, timeout, request, span)
-        })
+        }))
     }
 
     /// The attempts of one unary call, failing over between endpoints as `target` allows.
