@@ -1,4 +1,4 @@
-//! Checks that the crate's layers point one way (`DESIGN.md`, section 7), by reading the
+//! Checks that the crate's layers point one way (`ARCHITECTURE.md`, section 1), by reading the
 //! sources: for every top-level module, the `crate::<module>` paths it names outside comments.
 //!
 //! It sees paths, not method calls: an inherent method defined in an upper module and called

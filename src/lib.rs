@@ -69,16 +69,18 @@ pub use session::{Session, SessionOptions};
 pub use tls::TlsOptions;
 
 // Compile-time checks: the handles a program shares between tasks and threads stay
-// `Send + Sync` (a field that is not would otherwise surface only in a user's build).
+// `Send + Sync`, and the streams a task owns stay `Send` (a field that is not would otherwise
+// surface only in a user's build).
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
     send_sync::<Client>();
     send_sync::<ClientOptions>();
     send_sync::<Session>();
     send_sync::<LockGuard>();
     send_sync::<Leadership>();
-    send_sync::<Observer>();
-    send_sync::<watch::Watcher>();
+    send::<Observer>();
+    send::<watch::Watcher>();
     send_sync::<Box<dyn lock::DynLocker>>();
     send_sync::<Box<dyn election::DynElector>>();
     send_sync::<Error>();

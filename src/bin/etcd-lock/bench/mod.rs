@@ -1,6 +1,6 @@
 //! lockbench v1, private to the CLI (`etcd-lock bench`): lock, KV and lease throughput against
 //! a live cluster, with the client's own cost (requests, bytes, CPU) per op. It uses only the
-//! library's public API; ARCHITECTURE.md lists what each workload measures and why.
+//! library's public API.
 //!
 //! | workload | what one op is | size |
 //! |---|---|---|
@@ -40,11 +40,19 @@ use etcd_lock::error::{Error, Result};
 use etcd_lock::kv::DeleteOptions;
 use etcd_lock::lock::{DynLocker, RecipeLock, ServiceLock};
 
-pub(crate) use measure::{Extra, Sample};
-pub(crate) use report::{table, BenchResult, CLIENT_NAME};
+pub(crate) use measure::Extra;
+pub(crate) use report::{table, BenchResult};
 
 use measure::Outcome;
 use workloads::Ctx;
+
+/// A refused bench argument, as the library words its own.
+fn invalid(argument: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidArgument {
+        argument,
+        reason: reason.into(),
+    }
+}
 
 /// One lockbench v1 workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -139,7 +147,7 @@ impl Workload {
         )
     }
 
-    /// The number of ops at scale 1.0 (DESIGN.md for v1; W6: names, W7: waiters; W2L runs
+    /// The number of ops at scale 1.0 (the module table; W6: names, W7: waiters; W2L runs
     /// for a time instead).
     pub(crate) fn design_ops(self) -> usize {
         match self {
@@ -208,7 +216,7 @@ impl FromStr for Workload {
             .into_iter()
             .find(|w| w.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
-                Error::invalid(
+                invalid(
                     "workload",
                     format!(
                         "{s:?}: expected W1, W1F, W1T, W2, W2F, W3, W4, W5, W6, W7, W2L, all or scale"
@@ -267,7 +275,7 @@ impl FromStr for Flavour {
         match s.trim().to_ascii_lowercase().as_str() {
             "recipe" => Ok(Flavour::Recipe),
             "service" => Ok(Flavour::Service),
-            _ => Err(Error::invalid(
+            _ => Err(invalid(
                 "flavour",
                 format!("{s:?}: expected recipe, service (or both)"),
             )),
@@ -280,7 +288,7 @@ impl FromStr for Flavour {
 pub(crate) struct BenchConfig {
     /// etcd endpoints (`http://host:port` or `host:port`). Default `http://127.0.0.1:2379`.
     pub(crate) endpoints: Vec<String>,
-    /// Multiplies every workload's DESIGN.md size (1.0 = as specified; 0.1 for a quick run).
+    /// Multiplies every workload's size in the module table (1.0 = as listed; 0.1 for a quick run).
     pub(crate) scale: f64,
     /// When set, every workload runs this many ops instead (W2 splits them among its workers).
     pub(crate) ops: Option<usize>,
@@ -396,28 +404,25 @@ impl BenchConfig {
 
     fn validate(&self) -> Result<()> {
         if !(self.scale.is_finite() && self.scale > 0.0) {
-            return Err(Error::invalid("scale", "must be a positive number"));
+            return Err(invalid("scale", "must be a positive number"));
         }
         if self.timeout.is_zero() {
-            return Err(Error::invalid("timeout", "must be greater than zero"));
+            return Err(invalid("timeout", "must be greater than zero"));
         }
         if self.workers == 0 || self.in_flight == 0 {
-            return Err(Error::invalid("workers/in_flight", "must be at least 1"));
+            return Err(invalid("workers/in_flight", "must be at least 1"));
         }
         if self.contenders.contains(&0) || self.long_contenders == 0 {
-            return Err(Error::invalid("contenders", "must be at least 1"));
+            return Err(invalid("contenders", "must be at least 1"));
         }
         if self.names == 0 || self.waiters == 0 {
-            return Err(Error::invalid("names/waiters", "must be at least 1"));
+            return Err(invalid("names/waiters", "must be at least 1"));
         }
         if self.session_ttl < 1 {
-            return Err(Error::invalid("session_ttl", "must be at least 1 second"));
+            return Err(invalid("session_ttl", "must be at least 1 second"));
         }
         if self.endpoints.is_empty() {
-            return Err(Error::invalid(
-                "endpoints",
-                "at least one endpoint is required",
-            ));
+            return Err(invalid("endpoints", "at least one endpoint is required"));
         }
         Ok(())
     }
@@ -516,27 +521,14 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Runs one workload (lock workloads with `flavour`; the others ignore it) on fresh keys, and
-/// deletes them afterwards. Fails on a connection error or when the workload exceeds
-/// [`BenchConfig::timeout`]; failed ops only make the result not `correct`.
-pub(crate) async fn run(
-    workload: Workload,
-    flavour: Flavour,
-    config: &BenchConfig,
-) -> Result<BenchResult> {
-    let mut ctx = Ctx::open(config).await?;
-    let contenders = config.w2_contenders()[0];
-    let result = ctx.run(workload, flavour, contenders).await;
-    ctx.cleanup().await;
-    result
-}
-
 /// Runs `workloads` (lock workloads once per flavour, W2 once per contender count) in the
 /// order of [`Workload::EVERY`]: W1F and W1T are added before W1 and W2F before W2 when those
 /// are asked for, and fill [`BenchResult::ratio_to_floor`] of W1 and W2 and
 /// [`BenchResult::ratio_to_txn_floor`] of W1; W6 gets
 /// [`BenchResult::ratio_to_w1`] when W1 of its flavour ran; W4 reads the keys W3 wrote. Stops at
-/// the first workload that fails (see [`run`]), after deleting the run's keys.
+/// the first workload that fails (a connection error, or a workload over
+/// [`BenchConfig::timeout`]; failed ops only make a result not `correct`), after deleting the
+/// run's keys.
 pub(crate) async fn run_all(
     workloads: &[Workload],
     flavours: &[Flavour],
@@ -556,7 +548,7 @@ pub(crate) async fn run_all(
     flavours.sort();
     flavours.dedup();
     if flavours.is_empty() && wanted.iter().any(|w| w.uses_lock()) {
-        return Err(Error::invalid(
+        return Err(invalid(
             "flavours",
             "lock workloads need recipe, service or both",
         ));

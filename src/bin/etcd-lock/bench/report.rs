@@ -1,4 +1,5 @@
-//! Results: one JSON line per workload (DESIGN.md section 5 field order) and a table.
+//! Results: one JSON line per workload (fields in the fixed lockbench v1 order, the same as the Go
+//! bench in `bench/go` prints) and a table.
 
 use std::fmt::Write as _;
 
@@ -104,7 +105,7 @@ impl BenchResult {
         }
     }
 
-    /// One JSON line, fields in DESIGN.md order:
+    /// One JSON line, fields in the lockbench v1 order:
     /// `{"client":"etcd-lock","impl":"recipe","workload":"W1","ops":2000,"secs":..,"ops_per_s":..,
     /// "p50_ms":..,"p99_ms":..,"correct":true,"rpcs_per_op":..,"bytes_per_op":..,"cpu_us_per_op":..}`,
     /// plus `"ratio_to_floor"` when known (W1, W2), `"ratio_to_txn_floor"` (W1), `"errors"`
