@@ -247,10 +247,7 @@ async fn try_lock_reports_locked(bin: &EtcdBinary) {
 /// the trier exactly two `KV/Txn`s (join, conditional delete of its own key) and leaves only
 /// the holder's key; a lock taken by `try_lock` holds off the flavour's own waiters (for the
 /// service, a `Lock/Lock` waiting in the server) until it is released.
-async fn try_lock_is_two_txns_and_joins_the_flavours_queue<L: Locker>(
-    bin: &EtcdBinary,
-    locker: L,
-) {
+async fn try_lock_is_two_txns_and_joins_the_flavours_queue<L: Locker>(bin: &EtcdBinary, locker: L) {
     let cluster = common::single(bin);
     let name = common::unique("trydyn");
     let client = common::client(&cluster).await;
