@@ -6,9 +6,37 @@
 //! that etcd would refuse, or that can never be right, is refused before anything goes on the
 //! wire with [`Error::InvalidArgument`], which names the argument.
 //!
-//! The types here are the crate's own: a tonic upgrade does not change them. The
-//! `tonic::Status` behind a [`GrpcStatus`] is still there for whoever needs its metadata or
-//! transport cause: it is the [`source`](std::error::Error::source) of the `GrpcStatus`.
+//! The types here are the crate's own: a tonic upgrade does not change them. (The one place
+//! where tonic and prost types are public on purpose is [`crate::proto`].)
+//!
+//! # Text and causes
+//!
+//! An error's text (`Display`) says what went wrong in terms of this library's API and never
+//! repeats its cause: when there is one (the failure behind a request timeout, the transport
+//! error behind a gRPC status, the stream error that interrupted a snapshot), it is the
+//! error's [`source`](std::error::Error::source). Print the whole chain to see it, e.g. with
+//! anyhow's `{:#}`, or by walking `source()`:
+//!
+//! ```
+//! fn chain(error: &dyn std::error::Error) -> String {
+//!     let mut text = error.to_string();
+//!     let mut cause = error.source();
+//!     while let Some(c) = cause {
+//!         text = format!("{text}: {c}");
+//!         cause = c.source();
+//!     }
+//!     text
+//! }
+//! let e = etcd_lock::Error::LockTimeout {
+//!     name: "jobs/nightly".into(),
+//!     after: std::time::Duration::from_secs(2),
+//! };
+//! assert!(e.is_timeout());
+//! assert_eq!(
+//!     chain(&e),
+//!     "lock jobs/nightly was not acquired within 2s (other sessions held it or were queued first)"
+//! );
+//! ```
 
 use std::time::Duration;
 
@@ -174,7 +202,7 @@ pub enum Error {
 
     /// `Locker::lock_timeout` did not get the lock within its bound. The waiter's key is
     /// removed (see `Locker::lock_timeout`); nothing was taken.
-    #[error("lock {name} was not acquired within {after:?} (another session held it all along)")]
+    #[error("lock {name} was not acquired within {after:?} (other sessions held it or were queued first)")]
     LockTimeout {
         /// The lock name (lossy for non-UTF-8 names).
         name: String,
