@@ -863,7 +863,7 @@ mod tests {
     }
 
     #[test]
-    fn codes_match_grpc_numbers_and_the_status_stays_the_source() {
+    fn codes_match_grpc_numbers_and_the_cause_is_the_source() {
         for n in 0..=16 {
             let code = Code::from_tonic(tonic::Code::from_i32(n));
             assert_eq!(code.as_i32(), n);
@@ -878,8 +878,14 @@ mod tests {
             panic!("{e:?}");
         };
         assert_eq!((status.code(), status.message()), (Code::Internal, "boom"));
-        let inner = std::error::Error::source(&e).and_then(std::error::Error::source);
-        assert!(inner.is_some_and(|s| s.is::<tonic::Status>()));
+        assert_eq!(e.to_string(), "gRPC error Internal: boom");
+        // No cause: no source (the status's own text is already in ours).
+        assert!(std::error::Error::source(&e).is_none());
+        let mut status = tonic::Status::unavailable("transport error");
+        status.set_source(std::sync::Arc::new(std::io::Error::other("reset by peer")));
+        let e = Error::from_status(status);
+        let cause = std::error::Error::source(&e);
+        assert!(cause.is_some_and(|c| c.is::<std::io::Error>()), "{cause:?}");
     }
 
     #[test]

@@ -28,7 +28,8 @@ const ABOVE_CLIENT: [&str; 12] = [
 const FLOOR: [(&str, &[&str]); 3] = [
     ("error", &["support"]),
     ("support", &["proto"]),
-    ("wire", &[]),
+    // `wire::Failure` carries the crate's own `error::Code`.
+    ("wire", &["error"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
