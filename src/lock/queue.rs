@@ -434,7 +434,12 @@ impl Place<'_> {
             .client()
             .get_with(self.prefix.to_vec(), mine_and_predecessor)
             .await?;
-        Ok(read_place(response.kvs(), self.key, self.my_rev, response.revision()))
+        Ok(read_place(
+            response.kvs(),
+            self.key,
+            self.my_rev,
+            response.revision(),
+        ))
     }
 }
 
@@ -533,7 +538,9 @@ mod tests {
         match read_place(kvs, b"n/b", 20, 31) {
             Recheck::Ours => "ours".into(),
             Recheck::KeyGone => "gone".into(),
-            Recheck::Behind((key, at)) => format!("behind {} at {at}", String::from_utf8_lossy(&key)),
+            Recheck::Behind((key, at)) => {
+                format!("behind {} at {at}", String::from_utf8_lossy(&key))
+            }
         }
     }
 
