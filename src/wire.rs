@@ -77,8 +77,9 @@ pub type Metadata = [(&'static str, String)];
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Failure {
-    /// The gRPC status code.
-    pub code: tonic::Code,
+    /// The gRPC status code (the crate's own [`Code`](crate::error::Code), as
+    /// [`Error::code`](crate::Error::code) reports it).
+    pub code: crate::error::Code,
     /// The status message.
     pub message: String,
     /// The transport error chain behind the status (`": "`-joined), when there is one.
@@ -86,8 +87,8 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// Copies what the log shows of a [`tonic::Status`].
-    pub fn from_status(status: &tonic::Status) -> Self {
+    /// Copies what the log shows of a `tonic::Status`.
+    pub(crate) fn from_status(status: &tonic::Status) -> Self {
         let mut cause = String::new();
         let mut next = std::error::Error::source(status);
         while let Some(error) = next {
@@ -98,7 +99,7 @@ impl Failure {
             next = error.source();
         }
         Failure {
-            code: status.code(),
+            code: crate::error::Code::from_tonic(status.code()),
             message: status.message().to_string(),
             cause: (!cause.is_empty()).then_some(cause),
         }
@@ -194,7 +195,7 @@ impl CloseHow {
     /// received from the peer is `Reset`; a GOAWAY or an I/O error is `ConnectionLost`; another
     /// h2 error with reason `CANCEL` is `Cancelled`; a status without a transport source came
     /// in trailers; any other transport failure is `ConnectionLost`.
-    pub fn of(status: &tonic::Status) -> Self {
+    pub(crate) fn of(status: &tonic::Status) -> Self {
         let mut next = std::error::Error::source(status);
         if next.is_none() {
             return CloseHow::Trailers;
@@ -378,7 +379,7 @@ impl CallState {
             Some(Err(failure)) => Some(failure),
             None => {
                 dropped = Failure {
-                    code: tonic::Code::Cancelled,
+                    code: crate::error::Code::Cancelled,
                     message: "dropped before the answer arrived".into(),
                     cause: None,
                 };
