@@ -7,7 +7,7 @@
 //! bytes that crossed the wire, with no second encoding.
 
 use prost::bytes::{Buf, BufMut, Bytes};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 
 use crate::proto::etcdserverpb as pb;
@@ -77,7 +77,9 @@ unary_requests! {
 }
 
 /// A gRPC codec over encoded messages: sends the request bytes as they are and hands back the
-/// answer's bytes undecoded (a view of tonic's receive buffer, not a copy).
+/// answer's bytes undecoded (a view of tonic's receive buffer, not a copy). Its buffers start
+/// as small as the streams' (`wire::codec::buffers`): a thousand waiters each in a `Lock/Lock`
+/// call hold a thousand of them.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RawCodec;
 
@@ -104,6 +106,10 @@ impl Encoder for RawCodec {
         buf.put(item);
         Ok(())
     }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        crate::wire::codec::buffers()
+    }
 }
 
 impl Decoder for RawCodec {
@@ -113,5 +119,9 @@ impl Decoder for RawCodec {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
         let len = buf.remaining();
         Ok(Some(buf.copy_to_bytes(len)))
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        crate::wire::codec::buffers()
     }
 }

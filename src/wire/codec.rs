@@ -48,7 +48,7 @@ fn keep(buf: &DecodeBuf<'_>) {
 /// hundred bytes, and a client holding a thousand open streams (one `LeaseKeepAlive` per
 /// session, a `Lock/Lock` per waiter) paid 16 KiB for each. A buffer still grows to the
 /// message it has to hold; only the first allocation is smaller.
-fn buffers() -> BufferSettings {
+pub(crate) fn buffers() -> BufferSettings {
     BufferSettings::new(1024, 32 * 1024)
 }
 
