@@ -1,8 +1,8 @@
-//! Snapshot benchmark (issue 12): how fast `Client::snapshot_to_file` saves a large keyspace,
+//! Snapshot benchmark: how fast `Client::snapshot_to_file` saves a large keyspace,
 //! next to the server version's own `etcdctl snapshot save`, in the same run.
 //!
 //! ```text
-//! cargo run --release --features bench --example snapshot_bench -- \
+//! cargo run --release --example snapshot_bench -- \
 //!     --endpoint http://127.0.0.1:2379 [--keys 100000] [--value-size 1024] [--runs 3]
 //! ```
 //!

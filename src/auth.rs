@@ -21,11 +21,10 @@
 //! ```
 
 use crate::client::token::{USER_ADD, USER_CHANGE_PASSWORD};
-use crate::client::{Client, Grpc, Retry};
+use crate::client::{Client, Retry};
 use crate::error::{Code, Error, Result};
 use crate::proto::authpb;
 use crate::proto::etcdserverpb as pb;
-use crate::proto::etcdserverpb::auth_client::AuthClient;
 use crate::support::{header_of, prefix_end, response_wrapper};
 
 pub(crate) const AUTH_ENABLE: &str = "/etcdserverpb.Auth/AuthEnable";
@@ -118,9 +117,7 @@ fn check_name(argument: &'static str, name: &str) -> Result<()> {
 macro_rules! auth_call {
     ($client:expr, $method:expr, $req:expr, $rpc:ident) => {
         $client
-            .unary($method, Retry::NotSent, $req, |ch, r| async move {
-                AuthClient::unary(ch).$rpc(r).await
-            })
+            .unary($method, Retry::NotSent, $req)
             .await
             .map(|resp| header_of(&resp.header).revision)
     };
@@ -151,12 +148,7 @@ impl Client {
     /// etcd added this RPC in 3.5; older servers give [`Error::Unsupported`].
     pub async fn auth_status(&self) -> Result<AuthStatusResponse> {
         let result = self
-            .unary(
-                AUTH_STATUS,
-                Retry::Idempotent,
-                pb::AuthStatusRequest {},
-                |ch, r| async move { AuthClient::unary(ch).auth_status(r).await },
-            )
+            .unary(AUTH_STATUS, Retry::Idempotent, pb::AuthStatusRequest {})
             .await;
         match result {
             Ok(resp) => Ok(AuthStatusResponse(resp)),
@@ -311,21 +303,17 @@ impl Client {
         let req = pb::AuthUserGetRequest {
             name: name.to_string(),
         };
-        self.unary(USER_GET, Retry::Idempotent, req, |ch, r| async move {
-            AuthClient::unary(ch).user_get(r).await
-        })
-        .await
-        .map(|resp| resp.roles)
+        self.unary(USER_GET, Retry::Idempotent, req)
+            .await
+            .map(|resp| resp.roles)
     }
 
     /// Every user name, sorted: `Auth/UserList` (root only once auth is on).
     pub async fn user_list(&self) -> Result<Vec<String>> {
         let req = pb::AuthUserListRequest {};
-        self.unary(USER_LIST, Retry::Idempotent, req, |ch, r| async move {
-            AuthClient::unary(ch).user_list(r).await
-        })
-        .await
-        .map(|resp| resp.users)
+        self.unary(USER_LIST, Retry::Idempotent, req)
+            .await
+            .map(|resp| resp.users)
     }
 
     /// A role's permissions: `Auth/RoleGet`. With auth on, a user may read its own roles;
@@ -335,11 +323,7 @@ impl Client {
         let req = pb::AuthRoleGetRequest {
             role: name.to_string(),
         };
-        let resp = self
-            .unary(ROLE_GET, Retry::Idempotent, req, |ch, r| async move {
-                AuthClient::unary(ch).role_get(r).await
-            })
-            .await?;
+        let resp = self.unary(ROLE_GET, Retry::Idempotent, req).await?;
         resp.perm
             .into_iter()
             .map(|p| {
@@ -366,11 +350,9 @@ impl Client {
     /// Every role name, sorted: `Auth/RoleList` (root only once auth is on).
     pub async fn role_list(&self) -> Result<Vec<String>> {
         let req = pb::AuthRoleListRequest {};
-        self.unary(ROLE_LIST, Retry::Idempotent, req, |ch, r| async move {
-            AuthClient::unary(ch).role_list(r).await
-        })
-        .await
-        .map(|resp| resp.roles)
+        self.unary(ROLE_LIST, Retry::Idempotent, req)
+            .await
+            .map(|resp| resp.roles)
     }
 }
 

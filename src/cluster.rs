@@ -18,10 +18,9 @@
 //! # Ok(()) }
 //! ```
 
-use crate::client::{Client, Grpc, Retry};
+use crate::client::{Client, Retry};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
-use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::support::response_wrapper;
 
 pub(crate) const MEMBER_ADD: &str = "/etcdserverpb.Cluster/MemberAdd";
@@ -146,11 +145,9 @@ impl Client {
             peer_ur_ls: check_peer_urls(peer_urls)?,
             is_learner,
         };
-        self.unary(MEMBER_ADD, Retry::NotSent, req, |ch, r| async move {
-            ClusterClient::unary(ch).member_add(r).await
-        })
-        .await
-        .map(MemberAddResponse)
+        self.unary(MEMBER_ADD, Retry::NotSent, req)
+            .await
+            .map(MemberAddResponse)
     }
 
     /// Removes member `id` from the cluster: `Cluster/MemberRemove`. The removed member's
@@ -159,16 +156,14 @@ impl Client {
     pub async fn member_remove(&self, id: u64) -> Result<MembershipResponse> {
         check_id(id)?;
         let req = pb::MemberRemoveRequest { id };
-        self.unary(MEMBER_REMOVE, Retry::NotSent, req, |ch, r| async move {
-            ClusterClient::unary(ch).member_remove(r).await
-        })
-        .await
-        .map(|r| {
-            MembershipResponse(pb::MemberListResponse {
-                header: r.header,
-                members: r.members,
+        self.unary(MEMBER_REMOVE, Retry::NotSent, req)
+            .await
+            .map(|r| {
+                MembershipResponse(pb::MemberListResponse {
+                    header: r.header,
+                    members: r.members,
+                })
             })
-        })
     }
 
     /// Replaces member `id`'s peer URLs: `Cluster/MemberUpdate`.
@@ -182,16 +177,14 @@ impl Client {
             id,
             peer_ur_ls: check_peer_urls(peer_urls)?,
         };
-        self.unary(MEMBER_UPDATE, Retry::NotSent, req, |ch, r| async move {
-            ClusterClient::unary(ch).member_update(r).await
-        })
-        .await
-        .map(|r| {
-            MembershipResponse(pb::MemberListResponse {
-                header: r.header,
-                members: r.members,
+        self.unary(MEMBER_UPDATE, Retry::NotSent, req)
+            .await
+            .map(|r| {
+                MembershipResponse(pb::MemberListResponse {
+                    header: r.header,
+                    members: r.members,
+                })
             })
-        })
     }
 
     /// Makes learner `id` a voting member: `Cluster/MemberPromote` (etcd 3.4+). A learner
@@ -201,15 +194,13 @@ impl Client {
     pub async fn member_promote(&self, id: u64) -> Result<MembershipResponse> {
         check_id(id)?;
         let req = pb::MemberPromoteRequest { id };
-        self.unary(MEMBER_PROMOTE, Retry::NotSent, req, |ch, r| async move {
-            ClusterClient::unary(ch).member_promote(r).await
-        })
-        .await
-        .map(|r| {
-            MembershipResponse(pb::MemberListResponse {
-                header: r.header,
-                members: r.members,
+        self.unary(MEMBER_PROMOTE, Retry::NotSent, req)
+            .await
+            .map(|r| {
+                MembershipResponse(pb::MemberListResponse {
+                    header: r.header,
+                    members: r.members,
+                })
             })
-        })
     }
 }

@@ -6,9 +6,37 @@
 //! that etcd would refuse, or that can never be right, is refused before anything goes on the
 //! wire with [`Error::InvalidArgument`], which names the argument.
 //!
-//! The types here are the crate's own: a tonic upgrade does not change them. The
-//! `tonic::Status` behind a [`GrpcStatus`] is still there for whoever needs its metadata or
-//! transport cause: it is the [`source`](std::error::Error::source) of the `GrpcStatus`.
+//! The types here are the crate's own: a tonic upgrade does not change them. (The one place
+//! where tonic and prost types are public on purpose is [`crate::proto`].)
+//!
+//! # Text and causes
+//!
+//! An error's text (`Display`) says what went wrong in terms of this library's API and never
+//! repeats its cause: when there is one (the failure behind a request timeout, the transport
+//! error behind a gRPC status, the stream error that interrupted a snapshot), it is the
+//! error's [`source`](std::error::Error::source). Print the whole chain to see it, e.g. with
+//! anyhow's `{:#}`, or by walking `source()`:
+//!
+//! ```
+//! fn chain(error: &dyn std::error::Error) -> String {
+//!     let mut text = error.to_string();
+//!     let mut cause = error.source();
+//!     while let Some(c) = cause {
+//!         text = format!("{text}: {c}");
+//!         cause = c.source();
+//!     }
+//!     text
+//! }
+//! let e = etcd_lock::Error::LockTimeout {
+//!     name: "jobs/nightly".into(),
+//!     after: std::time::Duration::from_secs(2),
+//! };
+//! assert!(e.is_timeout());
+//! assert_eq!(
+//!     chain(&e),
+//!     "lock jobs/nightly was not acquired within 2s (other sessions held it or were queued first)"
+//! );
+//! ```
 
 use std::time::Duration;
 
@@ -47,7 +75,7 @@ pub enum Error {
     },
 
     /// No endpoint could be reached within the connect timeout.
-    #[error("could not connect to etcd at {endpoints}: {reason} (is etcd running and reachable? check --endpoints)")]
+    #[error("could not connect to etcd at {endpoints}: {reason} (is etcd running, and reachable at these addresses?)")]
     Connect {
         /// The endpoints that were tried, comma separated.
         endpoints: String,
@@ -77,10 +105,12 @@ pub enum Error {
     ///
     /// When earlier attempts failed and were retried on other endpoints until the deadline,
     /// `last_error` keeps the last of those failures (e.g. a connection closed by a server
-    /// that is not etcd), so the cause is not lost.
+    /// that is not etcd), so the cause is not lost: it is the error's
+    /// [`source`](std::error::Error::source), and the text says there is one without repeating
+    /// it (print the chain, e.g. anyhow's `{:#}`, to see it).
     #[error(
         "{method} timed out after {after:?}{} (raise the request timeout or check cluster health)",
-        last_error.as_ref().map(|e| format!("; the last attempt failed: {e}")).unwrap_or_default()
+        if last_error.is_some() { "; the last attempt failed" } else { "" }
     )]
     Timeout {
         /// The gRPC method, e.g. `/etcdserverpb.KV/Range`.
@@ -101,13 +131,13 @@ pub enum Error {
         status: Box<GrpcStatus>,
     },
 
-    /// Any other gRPC status (transport failure, unknown server error, ...). For a transport
-    /// failure the text ends with the innermost cause (e.g. `broken pipe`), which tonic's own
-    /// message ("transport error") leaves out; `source()` gives the whole chain.
-    #[error("gRPC error {:?}: {}{}", status.code(), status.message(), innermost_cause(status.as_tonic()))]
+    /// Any other gRPC status (transport failure, unknown server error, ...). The text is the
+    /// status's code and message; for a transport failure, the chain of causes down to the I/O
+    /// error (e.g. `broken pipe`) is the [`source`](std::error::Error::source), not part of
+    /// the text.
+    #[error(transparent)]
     Status {
         /// The status as received.
-        #[source]
         status: Box<GrpcStatus>,
     },
 
@@ -163,11 +193,21 @@ pub enum Error {
         lease: i64,
     },
 
-    /// `try_lock` found the lock held by someone else.
+    /// `Locker::try_lock` found the lock held by another session.
     #[error("lock {name} is held by another session")]
     Locked {
-        /// The lock name.
+        /// The lock name (lossy for non-UTF-8 names).
         name: String,
+    },
+
+    /// `Locker::lock_timeout` did not get the lock within its bound. The waiter's key is
+    /// removed (see `Locker::lock_timeout`); nothing was taken.
+    #[error("lock {name} was not acquired within {after:?} (other sessions held it or were queued first)")]
+    LockTimeout {
+        /// The lock name (lossy for non-UTF-8 names).
+        name: String,
+        /// The bound that expired.
+        after: Duration,
     },
 
     /// The lock or leadership was not held any more when the operation ran (its key was
@@ -269,9 +309,10 @@ impl Error {
         matches!(self, Error::Connect { .. }) || self.code() == Some(Code::Unavailable)
     }
 
-    /// True for a client-side timeout.
+    /// True for a client-side timeout: a request's ([`Error::Timeout`]) or a bounded lock
+    /// wait's ([`Error::LockTimeout`]).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        matches!(self, Error::Timeout { .. } | Error::LockTimeout { .. })
     }
 
     /// True when etcd refused the request for lack of permission (`etcdserver: permission
@@ -351,9 +392,10 @@ fn code_named(name: &str) -> Option<Code> {
 
 /// A gRPC status as received: its [`Code`] and message.
 ///
-/// Its [`source`](std::error::Error::source) is the `tonic::Status` itself (metadata, details,
-/// and, for a transport failure, the chain down to the I/O error); the type of that source
-/// follows tonic's version, this one does not.
+/// Its text is `gRPC error CODE: MESSAGE` (the message left out when it only repeats the
+/// cause's text). Its [`source`](std::error::Error::source) is what tonic gives as the status's
+/// cause, for a transport failure the chain down to the I/O error; the types in that chain
+/// follow tonic's and hyper's versions, this one does not.
 #[derive(Debug)]
 pub struct GrpcStatus(tonic::Status);
 
@@ -381,13 +423,21 @@ impl GrpcStatus {
 
 impl std::fmt::Display for GrpcStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}: {}", self.code(), self.message())
+        write!(f, "gRPC error {:?}", self.code())?;
+        let message = self.message();
+        let repeats_cause =
+            std::error::Error::source(&self.0).is_some_and(|cause| cause.to_string() == message);
+        if message.is_empty() || repeats_cause {
+            Ok(())
+        } else {
+            write!(f, ": {message}")
+        }
     }
 }
 
 impl std::error::Error for GrpcStatus {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        std::error::Error::source(&self.0)
     }
 }
 
@@ -436,7 +486,7 @@ impl Code {
         self as i32
     }
 
-    fn from_tonic(code: tonic::Code) -> Code {
+    pub(crate) fn from_tonic(code: tonic::Code) -> Code {
         use tonic::Code as T;
         match code {
             T::Ok => Code::Ok,
@@ -719,52 +769,66 @@ impl std::fmt::Display for SnapshotFailure {
 
 /// `" (<cause>)"` with the innermost error under a status (the I/O or HTTP/2 failure behind a
 /// "transport error"), or nothing when the status has no source.
-fn innermost_cause(status: &tonic::Status) -> String {
-    let Some(mut cause) = std::error::Error::source(status) else {
-        return String::new();
-    };
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    let text = cause.to_string();
-    if text.is_empty() || status.message().contains(&text) {
-        String::new()
-    } else {
-        format!(" ({text})")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The whole chain, as anyhow's `{:#}` prints it.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
     #[test]
-    fn timeout_names_the_last_failure_and_status_its_innermost_cause() {
+    fn causes_are_sources_and_printed_once() {
         let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
         let mut status = tonic::Status::unknown("transport error");
         status.set_source(std::sync::Arc::new(io));
         let last = Error::from_status(status);
+        assert_eq!(last.to_string(), "gRPC error Unknown: transport error");
         assert_eq!(
-            last.to_string(),
-            "gRPC error Unknown: transport error (broken pipe)"
+            chain(&last),
+            "gRPC error Unknown: transport error: broken pipe"
         );
         let e = Error::Timeout {
             method: "/etcdserverpb.KV/Range",
             after: Duration::from_secs(3),
             last_error: Some(Box::new(last)),
         };
-        let text = e.to_string();
-        assert!(
-            text.starts_with("/etcdserverpb.KV/Range timed out after 3s; the last attempt failed: gRPC error Unknown: transport error (broken pipe)"),
-            "{text}"
+        assert_eq!(
+            chain(&e),
+            "/etcdserverpb.KV/Range timed out after 3s; the last attempt failed (raise the \
+             request timeout or check cluster health): gRPC error Unknown: transport error: \
+             broken pipe"
         );
-        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(chain(&e).matches("broken pipe").count(), 1);
         let bare = Error::Timeout {
             method: "/etcdserverpb.KV/Range",
             after: Duration::from_secs(3),
             last_error: None,
         };
         assert!(!bare.to_string().contains("last attempt"));
+        assert!(std::error::Error::source(&bare).is_none());
+        // A status whose message is its cause's text shows it once.
+        let mut status = tonic::Status::unavailable("connection reset");
+        status.set_source(std::sync::Arc::new(std::io::Error::other(
+            "connection reset",
+        )));
+        assert_eq!(
+            chain(&Error::from_status(status)),
+            "gRPC error Unavailable: connection reset"
+        );
+        let connect = Error::Connect {
+            endpoints: "http://127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+        };
+        assert!(!connect.to_string().contains("--endpoints"), "{connect}");
     }
 
     #[test]
@@ -799,7 +863,7 @@ mod tests {
     }
 
     #[test]
-    fn codes_match_grpc_numbers_and_the_status_stays_the_source() {
+    fn codes_match_grpc_numbers_and_the_cause_is_the_source() {
         for n in 0..=16 {
             let code = Code::from_tonic(tonic::Code::from_i32(n));
             assert_eq!(code.as_i32(), n);
@@ -814,8 +878,14 @@ mod tests {
             panic!("{e:?}");
         };
         assert_eq!((status.code(), status.message()), (Code::Internal, "boom"));
-        let inner = std::error::Error::source(&e).and_then(std::error::Error::source);
-        assert!(inner.is_some_and(|s| s.is::<tonic::Status>()));
+        assert_eq!(e.to_string(), "gRPC error Internal: boom");
+        // No cause: no source (the status's own text is already in ours).
+        assert!(std::error::Error::source(&e).is_none());
+        let mut status = tonic::Status::unavailable("transport error");
+        status.set_source(std::sync::Arc::new(std::io::Error::other("reset by peer")));
+        let e = Error::from_status(status);
+        let cause = std::error::Error::source(&e);
+        assert!(cause.is_some_and(|c| c.is::<std::io::Error>()), "{cause:?}");
     }
 
     #[test]

@@ -1,11 +1,10 @@
 //! KV service wrappers: `Range`, `Put`, `DeleteRange`, `Compact` (transactions are in
 //! [`crate::txn`]). Keys and values are bytes; anything `Into<Vec<u8>>` goes in.
 
-use crate::client::{Client, Grpc, Retry};
+use crate::client::{Client, Retry};
 use crate::error::{Error, Result};
 use crate::namespace;
 use crate::proto::etcdserverpb as pb;
-use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::mvccpb::KeyValue;
 pub use crate::support::prefix_end;
 use crate::support::response_wrapper;
@@ -409,11 +408,9 @@ impl Client {
         options: GetOptions,
     ) -> Result<GetResponse> {
         let req = namespace::range_request(self.namespace(), options.to_request(key.into())?);
-        self.unary(RANGE, Retry::Idempotent, req, |ch, r| async move {
-            KvClient::unary(ch).range(r).await
-        })
-        .await
-        .map(|r| GetResponse(namespace::range_response(self.namespace(), r)))
+        self.unary(RANGE, Retry::Idempotent, req)
+            .await
+            .map(|r| GetResponse(namespace::range_response(self.namespace(), r)))
     }
 
     /// Writes a key: `KV/Put` with `key` and `value`.
@@ -437,11 +434,9 @@ impl Client {
             self.namespace(),
             options.to_request(key.into(), value.into())?,
         );
-        self.unary(PUT, Retry::NotSent, req, |ch, r| async move {
-            KvClient::unary(ch).put(r).await
-        })
-        .await
-        .map(|r| PutResponse(namespace::put_response(self.namespace(), r)))
+        self.unary(PUT, Retry::NotSent, req)
+            .await
+            .map(|r| PutResponse(namespace::put_response(self.namespace(), r)))
     }
 
     /// Deletes one key: `KV/DeleteRange` with `key` and no range end.
@@ -456,11 +451,9 @@ impl Client {
         options: DeleteOptions,
     ) -> Result<DeleteResponse> {
         let req = namespace::delete_request(self.namespace(), options.to_request(key.into())?);
-        self.unary(DELETE_RANGE, Retry::NotSent, req, |ch, r| async move {
-            KvClient::unary(ch).delete_range(r).await
-        })
-        .await
-        .map(|r| DeleteResponse(namespace::delete_response(self.namespace(), r)))
+        self.unary(DELETE_RANGE, Retry::NotSent, req)
+            .await
+            .map(|r| DeleteResponse(namespace::delete_response(self.namespace(), r)))
     }
 
     /// Compacts the key-value history up to `revision`: `KV/Compact`. With `physical`, the call
@@ -473,11 +466,9 @@ impl Client {
             ));
         }
         let req = pb::CompactionRequest { revision, physical };
-        self.unary(COMPACT, Retry::NotSent, req, |ch, r| async move {
-            KvClient::unary(ch).compact(r).await
-        })
-        .await
-        .map(CompactResponse)
+        self.unary(COMPACT, Retry::NotSent, req)
+            .await
+            .map(CompactResponse)
     }
 }
 

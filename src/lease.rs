@@ -200,11 +200,7 @@ impl Client {
             ));
         }
         let req = pb::LeaseGrantRequest { ttl, id };
-        let resp = self
-            .unary(GRANT, Retry::NotSent, req, |ch, r| async move {
-                LeaseClient::unary(ch).lease_grant(r).await
-            })
-            .await?;
+        let resp = self.unary(GRANT, Retry::NotSent, req).await?;
         if !resp.error.is_empty() {
             return Err(Error::Protocol(format!(
                 "lease grant failed: {}",
@@ -219,11 +215,9 @@ impl Client {
     pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
         check_id(id)?;
         let req = pb::LeaseRevokeRequest { id };
-        self.unary(REVOKE, Retry::NotSent, req, |ch, r| async move {
-            LeaseClient::unary(ch).lease_revoke(r).await
-        })
-        .await
-        .map(LeaseRevokeResponse)
+        self.unary(REVOKE, Retry::NotSent, req)
+            .await
+            .map(LeaseRevokeResponse)
     }
 
     /// Opens a `Lease/LeaseKeepAlive` stream for `id` and refreshes the lease once; keep the
@@ -328,21 +322,17 @@ impl Client {
             id,
             keys: with_keys,
         };
-        self.unary(TIME_TO_LIVE, Retry::Idempotent, req, |ch, r| async move {
-            LeaseClient::unary(ch).lease_time_to_live(r).await
-        })
-        .await
-        .map(|r| LeaseTimeToLiveResponse(crate::namespace::lease_keys(self.namespace(), r)))
+        self.unary(TIME_TO_LIVE, Retry::Idempotent, req)
+            .await
+            .map(|r| LeaseTimeToLiveResponse(crate::namespace::lease_keys(self.namespace(), r)))
     }
 
     /// Lists all live leases: `Lease/LeaseLeases`.
     pub async fn leases(&self) -> Result<LeasesResponse> {
         let req = pb::LeaseLeasesRequest {};
-        self.unary(LEASES, Retry::Idempotent, req, |ch, r| async move {
-            LeaseClient::unary(ch).lease_leases(r).await
-        })
-        .await
-        .map(LeasesResponse)
+        self.unary(LEASES, Retry::Idempotent, req)
+            .await
+            .map(LeasesResponse)
     }
 }
 

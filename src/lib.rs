@@ -29,9 +29,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
-#[cfg(feature = "bench")]
-#[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
-pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod election;
@@ -73,6 +70,24 @@ pub use session::{Session, SessionOptions};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::TlsOptions;
+
+// Compile-time checks: the handles a program shares between tasks and threads stay
+// `Send + Sync`, and the streams a task owns stay `Send` (a field that is not would otherwise
+// surface only in a user's build).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<Client>();
+    send_sync::<ClientOptions>();
+    send_sync::<Session>();
+    send_sync::<LockGuard>();
+    send_sync::<Leadership>();
+    send::<Observer>();
+    send::<watch::Watcher>();
+    send_sync::<Box<dyn lock::DynLocker>>();
+    send_sync::<Box<dyn election::DynElector>>();
+    send_sync::<Error>();
+};
 
 /// The README's Rust code blocks, compiled (and the runnable ones run) as doctests. They use
 /// the `testkit` and `tls` features, so they are checked in `--all-features` test runs.

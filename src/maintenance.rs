@@ -6,11 +6,9 @@
 //! snapshot with an endpoint) go to that member and only to it, never failing over: an answer
 //! from another member would answer another question.
 
-use crate::client::{Client, Grpc, Retry};
+use crate::client::{Client, Retry};
 use crate::error::{Error, EtcdErrorKind, Result};
 use crate::proto::etcdserverpb as pb;
-use crate::proto::etcdserverpb::cluster_client::ClusterClient;
-use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::support::{header_of, response_wrapper};
 
 mod snapshot;
@@ -96,24 +94,17 @@ impl Client {
     /// Status of the member this client currently talks to: `Maintenance/Status`
     /// (version, leader, raft index and term, db size).
     pub async fn status(&self) -> Result<StatusResponse> {
-        self.unary(
-            STATUS,
-            Retry::Idempotent,
-            pb::StatusRequest {},
-            |ch, r| async move { MaintenanceClient::unary(ch).status(r).await },
-        )
-        .await
-        .map(StatusResponse)
+        self.unary(STATUS, Retry::Idempotent, pb::StatusRequest {})
+            .await
+            .map(StatusResponse)
     }
 
     /// The cluster's members: `Cluster/MemberList` (linearizable on 3.5; 3.4 ignores the flag).
     pub async fn member_list(&self) -> Result<MemberListResponse> {
         let req = pb::MemberListRequest { linearizable: true };
-        self.unary(MEMBER_LIST, Retry::Idempotent, req, |ch, r| async move {
-            ClusterClient::unary(ch).member_list(r).await
-        })
-        .await
-        .map(MemberListResponse)
+        self.unary(MEMBER_LIST, Retry::Idempotent, req)
+            .await
+            .map(MemberListResponse)
     }
 }
 
@@ -200,25 +191,18 @@ impl Client {
     /// Status of the member at `endpoint` (`host:port` or URL): `Maintenance/Status` sent to
     /// that member only.
     pub async fn status_of(&self, endpoint: &str) -> Result<StatusResponse> {
-        self.unary_at(endpoint, STATUS, pb::StatusRequest {}, |ch, r| async move {
-            MaintenanceClient::unary(ch).status(r).await
-        })
-        .await
-        .map(StatusResponse)
+        self.unary_at(endpoint, STATUS, pb::StatusRequest {})
+            .await
+            .map(StatusResponse)
     }
 
     /// Gives the free pages of the member's database file back to the file system:
     /// `Maintenance/Defragment` sent to the member at `endpoint` only. The member does not
     /// serve requests meanwhile; with a large database raise the request timeout.
     pub async fn defragment(&self, endpoint: &str) -> Result<()> {
-        self.unary_at(
-            endpoint,
-            DEFRAGMENT,
-            pb::DefragmentRequest {},
-            |ch, r| async move { MaintenanceClient::unary(ch).defragment(r).await },
-        )
-        .await
-        .map(|_| ())
+        self.unary_at(endpoint, DEFRAGMENT, pb::DefragmentRequest {})
+            .await
+            .map(|_| ())
     }
 
     /// The hash of the member's keys and values at `revision` (`0`: the current one):
@@ -232,21 +216,17 @@ impl Client {
             ));
         }
         let req = pb::HashKvRequest { revision };
-        self.unary_at(endpoint, HASH_KV, req, |ch, r| async move {
-            MaintenanceClient::unary(ch).hash_kv(r).await
-        })
-        .await
-        .map(HashKvResponse)
+        self.unary_at(endpoint, HASH_KV, req)
+            .await
+            .map(HashKvResponse)
     }
 
     /// The hash of the member's whole backend: `Maintenance/Hash` sent to the member at
     /// `endpoint` only (meant for tests; compare [`Client::hash_kv`] across members).
     pub async fn hash(&self, endpoint: &str) -> Result<HashResponse> {
-        self.unary_at(endpoint, HASH, pb::HashRequest {}, |ch, r| async move {
-            MaintenanceClient::unary(ch).hash(r).await
-        })
-        .await
-        .map(HashResponse)
+        self.unary_at(endpoint, HASH, pb::HashRequest {})
+            .await
+            .map(HashResponse)
     }
 
     /// The active alarms of every member: `Maintenance/Alarm` with action GET.
@@ -256,11 +236,9 @@ impl Client {
             member_id: 0,
             alarm: AlarmType::None as i32,
         };
-        self.unary(ALARM, Retry::Idempotent, req, |ch, r| async move {
-            MaintenanceClient::unary(ch).alarm(r).await
-        })
-        .await
-        .map(AlarmResponse)
+        self.unary(ALARM, Retry::Idempotent, req)
+            .await
+            .map(AlarmResponse)
     }
 
     /// Clears one alarm of one member: `Maintenance/Alarm` with action DEACTIVATE. The answer
@@ -279,11 +257,9 @@ impl Client {
             member_id,
             alarm: alarm as i32,
         };
-        self.unary(ALARM, Retry::NotSent, req, |ch, r| async move {
-            MaintenanceClient::unary(ch).alarm(r).await
-        })
-        .await
-        .map(AlarmResponse)
+        self.unary(ALARM, Retry::NotSent, req)
+            .await
+            .map(AlarmResponse)
     }
 
     /// Clears every active alarm: [`Client::alarm_list`], then one [`Client::alarm_disarm`]
@@ -314,11 +290,7 @@ impl Client {
             // make it https:// whatever it says).
             let leader_url = self.advertised_url(&self.leader_endpoint().await?)?;
             let req = pb::MoveLeaderRequest { target_id };
-            let result = self
-                .unary_at(&leader_url, MOVE_LEADER, req, |ch, r| async move {
-                    MaintenanceClient::unary(ch).move_leader(r).await
-                })
-                .await;
+            let result = self.unary_at(&leader_url, MOVE_LEADER, req).await;
             match result {
                 Err(e) if attempt < 3 && e.etcd_kind() == Some(EtcdErrorKind::NotLeader) => {
                     continue
@@ -369,11 +341,7 @@ impl Client {
         } else {
             Retry::NotSent
         };
-        let result = self
-            .unary(DOWNGRADE, retry, req, |ch, r| async move {
-                MaintenanceClient::unary(ch).downgrade(r).await
-            })
-            .await;
+        let result = self.unary(DOWNGRADE, retry, req).await;
         match result {
             Ok(resp) => Ok(DowngradeResponse(resp)),
             Err(e) if e.code() == Some(crate::error::Code::Unimplemented) => {

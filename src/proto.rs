@@ -1,6 +1,17 @@
 //! Generated protobuf messages and tonic clients for etcd's wire API, built from `proto/` at
 //! compile time (the code itself lives in `OUT_DIR`). Package names follow etcd's:
 //! [`etcdserverpb`], [`mvccpb`], [`authpb`], [`v3lockpb`], [`v3electionpb`].
+//!
+//! # Public on purpose, and what that costs
+//!
+//! This module is the one place where another crate's types are part of this crate's API:
+//! the prost messages (so that an auditor can see exactly what goes on the wire, and so that
+//! responses such as [`mvccpb::KeyValue`] come back as etcd sent them) and the tonic clients
+//! generated next to them (for an RPC this crate does not wrap). Their shape follows prost's
+//! and tonic's code generators, so **a prost or tonic upgrade that changes them is a major
+//! (breaking) release of this crate**. Everything outside `proto` uses the crate's own types:
+//! errors carry [`crate::Code`] and [`crate::GrpcStatus`], never a `tonic::Status` or
+//! `tonic::Code`.
 #![allow(
     missing_docs,
     unreachable_pub,

@@ -72,9 +72,9 @@ where
         attempt = Empty,
         outcome = Empty
     );
-    // Boxed: the span wrapper would otherwise add its own copy of the (large) call future to
-    // every caller's, which overflowed a test thread's stack in debug builds.
-    let attempts = Box::pin(call(RpcSpan(span.clone())));
+    // Not boxed here: the unary path boxes the whole call (`Client::unary_encoded`), so the
+    // span wrapper adds no copy of the (large) call future to any caller's.
+    let attempts = call(RpcSpan(span.clone()));
     async move {
         let result = attempts.instrument(span.clone()).await;
         if !span.is_disabled() {

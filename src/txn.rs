@@ -14,7 +14,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::client::{Client, Grpc, Retry};
+use crate::client::{Client, Retry};
 use crate::error::Result;
 use crate::kv::{
     check_key, DeleteOptions, DeleteResponse, GetOptions, GetResponse, KeySpan, PutOptions,
@@ -23,7 +23,6 @@ use crate::kv::{
 use crate::namespace;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::response_op::Response;
 use crate::support::{header_of, response_wrapper};
@@ -312,11 +311,9 @@ impl Client {
         } else {
             Retry::NotSent
         };
-        self.unary(TXN, retry, req, |ch, r| async move {
-            KvClient::unary(ch).txn(r).await
-        })
-        .await
-        .map(|r| TxnResponse(namespace::txn_response(self.namespace(), r)))
+        self.unary(TXN, retry, req)
+            .await
+            .map(|r| TxnResponse(namespace::txn_response(self.namespace(), r)))
     }
 }
 

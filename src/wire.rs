@@ -9,9 +9,11 @@
 //!   [`WireEvent::Open`], then one [`WireEvent::Send`] or [`WireEvent::Recv`] per message,
 //!   then one [`WireEvent::Close`] saying how it ended.
 //!
-//! Received bytes are taken from the gRPC decoder before prost decodes them (see
-//! `wire/codec.rs`), so a field this crate's protos lack is still in them. Nothing is copied,
-//! encoded or formatted when no sink is attached.
+//! A unary call's request and answer are the bytes the unary path sends and receives (it
+//! encodes and decodes around the transport, see `client/unary.rs`); a stream's received
+//! bytes are taken from the gRPC decoder before prost decodes them (see `wire/codec.rs`). So a
+//! field this crate's protos lack is still in them. Nothing is copied, encoded or formatted
+//! when no sink is attached.
 //!
 //! For crate authors adding a stream (as `Maintenance/Snapshot` does): create a `StreamTap` with
 //! the client's sink and the method path; pass the outgoing message stream through
@@ -38,6 +40,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::Stream;
+use prost::bytes::Bytes;
 use prost::Message as _;
 
 pub(crate) mod codec;
@@ -133,8 +136,9 @@ pub type Metadata = [(&'static str, String)];
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Failure {
-    /// The gRPC status code.
-    pub code: tonic::Code,
+    /// The gRPC status code (the crate's own [`Code`](crate::error::Code), as
+    /// [`Error::code`](crate::Error::code) reports it).
+    pub code: crate::error::Code,
     /// The status message.
     pub message: String,
     /// The transport error chain behind the status (`": "`-joined), when there is one.
@@ -142,8 +146,8 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// Copies what the log shows of a [`tonic::Status`].
-    pub fn from_status(status: &tonic::Status) -> Self {
+    /// Copies what the log shows of a `tonic::Status`.
+    pub(crate) fn from_status(status: &tonic::Status) -> Self {
         let mut cause = String::new();
         let mut next = std::error::Error::source(status);
         while let Some(error) = next {
@@ -154,7 +158,7 @@ impl Failure {
             next = error.source();
         }
         Failure {
-            code: status.code(),
+            code: crate::error::Code::from_tonic(status.code()),
             message: status.message().to_string(),
             cause: (!cause.is_empty()).then_some(cause),
         }
@@ -256,7 +260,7 @@ impl CloseHow {
     /// received from the peer is `Reset`; a GOAWAY or an I/O error is `ConnectionLost`; another
     /// h2 error with reason `CANCEL` is `Cancelled`; a status without a transport source came
     /// in trailers; any other transport failure is `ConnectionLost`.
-    pub fn of(status: &tonic::Status) -> Self {
+    pub(crate) fn of(status: &tonic::Status) -> Self {
         let mut next = std::error::Error::source(status);
         if next.is_none() {
             return CloseHow::Trailers;
@@ -338,7 +342,7 @@ struct CallState {
     method: &'static str,
     redacted: bool,
     /// The request bytes, encoded once for all attempts.
-    request: Option<Vec<u8>>,
+    request: Bytes,
     attempt: Option<Attempt>,
     attempts: u32,
 }
@@ -348,7 +352,7 @@ struct Attempt {
     metadata: Vec<(&'static str, String)>,
     started: Instant,
     latency: Option<Duration>,
-    received: Option<Vec<u8>>,
+    received: Option<Bytes>,
     outcome: Option<std::result::Result<(), Failure>>,
 }
 
@@ -374,7 +378,7 @@ impl CallTap {
                     call: next_id(),
                     method,
                     redacted,
-                    request: None,
+                    request: Bytes::new(),
                     attempt: None,
                     attempts: 0,
                 })
@@ -382,20 +386,18 @@ impl CallTap {
         }
     }
 
-    /// An attempt is about to be sent as `request` to the endpoint `endpoint()` names; logs the
-    /// previous attempt first if it is still pending.
-    pub(crate) fn attempt<T: prost::Message>(
+    /// An attempt is about to be sent as `request` (the encoded message, sent as it is) to the
+    /// endpoint `endpoint()` names; logs the previous attempt first if it is still pending.
+    pub(crate) fn attempt(
         &mut self,
         endpoint: impl FnOnce() -> String,
-        request: &tonic::Request<T>,
+        request: &tonic::Request<Bytes>,
     ) {
         let Some(state) = self.state.as_mut() else {
             return;
         };
         state.emit(None);
-        if state.request.is_none() {
-            state.request = Some(request.get_ref().encode_to_vec());
-        }
+        state.request = request.get_ref().clone();
         state.attempts += 1;
         state.attempt = Some(Attempt {
             endpoint: endpoint(),
@@ -407,34 +409,17 @@ impl CallTap {
         });
     }
 
-    /// Runs the RPC future, keeping the received response bytes when a sink is attached.
-    pub(crate) async fn capture<F: Future>(&mut self, future: F) -> F::Output {
-        match self.state.as_mut().and_then(|s| s.attempt.as_mut()) {
-            None => future.await,
-            Some(attempt) => {
-                let (output, bytes) = codec::capture(future).await;
-                attempt.received = bytes;
-                output
-            }
-        }
-    }
-
-    /// Records the attempt's outcome (the line is written when the next attempt starts, on
-    /// [`CallTap::retry`], or when the call ends).
-    pub(crate) fn outcome<T: prost::Message>(
-        &mut self,
-        outcome: &std::result::Result<tonic::Response<T>, tonic::Status>,
-    ) {
+    /// Records the attempt's outcome: the answer's bytes exactly as received, or the failure
+    /// (the line is written when the next attempt starts, on [`CallTap::retry`], or when the
+    /// call ends).
+    pub(crate) fn outcome(&mut self, outcome: &std::result::Result<Bytes, tonic::Status>) {
         let Some(attempt) = self.state.as_mut().and_then(|s| s.attempt.as_mut()) else {
             return;
         };
         attempt.latency = Some(attempt.started.elapsed());
         attempt.outcome = Some(match outcome {
             Ok(response) => {
-                if attempt.received.is_none() {
-                    // Not seen by the decoder (it should always be): the encoding is the same.
-                    attempt.received = Some(response.get_ref().encode_to_vec());
-                }
+                attempt.received = Some(response.clone());
                 Ok(())
             }
             Err(status) => {
@@ -464,14 +449,14 @@ impl CallState {
             Some(Err(failure)) => Some(failure),
             None => {
                 dropped = Failure {
-                    code: tonic::Code::Cancelled,
+                    code: crate::error::Code::Cancelled,
                     message: "dropped before the answer arrived".into(),
                     cause: None,
                 };
                 Some(&dropped)
             }
         };
-        let request = self.request.as_deref().unwrap_or_default();
+        let request = &self.request[..];
         let response = if status.is_none() {
             attempt.received.as_deref()
         } else {

@@ -904,7 +904,7 @@ mod tests {
             )
         );
         let failure = Failure {
-            code: tonic::Code::Unavailable,
+            code: crate::error::Code::Unavailable,
             message: "connection \"refused\"".into(),
             cause: Some("transport error: connection refused".into()),
         };
@@ -1010,7 +1010,7 @@ mod tests {
             )
         );
         let failure = Failure {
-            code: tonic::Code::Unavailable,
+            code: crate::error::Code::Unavailable,
             message: "etcdserver: no leader".into(),
             cause: None,
         };

@@ -289,7 +289,43 @@ fn bench_prints_one_json_line_per_flavour() {
     for v in w1 {
         assert_eq!(v["correct"], true);
         assert!(v["ops_per_s"].as_f64().is_some_and(|x| x > 0.0));
+        assert!(v["ratio_to_txn_floor"].as_f64().is_some(), "{v}");
     }
+    // W1's floors ran too: W1T (the recipe's two requests, built in the CLI's bench from the
+    // public Txn builder) at two RPCs per op, W1F (put + delete).
+    for floor in ["W1T", "W1F"] {
+        let runs: Vec<_> = lines.iter().filter(|v| v["workload"] == floor).collect();
+        assert!(!runs.is_empty(), "{floor}: {lines:?}");
+        for v in runs {
+            assert_eq!(v["correct"], true, "{v}");
+            // Two per op, plus at most a keep-alive or two of the run's session.
+            let rpcs = v["rpcs_per_op"].as_f64().unwrap_or(0.0);
+            assert!((2.0..2.1).contains(&rpcs), "{v}");
+        }
+    }
+}
+
+/// A connection failure: the library's text (no CLI flag in it), then the CLI's own hint,
+/// once.
+#[test]
+fn unreachable_endpoint_names_the_flag_once() {
+    let port = {
+        let listener = common::ok(std::net::TcpListener::bind("127.0.0.1:0"));
+        common::ok(listener.local_addr()).port()
+    };
+    let out = run(Command::new(BIN).args([
+        "--endpoints",
+        &format!("127.0.0.1:{port}"),
+        "--dial-timeout",
+        "1",
+        "job",
+        "--",
+        "true",
+    ]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("could not connect to etcd"), "{stderr}");
+    assert_eq!(stderr.matches("check --endpoints").count(), 1, "{stderr}");
 }
 
 /// `-v` prints etcd-lock's info events (the library's lock acquired/released, the CLI's command

@@ -24,6 +24,8 @@ lock_flavours!(
     crashed_holder_is_replaced_after_ttl,
     paused_holder_loses_and_is_fenced,
     same_session_twice_is_refused,
+    try_lock_is_two_txns_and_joins_the_flavours_queue,
+    lock_timeout_is_a_timeout_and_removes_its_key,
 );
 per_version!(
     contended_recipe_handoff_needs_no_extra_rpc,
@@ -220,19 +222,94 @@ async fn uncontended_recipe_is_one_rpc(bin: &EtcdBinary) {
     ok(s.close().await);
 }
 
+/// `Locker::try_lock` on the concrete types, both flavours (names as `&str`).
 async fn try_lock_reports_locked(bin: &EtcdBinary) {
     let cluster = common::single(bin);
-    let name = common::unique("try");
     let client = common::client(&cluster).await;
     let (a, b) = (session(&client, 10).await, session(&client, 10).await);
-    let locker = RecipeLock::new();
-    let g = ok(locker.try_lock(&a, name.as_bytes()).await);
-    let busy = locker.try_lock(&b, name.as_bytes()).await;
+    async fn check<L: Locker>(locker: L, client: &Client, a: &Session, b: &Session) {
+        let name = common::unique("try");
+        let g = ok(locker.try_lock(a, name.as_str()).await);
+        assert_eq!(g.flavour(), locker.flavour());
+        let busy = locker.try_lock(b, name.as_str()).await;
+        assert!(matches!(busy, Err(Error::Locked { .. })), "{busy:?}");
+        assert_eq!(keys_under(client, &name).await, vec![g.key_str()]);
+        ok(g.unlock().await);
+        let g = ok(locker.try_lock(b, name.clone()).await);
+        ok(g.unlock().await);
+        assert!(keys_under(client, &name).await.is_empty());
+    }
+    check(RecipeLock::new(), &client, &a, &b).await;
+    check(ServiceLock::new(), &client, &a, &b).await;
+}
+
+/// `DynLocker::try_lock_boxed` (through `Box<dyn DynLocker>`), each flavour: a busy lock costs
+/// the trier exactly two `KV/Txn`s (join, conditional delete of its own key) and leaves only
+/// the holder's key; a lock taken by `try_lock` holds off the flavour's own waiters (for the
+/// service, a `Lock/Lock` waiting in the server) until it is released.
+async fn try_lock_is_two_txns_and_joins_the_flavours_queue<L: Locker>(bin: &EtcdBinary, locker: L) {
+    let cluster = common::single(bin);
+    let name = common::unique("trydyn");
+    let client = common::client(&cluster).await;
+    let holder = session(&client, 10).await;
+    let held = ok(locker.lock(&holder, name.as_bytes()).await);
+    let trier_client = common::client(&cluster).await;
+    let trier = session(&trier_client, 10).await;
+    let before = trier_client.stats();
+    let busy = locker.try_lock(&trier, name.as_bytes()).await;
+    let after = trier_client.stats();
     assert!(matches!(busy, Err(Error::Locked { .. })), "{busy:?}");
-    assert_eq!(keys_under(&client, &name).await, vec![g.key_str()]);
+    assert_eq!(after.unary_calls - before.unary_calls, 2, "join + delete");
+    assert_eq!(keys_under(&client, &name).await, vec![held.key_str()]);
+    ok(held.unlock().await);
+
+    // Taken by try_lock; a waiter of the same flavour must wait for its release.
+    let tried = ok(locker.try_lock(&trier, name.as_bytes()).await);
+    assert_eq!(tried.flavour(), locker.flavour());
+    let waiter = session(&client, 10).await;
+    let wait = locker.lock(&waiter, name.as_bytes());
+    tokio::pin!(wait);
+    let early = tokio::time::timeout(Duration::from_millis(700), &mut wait).await;
+    assert!(early.is_err(), "a waiter got the lock held by try_lock");
+    ok(tried.unlock().await);
+    let got = ok(ok(tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .map_err(|_| "the waiter did not get the lock after the release")));
+    ok(got.unlock().await);
+    assert!(keys_under(&client, &name).await.is_empty());
+}
+
+/// `Locker::lock_timeout` (through `Box<dyn DynLocker>`), each flavour: a held lock gives
+/// `Error::LockTimeout` (a timeout, not `Locked`) after the bound, the waiter's key is removed,
+/// and the same session's next bounded wait gets the lock once it is free.
+async fn lock_timeout_is_a_timeout_and_removes_its_key<L: Locker>(bin: &EtcdBinary, locker: L) {
+    let cluster = common::single(bin);
+    let name = common::unique("bounded");
+    let client = common::client(&cluster).await;
+    let holder = session(&client, 10).await;
+    let held = ok(locker.lock(&holder, name.as_bytes()).await);
+    let waiter = session(&client, 10).await;
+    let started = Instant::now();
+    let timed_out = locker
+        .lock_timeout(&waiter, name.as_bytes(), Duration::from_millis(500))
+        .await;
+    let waited = started.elapsed();
+    match &timed_out {
+        Err(e @ Error::LockTimeout { after, .. }) => {
+            assert!(e.is_timeout());
+            assert_eq!(*after, Duration::from_millis(500));
+            assert!(e.to_string().contains(&name), "{e}");
+        }
+        other => panic!("expected LockTimeout, got {other:?}"),
+    }
+    assert!(waited >= Duration::from_millis(500), "{waited:?}");
+    wait_key_count(&client, &name, 1, Duration::from_secs(3)).await;
+    assert_eq!(keys_under(&client, &name).await, vec![held.key_str()]);
+    let again = locker.lock_timeout(&waiter, name.as_bytes(), Duration::from_secs(5));
+    ok(held.unlock().await);
+    let g = ok(again.await);
     ok(g.unlock().await);
-    let g = ok(locker.try_lock(&b, name.as_bytes()).await);
-    ok(g.unlock().await);
+    assert!(keys_under(&client, &name).await.is_empty());
 }
 
 /// Starts `etcdctl lock NAME -- CMD..` and waits until it prints the key it holds.

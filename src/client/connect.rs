@@ -172,11 +172,7 @@ impl ClientBuilder {
                     Err(_) => return Err(Failure::Other(format!("no answer within {limit:?}"))),
                 };
                 if tls {
-                    let probe_channel = super::GrpcChannel {
-                        channel: channel.clone(),
-                        max_response_bytes,
-                    };
-                    probe(probe_channel, limit).await?;
+                    probe(channel.clone(), max_response_bytes, limit).await?;
                 }
                 Ok(channel)
             }
@@ -324,18 +320,25 @@ fn failure(err: &tonic::transport::Error) -> Failure {
     Failure::Other(transport_reason(err))
 }
 
+/// The method the TLS probe sends (the client layer names no service module).
+const STATUS: &str = "/etcdserverpb.Maintenance/Status";
+
 /// One `Maintenance/Status` on a fresh TLS connection. With TLS 1.3 the server checks the
 /// client certificate after the client considers the handshake done, so a refusal only shows
 /// on the first request; any answer from etcd (even an error) means TLS is fine. The server's
 /// alert can be lost when it resets the connection at once: try up to three times.
-async fn probe(channel: super::GrpcChannel, limit: Duration) -> std::result::Result<(), Failure> {
+async fn probe(
+    channel: Channel,
+    max_response_bytes: usize,
+    limit: Duration,
+) -> std::result::Result<(), Failure> {
     let deadline = Instant::now() + limit;
-    let mut grpc: crate::proto::etcdserverpb::maintenance_client::MaintenanceClient<Channel> =
-        super::Grpc::unary(channel);
     let mut closed = String::new();
     for _ in 0..3 {
         let left = deadline.saturating_duration_since(Instant::now());
-        let call = grpc.status(crate::proto::etcdserverpb::StatusRequest {});
+        // An empty `StatusRequest` encodes to no bytes.
+        let request = tonic::Request::new(prost::bytes::Bytes::new());
+        let call = super::unary::send(channel.clone(), max_response_bytes, STATUS, request);
         match tokio::time::timeout(left, call).await {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(status)) => match Error::from_status(status) {

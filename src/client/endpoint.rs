@@ -5,15 +5,13 @@
 //! calls go through [`Client::unary_at`]: the client's deadline, token (renewed once when etcd
 //! refuses it), counters and wire log, but no failover and no retry.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
-
 use tonic::transport::Channel;
 
+use super::rpc::UnaryRequest;
 use super::scheme::Origin;
-use super::{Client, GrpcChannel};
+use super::unary::{decode, encode, Target};
+use super::Client;
 use crate::error::{Error, Result};
-use crate::wire::CallTap;
 
 impl Client {
     /// The scheme rules of this client (see `scheme.rs`).
@@ -86,87 +84,18 @@ impl Client {
     }
 
     /// Sends one unary RPC to `endpoint` only, with the client's request timeout, token,
-    /// counters and wire log. A failure is returned as it is: no other member is tried.
-    pub(crate) async fn unary_at<Req, Resp, F, Fut>(
+    /// counters and wire log: the attempt loop of [`Client::unary`] held to one member. A
+    /// failure is returned as it is: no other member is tried.
+    pub(crate) async fn unary_at<Req: UnaryRequest>(
         &self,
         endpoint: &str,
         method: &'static str,
         request: Req,
-        call: F,
-    ) -> Result<Resp>
-    where
-        Req: prost::Message + Clone + std::fmt::Debug,
-        Resp: prost::Message + std::fmt::Debug,
-        F: Fn(GrpcChannel, tonic::Request<Req>) -> Fut,
-        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
-    {
-        let options = &self.inner.options;
-        let request_len = request.encoded_len();
-        options.check_request_size(method, request_len)?;
+    ) -> Result<Req::Response> {
         let (url, channel) = self.channel_to(endpoint)?;
-        let channel = GrpcChannel {
-            channel,
-            max_response_bytes: options.max_response_bytes,
-        };
-        let timeout = options.request_timeout;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut renewed = false;
-        let mut tap = CallTap::new(self.wire(), method, super::token::is_secret(method));
-        loop {
-            let token = self.token();
-            let mut req = self.request_with_token(request.clone(), token.as_ref());
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if let Some(remaining) = remaining {
-                req.set_timeout(remaining);
-            }
-            let c = &self.inner.counters;
-            c.unary_sent(request_len);
-            tap.attempt(|| url.clone(), &req);
-            let outcome = match remaining {
-                Some(left) => {
-                    match tokio::time::timeout(left, tap.capture(call(channel.clone(), req))).await
-                    {
-                        Ok(outcome) => outcome,
-                        Err(_) => Err(tonic::Status::deadline_exceeded("client-side deadline")),
-                    }
-                }
-                None => tap.capture(call(channel.clone(), req)).await,
-            };
-            tap.outcome(&outcome);
-            let status = match outcome {
-                Ok(response) => {
-                    let response = response.into_inner();
-                    c.unary_received(response.encoded_len());
-                    return Ok(response);
-                }
-                Err(status) => status,
-            };
-            if let Some(too_large) =
-                super::grpc::too_large(method, &status, options.max_response_bytes)
-            {
-                return Err(too_large);
-            }
-            let expired = deadline.is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d);
-            if expired
-                && matches!(
-                    status.code(),
-                    tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
-                )
-            {
-                return Err(Error::Timeout {
-                    method,
-                    after: timeout.unwrap_or_default(),
-                    last_error: None,
-                });
-            }
-            let error = Error::from_status(status);
-            if !renewed && method != super::token::AUTHENTICATE && self.token_may_help(&error) {
-                renewed = true;
-                tap.retry(&"the token was refused: authenticate again, then resend");
-                self.renew_token(token.as_ref(), deadline).await?;
-                continue;
-            }
-            return Err(error);
-        }
+        let timeout = self.inner.options.request_timeout;
+        let target = Target::Pinned(url, channel);
+        let answer = self.unary_encoded(method, target, timeout, encode(&request));
+        decode(answer.await?)
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The watch hub and the lock module's prefix-watch routers live as long as a client and are
 //! shared by its clones, but the client must not know their types (it is the ground floor, see
-//! `DESIGN.md` section 7). So the client keeps a small type map: each upper module stores one
+//! `ARCHITECTURE.md` section 1). So the client keeps a small type map: each upper module stores one
 //! value of a type it owns, created on first use, and finds it again by that type.
 
 use std::any::{Any, TypeId};

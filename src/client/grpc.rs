@@ -1,4 +1,5 @@
-//! The one way this crate opens a generated gRPC client, so every call site gets the same
+//! The one way this crate opens a generated gRPC client for a stream (unary calls go through
+//! `unary.rs`, which sets the same decode limit), so every call site gets the same
 //! message size limits (tonic's own default would refuse any answer over 4 MiB with a bare
 //! `OutOfRange` status, where etcd itself sends up to 2 GiB).
 //!
@@ -20,21 +21,8 @@ use crate::proto::etcdserverpb::watch_client::WatchClient;
 use crate::proto::v3electionpb::election_client::ElectionClient;
 use crate::proto::v3lockpb::lock_client::LockClient;
 
-/// The channel a unary call closure gets: the connection plus the response size limit its
-/// generated client must decode with (so no call site can forget it).
-#[derive(Debug, Clone)]
-pub(crate) struct GrpcChannel {
-    pub(crate) channel: Channel,
-    pub(crate) max_response_bytes: usize,
-}
-
 /// A generated client on a channel of ours, with the size limits every call site needs.
 pub(crate) trait Grpc: Sized {
-    /// For a unary RPC: decodes answers up to [`ClientOptions::max_response_bytes`]; tonic
-    /// refuses a bigger one from its length prefix, before buffering it, and the unary paths
-    /// turn that into [`Error::MessageTooLarge`](crate::Error::MessageTooLarge).
-    fn unary(channel: GrpcChannel) -> Self;
-
     /// For a stream: decodes messages up to [`ClientOptions::max_response_bytes`] and sends
     /// messages up to [`ClientOptions::max_request_bytes`]; a bigger one ends the stream.
     fn stream(channel: Channel, options: &ClientOptions) -> Self;
@@ -43,10 +31,6 @@ pub(crate) trait Grpc: Sized {
 macro_rules! grpc {
     ($($client:ident),* $(,)?) => {$(
         impl Grpc for $client<Channel> {
-            fn unary(channel: GrpcChannel) -> Self {
-                $client::new(channel.channel)
-                    .max_decoding_message_size(channel.max_response_bytes)
-            }
             fn stream(channel: Channel, options: &ClientOptions) -> Self {
                 $client::new(channel)
                     .max_decoding_message_size(options.max_response_bytes)

@@ -473,6 +473,7 @@ mod connect;
 mod endpoint;
 mod extensions;
 mod grpc;
+mod rpc;
 mod scheme;
 mod sync;
 pub(crate) mod token;
@@ -480,4 +481,4 @@ mod unary;
 
 pub use connect::ClientBuilder;
 pub(crate) use extensions::WeakClient;
-pub(crate) use grpc::{too_large, Grpc, GrpcChannel};
+pub(crate) use grpc::{too_large, Grpc};

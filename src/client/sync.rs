@@ -1,13 +1,11 @@
 //! Optional endpoint auto-sync: refresh the endpoint list from `Cluster/MemberList`.
 
-use super::Grpc;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::scheme::{self, Origin};
 use super::{Client, Inner, Member, Retry};
 use crate::proto::etcdserverpb as pb;
-use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 
 /// The RPC the endpoint list is read from (the same call as `Client::member_list`, sent here
 /// directly because the client sits below the `maintenance` module).
@@ -28,11 +26,7 @@ impl Client {
     /// for URLs that stay. Returns whether the list changed.
     pub(crate) async fn sync_endpoints(&self) -> crate::Result<bool> {
         let req = pb::MemberListRequest { linearizable: true };
-        let list = self
-            .unary(MEMBER_LIST, Retry::Idempotent, req, |ch, r| async move {
-                ClusterClient::unary(ch).member_list(r).await
-            })
-            .await?;
+        let list = self.unary(MEMBER_LIST, Retry::Idempotent, req).await?;
         // The scheme rules for advertised URLs: under TLS (configured, or in use by an
         // endpoint given as https://) every member is dialled with TLS, whatever it
         // advertises and however it spells it.

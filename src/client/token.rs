@@ -4,7 +4,6 @@
 //! This is the part of authentication the request path needs, so it lives in the client; the
 //! `Auth` service wrappers (users, roles, `AuthEnable`) are in [`crate::auth`], one floor up.
 
-use super::Grpc;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,6 @@ use tonic::metadata::AsciiMetadataValue;
 use super::{Client, Retry};
 use crate::error::{Error, EtcdErrorKind, Result};
 use crate::proto::etcdserverpb as pb;
-use crate::proto::etcdserverpb::auth_client::AuthClient;
 
 /// `Auth/Authenticate`: sent without a token, its request and answer carry secrets.
 pub(crate) const AUTHENTICATE: &str = "/etcdserverpb.Auth/Authenticate";
@@ -198,13 +196,7 @@ impl Client {
             password: password.to_string(),
         };
         let resp = self
-            .unary_timeout(
-                AUTHENTICATE,
-                Retry::Idempotent,
-                timeout,
-                req,
-                |ch, r| async move { AuthClient::unary(ch).authenticate(r).await },
-            )
+            .unary_timeout(AUTHENTICATE, Retry::Idempotent, timeout, req)
             .await?;
         AsciiMetadataValue::try_from(resp.token.as_str())
             .map_err(|_| Error::Protocol("Authenticate returned a token that is not ASCII".into()))

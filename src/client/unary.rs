@@ -1,85 +1,93 @@
 //! The one path every unary RPC takes: deadline, token, counting, wire log, failover.
+//!
+//! The typed shell ([`Client::unary`], [`Client::unary_timeout`], [`Client::unary_at`])
+//! encodes the request once and decodes the answer; everything between (the attempts, the
+//! deadline, token renewal, the wire tap, failover) runs over the encoded bytes in code that
+//! is not generic, so it exists once in a binary, however many request types a program sends.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use super::{Client, GrpcChannel, Retry};
+use prost::bytes::Bytes;
+use tonic::transport::Channel;
+
+use super::rpc::{RawCodec, UnaryRequest};
+use super::{Client, Retry};
 use crate::error::{Code, Error, EtcdErrorKind, Result};
 use crate::trace::RpcSpan;
 use crate::wire::CallTap;
 
+/// Where the attempts of one call go.
+#[derive(Debug)]
+pub(super) enum Target {
+    /// The current endpoint, moving on to the next one as the [`Retry`] rule allows.
+    Failover(Retry),
+    /// This endpoint only (its URL and channel): no failover, no retry, no require-leader
+    /// metadata (the calls aimed at one member ask about that member; see `endpoint.rs`).
+    Pinned(String, Channel),
+}
+
 impl Client {
     /// Sends one unary RPC with the client's request timeout, counting it, logging it to the
     /// wire log when one is attached, and failing over to the next endpoint when `retry` allows.
-    pub(crate) async fn unary<Req, Resp, F, Fut>(
+    pub(crate) async fn unary<Req: UnaryRequest>(
         &self,
         method: &'static str,
         retry: Retry,
         request: Req,
-        call: F,
-    ) -> Result<Resp>
-    where
-        Req: prost::Message + Clone + std::fmt::Debug,
-        Resp: prost::Message + std::fmt::Debug,
-        F: Fn(GrpcChannel, tonic::Request<Req>) -> Fut,
-        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
-    {
-        self.unary_timeout(
-            method,
-            retry,
-            self.inner.options.request_timeout,
-            request,
-            call,
-        )
-        .await
+    ) -> Result<Req::Response> {
+        let timeout = self.inner.options.request_timeout;
+        let answer = self.unary_encoded(method, Target::Failover(retry), timeout, encode(&request));
+        decode(answer.await?)
     }
 
     /// [`Client::unary`] with an explicit deadline (`None`: wait as long as the server takes).
-    /// With the `tracing` feature the call runs in an `rpc` span (see `crate::trace`).
-    ///
-    /// Not an `async fn`: without the feature it returns the attempts' future itself, so the
-    /// span costs no extra future layer.
-    pub(crate) fn unary_timeout<'a, Req, Resp, F, Fut>(
-        &'a self,
-        method: &'static str,
-        retry: Retry,
-        timeout: Option<Duration>,
-        request: Req,
-        call: F,
-    ) -> impl Future<Output = Result<Resp>> + 'a
-    where
-        Req: prost::Message + Clone + std::fmt::Debug + 'a,
-        Resp: prost::Message + std::fmt::Debug + 'a,
-        F: Fn(GrpcChannel, tonic::Request<Req>) -> Fut + 'a,
-        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>> + 'a,
-    {
-        crate::trace::rpc(method, move |span| {
-            self.unary_attempts(method, retry, timeout, request, call, span)
-        })
-    }
-
-    /// The attempts of one unary call, failing over between endpoints as `retry` allows.
-    async fn unary_attempts<Req, Resp, F, Fut>(
+    pub(crate) async fn unary_timeout<Req: UnaryRequest>(
         &self,
         method: &'static str,
         retry: Retry,
         timeout: Option<Duration>,
         request: Req,
-        call: F,
+    ) -> Result<Req::Response> {
+        let answer = self.unary_encoded(method, Target::Failover(retry), timeout, encode(&request));
+        decode(answer.await?)
+    }
+
+    /// One unary call of encoded `request`, giving the answer's bytes. With the `tracing`
+    /// feature it runs in an `rpc` span (see `crate::trace`).
+    ///
+    /// Boxed, and built here: the attempts' state machine is then compiled once, in this crate.
+    /// Returned unboxed, it was compiled again into every crate that awaits a call from generic
+    /// code (a user's program calling `Client::put` with its own key type), with the state
+    /// machines it awaits (`examples/size` held two copies of the attempt loop and of `send`).
+    /// The box also keeps the large attempts future out of every caller's future.
+    pub(super) fn unary_encoded(
+        &self,
+        method: &'static str,
+        target: Target,
+        timeout: Option<Duration>,
+        request: Bytes,
+    ) -> Pin<Box<dyn Future<Output = Result<Bytes>> + Send + '_>> {
+        Box::pin(crate::trace::rpc(method, move |span| {
+            self.unary_attempts(method, target, timeout, request, span)
+        }))
+    }
+
+    /// The attempts of one unary call, failing over between endpoints as `target` allows.
+    async fn unary_attempts(
+        &self,
+        method: &'static str,
+        target: Target,
+        timeout: Option<Duration>,
+        request: Bytes,
         span: RpcSpan,
-    ) -> Result<Resp>
-    where
-        Req: prost::Message + Clone + std::fmt::Debug,
-        Resp: prost::Message + std::fmt::Debug,
-        F: Fn(GrpcChannel, tonic::Request<Req>) -> Fut,
-        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
-    {
+    ) -> Result<Bytes> {
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
         let counters = &self.inner.counters;
-        let request_len = request.encoded_len();
         let options = &self.inner.options;
-        options.check_request_size(method, request_len)?;
+        options.check_request_size(method, request.len())?;
         let mut backoff = Duration::from_millis(25);
         let mut attempts = 0usize;
         let secret = super::token::is_secret(method);
@@ -87,137 +95,159 @@ impl Client {
         // The failure that sent us to the next endpoint: reported if the deadline comes first.
         let mut last_failure: Option<Error> = None;
         let mut tap = CallTap::new(self.wire(), method, secret);
+        let timed_out = |last_failure: &mut Option<Error>| Error::Timeout {
+            method,
+            after: timeout.unwrap_or_default(),
+            last_error: last_failure.take().map(Box::new),
+        };
         loop {
-            // A password never goes over a plaintext endpoint of a client with TLS settings.
-            let (index, channel) = if secret {
-                self.current_for_secret(method)?
-            } else {
-                self.current()
+            // `index`: the position in the endpoint list, for failover (`None` when pinned).
+            let (index, channel) = match &target {
+                Target::Pinned(_, channel) => (None, channel.clone()),
+                // A password never goes over a plaintext endpoint of a client with TLS settings.
+                Target::Failover(_) if secret => {
+                    let (index, channel) = self.current_for_secret(method)?;
+                    (Some(index), channel)
+                }
+                Target::Failover(_) => {
+                    let (index, channel) = self.current();
+                    (Some(index), channel)
+                }
             };
-            let channel = GrpcChannel {
-                channel,
-                max_response_bytes: options.max_response_bytes,
+            let url = || match (&target, index) {
+                (Target::Pinned(url, _), _) => url.clone(),
+                (_, index) => self.endpoint_url(index.unwrap_or_default()),
             };
             // Authenticate goes without a token: etcd checks a stale one even there.
             let token = (method != super::token::AUTHENTICATE)
                 .then(|| self.token())
                 .flatten();
             let mut req = self.request_with_token(request.clone(), token.as_ref());
-            if options.require_leader {
+            if options.require_leader && index.is_some() {
                 crate::support::require_leader(&mut req);
             }
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if let Some(remaining) = remaining {
                 if remaining.is_zero() {
-                    return Err(Error::Timeout {
-                        method,
-                        after: timeout.unwrap_or_default(),
-                        last_error: last_failure.take().map(Box::new),
-                    });
+                    return Err(timed_out(&mut last_failure));
                 }
                 req.set_timeout(remaining);
             }
-            tap.attempt(|| self.endpoint_url(index), &req);
-            counters.unary_sent(request_len);
+            tap.attempt(url, &req);
+            counters.unary_sent(request.len());
             attempts += 1;
-            span.attempt(attempts, || self.endpoint_url(index));
+            span.attempt(attempts, url);
+            let call = send(channel, options.max_response_bytes, method, req);
             let outcome = match remaining {
-                Some(remaining) => {
-                    match tokio::time::timeout(remaining, tap.capture(call(channel, req))).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => Err(tonic::Status::deadline_exceeded("client-side deadline")),
-                    }
-                }
-                None => tap.capture(call(channel, req)).await,
+                Some(remaining) => match tokio::time::timeout(remaining, call).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(tonic::Status::deadline_exceeded("client-side deadline")),
+                },
+                None => call.await,
             };
             tap.outcome(&outcome);
-            match outcome {
+            let status = match outcome {
                 Ok(response) => {
-                    // Decoded within `max_response_bytes` (see `GrpcChannel`).
-                    let response = response.into_inner();
-                    counters.unary_received(response.encoded_len());
+                    counters.unary_received(response.len());
                     return Ok(response);
                 }
-                Err(status) => {
-                    if let Some(too_large) =
-                        super::grpc::too_large(method, &status, options.max_response_bytes)
-                    {
-                        return Err(too_large);
-                    }
-                    // tonic enforces `grpc-timeout` itself and reports it as Cancelled.
-                    let expired =
-                        deadline.is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d);
-                    if expired
-                        && matches!(
-                            status.code(),
-                            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
-                        )
-                    {
-                        // The member may be stopped or cut off: later requests go elsewhere.
-                        self.fail_over(index);
-                        return Err(Error::Timeout {
-                            method,
-                            after: timeout.unwrap_or_default(),
-                            last_error: last_failure.take().map(Box::new),
-                        });
-                    }
-                    if status.code() == tonic::Code::DeadlineExceeded {
-                        if deadline.is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d)
-                        {
-                            self.fail_over(index);
-                            return Err(Error::Timeout {
-                                method,
-                                after: timeout.unwrap_or_default(),
-                                last_error: last_failure.take().map(Box::new),
-                            });
-                        }
-                        return Err(Error::from_status(status));
-                    }
-                    let error = Error::from_status(status);
-                    // An expired token: authenticate again and repeat the request, once.
-                    // Never for Authenticate itself (it sends no token: renewing would call
-                    // it again from inside the renewal), and never past our deadline.
-                    if !token_renewed
-                        && method != super::token::AUTHENTICATE
-                        && self.token_may_help(&error)
-                    {
-                        token_renewed = true;
-                        tap.retry(&"the token was refused: authenticate again, then resend");
-                        self.renew_token(token.as_ref(), deadline).await?;
-                        continue;
-                    }
-                    // Asked to require a leader: once every endpoint said it has none, say so
-                    // now rather than waiting for one until the deadline.
-                    let leaderless = options.require_leader
-                        && error.etcd_kind() == Some(EtcdErrorKind::NoLeader)
-                        && attempts >= self.members().len().max(1);
-                    if !should_retry(&error, retry) || attempts >= 16 || leaderless {
-                        // Not repeated (it may have been applied), but the next request should
-                        // not go to a member whose connection just broke.
-                        if member_failed(&error) {
-                            self.fail_over(index);
-                        }
-                        return Err(error);
-                    }
-                    tap.retry(&format_args!("{error}; resent to the next endpoint"));
-                    crate::trace::event!(INFO, "retry", method, attempt = attempts, endpoint = %self.endpoint_url(index), reason = %error);
+                Err(status) => status,
+            };
+            if let Some(too_large) =
+                super::grpc::too_large(method, &status, options.max_response_bytes)
+            {
+                return Err(too_large);
+            }
+            // tonic enforces `grpc-timeout` itself and reports it as Cancelled.
+            let expired = deadline.is_some_and(|d| Instant::now() + Duration::from_millis(1) >= d);
+            if expired
+                && matches!(
+                    status.code(),
+                    tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+                )
+            {
+                // The member may be stopped or cut off: later requests go elsewhere.
+                if let Some(index) = index {
                     self.fail_over(index);
-                    last_failure = Some(error);
-                    // Go through every endpoint once quickly; back off when all were tried.
-                    if attempts.is_multiple_of(self.members().len().max(1)) {
-                        let pause = match deadline {
-                            Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
-                            None => backoff,
-                        };
-                        tokio::time::sleep(pause).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(500));
-                    }
                 }
+                return Err(timed_out(&mut last_failure));
+            }
+            if status.code() == tonic::Code::DeadlineExceeded {
+                return Err(Error::from_status(status));
+            }
+            let error = Error::from_status(status);
+            // An expired token: authenticate again and repeat the request, once.
+            // Never for Authenticate itself (it sends no token: renewing would call
+            // it again from inside the renewal), and never past our deadline.
+            if !token_renewed && method != super::token::AUTHENTICATE && self.token_may_help(&error)
+            {
+                token_renewed = true;
+                tap.retry(&"the token was refused: authenticate again, then resend");
+                self.renew_token(token.as_ref(), deadline).await?;
+                continue;
+            }
+            let (Target::Failover(retry), Some(index)) = (&target, index) else {
+                // Pinned: the answer is about that member, whatever it is.
+                return Err(error);
+            };
+            // Asked to require a leader: once every endpoint said it has none, say so
+            // now rather than waiting for one until the deadline.
+            let leaderless = options.require_leader
+                && error.etcd_kind() == Some(EtcdErrorKind::NoLeader)
+                && attempts >= self.members().len().max(1);
+            if !should_retry(&error, *retry) || attempts >= 16 || leaderless {
+                // Not repeated (it may have been applied), but the next request should
+                // not go to a member whose connection just broke.
+                if member_failed(&error) {
+                    self.fail_over(index);
+                }
+                return Err(error);
+            }
+            tap.retry(&format_args!("{error}; resent to the next endpoint"));
+            crate::trace::event!(INFO, "retry", method, attempt = attempts, endpoint = %self.endpoint_url(index), reason = %error);
+            self.fail_over(index);
+            last_failure = Some(error);
+            // Go through every endpoint once quickly; back off when all were tried.
+            if attempts.is_multiple_of(self.members().len().max(1)) {
+                let pause = match deadline {
+                    Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
+                    None => backoff,
+                };
+                tokio::time::sleep(pause).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
             }
         }
     }
 }
 
+/// The request's bytes, encoded once for every attempt and the wire log.
+pub(super) fn encode(request: &impl prost::Message) -> Bytes {
+    Bytes::from(request.encode_to_vec())
+}
+
+/// The answer decoded from `bytes`; a message that does not decode is an `Internal` status,
+/// as tonic's own prost codec reports it.
+pub(super) fn decode<T: prost::Message + Default>(bytes: Bytes) -> Result<T> {
+    T::decode(bytes).map_err(|e| Error::from_status(tonic::Status::internal(e.to_string())))
+}
+
+/// One attempt on `channel`: the HTTP/2 request for `method` with `request`'s bytes, decoding
+/// answers up to `max_response_bytes` (tonic refuses a bigger one from its length prefix,
+/// before buffering it; see `grpc.rs`).
+pub(super) async fn send(
+    channel: Channel,
+    max_response_bytes: usize,
+    method: &'static str,
+    request: tonic::Request<Bytes>,
+) -> std::result::Result<Bytes, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(max_response_bytes);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+    let response = grpc.unary(request, path, RawCodec).await?;
+    Ok(response.into_inner())
+}
 /// True when the error says the member (or the connection to it) failed, not the request.
 fn member_failed(error: &Error) -> bool {
     match error {

@@ -120,7 +120,13 @@ impl<E: Elector + Clone + 'static> DynElector for E {
 }
 
 impl Elector for dyn DynElector {
-    async fn campaign(&self, session: &Session, name: &[u8], value: &[u8]) -> Result<Leadership> {
+    async fn campaign(
+        &self,
+        session: &Session,
+        name: impl AsRef<[u8]> + Send,
+        value: &[u8],
+    ) -> Result<Leadership> {
+        let name = name.as_ref();
         // `async`: the future captures each borrow on its own; the boxed future alone would
         // need one lifetime shared by all of them.
         self.campaign_boxed(session, name, value).await
@@ -134,11 +140,17 @@ impl Elector for dyn DynElector {
         self.resign_boxed(leadership)
     }
 
-    async fn leader(&self, client: &Client, name: &[u8]) -> Result<Option<LeaderInfo>> {
+    async fn leader(
+        &self,
+        client: &Client,
+        name: impl AsRef<[u8]> + Send,
+    ) -> Result<Option<LeaderInfo>> {
+        let name = name.as_ref();
         self.leader_boxed(client, name).await
     }
 
-    async fn observe(&self, client: &Client, name: &[u8]) -> Result<Observer> {
+    async fn observe(&self, client: &Client, name: impl AsRef<[u8]> + Send) -> Result<Observer> {
+        let name = name.as_ref();
         self.observe_boxed(client, name).await
     }
 
@@ -170,7 +182,7 @@ macro_rules! forward_elector {
             fn campaign(
                 &self,
                 session: &Session,
-                name: &[u8],
+                name: impl AsRef<[u8]> + Send,
                 value: &[u8],
             ) -> impl Future<Output = Result<Leadership>> + Send {
                 (**self).campaign(session, name, value)
@@ -191,7 +203,7 @@ macro_rules! forward_elector {
             fn leader(
                 &self,
                 client: &Client,
-                name: &[u8],
+                name: impl AsRef<[u8]> + Send,
             ) -> impl Future<Output = Result<Option<LeaderInfo>>> + Send {
                 (**self).leader(client, name)
             }
@@ -199,7 +211,7 @@ macro_rules! forward_elector {
             fn observe(
                 &self,
                 client: &Client,
-                name: &[u8],
+                name: impl AsRef<[u8]> + Send,
             ) -> impl Future<Output = Result<Observer>> + Send {
                 (**self).observe(client, name)
             }

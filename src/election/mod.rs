@@ -109,7 +109,8 @@ impl From<KeyValue> for LeaderInfo {
 /// A way to run leader elections.
 ///
 /// Both implementations use the same keys, so candidates of either flavour (and Go's
-/// `concurrency.Election`, `etcdctl elect`) line up in one queue per name.
+/// `concurrency.Election`, `etcdctl elect`) line up in one queue per name. Names are bytes:
+/// anything that is `AsRef<[u8]>` (`&str`, `String`, `b"..."`, `Vec<u8>`).
 pub trait Elector: Send + Sync {
     /// Becomes a candidate in election `name` with `value`, and waits until `session` leads.
     /// Wrap the future in a timeout to bound the wait; dropping it removes the candidate key.
@@ -119,7 +120,7 @@ pub trait Elector: Send + Sync {
     fn campaign(
         &self,
         session: &Session,
-        name: &[u8],
+        name: impl AsRef<[u8]> + Send,
         value: &[u8],
     ) -> impl Future<Output = Result<Leadership>> + Send;
 
@@ -141,7 +142,7 @@ pub trait Elector: Send + Sync {
     fn leader(
         &self,
         client: &Client,
-        name: &[u8],
+        name: impl AsRef<[u8]> + Send,
     ) -> impl Future<Output = Result<Option<LeaderInfo>>> + Send;
 
     /// Follows election `name`: the returned [`Observer`] yields the current leader (if any),
@@ -150,7 +151,7 @@ pub trait Elector: Send + Sync {
     fn observe(
         &self,
         client: &Client,
-        name: &[u8],
+        name: impl AsRef<[u8]> + Send,
     ) -> impl Future<Output = Result<Observer>> + Send;
 
     /// A short name of the implementation (`recipe` or `service`), for reports.

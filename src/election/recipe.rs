@@ -153,7 +153,13 @@ impl Elector for RecipeElection {
     /// prefix watch (one `WatchCreateRequest` the first time) for the predecessor's DELETE and
     /// re-checks with one `KV/Txn` per wake-up. A dropped campaign deletes its key (a
     /// conditional `KV/Txn` in the background).
-    async fn campaign(&self, session: &Session, name: &[u8], value: &[u8]) -> Result<Leadership> {
+    async fn campaign(
+        &self,
+        session: &Session,
+        name: impl AsRef<[u8]> + Send,
+        value: &[u8],
+    ) -> Result<Leadership> {
+        let name = name.as_ref();
         let prefix = prefix_for(name)?;
         check_value(value)?;
         let claim = session.claim(name).await?;
@@ -234,7 +240,12 @@ impl Elector for RecipeElection {
     }
 
     /// `KV/Range(NAME/, sort by create revision ascending, limit 1)`.
-    async fn leader(&self, client: &Client, name: &[u8]) -> Result<Option<LeaderInfo>> {
+    async fn leader(
+        &self,
+        client: &Client,
+        name: impl AsRef<[u8]> + Send,
+    ) -> Result<Option<LeaderInfo>> {
+        let name = name.as_ref();
         let prefix = prefix_for(name)?;
         let response = client.get_with(prefix, first_created()).await?;
         Ok(response.into_inner().kvs.into_iter().next().map(Into::into))
@@ -246,7 +257,8 @@ impl Elector for RecipeElection {
     /// even through a member that is behind). Later, one `KV/Range` at the DELETE's revision each time the leader key is deleted, to
     /// find the next leader exactly as it was then. A broken watch is reopened from the last
     /// revision seen; a compacted one falls back to reading the current leader.
-    async fn observe(&self, client: &Client, name: &[u8]) -> Result<Observer> {
+    async fn observe(&self, client: &Client, name: impl AsRef<[u8]> + Send) -> Result<Observer> {
+        let name = name.as_ref();
         let prefix = prefix_for(name)?;
         observe::recipe(client.clone(), prefix).await
     }

@@ -131,9 +131,7 @@ pub(crate) async fn proclaim(client: &Client, leader: pb::LeaderKey, value: Vec<
         value,
     };
     client
-        .unary(PROCLAIM, Retry::NotSent, req, |ch, r| async move {
-            ElectionClient::unary(ch).proclaim(r).await
-        })
+        .unary(PROCLAIM, Retry::NotSent, req)
         .await
         .map(|_| ())
 }
@@ -143,12 +141,7 @@ pub(crate) async fn resign(client: &Client, leader: pb::LeaderKey) -> Result<()>
     let req = pb::ResignRequest {
         leader: Some(namespace::leader_key_in(client.namespace(), leader)),
     };
-    client
-        .unary(RESIGN, Retry::NotSent, req, |ch, r| async move {
-            ElectionClient::unary(ch).resign(r).await
-        })
-        .await
-        .map(|_| ())
+    client.unary(RESIGN, Retry::NotSent, req).await.map(|_| ())
 }
 
 impl Elector for ServiceElection {
@@ -158,7 +151,13 @@ impl Elector for ServiceElection {
     /// a lease that expired meanwhile would otherwise go unnoticed). A dropped call is cancelled
     /// on the server, which then deletes the candidate key; the key is also deleted from here
     /// (a `KV/Txn` in the background) in case the server had already elected it.
-    async fn campaign(&self, session: &Session, name: &[u8], value: &[u8]) -> Result<Leadership> {
+    async fn campaign(
+        &self,
+        session: &Session,
+        name: impl AsRef<[u8]> + Send,
+        value: &[u8],
+    ) -> Result<Leadership> {
+        let name = name.as_ref();
         let prefix = prefix_for(name)?;
         check_value(value)?;
         let claim = session.claim(name).await?;
@@ -172,9 +171,7 @@ impl Elector for ServiceElection {
             lease: session.lease(),
             value: value.to_vec(),
         };
-        let call = client.unary_timeout(CAMPAIGN, Retry::NotSent, None, req, |ch, r| async move {
-            ElectionClient::unary(ch).campaign(r).await
-        });
+        let call = client.unary_timeout(CAMPAIGN, Retry::NotSent, None, req);
         let lost = session.lost();
         let response = tokio::select! {
             r = call => r,
@@ -215,16 +212,17 @@ impl Elector for ServiceElection {
     }
 
     /// `Election/Leader{name}`; etcd's "election: no leader" answer becomes `Ok(None)`.
-    async fn leader(&self, client: &Client, name: &[u8]) -> Result<Option<LeaderInfo>> {
+    async fn leader(
+        &self,
+        client: &Client,
+        name: impl AsRef<[u8]> + Send,
+    ) -> Result<Option<LeaderInfo>> {
+        let name = name.as_ref();
         prefix_for(name)?;
         let req = pb::LeaderRequest {
             name: namespace::election_name(client.namespace(), name.to_vec()),
         };
-        let response = client
-            .unary(LEADER, Retry::Idempotent, req, |ch, r| async move {
-                ElectionClient::unary(ch).leader(r).await
-            })
-            .await;
+        let response = client.unary(LEADER, Retry::Idempotent, req).await;
         match response {
             Ok(r) => {
                 Ok(r.kv.map(|kv| namespace::leader_kv(client.namespace(), kv).into()))
@@ -238,7 +236,8 @@ impl Elector for ServiceElection {
     /// first read (etcd sends nothing, not even headers, until there is a leader). etcd sends
     /// the current leader, then every write to the leader key and each next leader; repeats
     /// of the same state are dropped. The stream ends with an error if the call breaks.
-    async fn observe(&self, client: &Client, name: &[u8]) -> Result<Observer> {
+    async fn observe(&self, client: &Client, name: impl AsRef<[u8]> + Send) -> Result<Observer> {
+        let name = name.as_ref();
         prefix_for(name)?;
         Ok(Observer::new(
             name.to_vec(),

@@ -39,14 +39,27 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// let session = Session::new(&client).await?;
 /// // e.g. from a configuration file: "recipe" or "service"
 /// let locker: Box<dyn DynLocker> = lock::locker_for("service")?;
-/// let guard = locker.lock(&session, b"jobs/nightly").await?;
+/// let guard = locker.lock(&session, "jobs/nightly").await?;
 /// locker.unlock(guard).await?;
+/// // Once, without waiting: `Error::Locked` when someone else holds it.
+/// match locker.try_lock(&session, "jobs/nightly").await {
+///     Ok(guard) => guard.unlock().await?,
+///     Err(etcd_lock::Error::Locked { .. }) => println!("busy"),
+///     Err(e) => return Err(e),
+/// }
 /// # Ok(()) }
 /// ```
 pub trait DynLocker: Send + Sync {
     /// [`Locker::lock`], boxed: the wrapped flavour's RPCs (`KV/Txn` and a prefix watch for
     /// the recipe, `Lock/Lock` for the service).
     fn lock_boxed<'a>(
+        &'a self,
+        session: &'a Session,
+        name: &'a [u8],
+    ) -> BoxFuture<'a, Result<LockGuard>>;
+
+    /// [`Locker::try_lock`], boxed: two `KV/Txn`s at most, for both flavours (see there).
+    fn try_lock_boxed<'a>(
         &'a self,
         session: &'a Session,
         name: &'a [u8],
@@ -71,6 +84,14 @@ impl<L: Locker + Clone + 'static> DynLocker for L {
         Box::pin(Locker::lock(self, session, name))
     }
 
+    fn try_lock_boxed<'a>(
+        &'a self,
+        session: &'a Session,
+        name: &'a [u8],
+    ) -> BoxFuture<'a, Result<LockGuard>> {
+        Box::pin(Locker::try_lock(self, session, name))
+    }
+
     fn unlock_boxed(&self, guard: LockGuard) -> BoxFuture<'_, Result<()>> {
         Box::pin(Locker::unlock(self, guard))
     }
@@ -86,10 +107,19 @@ impl<L: Locker + Clone + 'static> DynLocker for L {
 
 impl Locker for dyn DynLocker {
     /// The wrapped flavour's [`Locker::lock`].
-    async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
+    async fn lock(&self, session: &Session, name: impl AsRef<[u8]> + Send) -> Result<LockGuard> {
         // `async`: the future captures each borrow on its own; the boxed future alone would
         // need one lifetime shared by all of them.
-        self.lock_boxed(session, name).await
+        self.lock_boxed(session, name.as_ref()).await
+    }
+
+    /// The wrapped flavour's [`Locker::try_lock`].
+    async fn try_lock(
+        &self,
+        session: &Session,
+        name: impl AsRef<[u8]> + Send,
+    ) -> Result<LockGuard> {
+        self.try_lock_boxed(session, name.as_ref()).await
     }
 
     /// The wrapped flavour's [`Locker::unlock`].
@@ -126,9 +156,26 @@ macro_rules! forward_locker {
             fn lock(
                 &self,
                 session: &Session,
-                name: &[u8],
+                name: impl AsRef<[u8]> + Send,
             ) -> impl Future<Output = Result<LockGuard>> + Send {
                 (**self).lock(session, name)
+            }
+
+            fn try_lock(
+                &self,
+                session: &Session,
+                name: impl AsRef<[u8]> + Send,
+            ) -> impl Future<Output = Result<LockGuard>> + Send {
+                (**self).try_lock(session, name)
+            }
+
+            fn lock_timeout(
+                &self,
+                session: &Session,
+                name: impl AsRef<[u8]> + Send,
+                timeout: std::time::Duration,
+            ) -> impl Future<Output = Result<LockGuard>> + Send {
+                (**self).lock_timeout(session, name, timeout)
             }
 
             fn unlock(&self, guard: LockGuard) -> impl Future<Output = Result<()>> + Send {

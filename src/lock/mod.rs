@@ -21,10 +21,10 @@
 //! let client = Client::connect(["127.0.0.1:2379"]).await?;
 //! let session = Session::new(&client).await?;
 //! let locker = RecipeLock::new();
-//! // Timeouts come from wrapping the future; a dropped wait leaves no key behind.
-//! let guard = tokio::time::timeout(Duration::from_secs(15), locker.lock(&session, b"/com/lock/hello-boy"))
-//!     .await
-//!     .map_err(|_| etcd_lock::Error::Locked { name: "/com/lock/hello-boy".into() })??;
+//! // At most 15 s: then `Error::LockTimeout`, and the waiter's key is removed.
+//! let guard = locker
+//!     .lock_timeout(&session, "/com/lock/hello-boy", Duration::from_secs(15))
+//!     .await?;
 //! println!("holding {} with fencing token {}", guard.key_str(), guard.fencing_token());
 //! guard.unlock().await?;
 //! # Ok(()) }
@@ -46,6 +46,7 @@ pub use recipe::RecipeLock;
 pub use service::ServiceLock;
 
 use std::future::Future;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -98,14 +99,55 @@ pub fn stats(client: &crate::Client) -> LockStats {
 pub const MAX_NAME_LEN: usize = 32 * 1024;
 
 /// A way to take a named lock for a session.
+///
+/// Names are bytes: anything that is `AsRef<[u8]>` (`&str`, `String`, `b"..."`, `Vec<u8>`).
 pub trait Locker: Send + Sync {
-    /// Waits until `session` holds lock `name` and returns its guard. Wrap the future in a
-    /// timeout to bound the wait; dropping it removes the waiter's key.
+    /// Waits until `session` holds lock `name` and returns its guard. The wait has no bound of
+    /// its own: use [`Locker::lock_timeout`] for one, or drop the future (dropping it removes
+    /// the waiter's key).
     fn lock(
         &self,
         session: &Session,
-        name: &[u8],
+        name: impl AsRef<[u8]> + Send,
     ) -> impl Future<Output = Result<LockGuard>> + Send;
+
+    /// Takes lock `name` only if it is free right now, without waiting: [`Error::Locked`] when
+    /// another session's key is older than ours. Both flavours send the same requests, one
+    /// `KV/Txn` that puts this session's key `NAME/<lease hex>` and reads the oldest key under
+    /// `NAME/`, then, when ours is not the oldest, one `KV/Txn If create_revision(key) == token
+    /// Then DeleteRange(key)` that removes it again. etcd's `Lock` service has no "try" call
+    /// (a `Lock/Lock` with a short deadline is a wait that was cancelled, not a try), so the
+    /// service flavour tries with these KV requests; they work on the service's keys because
+    /// the server runs the same recipe on the same key layout.
+    fn try_lock(
+        &self,
+        session: &Session,
+        name: impl AsRef<[u8]> + Send,
+    ) -> impl Future<Output = Result<LockGuard>> + Send;
+
+    /// [`Locker::lock`], bounded: waits at most `timeout` and then fails with
+    /// [`Error::LockTimeout`] (for which [`Error::is_timeout`] is true). The waiter's key is
+    /// then removed as for a dropped [`Locker::lock`] (in the background, by a delete
+    /// conditional on its create revision, while the session keeps this name claimed so a new
+    /// `lock` of it waits for that delete).
+    fn lock_timeout(
+        &self,
+        session: &Session,
+        name: impl AsRef<[u8]> + Send,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<LockGuard>> + Send {
+        let shown = String::from_utf8_lossy(name.as_ref()).into_owned();
+        let wait = self.lock(session, name);
+        async move {
+            match tokio::time::timeout(timeout, wait).await {
+                Ok(taken) => taken,
+                Err(_) => Err(Error::LockTimeout {
+                    name: shown,
+                    after: timeout,
+                }),
+            }
+        }
+    }
 
     /// Releases a lock taken with [`Locker::lock`]. Same as [`LockGuard::unlock`].
     fn unlock(&self, guard: LockGuard) -> impl Future<Output = Result<()>> + Send {

@@ -9,12 +9,12 @@
 //!   listed key was deleted after `H`. The watch reports those DELETEs in revision order,
 //!   together with any DELETE of our own key, so no RPC is needed to confirm our key either.
 //! * Slow path (watch opened later, adopted key, more keys than listed, watch restarted): wait
-//!   for the predecessor only, then one `KV/Txn` re-checks —
-//!   `If create_revision(myKey) == myRev Then Range(prefix, max_create_revision = myRev-1,
-//!   sort create desc, limit 1)` — confirming our key and finding the next predecessor.
+//!   for the predecessor only, then one `KV/Range` re-checks —
+//!   `Range(prefix, max_create_revision = myRev, sort create desc, limit 2, keys only)` —
+//!   confirming our key (the newest of the two) and finding the next predecessor.
 //! * Far path (more than [`NEAR_KEYS`] keys ahead, and no other join of the name in progress
 //!   on this client): watch only the predecessor's key from the txn's revision + 1, then one
-//!   re-check `KV/Txn`. It spares etcd and every client the work of delivering each DELETE to
+//!   re-check `KV/Range`. It spares etcd and every client the work of delivering each DELETE to
 //!   every contender when hundreds of processes queue for one name.
 
 use std::sync::Arc;
@@ -189,7 +189,7 @@ impl Place<'_> {
     /// costs etcd and each client work per handoff in proportion to the queue. It watches only
     /// its predecessor's key from the txn's revision + 1 (so nothing is missed; etcd may take
     /// up to 100 ms to catch such a watch up, far less than the wait for that many handoffs),
-    /// then one re-check `KV/Txn` tells whether its turn came. Many waiters of one process
+    /// then one re-check `KV/Range` tells whether its turn came. Many waiters of one process
     /// share the client's watch instead: there each DELETE reaches the client once.
     pub(crate) async fn wait_turn(
         &self,
@@ -414,30 +414,44 @@ impl Place<'_> {
         }
     }
 
-    /// One `KV/Txn`: confirms our key is still ours and finds the predecessor.
+    /// One `KV/Range`: confirms our key is still ours and finds the predecessor —
+    /// `Range(prefix, max_create_revision = myRev, sort create desc, limit 2, keys only)`. The
+    /// newest key created at or before `myRev` is ours exactly when ours still exists (create
+    /// revisions are unique), and the one after it is the predecessor. One read at one
+    /// revision, like the `If create_revision(myKey) == myRev Then Range(..)` txn it replaces,
+    /// but never a `KV/Txn`: etcd 3.5.0-3.5.4 panic when a read-only txn's context ends while
+    /// the member applies it (etcd issue 14110), which a slow member and any client deadline or
+    /// cancellation can bring about. A `KV/Range` that ends that way only fails.
     async fn recheck(&self) -> Result<Recheck> {
-        let predecessor = GetOptions::new()
+        let mine_and_predecessor = GetOptions::new()
             .with_prefix()
-            .with_max_create_revision(self.my_rev - 1)
+            .with_max_create_revision(self.my_rev)
             .with_sort(SortTarget::Create, SortOrder::Descend)
-            .with_limit(1)
+            .with_limit(2)
             .with_keys_only();
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                self.key.to_vec(),
-                CompareOp::Equal,
-                self.my_rev,
-            )])
-            .and_then([TxnOp::get(self.prefix.to_vec(), predecessor)]);
-        let response = self.session.client().txn(txn).await?;
-        if !response.succeeded() {
-            return Ok(Recheck::KeyGone);
-        }
-        let revision = response.revision();
-        Ok(match range_kvs(&response, 0).first() {
-            None => Recheck::Ours,
-            Some(kv) => Recheck::Behind((kv.key.clone(), revision)),
-        })
+        let response = self
+            .session
+            .client()
+            .get_with(self.prefix.to_vec(), mine_and_predecessor)
+            .await?;
+        Ok(read_place(
+            response.kvs(),
+            self.key,
+            self.my_rev,
+            response.revision(),
+        ))
+    }
+}
+
+/// What a re-check's Range (see `Queue::recheck`) says of our place: `kvs` are the newest keys
+/// created at or before `my_rev`, newest first, read at `revision`.
+fn read_place(kvs: &[KeyValue], key: &[u8], my_rev: i64, revision: i64) -> Recheck {
+    match kvs {
+        [mine, rest @ ..] if mine.create_revision == my_rev && mine.key == key => match rest {
+            [] => Recheck::Ours,
+            [predecessor, ..] => Recheck::Behind((predecessor.key.clone(), revision)),
+        },
+        _ => Recheck::KeyGone,
     }
 }
 
@@ -460,7 +474,7 @@ enum Far {
     SessionLost,
 }
 
-/// The first pause before a waiter re-checks its place with a linearizable `KV/Txn` although
+/// The first pause before a waiter re-checks its place with a linearizable `KV/Range` although
 /// no event woke it; each later pause doubles, up to [`RECHECK_LONGEST`]. A waiter on the
 /// client's prefix watch skips the read while the watch reported a DELETE within the last
 /// `RECHECK_FIRST` (the queue moves, so its events are flowing); a far waiter, alone on its
@@ -506,4 +520,41 @@ enum Recheck {
     KeyGone,
     /// The predecessor's key and the revision it was read at.
     Behind((Vec<u8>, i64)),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, create_revision: i64) -> KeyValue {
+        KeyValue {
+            key: key.as_bytes().to_vec(),
+            create_revision,
+            ..KeyValue::default()
+        }
+    }
+
+    fn place(kvs: &[KeyValue]) -> String {
+        match read_place(kvs, b"n/b", 20, 31) {
+            Recheck::Ours => "ours".into(),
+            Recheck::KeyGone => "gone".into(),
+            Recheck::Behind((key, at)) => {
+                format!("behind {} at {at}", String::from_utf8_lossy(&key))
+            }
+        }
+    }
+
+    #[test]
+    fn a_recheck_reads_our_key_then_the_predecessor() {
+        assert_eq!(place(&[kv("n/b", 20)]), "ours");
+        assert_eq!(place(&[kv("n/b", 20), kv("n/a", 12)]), "behind n/a at 31");
+        // Ours is gone: the newest key at or before our revision is someone older.
+        assert_eq!(place(&[kv("n/a", 12)]), "gone");
+        assert_eq!(place(&[]), "gone");
+        // Our key name, created again later, is not the key this wait joined with (the Range
+        // leaves it out by its create revision; a wrong answer must still not pass as ours).
+        assert_eq!(place(&[kv("n/b", 25), kv("n/a", 12)]), "gone");
+        // Another key at our revision cannot exist; if a server said so, it is not ours.
+        assert_eq!(place(&[kv("n/c", 20)]), "gone");
+    }
 }

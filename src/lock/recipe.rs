@@ -37,28 +37,32 @@ impl RecipeLock {
     pub fn new() -> Self {
         RecipeLock
     }
+}
 
-    /// Takes the lock only if it is free right now: one `KV/Txn` (as in [`Locker::lock`]); when
-    /// another key is older, one more `KV/Txn If create_revision(key) == token Then
-    /// DeleteRange(key)` removes ours again and the result is [`Error::Locked`].
-    pub async fn try_lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
-        let attempt = Attempt::start(session, name, true).await?;
-        if attempt.owner_rev == attempt.my_rev {
-            return Ok(attempt.into_guard());
-        }
-        let Attempt {
-            owned, key, my_rev, ..
-        } = attempt;
-        // On failure (or a dropped future) `owned` deletes the key in the background, by the
-        // same conditional delete.
-        if let Some(revision) = delete_if_created_at(session.client(), key, my_rev).await? {
-            owned.absent_at(revision);
-        }
-        owned.gone();
-        Err(Error::Locked {
-            name: String::from_utf8_lossy(name).into_owned(),
-        })
+/// [`Locker::try_lock`] for both flavours: one `KV/Txn` (the recipe's join, as in
+/// [`Locker::lock`]); when another key is older, one more `KV/Txn If create_revision(key) ==
+/// token Then DeleteRange(key)` removes ours again and the result is [`Error::Locked`].
+pub(super) async fn try_lock(
+    session: &Session,
+    name: &[u8],
+    flavour: Flavour,
+) -> Result<LockGuard> {
+    let attempt = Attempt::start(session, name, true).await?;
+    if attempt.owner_rev == attempt.my_rev {
+        return Ok(attempt.into_guard(flavour));
     }
+    let Attempt {
+        owned, key, my_rev, ..
+    } = attempt;
+    // On failure (or a dropped future) `owned` deletes the key in the background, by the
+    // same conditional delete.
+    if let Some(revision) = delete_if_created_at(session.client(), key, my_rev).await? {
+        owned.absent_at(revision);
+    }
+    owned.gone();
+    Err(Error::Locked {
+        name: String::from_utf8_lossy(name).into_owned(),
+    })
 }
 
 /// The state of one acquisition after its first round trip.
@@ -123,13 +127,13 @@ impl Attempt {
         })
     }
 
-    fn into_guard(self) -> LockGuard {
+    fn into_guard(self, flavour: Flavour) -> LockGuard {
         LockGuard::new(
             self.name,
             self.key,
             self.my_rev,
             self.session,
-            Flavour::Recipe,
+            flavour,
             self.owned,
         )
     }
@@ -138,7 +142,8 @@ impl Attempt {
 impl Locker for RecipeLock {
     /// Takes the lock with the recipe: one `KV/Txn` when free; otherwise waits on the client's
     /// prefix watch for the older keys' DELETEs (see `lock::queue`).
-    async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
+    async fn lock(&self, session: &Session, name: impl AsRef<[u8]> + Send) -> Result<LockGuard> {
+        let name = name.as_ref();
         let prefix = prefix_for(name)?;
         let client = session.client();
         // Before the txn: only a watch already open then has seen every later DELETE.
@@ -147,7 +152,7 @@ impl Locker for RecipeLock {
             .await;
         let mut attempt = Attempt::start(session, name, joining.alone()).await?;
         if attempt.owner_rev == attempt.my_rev {
-            return Ok(attempt.into_guard());
+            return Ok(attempt.into_guard(Flavour::Recipe));
         }
         let place = Place {
             session,
@@ -164,7 +169,7 @@ impl Locker for RecipeLock {
             )
             .await?
         {
-            Turn::Ours => Ok(attempt.into_guard()),
+            Turn::Ours => Ok(attempt.into_guard(Flavour::Recipe)),
             Turn::SessionLost => Err(session.lost_error()),
             Turn::KeyGone => {
                 let Attempt { owned, key, .. } = attempt;
@@ -172,6 +177,16 @@ impl Locker for RecipeLock {
                 Err(key_gone_error(session, &key).await)
             }
         }
+    }
+
+    /// One `KV/Txn`, and one more to remove our key when the lock is held: see
+    /// [`Locker::try_lock`].
+    async fn try_lock(
+        &self,
+        session: &Session,
+        name: impl AsRef<[u8]> + Send,
+    ) -> Result<LockGuard> {
+        try_lock(session, name.as_ref(), Flavour::Recipe).await
     }
 
     fn flavour(&self) -> &'static str {

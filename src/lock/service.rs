@@ -55,12 +55,11 @@
 //! at the same moment are unaffected. The recipe waits on the caller's own client and token,
 //! so each user waits under its own permissions. `tests/auth.rs` pins this on both versions.
 
-use crate::client::{Grpc, Retry};
+use crate::client::Retry;
 use crate::error::Result;
 use crate::kv::GetOptions;
 use crate::namespace;
 use crate::proto::v3lockpb as pb;
-use crate::proto::v3lockpb::lock_client::LockClient;
 use crate::session::Session;
 
 use super::guard::{Flavour, LockGuard};
@@ -87,7 +86,8 @@ impl Locker for ServiceLock {
     /// deletes its waiter key; the key is also deleted from here in case the server had already
     /// granted it: one `KV/Range(key)` reads its create revision, then `KV/Txn If
     /// create_revision(key) == that Then DeleteRange(key)`.
-    async fn lock(&self, session: &Session, name: &[u8]) -> Result<LockGuard> {
+    async fn lock(&self, session: &Session, name: impl AsRef<[u8]> + Send) -> Result<LockGuard> {
+        let name = name.as_ref();
         let prefix = prefix_for(name)?;
         let claim = session.claim(name).await?;
         if session.is_lost() {
@@ -101,9 +101,7 @@ impl Locker for ServiceLock {
         };
         let req = namespace::lock_request(client.namespace(), req);
         let mut owned = OwnedKey::new(key_for(&prefix, session.lease()), claim);
-        let call = client.unary_timeout(LOCK, Retry::NotSent, None, req, |ch, r| async move {
-            LockClient::unary(ch).lock(r).await
-        });
+        let call = client.unary_timeout(LOCK, Retry::NotSent, None, req);
         let lost = session.lost();
         let response = tokio::select! {
             r = call => r,
@@ -143,6 +141,22 @@ impl Locker for ServiceLock {
             Flavour::Service,
             owned,
         ))
+    }
+
+    /// Not a `Lock/Lock` call: etcd's `Lock` service has no try, and a `Lock/Lock` cancelled
+    /// after a short deadline is a wait that was abandoned, whose cleanup is the server's plain
+    /// delete (see the module docs). Instead the recipe's try, on the same key layout the
+    /// server uses: one `KV/Txn` that puts `NAME/<lease hex>` and reads the oldest key, and,
+    /// when the lock is held elsewhere, one conditional `KV/Txn` delete of our key, then
+    /// [`crate::Error::Locked`]. A lock taken this way excludes the service's waiters exactly
+    /// as one taken with `Lock/Lock` does (the server waits for older keys under `NAME/`), and
+    /// its guard releases the same way.
+    async fn try_lock(
+        &self,
+        session: &Session,
+        name: impl AsRef<[u8]> + Send,
+    ) -> Result<LockGuard> {
+        super::recipe::try_lock(session, name.as_ref(), Flavour::Service).await
     }
 
     fn flavour(&self) -> &'static str {

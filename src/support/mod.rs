@@ -5,7 +5,7 @@
 //! of rustls failures out of transport errors.
 //!
 //! They live here rather than in `kv` or `tls` so that every layer can use them without
-//! importing a module at its own level or above (see `DESIGN.md`, section 7).
+//! importing a module at its own level or above (see `ARCHITECTURE.md`, section 1).
 
 pub(crate) mod sha256;
 #[cfg(feature = "tls")]

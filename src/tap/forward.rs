@@ -175,7 +175,7 @@ async fn respond_with(
             r.outcome(Outcome::Status(status_of(&parts.headers).unwrap_or_else(
                 || {
                     Some(crate::wire::Failure {
-                        code: tonic::Code::Unknown,
+                        code: crate::error::Code::Unknown,
                         message: "no grpc-status in the response".into(),
                         cause: None,
                     })
@@ -346,7 +346,7 @@ async fn copy(way: Way, mut from: RecvStream, mut to: SendStream<Bytes>, slots: 
                 with_log(log, |r| {
                     r.outcome(Outcome::Status(status_of(&trailers).unwrap_or_else(|| {
                         Some(crate::wire::Failure {
-                            code: tonic::Code::Unknown,
+                            code: crate::error::Code::Unknown,
                             message: "no grpc-status in the trailers".into(),
                             cause: None,
                         })
@@ -361,7 +361,7 @@ async fn copy(way: Way, mut from: RecvStream, mut to: SendStream<Bytes>, slots: 
             if way == Way::Down {
                 with_log(log, |r| {
                     r.outcome(Outcome::Status(Some(crate::wire::Failure {
-                        code: tonic::Code::Unknown,
+                        code: crate::error::Code::Unknown,
                         message: "the response ended without trailers".into(),
                         cause: None,
                     })))

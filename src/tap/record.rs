@@ -137,7 +137,7 @@ pub(super) fn status_of(headers: &http::HeaderMap) -> Option<Option<Failure>> {
         .map(|v| percent_decode(v.as_bytes()))
         .unwrap_or_default();
     Some(Some(Failure {
-        code: tonic::Code::from(code),
+        code: crate::error::Code::from_tonic(tonic::Code::from(code)),
         message,
         cause: None,
     }))
@@ -351,7 +351,7 @@ impl StreamRecord {
             Outcome::ClientReset(reason) => (
                 CloseHow::Cancelled,
                 Some(Failure {
-                    code: tonic::Code::Cancelled,
+                    code: crate::error::Code::Cancelled,
                     message: format!("reset by the client ({reason:?})"),
                     cause: None,
                 }),
@@ -360,7 +360,7 @@ impl StreamRecord {
             Outcome::UpstreamReset(reason) => (
                 CloseHow::Reset,
                 Some(Failure {
-                    code: tonic::Code::Unavailable,
+                    code: crate::error::Code::Unavailable,
                     message: format!("reset by the member ({reason:?})"),
                     cause: None,
                 }),
@@ -369,7 +369,7 @@ impl StreamRecord {
             Outcome::ConnectionLost(cause) => (
                 CloseHow::ConnectionLost,
                 Some(Failure {
-                    code: tonic::Code::Unavailable,
+                    code: crate::error::Code::Unavailable,
                     message: "connection lost".into(),
                     cause: Some(self.connection_end.get().cloned().unwrap_or(cause)),
                 }),
@@ -489,7 +489,7 @@ mod tests {
             http::HeaderValue::from_static("etcdserver:%20mvcc%3A bad%"),
         );
         let failure = status_of(&headers).flatten().unwrap();
-        assert_eq!(failure.code, tonic::Code::FailedPrecondition);
+        assert_eq!(failure.code, crate::error::Code::FailedPrecondition);
         assert_eq!(failure.message, "etcdserver: mvcc: bad%");
 
         let mut headers = http::HeaderMap::new();

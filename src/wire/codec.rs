@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::marker::PhantomData;
 
 use prost::bytes::Buf;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
@@ -42,13 +43,22 @@ fn keep(buf: &DecodeBuf<'_>) {
     });
 }
 
+/// The buffers every call or stream starts with, for encoding and for decoding. tonic's
+/// default (8 KiB each) is sized for bulk streams; etcd's requests and most answers are a few
+/// hundred bytes, and a client holding a thousand open streams (one `LeaseKeepAlive` per
+/// session, a `Lock/Lock` per waiter) paid 16 KiB for each. A buffer still grows to the
+/// message it has to hold; only the first allocation is smaller.
+pub(crate) fn buffers() -> BufferSettings {
+    BufferSettings::new(1024, 32 * 1024)
+}
+
 /// [`ProstCodec`] with a decoder that reports the received bytes to the wire log.
 #[derive(Debug)]
-pub(crate) struct WireCodec<T, U>(ProstCodec<T, U>);
+pub(crate) struct WireCodec<T, U>(PhantomData<(T, U)>);
 
 impl<T, U> Default for WireCodec<T, U> {
     fn default() -> Self {
-        WireCodec(ProstCodec::default())
+        WireCodec(PhantomData)
     }
 }
 
@@ -63,11 +73,11 @@ where
     type Decoder = WireDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        self.0.encoder()
+        ProstCodec::<T, U>::raw_encoder(buffers())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        WireDecoder(self.0.decoder())
+        WireDecoder(ProstCodec::<T, U>::raw_decoder(buffers()))
     }
 }
 

@@ -16,7 +16,7 @@ where
 {
     let session = Session::new(client).await?;
     let guard = RecipeLock::new()
-        .lock(&session, format!("jobs/{name}").as_bytes())
+        .lock(&session, format!("jobs/{name}"))
         .await?;
     let output = job().await;
     guard.put(format!("results/{name}"), output).await?;

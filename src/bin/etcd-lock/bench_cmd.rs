@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use etcd_lock::bench::{self, BenchConfig, Flavour, Workload};
+use crate::bench::{self, BenchConfig, Flavour, Workload};
 
 use crate::args::BenchArgs;
 use crate::{EXIT_FAILED, EXIT_USAGE};
@@ -105,7 +105,7 @@ pub(crate) async fn run(a: BenchArgs) -> u8 {
             }
         }
         Err(e) => {
-            say!("bench: {e}");
+            say!("bench: {}", crate::explain(&e));
             EXIT_FAILED
         }
     }

@@ -36,7 +36,7 @@ pub(crate) async fn run(a: ElectArgs) -> u8 {
         let mut observer = tokio::select! {
             o = elector.observe(&client, &name) => match o {
                 Ok(o) => o,
-                Err(e) => return fail(e),
+                Err(e) => return fail(crate::explain(&e)),
             },
             _ = until_signal(&mut signals) => return 0,
         };
@@ -51,7 +51,7 @@ pub(crate) async fn run(a: ElectArgs) -> u8 {
                         leader.lease,
                         leader.create_revision,
                     ),
-                    Some(Err(e)) => return fail(e),
+                    Some(Err(e)) => return fail(crate::explain(&e)),
                     None => return fail("the election stream ended"),
                 },
                 _ = until_signal(&mut signals) => return 0,
@@ -70,7 +70,7 @@ pub(crate) async fn run(a: ElectArgs) -> u8 {
                 say!("{e}");
                 return EXIT_USAGE;
             }
-            Err(e) => return fail(e),
+            Err(e) => return fail(crate::explain(&e)),
         },
         code = until_signal(&mut signals) => return code,
     };
@@ -79,7 +79,7 @@ pub(crate) async fn run(a: ElectArgs) -> u8 {
             Ok(l) => l,
             Err(e) => {
                 let _ = session.close().await;
-                return fail(e);
+                return fail(crate::explain(&e));
             }
         },
         code = until_signal(&mut signals) => {
@@ -104,7 +104,7 @@ pub(crate) async fn run(a: ElectArgs) -> u8 {
         }
         _ = until_signal(&mut signals) => {
             if let Err(e) = elector.resign(leadership).await {
-                say!("resigning: {e}");
+                say!("resigning: {}", crate::explain(&e));
             }
             let _ = session.close().await;
             0

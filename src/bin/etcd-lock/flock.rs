@@ -119,7 +119,7 @@ pub(crate) async fn run(a: LockArgs) -> u8 {
             say!("--ttl: {e}");
             return EXIT_USAGE;
         }
-        Ok(Err(e)) => return fail(e),
+        Ok(Err(e)) => return fail(crate::explain(&e)),
         Err(code) => return code,
     };
     // etcd may grant another TTL than asked (it has a minimum): check against the real one.
@@ -148,7 +148,7 @@ pub(crate) async fn run(a: LockArgs) -> u8 {
     );
     let acquire = async {
         if a.one_try() {
-            return Some(RecipeLock::new().try_lock(&session, &name).await);
+            return Some(locker.try_lock(&session, &name).await);
         }
         let timeout = async {
             match a.timeout {
@@ -175,7 +175,7 @@ pub(crate) async fn run(a: LockArgs) -> u8 {
         }
         Ok(Some(Err(e))) => {
             let _ = session.close().await;
-            return fail(e);
+            return fail(crate::explain(&e));
         }
         Ok(None) => {
             // Revoking the lease deletes our waiter key before we exit.
@@ -368,7 +368,7 @@ impl Held {
     /// Unlocks, closes the session and returns `code`.
     async fn release(self, code: u8) -> u8 {
         if let Err(e) = self.guard.unlock().await {
-            say!("releasing lock {}: {e}", self.name_shown);
+            say!("releasing lock {}: {}", self.name_shown, crate::explain(&e));
         }
         let _ = self.session.close().await;
         code

@@ -11,6 +11,7 @@ macro_rules! say {
 }
 
 mod args;
+mod bench;
 mod bench_cmd;
 mod child;
 mod credentials;
@@ -91,6 +92,23 @@ fn main() -> ExitCode {
 }
 
 /// Connects with the command's endpoints, timeouts, TLS files, credentials and wire log.
+/// A library error as the CLI prints it: its text, then each cause in its `source()` chain
+/// (the library's texts leave their causes out), and for a connection failure the flag to
+/// check.
+pub(crate) fn explain(error: &etcd_lock::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    if matches!(error, etcd_lock::Error::Connect { .. }) {
+        text.push_str("; check --endpoints");
+    }
+    text
+}
+
 pub(crate) async fn connect(common: &args::Common) -> Result<Client, String> {
     let mut options = ClientOptions::new();
     if let Some(t) = common.dial_timeout {
@@ -99,7 +117,7 @@ pub(crate) async fn connect(common: &args::Common) -> Result<Client, String> {
     if let Some(t) = common.command_timeout {
         options = options.with_request_timeout(Some(t.max(Duration::from_millis(1))));
     }
-    let mut builder = Client::builder(&common.endpoints, options).map_err(|e| e.to_string())?;
+    let mut builder = Client::builder(&common.endpoints, options).map_err(|e| explain(&e))?;
     if common.cacert.is_some() || common.cert.is_some() || common.key.is_some() {
         let mut tls = etcd_lock::TlsOptions::new();
         if let Some(ca) = &common.cacert {
@@ -124,5 +142,5 @@ pub(crate) async fn connect(common: &args::Common) -> Result<Client, String> {
         };
         builder = builder.wire_log(Arc::new(sink));
     }
-    builder.connect().await.map_err(|e| e.to_string())
+    builder.connect().await.map_err(|e| explain(&e))
 }

@@ -9,11 +9,12 @@ use std::time::Instant;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::lock::queue::join_txn;
-use crate::lock::{delete_if_created_at, Locker};
-use crate::session::{Session, SessionOptions};
+use etcd_lock::client::Client;
+use etcd_lock::error::{Error, Result};
+use etcd_lock::kv::{DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget};
+use etcd_lock::lock::Locker;
+use etcd_lock::session::{Session, SessionOptions};
+use etcd_lock::txn::{Compare, CompareOp, Txn, TxnOp};
 
 use super::measure::{Meter, Outcome, Samples};
 use super::BenchConfig;
@@ -351,35 +352,73 @@ pub(super) async fn w1f(ctx: &Ctx<'_>, ops: usize) -> Result<Outcome> {
 }
 
 /// W1T: one worker, `ops` sequential cycles of the two requests an uncontended recipe lock
-/// and its unlock send, built by the same functions, with none of the lock's logic (no name
-/// claim, no prefix-watch registry, no owner check, no guard): the join `KV/Txn` (`If
-/// create_revision(key) == 0 Then Put(key, lease), Range(prefix, newest first, keys only)`)
-/// and the release `KV/Txn If create_revision(key) == token Then DeleteRange(key)`. W1 over
-/// W1T is what the lock logic costs; W1 over W1F compares with clients that send a plain Put.
+/// and its unlock send, written out here with the public `Txn` builder, with none of the lock's
+/// logic (no name claim, no prefix-watch registry, no owner check, no guard): the join `KV/Txn`
+/// (`If create_revision(key) == 0 Then Put(key, lease), Range(prefix, newest 18 first, keys
+/// only)`) and the release `KV/Txn If create_revision(key) == token Then DeleteRange(key)`.
+/// The key is the recipe's `NAME/<lease in hex>`. W1 over W1T is what the lock logic costs; W1
+/// over W1F compares with clients that send a plain Put.
 pub(super) async fn w1t(ctx: &Ctx<'_>, ops: usize) -> Result<Outcome> {
     let client = connect(ctx.config).await?;
     let session = session(&client, ctx.config).await?;
-    let prefix = crate::lock::prefix_for(format!("{}/w1t", ctx.base).as_bytes())?;
-    let key = crate::lock::key_for(&prefix, session.lease());
     let lease = session.lease();
+    let prefix = format!("{}/w1t/", ctx.base).into_bytes();
+    let key = [prefix.as_slice(), format!("{lease:x}").as_bytes()].concat();
     let (c, key, prefix) = (&client, &key, &prefix);
     let outcome = sequential(c, ops, || async move {
-        let own = crate::kv::GetOptions::new().with_keys_only();
-        let join = join_txn(key, prefix, b"", lease, own, true);
-        let joined = c.txn(join).await?;
+        let joined = c.txn(w1t_join(key, prefix, lease)).await?;
         if !joined.succeeded() {
             return Err(Error::Protocol(
                 "W1T: the key was left from a previous cycle".into(),
             ));
         }
-        match delete_if_created_at(c, key.clone(), joined.revision()).await? {
-            Some(_) => Ok(()),
-            None => Err(Error::Protocol("W1T: the release deleted nothing".into())),
+        let release = Txn::new()
+            .when([Compare::create_revision(
+                key.clone(),
+                CompareOp::Equal,
+                joined.revision(),
+            )])
+            .and_then([TxnOp::delete(key.clone(), DeleteOptions::new())]);
+        if c.txn(release).await?.succeeded() {
+            Ok(())
+        } else {
+            Err(Error::Protocol("W1T: the release deleted nothing".into()))
         }
     })
     .await;
     let _ = session.close().await;
     Ok(outcome)
+}
+
+/// The recipe's join request for a waiter alone on its client: the newest 18 keys (the
+/// recipe's 16 near keys, plus one, plus its own).
+fn w1t_join(key: &[u8], prefix: &[u8], lease: i64) -> Txn {
+    let newest = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Descend)
+        .with_limit(18)
+        .with_keys_only();
+    Txn::new()
+        .when([Compare::create_revision(key.to_vec(), CompareOp::Equal, 0)])
+        .and_then([
+            TxnOp::put(
+                key.to_vec(),
+                Vec::new(),
+                PutOptions::new().with_lease(lease),
+            ),
+            TxnOp::get(prefix.to_vec(), newest),
+        ])
+        .or_else([
+            TxnOp::get(key.to_vec(), GetOptions::new().with_keys_only()),
+            TxnOp::get(
+                prefix.to_vec(),
+                GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Create, SortOrder::Ascend)
+                    .with_limit(1)
+                    .with_keys_only(),
+            ),
+        ])
 }
 
 #[cfg(test)]

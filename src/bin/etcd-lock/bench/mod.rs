@@ -1,5 +1,6 @@
-//! lockbench v1 (DESIGN.md section 5): lock, KV and lease throughput against a live cluster,
-//! with the client's own cost (requests, bytes, CPU) per op.
+//! lockbench v1, private to the CLI (`etcd-lock bench`): lock, KV and lease throughput against
+//! a live cluster, with the client's own cost (requests, bytes, CPU) per op. It uses only the
+//! library's public API.
 //!
 //! | workload | what one op is | size |
 //! |---|---|---|
@@ -24,18 +25,6 @@
 //! Every run uses fresh keys under `lb/<pid>-<nanos>/` and deletes them at the end. Each
 //! workload is bounded by [`BenchConfig::timeout`]. Counters are summed over the clients the
 //! workload opened (setup and teardown excluded); CPU is this process's user + system time.
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), etcd_lock::Error> {
-//! use etcd_lock::bench::{self, BenchConfig, Flavour, Workload};
-//! let config = BenchConfig { endpoints: vec!["http://127.0.0.1:2379".into()], ..BenchConfig::default() };
-//! let results = bench::run_all(&[Workload::W1, Workload::W2], &[Flavour::Recipe], &config).await?;
-//! for r in &results {
-//!     println!("{}", r.to_json());
-//! }
-//! eprintln!("{}", bench::table(&results));
-//! # Ok(()) }
-//! ```
 
 mod measure;
 mod report;
@@ -46,20 +35,28 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::kv::DeleteOptions;
-use crate::lock::{DynLocker, RecipeLock, ServiceLock};
+use etcd_lock::client::Client;
+use etcd_lock::error::{Error, Result};
+use etcd_lock::kv::DeleteOptions;
+use etcd_lock::lock::{DynLocker, RecipeLock, ServiceLock};
 
-pub use measure::{Extra, Sample};
-pub use report::{table, BenchResult, CLIENT_NAME};
+pub(crate) use measure::Extra;
+pub(crate) use report::{table, BenchResult};
 
 use measure::Outcome;
 use workloads::Ctx;
 
+/// A refused bench argument, as the library words its own.
+fn invalid(argument: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidArgument {
+        argument,
+        reason: reason.into(),
+    }
+}
+
 /// One lockbench v1 workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Workload {
+pub(crate) enum Workload {
     /// Uncontended lock: 1 worker, 2000 cycles of lock + unlock.
     W1,
     /// The floor for W1: 1 worker, 2000 sequential cycles of put + delete of one key.
@@ -90,7 +87,7 @@ pub enum Workload {
 impl Workload {
     /// What `all` runs, in the order [`run_all`] runs them (W1F and W1T before W1, W2F before
     /// W2, W3 before W4).
-    pub const ALL: [Workload; 8] = [
+    pub(crate) const ALL: [Workload; 8] = [
         Workload::W1F,
         Workload::W1T,
         Workload::W1,
@@ -102,7 +99,7 @@ impl Workload {
     ];
 
     /// Every workload, in run order: [`Workload::ALL`], then W6, W7 and W2L.
-    pub const EVERY: [Workload; 11] = [
+    pub(crate) const EVERY: [Workload; 11] = [
         Workload::W1F,
         Workload::W1T,
         Workload::W1,
@@ -117,7 +114,7 @@ impl Workload {
     ];
 
     /// The name as printed: `W1`, `W1F`, ...
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Workload::W1 => "W1",
             Workload::W1F => "W1F",
@@ -135,7 +132,7 @@ impl Workload {
 
     /// True for the workloads added by the scale study (W2F, W6, W7, W2L) and W2, whose JSON
     /// lines carry the extra fields (see [`BenchResult::to_json`]).
-    pub fn is_scale(self) -> bool {
+    pub(crate) fn is_scale(self) -> bool {
         matches!(
             self,
             Workload::W2 | Workload::W2F | Workload::W6 | Workload::W7 | Workload::W2L
@@ -143,16 +140,16 @@ impl Workload {
     }
 
     /// True for the workloads that take a lock and so run once per [`Flavour`].
-    pub fn uses_lock(self) -> bool {
+    pub(crate) fn uses_lock(self) -> bool {
         matches!(
             self,
             Workload::W1 | Workload::W2 | Workload::W6 | Workload::W7 | Workload::W2L
         )
     }
 
-    /// The number of ops at scale 1.0 (DESIGN.md for v1; W6: names, W7: waiters; W2L runs
+    /// The number of ops at scale 1.0 (the module table; W6: names, W7: waiters; W2L runs
     /// for a time instead).
-    pub fn design_ops(self) -> usize {
+    pub(crate) fn design_ops(self) -> usize {
         match self {
             Workload::W1 | Workload::W1F | Workload::W1T | Workload::W2 | Workload::W2F => 2000,
             Workload::W3 | Workload::W4 => 20_000,
@@ -163,7 +160,7 @@ impl Workload {
     }
 
     /// Parses `W1,W2,...` (any case), `all` ([`Workload::ALL`]) or `scale` (W2F, W2, W6, W7).
-    pub fn parse_list(list: &str) -> Result<Vec<Workload>> {
+    pub(crate) fn parse_list(list: &str) -> Result<Vec<Workload>> {
         if list.trim().eq_ignore_ascii_case("all") {
             return Ok(Workload::ALL.to_vec());
         }
@@ -219,7 +216,7 @@ impl FromStr for Workload {
             .into_iter()
             .find(|w| w.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
-                Error::invalid(
+                invalid(
                     "workload",
                     format!(
                         "{s:?}: expected W1, W1F, W1T, W2, W2F, W3, W4, W5, W6, W7, W2L, all or scale"
@@ -231,7 +228,7 @@ impl FromStr for Workload {
 
 /// Which lock implementation the lock workloads use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub enum Flavour {
+pub(crate) enum Flavour {
     /// [`RecipeLock`] (the default): the client-side recipe on KV/Watch/Txn.
     #[default]
     Recipe,
@@ -241,7 +238,7 @@ pub enum Flavour {
 
 impl Flavour {
     /// `recipe` or `service`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Flavour::Recipe => "recipe",
             Flavour::Service => "service",
@@ -249,7 +246,7 @@ impl Flavour {
     }
 
     /// The lock this flavour names, as a run-time [`DynLocker`] (one code path for both).
-    pub fn locker(self) -> Box<dyn DynLocker> {
+    pub(crate) fn locker(self) -> Box<dyn DynLocker> {
         match self {
             Flavour::Recipe => Box::new(RecipeLock::new()),
             Flavour::Service => Box::new(ServiceLock::new()),
@@ -257,7 +254,7 @@ impl Flavour {
     }
 
     /// Parses `recipe`, `service` or `both` (any case).
-    pub fn parse_list(via: &str) -> Result<Vec<Flavour>> {
+    pub(crate) fn parse_list(via: &str) -> Result<Vec<Flavour>> {
         if via.trim().eq_ignore_ascii_case("both") {
             return Ok(vec![Flavour::Recipe, Flavour::Service]);
         }
@@ -278,7 +275,7 @@ impl FromStr for Flavour {
         match s.trim().to_ascii_lowercase().as_str() {
             "recipe" => Ok(Flavour::Recipe),
             "service" => Ok(Flavour::Service),
-            _ => Err(Error::invalid(
+            _ => Err(invalid(
                 "flavour",
                 format!("{s:?}: expected recipe, service (or both)"),
             )),
@@ -288,56 +285,56 @@ impl FromStr for Flavour {
 
 /// How to run the bench. Build with struct update syntax over `BenchConfig::default()`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BenchConfig {
+pub(crate) struct BenchConfig {
     /// etcd endpoints (`http://host:port` or `host:port`). Default `http://127.0.0.1:2379`.
-    pub endpoints: Vec<String>,
-    /// Multiplies every workload's DESIGN.md size (1.0 = as specified; 0.1 for a quick run).
-    pub scale: f64,
+    pub(crate) endpoints: Vec<String>,
+    /// Multiplies every workload's size in the module table (1.0 = as listed; 0.1 for a quick run).
+    pub(crate) scale: f64,
     /// When set, every workload runs this many ops instead (W2 splits them among its workers).
-    pub ops: Option<usize>,
+    pub(crate) ops: Option<usize>,
     /// Upper bound on one workload, setup and teardown included. Default 120 s.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// W2's workers (when [`BenchConfig::contenders`] is empty) and W6's, each with its own
     /// connection and session. Default 8.
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// W2 runs once per entry, with that many contenders (e.g. `[8, 64, 256]`); empty: once
     /// with [`BenchConfig::workers`].
-    pub contenders: Vec<usize>,
+    pub(crate) contenders: Vec<usize>,
     /// W6: distinct names (times `scale`). Default 10,000.
-    pub names: usize,
+    pub(crate) names: usize,
     /// W7: waiting tasks (sessions) on the one client (times `scale`). Default 1000.
-    pub waiters: usize,
+    pub(crate) waiters: usize,
     /// W6: how long to stay idle before counting watches and RSS again. Default 40 s, past
     /// the 30 to 35 s after which an unused prefix watch closes.
-    pub idle: Duration,
+    pub(crate) idle: Duration,
     /// W2L: how long to run. Default 10 minutes.
-    pub long_run: Duration,
+    pub(crate) long_run: Duration,
     /// W2L: time between samples. Default 30 s.
-    pub sample_every: Duration,
+    pub(crate) sample_every: Duration,
     /// W2L: contenders. Default 64.
-    pub long_contenders: usize,
+    pub(crate) long_contenders: usize,
     /// W3/W4 requests in flight on their one connection. Default 16.
-    pub in_flight: usize,
+    pub(crate) in_flight: usize,
     /// TTL of the lock sessions, seconds. Default 10.
-    pub session_ttl: i64,
+    pub(crate) session_ttl: i64,
     /// W3 value size in bytes. Default 256.
-    pub value_size: usize,
+    pub(crate) value_size: usize,
     /// Top of the key space used; a run uses `<key_prefix>/<pid>-<nanos>/`. Default `lb`.
-    pub key_prefix: String,
+    pub(crate) key_prefix: String,
     /// After each workload's cleanup, compact the cluster's history up to the current revision
     /// (`KV/Compact`, physical), so every workload starts from a small store. Off by default:
     /// it discards history other users of the cluster may need. Use it on a dedicated cluster.
-    pub compact: bool,
+    pub(crate) compact: bool,
     /// Called with one line of text as each run of a workload starts and ends (workload,
     /// flavour, run number, elapsed time and rate), e.g. to show progress on a terminal.
     /// Default `None`.
-    pub progress: Option<Progress>,
+    pub(crate) progress: Option<Progress>,
 }
 
 /// A progress callback for [`BenchConfig::progress`]: a function given one line of text.
 /// Any two compare equal: the callback does not change what a run measures.
 #[derive(Clone, Copy)]
-pub struct Progress(pub fn(&str));
+pub(crate) struct Progress(pub fn(&str));
 
 impl PartialEq for Progress {
     fn eq(&self, _: &Progress) -> bool {
@@ -380,7 +377,7 @@ impl BenchConfig {
     /// How many ops `workload` runs: [`BenchConfig::ops`], or its size times `scale`, at least
     /// 1 (for W2 rounded up to a multiple of the workers). W6 counts names and W7 waiters
     /// ([`BenchConfig::names`], [`BenchConfig::waiters`]).
-    pub fn ops_for(&self, workload: Workload) -> usize {
+    pub(crate) fn ops_for(&self, workload: Workload) -> usize {
         let base = match workload {
             Workload::W6 => self.names,
             Workload::W7 => self.waiters,
@@ -407,28 +404,25 @@ impl BenchConfig {
 
     fn validate(&self) -> Result<()> {
         if !(self.scale.is_finite() && self.scale > 0.0) {
-            return Err(Error::invalid("scale", "must be a positive number"));
+            return Err(invalid("scale", "must be a positive number"));
         }
         if self.timeout.is_zero() {
-            return Err(Error::invalid("timeout", "must be greater than zero"));
+            return Err(invalid("timeout", "must be greater than zero"));
         }
         if self.workers == 0 || self.in_flight == 0 {
-            return Err(Error::invalid("workers/in_flight", "must be at least 1"));
+            return Err(invalid("workers/in_flight", "must be at least 1"));
         }
         if self.contenders.contains(&0) || self.long_contenders == 0 {
-            return Err(Error::invalid("contenders", "must be at least 1"));
+            return Err(invalid("contenders", "must be at least 1"));
         }
         if self.names == 0 || self.waiters == 0 {
-            return Err(Error::invalid("names/waiters", "must be at least 1"));
+            return Err(invalid("names/waiters", "must be at least 1"));
         }
         if self.session_ttl < 1 {
-            return Err(Error::invalid("session_ttl", "must be at least 1 second"));
+            return Err(invalid("session_ttl", "must be at least 1 second"));
         }
         if self.endpoints.is_empty() {
-            return Err(Error::invalid(
-                "endpoints",
-                "at least one endpoint is required",
-            ));
+            return Err(invalid("endpoints", "at least one endpoint is required"));
         }
         Ok(())
     }
@@ -527,28 +521,15 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Runs one workload (lock workloads with `flavour`; the others ignore it) on fresh keys, and
-/// deletes them afterwards. Fails on a connection error or when the workload exceeds
-/// [`BenchConfig::timeout`]; failed ops only make the result not `correct`.
-pub async fn run(
-    workload: Workload,
-    flavour: Flavour,
-    config: &BenchConfig,
-) -> Result<BenchResult> {
-    let mut ctx = Ctx::open(config).await?;
-    let contenders = config.w2_contenders()[0];
-    let result = ctx.run(workload, flavour, contenders).await;
-    ctx.cleanup().await;
-    result
-}
-
 /// Runs `workloads` (lock workloads once per flavour, W2 once per contender count) in the
 /// order of [`Workload::EVERY`]: W1F and W1T are added before W1 and W2F before W2 when those
 /// are asked for, and fill [`BenchResult::ratio_to_floor`] of W1 and W2 and
 /// [`BenchResult::ratio_to_txn_floor`] of W1; W6 gets
 /// [`BenchResult::ratio_to_w1`] when W1 of its flavour ran; W4 reads the keys W3 wrote. Stops at
-/// the first workload that fails (see [`run`]), after deleting the run's keys.
-pub async fn run_all(
+/// the first workload that fails (a connection error, or a workload over
+/// [`BenchConfig::timeout`]; failed ops only make a result not `correct`), after deleting the
+/// run's keys.
+pub(crate) async fn run_all(
     workloads: &[Workload],
     flavours: &[Flavour],
     config: &BenchConfig,
@@ -567,7 +548,7 @@ pub async fn run_all(
     flavours.sort();
     flavours.dedup();
     if flavours.is_empty() && wanted.iter().any(|w| w.uses_lock()) {
-        return Err(Error::invalid(
+        return Err(invalid(
             "flavours",
             "lock workloads need recipe, service or both",
         ));

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::client::{Client, ClientStats};
-use crate::error::{Error, Result};
+use etcd_lock::client::{Client, ClientStats};
+use etcd_lock::error::{Error, Result};
 
 /// User + system CPU time of this whole process so far (`getrusage(RUSAGE_SELF)`).
 #[cfg(unix)]
@@ -202,46 +202,46 @@ impl Outcome {
 
 /// What some workloads report besides throughput and latency (see [`super::BenchResult`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Extra {
+pub(crate) struct Extra {
     /// W2, W2L: contenders (workers, each its own client and session).
-    pub contenders: Option<usize>,
+    pub(crate) contenders: Option<usize>,
     /// W6: distinct names.
-    pub names: Option<usize>,
+    pub(crate) names: Option<usize>,
     /// W7: waiting tasks (sessions) on the one client.
-    pub waiters: Option<usize>,
+    pub(crate) waiters: Option<usize>,
     /// This process's RSS right after the timed part, KiB.
-    pub rss_kib: Option<u64>,
+    pub(crate) rss_kib: Option<u64>,
     /// W6: RSS again after the idle period, KiB.
-    pub rss_after_idle_kib: Option<u64>,
+    pub(crate) rss_after_idle_kib: Option<u64>,
     /// Watches open at the end (W6: the most on one client; W7: on the client).
-    pub watches_open: Option<usize>,
-    /// W6: the most per-name entries ([`crate::lock::LockStats::prefixes`]) on one client.
-    pub prefixes: Option<usize>,
+    pub(crate) watches_open: Option<usize>,
+    /// W6: the most per-name entries ([`etcd_lock::lock::LockStats::prefixes`]) on one client.
+    pub(crate) prefixes: Option<usize>,
     /// W6: watches open after the idle period (most on one client).
-    pub watches_after_idle: Option<usize>,
+    pub(crate) watches_after_idle: Option<usize>,
     /// W6: per-name entries after the idle period (most on one client).
-    pub prefixes_after_idle: Option<usize>,
-    /// W7: waits that fell back to the slow path ([`crate::lock::LockStats::slow_waits`]).
-    pub slow_waits: Option<u64>,
+    pub(crate) prefixes_after_idle: Option<usize>,
+    /// W7: waits that fell back to the slow path ([`etcd_lock::lock::LockStats::slow_waits`]).
+    pub(crate) slow_waits: Option<u64>,
     /// W7: waits that stayed on the fast path.
-    pub fast_waits: Option<u64>,
+    pub(crate) fast_waits: Option<u64>,
     /// W2L: the samples taken during the run.
-    pub series: Vec<Sample>,
+    pub(crate) series: Vec<Sample>,
 }
 
 /// One W2L sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Seconds since the run started.
-    pub t_s: f64,
+    pub(crate) t_s: f64,
     /// Handoffs completed since the previous sample.
-    pub ops: u64,
+    pub(crate) ops: u64,
     /// This process's RSS, KiB.
-    pub rss_kib: Option<u64>,
+    pub(crate) rss_kib: Option<u64>,
     /// Watches open on all the run's clients together.
-    pub watches_open: usize,
+    pub(crate) watches_open: usize,
     /// The most per-name entries on one client.
-    pub prefixes: usize,
+    pub(crate) prefixes: usize,
 }
 
 #[cfg(test)]

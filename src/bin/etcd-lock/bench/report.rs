@@ -1,4 +1,5 @@
-//! Results: one JSON line per workload (DESIGN.md section 5 field order) and a table.
+//! Results: one JSON line per workload (fields in the fixed lockbench v1 order, the same as the Go
+//! bench in `bench/go` prints) and a table.
 
 use std::fmt::Write as _;
 
@@ -6,51 +7,51 @@ use super::measure::Outcome;
 use super::{Flavour, Workload};
 
 /// The `client` field of every result.
-pub const CLIENT_NAME: &str = "etcd-lock";
+pub(crate) const CLIENT_NAME: &str = "etcd-lock";
 
 /// The measurements of one workload run (one flavour).
 #[derive(Debug, Clone, PartialEq)]
-pub struct BenchResult {
+pub(crate) struct BenchResult {
     /// Always [`CLIENT_NAME`].
-    pub client: &'static str,
+    pub(crate) client: &'static str,
     /// The lock flavour for W1/W2; `None` for the others (printed as `kv` or `lease`).
-    pub impl_: Option<Flavour>,
+    pub(crate) impl_: Option<Flavour>,
     /// Which workload.
-    pub workload: Workload,
+    pub(crate) workload: Workload,
     /// Ops run (W2: handoffs, i.e. workers × cycles).
-    pub ops: u64,
+    pub(crate) ops: u64,
     /// Wall time of the timed part, seconds.
-    pub secs: f64,
+    pub(crate) secs: f64,
     /// `ops / secs`.
-    pub ops_per_s: f64,
+    pub(crate) ops_per_s: f64,
     /// Median latency of the successful ops, ms (W2: acquire wait; W1, W1F, W5: a whole cycle).
     pub p50_ms: f64,
     /// 99th percentile latency of the successful ops, ms.
     pub p99_ms: f64,
     /// Every op succeeded, and for W2 the counter is right and no overlap was seen.
-    pub correct: bool,
+    pub(crate) correct: bool,
     /// Requests (unary RPCs + stream messages sent) per op, summed over the workload's clients.
-    pub rpcs_per_op: f64,
+    pub(crate) rpcs_per_op: f64,
     /// Protobuf bytes sent + received per op.
-    pub bytes_per_op: f64,
+    pub(crate) bytes_per_op: f64,
     /// This process's user + system CPU time per op, microseconds.
-    pub cpu_us_per_op: f64,
+    pub(crate) cpu_us_per_op: f64,
     /// W1: `ops_per_s` over W1F's; W2: over W2F's (from the same [`super::run_all`]).
-    pub ratio_to_floor: Option<f64>,
+    pub(crate) ratio_to_floor: Option<f64>,
     /// W1: `ops_per_s` over W1T's, the same requests without lock logic (from the same
     /// [`super::run_all`]): what the lock logic itself costs.
-    pub ratio_to_txn_floor: Option<f64>,
+    pub(crate) ratio_to_txn_floor: Option<f64>,
     /// W6: `ops_per_s` over W1's of the same flavour (from the same [`super::run_all`]).
     pub ratio_to_w1: Option<f64>,
     /// Unary RPCs per op (without stream messages): W7's "lock RPCs per handoff".
-    pub unary_per_op: f64,
+    pub(crate) unary_per_op: f64,
     /// What the scale workloads report besides (contenders, RSS, watches, slow waits, W2L's
     /// samples).
-    pub extra: super::Extra,
+    pub(crate) extra: super::Extra,
     /// Ops that failed.
-    pub errors: u64,
+    pub(crate) errors: u64,
     /// Why `correct` is false: the first op error, or the W2 check that failed.
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
 }
 
 impl BenchResult {
@@ -96,7 +97,7 @@ impl BenchResult {
     }
 
     /// The `impl` field: `recipe`/`service` for lock workloads, `lease` for W5, else `kv`.
-    pub fn impl_label(&self) -> &'static str {
+    pub(crate) fn impl_label(&self) -> &'static str {
         match (self.impl_, self.workload) {
             (Some(flavour), _) => flavour.as_str(),
             (None, Workload::W5) => "lease",
@@ -104,7 +105,7 @@ impl BenchResult {
         }
     }
 
-    /// One JSON line, fields in DESIGN.md order:
+    /// One JSON line, fields in the lockbench v1 order:
     /// `{"client":"etcd-lock","impl":"recipe","workload":"W1","ops":2000,"secs":..,"ops_per_s":..,
     /// "p50_ms":..,"p99_ms":..,"correct":true,"rpcs_per_op":..,"bytes_per_op":..,"cpu_us_per_op":..}`,
     /// plus `"ratio_to_floor"` when known (W1, W2), `"ratio_to_txn_floor"` (W1), `"errors"`
@@ -114,7 +115,7 @@ impl BenchResult {
     /// `"prefixes"`, `"watches_after_idle"`, `"prefixes_after_idle"`, `"slow_waits"`,
     /// `"fast_waits"`, and W2L's `"samples":[{"t_s":..,"ops":..,"rss_kib":..,
     /// "watches_open":..,"prefixes":..},..]`.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let mut s = format!(
             "{{\"client\":\"{}\",\"impl\":\"{}\",\"workload\":\"{}\",\"ops\":{},\"secs\":{},\
              \"ops_per_s\":{},\"p50_ms\":{},\"p99_ms\":{},\"correct\":{},\"rpcs_per_op\":{},\
@@ -207,7 +208,7 @@ fn num(x: f64, decimals: usize) -> String {
 }
 
 /// An aligned, human-readable table of results (for stderr), with a line per failure reason.
-pub fn table(results: &[BenchResult]) -> String {
+pub(crate) fn table(results: &[BenchResult]) -> String {
     let mut out = format!(
         "{:<5} {:<8} {:>6} {:>8} {:>9} {:>8} {:>8} {:>4} {:>7} {:>8} {:>9} {:>8} {:>8}\n",
         "load",

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::lock::{self, Locker};
-use crate::session::Session;
+use etcd_lock::client::Client;
+use etcd_lock::error::{Error, Result};
+use etcd_lock::lock::{self, Locker};
+use etcd_lock::session::Session;
 
 use super::measure::{rss_kib, Extra, Meter, Outcome, Sample, Samples};
 use super::workloads::{
