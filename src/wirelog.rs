@@ -1069,16 +1069,15 @@ mod tests {
         (encode(&pb::LeaseGrantRequest { ttl: 5, id: 0 }), [])
     }
 
-    #[test]
-    fn sink_writes_whole_lines_and_counts_errors() {
-        let (request, metadata) = grant_line();
-        let record = || CallRecord {
+    /// An unanswered `LeaseGrant` attempt carrying `request` and `metadata` (see `grant_line`).
+    fn grant_record<'a>(request: &'a [u8], metadata: &'a Metadata) -> CallRecord<'a> {
+        CallRecord {
             call: 1,
             attempt: 1,
             method: "/etcdserverpb.Lease/LeaseGrant",
             endpoint: "e",
-            metadata: &metadata,
-            request: &request,
+            metadata,
+            request,
             request_bytes: request.len(),
             response: None,
             response_bytes: 0,
@@ -1087,7 +1086,13 @@ mod tests {
             retry: None,
             latency: Duration::ZERO,
             peer: None,
-        };
+        }
+    }
+
+    #[test]
+    fn sink_writes_whole_lines_and_counts_errors() {
+        let (request, metadata) = grant_line();
+        let record = || grant_record(&request, &metadata);
         let buf = Shared::default();
         let sink = JsonLines::new(buf.clone());
         sink.record(&WireEvent::Call(record()));
@@ -1124,22 +1129,7 @@ mod tests {
     #[test]
     fn buffered_sinks_write_whole_lines_when_full_or_flushed() {
         let (request, metadata) = grant_line();
-        let record = || CallRecord {
-            call: 1,
-            attempt: 1,
-            method: "/etcdserverpb.Lease/LeaseGrant",
-            endpoint: "e",
-            metadata: &metadata,
-            request: &request,
-            request_bytes: request.len(),
-            response: None,
-            response_bytes: 0,
-            redacted: false,
-            status: None,
-            retry: None,
-            latency: Duration::ZERO,
-            peer: None,
-        };
+        let record = || grant_record(&request, &metadata);
         let buf = Shared::default();
         let sink = JsonLines::buffered(buf.clone());
         sink.record(&WireEvent::Call(record()));
@@ -1165,22 +1155,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         let (request, metadata) = grant_line();
-        let record = || CallRecord {
-            call: 1,
-            attempt: 1,
-            method: "/etcdserverpb.Lease/LeaseGrant",
-            endpoint: "e",
-            metadata: &metadata,
-            request: &request,
-            request_bytes: request.len(),
-            response: None,
-            response_bytes: 0,
-            redacted: false,
-            status: None,
-            retry: None,
-            latency: Duration::ZERO,
-            peer: None,
-        };
+        let record = || grant_record(&request, &metadata);
 
         // A new file: 0600, whatever the umask allows.
         let new = dir.join("new.jsonl");

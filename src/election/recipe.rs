@@ -11,7 +11,7 @@
 //! another value, one more guarded `KV/Txn` writes ours, as Go's Campaign does with Proclaim).
 //! We lead when the oldest key under the prefix is ours; otherwise `lock::queue` waits
 //! for every older key's DELETE on the client's long-lived prefix watch (shared with the locks),
-//! with no RPC per wake-up on its fast path and one re-check `KV/Txn` per wake-up on its slow path
+//! with no RPC per wake-up on its fast path and one re-check `KV/Range` per wake-up on its slow path
 //! (a lone candidate far back in a long queue watches only its predecessor's key instead).
 
 use crate::client::Client;
@@ -151,7 +151,7 @@ impl Elector for RecipeElection {
     /// Campaigns with the recipe: one `KV/Txn` when nobody leads (plus one guarded `KV/Txn` if
     /// this session's key already existed with another value); otherwise waits on the client's
     /// prefix watch (one `WatchCreateRequest` the first time) for the predecessor's DELETE and
-    /// re-checks with one `KV/Txn` per wake-up. A dropped campaign deletes its key (a
+    /// re-checks with one `KV/Range` per wake-up. A dropped campaign deletes its key (a
     /// conditional `KV/Txn` in the background).
     async fn campaign(
         &self,

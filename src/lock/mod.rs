@@ -66,11 +66,11 @@ pub struct LockStats {
     pub joins_in_progress: usize,
     /// Waits that took no RPC after the join txn (the fast path: DELETEs seen on the watch).
     pub fast_waits: u64,
-    /// Waits that fell back to re-checking with `KV/Txn`s (first wait on a prefix, a queue
+    /// Waits that fell back to re-checking with `KV/Range`s (first wait on a prefix, a queue
     /// longer than the first txn lists, a restarted watch, forgotten DELETEs).
     pub slow_waits: u64,
     /// Waits of a lone waiter far back in a long queue, which watched only its predecessor's
-    /// key and re-checked once with a `KV/Txn` when it went (as Go's `Mutex` does).
+    /// key and re-checked once with a `KV/Range` when it went (as Go's `Mutex` does).
     pub far_waits: u64,
     /// Prefix watches opened so far (`WatchCreateRequest`s sent for them).
     pub watches_opened: u64,

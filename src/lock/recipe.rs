@@ -13,7 +13,7 @@
 //! when the oldest key under the prefix is ours (Then: ours is the only key).
 //!
 //! Contended: `lock::queue` waits for every older key's DELETE on the client's long-lived
-//! prefix watch — with no further RPC on the fast path, one re-check `KV/Txn` per wake-up on the
+//! prefix watch — with no further RPC on the fast path, one re-check `KV/Range` per wake-up on the
 //! slow path; a lone waiter far back in a long queue watches only its predecessor's key and
 //! re-checks once (the far path). Go's `concurrency.Mutex` waits for the same keys (all older ones), never newer.
 

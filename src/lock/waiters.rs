@@ -488,7 +488,7 @@ impl PrefixWatch {
     }
 
     /// Counts a wait that needed no RPC beyond the join txn (`fast`), or one that fell back
-    /// to re-checking with `KV/Txn`s.
+    /// to re-checking with `KV/Range`s.
     pub(crate) fn count_wait(&self, fast: bool) {
         let counter = if fast {
             &self.stats.fast_waits
