@@ -23,7 +23,7 @@ const clientName = "go-clientv3"
 
 // allWorkloads is also the order workloads run in: each floor before what is compared with it
 // (W1F before W1, W2F before W2) and W1 before W6, whose ratio_to_w1 needs it.
-var allWorkloads = []string{"W1F", "W1", "W2F", "W2", "W3", "W6", "W7"}
+var allWorkloads = []string{"W1F", "W1", "W2F", "W2", "W3", "W4", "W6", "W7"}
 
 // lockWorkloads run once per flavour; the others are plain KV and print impl "kv".
 var lockWorkloads = map[string]bool{"W1": true, "W2": true, "W6": true, "W7": true}
@@ -43,13 +43,13 @@ type config struct {
 
 const defaultOps = 2000
 
-// defaultW3Ops is W3's own size, as in the Rust bench (20000 puts).
+// defaultW3Ops is W3's and W4's own size, as in the Rust bench (20000 puts, 20000 gets).
 const defaultW3Ops = 20000
 
 func parseArgs(args []string) (config, error) {
 	fs := flag.NewFlagSet("lockbench", flag.ContinueOnError)
 	endpoints := fs.String("endpoints", "http://127.0.0.1:2379", "etcd endpoints, comma separated")
-	workloads := fs.String("workload", "all", "comma list of W1F,W1,W2F,W2,W6,W7, or all")
+	workloads := fs.String("workload", "all", "comma list of W1F,W1,W2F,W2,W3,W4,W6,W7, or all")
 	via := fs.String("via", "both", "lock flavour: recipe (concurrency.Mutex), service (v3lockpb) or both")
 	contenders := fs.String("contenders", "8", "W2 workers; a comma list (8,64,256) runs W2 once per value")
 	names := fs.Int("names", 10000, "W6 lock names")
@@ -114,7 +114,7 @@ func parseWorkloads(list string) ([]string, error) {
 			known = known || k == w
 		}
 		if !known {
-			return nil, fmt.Errorf("--workload %q: expected W1F, W1, W2F, W2, W3, W6, W7 or all", w)
+			return nil, fmt.Errorf("--workload %q: expected W1F, W1, W2F, W2, W3, W4, W6, W7 or all", w)
 		}
 		asked[w] = true
 	}
@@ -306,6 +306,11 @@ func (b *bench) runOne(workload, flavour string, contenders int) *result {
 			ops = defaultW3Ops
 		}
 		o, err = b.w3(ctx, ops)
+	case "W4":
+		if b.cfg.ops == 0 {
+			ops = defaultW3Ops
+		}
+		o, err = b.w4(ctx, ops)
 	case "W2":
 		total := (ops + contenders - 1) / contenders * contenders // a whole number of cycles each
 		o, err = b.w2(ctx, lk, contenders, total)

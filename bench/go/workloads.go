@@ -340,6 +340,51 @@ func (b *bench) w3(ctx context.Context, ops int) (*outcome, error) {
 	return o, nil
 }
 
+// w4: plain KV reads, as the Rust bench's W4: one client, ops linearizable gets of distinct
+// keys, 16 in flight; each value is checked against what was written. The keys (256-byte values
+// that start with the op number in hex) are written first, untimed, on the control client.
+func (b *bench) w4(ctx context.Context, ops int) (*outcome, error) {
+	const inFlight = 16
+	ctr := &rpcCounter{}
+	cli, err := b.newClient(ctr)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	prefix := b.base + "/w4/"
+	defer b.deletePrefix(prefix)
+	key := func(i int64) string { return prefix + strconv.FormatInt(i, 10) }
+	value := func(i int64) string {
+		tag := fmt.Sprintf("%016x", i)
+		return tag + strings.Repeat("v", 256-len(tag))
+	}
+	seed := func(i int) error {
+		_, err := b.control.Put(ctx, key(int64(i)), value(int64(i)))
+		return err
+	}
+	if err := parallel(ops, inFlight, seed); err != nil {
+		return nil, fmt.Errorf("seeding W4 keys: %w", err)
+	}
+	var next atomic.Int64
+	o := newOutcome(int64(ops))
+	o.samples, o.measured = runWorkers(inFlight, []*rpcCounter{ctr}, func(int) *samples {
+		s := &samples{}
+		for {
+			i := next.Add(1) - 1
+			if i >= int64(ops) {
+				return s
+			}
+			t0 := time.Now()
+			resp, err := cli.Get(ctx, key(i))
+			if err == nil && (len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != value(i)) {
+				err = fmt.Errorf("W4 read of %s differs from what was written", key(i))
+			}
+			s.record(time.Since(t0), err)
+		}
+	})
+	return o, nil
+}
+
 // w2f: the handoff floor. One client; untimed it writes ops keys and a counter at 0; timed,
 // each op is what a W2 handoff costs without a lock: Delete(k/<i>) (the releaser's delete),
 // then the critical section's Get + Put of the counter.
