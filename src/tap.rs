@@ -50,6 +50,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::wire::WireSink;
 
+mod coalesce;
 mod conn;
 mod forward;
 mod record;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
+use super::coalesce::Coalesced;
 use super::record::StreamRecord;
 use super::{Config, Counter, Live};
 use crate::wire::{ConnectionClose, Peer, WireEvent};
@@ -71,7 +72,7 @@ pub(super) async fn serve(
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_pending_accept_reset_streams(1000)
-        .handshake::<_, Bytes>(upstream_io)
+        .handshake::<_, Bytes>(Coalesced(upstream_io))
         .await
     {
         Ok(pair) => pair,
@@ -81,7 +82,7 @@ pub(super) async fn serve(
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_pending_accept_reset_streams(1000)
-        .handshake::<_, Bytes>(client_io)
+        .handshake::<_, Bytes>(Coalesced(client_io))
         .await;
     let mut server = match server {
         Ok(server) => server,
