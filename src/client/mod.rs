@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use tonic::transport::Channel;
+use h2channel::Channel;
 
 use crate::error::Result;
 use crate::wire::WireSink;
@@ -473,6 +473,7 @@ mod connect;
 mod endpoint;
 mod extensions;
 mod grpc;
+mod h2channel;
 mod rpc;
 mod scheme;
 mod sync;
