@@ -115,6 +115,8 @@ async fn drive(
     settings: Settings,
     state: Arc<ConnState>,
 ) {
+    // Also when the task is dropped unfinished (its runtime shut down).
+    let _closed = CloseOnDrop(Arc::clone(&state));
     let keep_alive = async move {
         let Some(mut ping) = ping else {
             return std::future::pending::<()>().await;
@@ -137,6 +139,14 @@ async fn drive(
             crate::trace::event!(WARN, "keep_alive_lost", timeout = ?settings.keep_alive_timeout);
         }
     }
-    state.close();
     drop(connection);
+}
+
+/// Marks the connection closed when the task that drives it ends, however it ends.
+struct CloseOnDrop(Arc<ConnState>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
