@@ -24,7 +24,7 @@ pub(crate) struct Settings {
     /// Time allowed for TCP, TLS and the HTTP/2 preface; also the longest a call waits for a
     /// connection.
     pub(crate) connect_timeout: Duration,
-    /// A PING goes out this often, also while no call is open.
+    /// A PING goes out this often, also while no call is open; zero: never.
     pub(crate) keep_alive_interval: Duration,
     /// A PING unanswered this long closes the connection.
     pub(crate) keep_alive_timeout: Duration,
@@ -118,7 +118,8 @@ async fn drive(
     // Also when the task is dropped unfinished (its runtime shut down).
     let _closed = CloseOnDrop(Arc::clone(&state));
     let keep_alive = async move {
-        let Some(mut ping) = ping else {
+        // A zero interval turns keep-alive off (never a PING storm).
+        let Some(mut ping) = ping.filter(|_| !settings.keep_alive_interval.is_zero()) else {
             return std::future::pending::<()>().await;
         };
         loop {
