@@ -95,21 +95,26 @@ impl Shared {
         current.as_ref().filter(|c| !c.state.is_closed()).cloned()
     }
 
-    /// The open connection, or a new one; waits at most the connect timeout.
-    async fn connection(&self) -> Result<Connection, TransportError> {
-        if let Some(connection) = self.live() {
-            return Ok(connection);
-        }
-        let since = Instant::now();
-        let limit = self.settings.connect_timeout;
-        match tokio::time::timeout(limit, self.reconnect(since)).await {
-            Ok(result) => result,
-            Err(_) => Err(TransportError::new(
-                Stage::Connect,
-                format!("no connection to {} within {limit:?}", self.dest.authority),
-                None,
-            )),
-        }
+    /// The open connection, or a new one; waits at most the connect timeout. Boxed: the
+    /// connect path (dial, TLS, handshake) is then compiled once, not into every caller.
+    fn connection(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<Connection, TransportError>> + Send + '_>> {
+        Box::pin(async move {
+            if let Some(connection) = self.live() {
+                return Ok(connection);
+            }
+            let since = Instant::now();
+            let limit = self.settings.connect_timeout;
+            match tokio::time::timeout(limit, self.reconnect(since)).await {
+                Ok(result) => result,
+                Err(_) => Err(TransportError::new(
+                    Stage::Connect,
+                    format!("no connection to {} within {limit:?}", self.dest.authority),
+                    None,
+                )),
+            }
+        })
     }
 
     /// Opens a connection, one attempt at a time; a call that waited while an attempt failed
@@ -150,10 +155,13 @@ impl Shared {
         // A connection found closed here never carried the request: try a new one, once.
         let mut again = true;
         let (mut send, state) = loop {
-            let connection = self
-                .connection()
-                .await
-                .map_err(TransportError::into_status)?;
+            let connection = match self.live() {
+                Some(connection) => connection,
+                None => self
+                    .connection()
+                    .await
+                    .map_err(TransportError::into_status)?,
+            };
             match connection.send.ready().await {
                 Ok(send) => break (send, connection.state),
                 Err(e) => {
