@@ -26,6 +26,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     tonic_prost_build::configure()
         .build_server(false)
         .build_client(true)
+        // No `connect` constructors on tonic's transport: the clients run on our own channel.
+        .build_transport(false)
         // Our codec wraps prost's: it hands the received message bytes to the wire log (only
         // while a sink is listening) before prost decodes them. See `src/wire/codec.rs`.
         .codec_path("crate::wire::codec::WireCodec")

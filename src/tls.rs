@@ -1,5 +1,5 @@
 //! TLS for `https://` endpoints (feature `tls`): a CA bundle, a client certificate for mutual
-//! TLS, and a server-name override. rustls with the ring provider, through tonic; no OpenSSL.
+//! TLS, and a server-name override. rustls with the ring provider (tokio-rustls); no OpenSSL.
 //!
 //! Files are read and checked when the client connects, so a missing file, a file that holds no
 //! PEM certificate, or a key that does not belong to the certificate fails at once with
@@ -28,7 +28,6 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::error::{Error, Result};
 
@@ -133,17 +132,15 @@ impl TlsOptions {
         self.domain_name.as_deref()
     }
 
-    /// Reads and checks every file, then builds tonic's configuration.
-    pub(crate) fn client_config(&self) -> Result<ClientTlsConfig> {
-        let mut config = ClientTlsConfig::new();
+    /// Reads and checks every file, then builds rustls' client configuration (ALPN `h2`).
+    pub(crate) fn client_config(&self) -> Result<ClientTls> {
+        let mut roots = rustls::RootCertStore::empty();
         if self.ca.is_empty() {
-            config = config.with_native_roots();
+            add_system_roots(&mut roots);
         }
         for source in &self.ca {
             let pem = source.read("ca")?;
-            let certs = certificates(&pem, "ca", source)?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certs {
+            for cert in certificates(&pem, "ca", source)? {
                 roots.add(cert).map_err(|e| {
                     Error::invalid(
                         "ca",
@@ -151,42 +148,90 @@ impl TlsOptions {
                     )
                 })?;
             }
-            config = config.ca_certificate(Certificate::from_pem(pem));
         }
-        if let Some((cert_source, key_source)) = &self.identity {
-            let cert_pem = cert_source.read("cert")?;
-            let key_pem = key_source.read("key")?;
-            let chain = certificates(&cert_pem, "cert", cert_source)?;
-            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-                Error::invalid(
-                    "key",
-                    format!(
-                        "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) found: {e}",
-                        key_source.describe()
-                    ),
-                )
-            })?;
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
-                Error::invalid(
-                    "key",
-                    format!(
-                        "{} cannot be used with certificate {}: {e}",
-                        key_source.describe(),
-                        cert_source.describe()
-                    ),
-                )
-            })?;
-            config = config.identity(Identity::from_pem(cert_pem, key_pem));
-        }
-        if let Some(name) = &self.domain_name {
-            ServerName::try_from(name.as_str()).map_err(|e| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls {
+                reason: e.to_string(),
+            })?
+            .with_root_certificates(roots);
+        let mut config = match &self.identity {
+            None => builder.with_no_client_auth(),
+            Some((cert_source, key_source)) => {
+                let cert_pem = cert_source.read("cert")?;
+                let key_pem = key_source.read("key")?;
+                let chain = certificates(&cert_pem, "cert", cert_source)?;
+                let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+                    Error::invalid(
+                        "key",
+                        format!(
+                            "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) found: {e}",
+                            key_source.describe()
+                        ),
+                    )
+                })?;
+                let mismatch = |e: rustls::Error| {
+                    Error::invalid(
+                        "key",
+                        format!(
+                            "{} cannot be used with certificate {}: {e}",
+                            key_source.describe(),
+                            cert_source.describe()
+                        ),
+                    )
+                };
+                rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider)
+                    .map_err(mismatch)?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(mismatch)?
+            }
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let domain_name = match &self.domain_name {
+            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| {
                 Error::invalid("domain_name", format!("{name:?} is not a DNS name: {e}"))
-            })?;
-            config = config.domain_name(name.clone());
-        }
-        Ok(config)
+            })?),
+            None => None,
+        };
+        Ok(ClientTls {
+            config: Arc::new(config),
+            domain_name,
+        })
     }
+}
+
+/// What a TLS connection needs: rustls' client configuration and the server name to expect.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientTls {
+    /// Trust anchors, client certificate, ALPN `h2`.
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    /// The server name override; `None`: the endpoint's host.
+    domain_name: Option<ServerName<'static>>,
+}
+
+impl ClientTls {
+    /// The name the server's certificate must be valid for: the override, else `host` (a DNS
+    /// name or an IP address).
+    pub(crate) fn server_name(&self, host: &str) -> std::io::Result<ServerName<'static>> {
+        if let Some(name) = &self.domain_name {
+            return Ok(name.clone());
+        }
+        ServerName::try_from(host.to_string()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{host:?} is not a valid server name: {e}"),
+            )
+        })
+    }
+}
+
+/// Adds the system's trust store (as etcdctl uses without `--cacert`); certificates it cannot
+/// parse are skipped.
+fn add_system_roots(roots: &mut rustls::RootCertStore) {
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
 }
 
 /// Every certificate in `pem`; at least one.

@@ -4,8 +4,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
-
+use super::h2channel::{self, Channel, Destination, TransportError};
 use super::scheme::{self, Origin};
 use super::token::{Credentials, TokenState};
 use super::unary::is_transport_failure;
@@ -130,51 +129,49 @@ impl ClientBuilder {
                 ));
             }
         }
-        let make_endpoint = {
-            let o = o.clone();
+        let make_channel = {
+            let settings = h2channel::Settings {
+                connect_timeout: o.connect_timeout,
+                keep_alive_interval: o.keep_alive_interval,
+                keep_alive_timeout: o.keep_alive_timeout,
+            };
             #[allow(clippy::clone_on_copy)]
             let tls_config = tls_config.clone();
-            move |url: &str| -> Result<Endpoint> {
+            move |url: &str| -> Result<Channel> {
                 let _ = &tls_config;
-                #[allow(unused_mut)]
-                let mut endpoint = Endpoint::from_shared(url.to_string())
-                    .map_err(|e| Error::invalid("endpoints", format!("{url}: {e}")))?
-                    .connect_timeout(o.connect_timeout)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(o.keep_alive_interval)
-                    .keep_alive_timeout(o.keep_alive_timeout)
-                    .keep_alive_while_idle(true);
                 #[cfg(feature = "tls")]
-                if url.starts_with("https://") {
-                    let config = tls_config.clone().unwrap_or_else(|| {
-                        tonic::transport::ClientTlsConfig::new().with_native_roots()
-                    });
-                    endpoint = endpoint.tls_config(config).map_err(|e| Error::Tls {
-                        reason: format!("{url}: {}", transport_reason(&e)),
-                    })?;
-                }
-                Ok(endpoint)
+                let tls = match (&tls_config, url.starts_with("https://")) {
+                    (_, false) => None,
+                    (Some(config), true) => Some(config.clone()),
+                    // An https:// endpoint without TLS settings: the system's trust store.
+                    (None, true) => Some(crate::tls::TlsOptions::new().client_config()?),
+                };
+                let dest = Destination::parse(
+                    url,
+                    #[cfg(feature = "tls")]
+                    tls,
+                )
+                .map_err(|e| Error::invalid("endpoints", e))?;
+                Ok(Channel::lazy(dest, settings))
             }
         };
-        let endpoints = urls
+        let channels = urls
             .iter()
-            .map(|url| make_endpoint(url))
+            .map(|url| make_channel(url))
             .collect::<Result<Vec<_>>>()?;
-        let attempts = endpoints.iter().zip(&urls).map(|(e, url)| {
-            let e = e.clone();
+        let attempts = channels.iter().map(|channel| {
+            let channel = channel.clone();
             let limit = o.connect_timeout;
             let max_response_bytes = o.max_response_bytes;
-            let tls = url.starts_with("https://");
             async move {
-                let channel = match tokio::time::timeout(limit, e.connect()).await {
-                    Ok(Ok(channel)) => channel,
-                    Ok(Err(err)) => return Err(failure_for(&err, tls)),
-                    Err(_) => return Err(Failure::Other(format!("no answer within {limit:?}"))),
-                };
-                if tls {
-                    probe(channel.clone(), max_response_bytes, limit).await?;
+                let tls = channel.is_tls();
+                if let Err(err) = channel.connect().await {
+                    return Err(failure_for(&err, tls));
                 }
-                Ok(channel)
+                if tls {
+                    probe(channel, max_response_bytes, limit).await?;
+                }
+                Ok(())
             }
         });
         let results = futures_util::future::join_all(attempts).await;
@@ -182,11 +179,11 @@ impl ClientBuilder {
         let mut first_live = None;
         let mut last_reason = String::new();
         let mut tls_reason = None;
-        for ((url, endpoint), result) in urls.iter().zip(endpoints).zip(results) {
-            let channel = match result {
-                Ok(channel) => {
+        // A member that failed keeps its channel: it connects on the next call that needs it.
+        for ((url, channel), result) in urls.iter().zip(channels).zip(results) {
+            match result {
+                Ok(()) => {
                     first_live.get_or_insert(members.len());
-                    channel
                 }
                 Err(failure) => {
                     let (Failure::Tls(reason) | Failure::Other(reason)) = &failure;
@@ -194,9 +191,8 @@ impl ClientBuilder {
                     if matches!(failure, Failure::Tls(_)) {
                         tls_reason = Some(last_reason.clone());
                     }
-                    endpoint.connect_lazy()
                 }
-            };
+            }
             members.push(Member {
                 url: url.clone(),
                 channel,
@@ -215,7 +211,7 @@ impl ClientBuilder {
         let client = Client {
             inner: Arc::new(Inner {
                 members: RwLock::new(members.into()),
-                make_channel: Box::new(move |url| Ok(make_endpoint(url)?.connect_lazy())),
+                make_channel: Box::new(make_channel),
                 sync_task: OnceLock::new(),
                 current: AtomicUsize::new(first_live),
                 options: self.options,
@@ -240,10 +236,19 @@ impl ClientBuilder {
     /// A client whose channels connect lazily, without contacting any endpoint (unit tests).
     #[cfg(test)]
     pub(crate) fn unconnected(self) -> Client {
-        let make = |url: &str| -> Result<Channel> {
-            Endpoint::from_shared(url.to_string())
-                .map(|e| e.connect_lazy())
-                .map_err(|e| Error::invalid("endpoints", e.to_string()))
+        let settings = h2channel::Settings {
+            connect_timeout: self.options.connect_timeout,
+            keep_alive_interval: self.options.keep_alive_interval,
+            keep_alive_timeout: self.options.keep_alive_timeout,
+        };
+        let make = move |url: &str| -> Result<Channel> {
+            let dest = Destination::parse(
+                url,
+                #[cfg(feature = "tls")]
+                None,
+            )
+            .map_err(|e| Error::invalid("endpoints", e))?;
+            Ok(Channel::lazy(dest, settings))
         };
         let plain = scheme::Rules {
             tls: false,
@@ -285,7 +290,7 @@ enum Failure {
 
 /// Like [`failure`], but a connection reset or closed during an https connect is a TLS
 /// failure: the server hung up on the handshake (e.g. a plain-HTTP port; etcd 3.4 resets).
-fn failure_for(err: &tonic::transport::Error, tls: bool) -> Failure {
+fn failure_for(err: &TransportError, tls: bool) -> Failure {
     match failure(err) {
         Failure::Other(reason) if tls && hung_up(err) => Failure::Tls(format!(
             "the server closed the connection during the TLS handshake ({reason}); does it speak TLS on this port?"
@@ -295,7 +300,7 @@ fn failure_for(err: &tonic::transport::Error, tls: bool) -> Failure {
 }
 
 /// True when an I/O error in the chain says the peer reset or closed the connection.
-fn hung_up(err: &tonic::transport::Error) -> bool {
+fn hung_up(err: &TransportError) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, UnexpectedEof};
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
@@ -312,7 +317,7 @@ fn hung_up(err: &tonic::transport::Error) -> bool {
     false
 }
 
-fn failure(err: &tonic::transport::Error) -> Failure {
+fn failure(err: &TransportError) -> Failure {
     #[cfg(feature = "tls")]
     if let Some(reason) = crate::support::tls::failure_in(err) {
         return Failure::Tls(reason);
@@ -371,12 +376,8 @@ fn transport_status_reason(status: &tonic::Status) -> String {
 }
 
 /// The innermost cause of a transport error, which is the readable one ("Connection refused").
-fn transport_reason(err: &tonic::transport::Error) -> String {
-    let mut source: &dyn std::error::Error = err;
-    while let Some(next) = source.source() {
-        source = next;
-    }
-    source.to_string()
+fn transport_reason(err: &TransportError) -> String {
+    h2channel::innermost(err)
 }
 
 /// `ClientOptions::allow_plaintext_with_tls`, `false` in a build without TLS.

@@ -5,7 +5,7 @@
 //! calls go through [`Client::unary_at`]: the client's deadline, token (renewed once when etcd
 //! refuses it), counters and wire log, but no failover and no retry.
 
-use tonic::transport::Channel;
+use super::h2channel::Channel;
 
 use super::rpc::UnaryRequest;
 use super::scheme::Origin;

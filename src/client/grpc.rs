@@ -8,7 +8,7 @@
 //! client nothing but the prefix. [`too_large`] turns that refusal into
 //! [`Error::MessageTooLarge`].
 
-use tonic::transport::Channel;
+use super::h2channel::Channel;
 
 use super::ClientOptions;
 use crate::error::{Error, MessageKind};

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use tonic::transport::Channel;
+use h2channel::Channel;
 
 use crate::error::Result;
 use crate::wire::WireSink;
@@ -54,7 +54,8 @@ pub struct ClientOptions {
     /// Deadline for each unary request, sent to etcd as `grpc-timeout` too. `None` = no limit.
     /// Default 10 s. Streams (watch, keep-alive) and the server-side `Lock` call are not bounded by it.
     pub request_timeout: Option<Duration>,
-    /// HTTP/2 PING interval used to notice dead connections. Default 10 s.
+    /// HTTP/2 PING interval used to notice dead connections, also while no call is open.
+    /// Default 10 s; zero sends no PINGs.
     pub keep_alive_interval: Duration,
     /// How long to wait for a PING answer before the connection counts as dead. Default 5 s.
     pub keep_alive_timeout: Duration,
@@ -473,6 +474,7 @@ mod connect;
 mod endpoint;
 mod extensions;
 mod grpc;
+mod h2channel;
 mod rpc;
 mod scheme;
 mod sync;

@@ -9,8 +9,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use super::h2channel::{Channel, TransportError};
 use prost::bytes::Bytes;
-use tonic::transport::Channel;
 
 use super::rpc::{RawCodec, UnaryRequest};
 use super::{Client, Retry};
@@ -299,19 +299,31 @@ fn should_retry(error: &Error, retry: Retry) -> bool {
     }
 }
 
-/// True when tonic reports a broken connection rather than an answer from etcd.
+/// The channel's own error in `status`'s source chain: the connection failed, not the
+/// request.
+fn transport_error(status: &tonic::Status) -> Option<&TransportError> {
+    let mut next = std::error::Error::source(status);
+    while let Some(error) = next {
+        if let Some(transport) = error.downcast_ref::<TransportError>() {
+            return Some(transport);
+        }
+        next = error.source();
+    }
+    None
+}
+
+/// True when the channel reports a broken connection rather than an answer from etcd.
 pub(super) fn is_transport_failure(status: &tonic::Status) -> bool {
-    std::error::Error::source(status).is_some_and(|s| s.is::<tonic::transport::Error>())
-        || (status.code() == tonic::Code::Cancelled && status.message() == "operation was canceled")
-        || (status.code() == tonic::Code::Unknown && status.message() == "transport error")
+    transport_error(status).is_some()
 }
 
 /// True when the failure's source chain proves the request never reached etcd.
 ///
 /// Decided from error types only, never from message text (a proxy in between may say
 /// "connect" after it forwarded the request). Proof is one of:
-/// - tonic's [`tonic::ConnectError`], or an I/O error of kind `ConnectionRefused`: the
-///   connection (TCP, TLS, HTTP/2 handshake) was never established;
+/// - the channel's [`TransportError`] saying the request never left: the connection (TCP,
+///   TLS, HTTP/2 handshake) could not be opened, or was found closed before the request was
+///   handed to HTTP/2; an I/O error of kind `ConnectionRefused` says the same;
 /// - an HTTP/2 `RST_STREAM` with `REFUSED_STREAM`: the server states it did not process the
 ///   stream (RFC 9113, section 8.7);
 /// - an HTTP/2 GOAWAY received from the server: h2 gives the stream that error only when its
@@ -320,7 +332,10 @@ pub(super) fn is_transport_failure(status: &tonic::Status) -> bool {
 fn never_sent(status: &tonic::Status) -> bool {
     let mut next = std::error::Error::source(status);
     while let Some(error) = next {
-        if error.is::<tonic::ConnectError>() {
+        if error
+            .downcast_ref::<TransportError>()
+            .is_some_and(TransportError::never_sent)
+        {
             return true;
         }
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
@@ -343,6 +358,7 @@ fn never_sent(status: &tonic::Status) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::h2channel::Stage;
     use tonic::{Code, Status};
 
     /// Whether a write, then a read, failing with `status` would be sent again.
@@ -354,9 +370,22 @@ mod tests {
         )
     }
 
-    /// A status whose source chain holds `cause`, as tonic builds it from a transport error.
+    /// A status whose source chain holds `cause`, as the channel reports a failure after the
+    /// request may have left.
     fn caused_by(cause: impl std::error::Error + Send + Sync + 'static) -> Status {
-        Status::from_error(Box::new(cause))
+        sent(Some(std::sync::Arc::new(cause)))
+    }
+
+    /// The channel's failure at `stage`, as a status.
+    fn at(
+        stage: Stage,
+        cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    ) -> Status {
+        TransportError::new(stage, "transport failure", cause).into_status()
+    }
+
+    fn sent(cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>) -> Status {
+        at(Stage::Sent, cause)
     }
 
     #[test]
@@ -394,12 +423,30 @@ mod tests {
 
     #[test]
     fn a_failed_connect_repeats_writes() {
-        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        let connect = caused_by(tonic::ConnectError(Box::new(refused)));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let connect = at(Stage::Connect, Some(std::sync::Arc::new(reset)));
         assert_eq!(connect.code(), Code::Unavailable);
         assert_eq!(retried(connect), (true, true));
+        // No cause at all (the connect timed out): the stage alone is the proof.
+        assert_eq!(retried(at(Stage::Connect, None)), (true, true));
+        // A connection found closed before the request was handed to HTTP/2.
+        let closed = h2::Error::from(h2::Reason::NO_ERROR);
+        let not_sent = at(Stage::NotSent, Some(std::sync::Arc::new(closed)));
+        assert_eq!(retried(not_sent), (true, true));
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert!(retried(caused_by(refused)).0);
+    }
+
+    #[test]
+    fn a_connection_lost_after_sending_repeats_reads_only() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(retried(caused_by(reset)), (false, true));
+        assert_eq!(retried(sent(None)), (false, true));
+        // The same cause without the channel's error: an answer, not a transport failure.
+        let plain = Status::from_error(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(!is_transport_failure(&plain));
     }
 
     #[test]
