@@ -597,20 +597,7 @@ async fn the_cli_tap_writes_the_log_file(bin: &EtcdBinary) {
     let cluster = common::single(bin);
     let dir = common::ok(tempfile::tempdir());
     let file = dir.path().join("tap.jsonl");
-    let mut tap = common::ok(
-        Command::new(BIN)
-            .args(["tap", "--listen", "127.0.0.1:0", "--upstream"])
-            .arg(&cluster.endpoints()[0])
-            .arg("--wire-log")
-            .arg(&file)
-            .stdout(Stdio::piped())
-            .spawn(),
-    );
-    let first = read_lines(&mut tap, 1);
-    let addr = first[0]
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("{first:?}"))
-        .to_string();
+    let (mut tap, addr) = spawn_cli_tap(&cluster.endpoints()[0], &file);
     run({
         let mut c = etcdctl(&cluster, &addr);
         c.args(["put", "tap/cli", "v"]);

@@ -130,11 +130,7 @@ impl ClientBuilder {
             }
         }
         let make_channel = {
-            let settings = h2channel::Settings {
-                connect_timeout: o.connect_timeout,
-                keep_alive_interval: o.keep_alive_interval,
-                keep_alive_timeout: o.keep_alive_timeout,
-            };
+            let settings = channel_settings(o);
             #[allow(clippy::clone_on_copy)]
             let tls_config = tls_config.clone();
             move |url: &str| -> Result<Channel> {
@@ -236,11 +232,7 @@ impl ClientBuilder {
     /// A client whose channels connect lazily, without contacting any endpoint (unit tests).
     #[cfg(test)]
     pub(crate) fn unconnected(self) -> Client {
-        let settings = h2channel::Settings {
-            connect_timeout: self.options.connect_timeout,
-            keep_alive_interval: self.options.keep_alive_interval,
-            keep_alive_timeout: self.options.keep_alive_timeout,
-        };
+        let settings = channel_settings(&self.options);
         let make = move |url: &str| -> Result<Channel> {
             let dest = Destination::parse(
                 url,
@@ -378,6 +370,15 @@ fn transport_status_reason(status: &tonic::Status) -> String {
 /// The innermost cause of a transport error, which is the readable one ("Connection refused").
 fn transport_reason(err: &TransportError) -> String {
     h2channel::innermost(err)
+}
+
+/// What a member's channel takes from the options: the connect timeout and HTTP/2 keep-alive.
+fn channel_settings(options: &ClientOptions) -> h2channel::Settings {
+    h2channel::Settings {
+        connect_timeout: options.connect_timeout,
+        keep_alive_interval: options.keep_alive_interval,
+        keep_alive_timeout: options.keep_alive_timeout,
+    }
 }
 
 /// `ClientOptions::allow_plaintext_with_tls`, `false` in a build without TLS.
