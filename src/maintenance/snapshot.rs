@@ -30,7 +30,9 @@ const DIGEST_LEN: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SnapshotProgress {
-    /// Bytes received and written so far (database bytes, plus the digest at the end).
+    /// Bytes received so far (database bytes, plus the digest at the end); `snapshot_with`
+    /// has written them to its writer by then, `snapshot_to_file` writes them on its hashing
+    /// thread just after.
     pub bytes: u64,
     /// Bytes the whole stream will have (database plus the 32-byte digest), known from the
     /// first message's `remaining_bytes`.
@@ -192,39 +194,62 @@ impl Verifier {
 }
 
 /// The sha256 of a snapshot, computed on a blocking-pool thread fed through a bounded queue,
-/// so hashing overlaps receiving and writing instead of running on the receiving task.
+/// so hashing overlaps receiving and writing instead of running on the receiving task. Given a
+/// file, the same thread also writes each database chunk to it before hashing it: the bytes
+/// are written where they already are, with no copy into a write buffer and no hand-off per
+/// write.
 struct Hasher {
     queue: tokio::sync::mpsc::Sender<Chunk>,
-    done: tokio::task::JoinHandle<[u8; 32]>,
+    done: tokio::task::JoinHandle<Hashed>,
+}
+
+/// What the hashing thread ends with: the digest of every chunk it took, and the file it wrote
+/// them to (or the error that stopped the writing).
+struct Hashed {
+    digest: [u8; 32],
+    file: Option<std::io::Result<std::fs::File>>,
 }
 
 impl Hasher {
     /// Starts the hashing thread; it ends when the queue's sender is dropped (also when the
-    /// snapshot future is dropped midway).
-    fn start() -> Self {
+    /// snapshot future is dropped midway), or when writing to `file` fails.
+    fn start(mut file: Option<std::fs::File>) -> Self {
+        use std::io::Write;
         let (queue, mut chunks) = tokio::sync::mpsc::channel::<Chunk>(HASH_QUEUE);
         let done = tokio::task::spawn_blocking(move || {
             let mut hasher = Sha256::default();
             while let Some(chunk) = chunks.blocking_recv() {
+                if let Some(out) = file.as_mut() {
+                    if let Err(e) = out.write_all(chunk.bytes()) {
+                        return Hashed {
+                            digest: hasher.finish(),
+                            file: Some(Err(e)),
+                        };
+                    }
+                }
                 hasher.update(chunk.bytes());
             }
-            hasher.finish()
+            Hashed {
+                digest: hasher.finish(),
+                file: file.map(Ok),
+            }
         });
         Hasher { queue, done }
     }
 
-    /// Queues `chunks` for hashing, waiting while the queue is full.
-    async fn feed(&self, chunks: [Option<Chunk>; 2]) -> Result<()> {
+    /// Queues `chunks` for hashing, waiting while the queue is full. `false` when the thread
+    /// has stopped ([`Hasher::finish`] says why).
+    async fn feed(&self, chunks: [Option<Chunk>; 2]) -> bool {
         for chunk in chunks.into_iter().flatten() {
             if self.queue.send(chunk).await.is_err() {
-                return Err(hasher_failed());
+                return false;
             }
         }
-        Ok(())
+        true
     }
 
-    /// Waits for the digest of everything fed.
-    async fn finish(self) -> Result<[u8; 32]> {
+    /// Waits for the digest of everything fed (and the file, when one was given).
+    async fn finish(self) -> Result<Hashed> {
         drop(self.queue);
         self.done.await.map_err(|_| hasher_failed())
     }
@@ -278,6 +303,22 @@ impl Client {
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
+        let (info, _) = self.stream_snapshot(Some(out), None, options).await?;
+        Ok(info)
+    }
+
+    /// One `Maintenance/Snapshot` stream, checked. Each message's bytes go to `out` when given;
+    /// with `file` instead, the hashing thread writes the database bytes to it, and the digest
+    /// is written after it checked out. Returns the file, all written but not synced.
+    async fn stream_snapshot<W>(
+        &self,
+        mut out: Option<&mut W>,
+        file: Option<std::fs::File>,
+        options: SnapshotOptions,
+    ) -> Result<(SnapshotInfo, Option<std::fs::File>)>
+    where
+        W: AsyncWrite + Unpin + ?Sized,
+    {
         let (url, channel) = match &options.endpoint {
             Some(endpoint) => self.channel_to(endpoint)?,
             None => {
@@ -301,7 +342,7 @@ impl Client {
         self.counters().stream_sent(0);
         let mut stream = self.with_token_retry(open).await?.into_inner();
         let mut verifier = Verifier::default();
-        let hasher = Hasher::start();
+        let hasher = Hasher::start(file);
         loop {
             let message = match stream.message().await {
                 Ok(Some(message)) => message,
@@ -317,23 +358,47 @@ impl Client {
             };
             self.counters()
                 .stream_received(prost::Message::encoded_len(&message));
-            if let Err(e) = out.write_all(&message.blob).await {
-                return Err(write_failed(e, verifier.received()));
+            if let Some(out) = out.as_mut() {
+                if let Err(e) = out.write_all(&message.blob).await {
+                    return Err(write_failed(e, verifier.received()));
+                }
             }
-            // Written first, then moved (not copied) to the hashing thread.
+            // Written first (or written by the hashing thread), then moved, not copied.
             let (progress, chunks) = verifier.push(message.remaining_bytes, message.blob);
-            hasher.feed(chunks).await?;
+            if !hasher.feed(chunks).await {
+                // The thread stopped: a failed file write says why.
+                let received = verifier.received();
+                return Err(match hasher.finish().await?.file {
+                    Some(Err(e)) => write_failed(e, received),
+                    _ => hasher_failed(),
+                });
+            }
             if let Some(callback) = &options.progress {
                 callback(progress);
             }
         }
-        let digest = hasher.finish().await?;
+        let hashed = hasher.finish().await?;
         let received = verifier.received();
         let info = verifier
-            .finish(digest)
+            .finish(hashed.digest)
             .map_err(|failure| refused(failure, received, None))?;
-        out.flush().await.map_err(|e| write_failed(e, received))?;
-        Ok(info)
+        if let Some(out) = out.as_mut() {
+            out.flush().await.map_err(|e| write_failed(e, received))?;
+        }
+        let file = match hashed.file {
+            None => None,
+            Some(Err(e)) => return Err(write_failed(e, received)),
+            // The stream's last 32 bytes: the digest, which just matched.
+            Some(Ok(mut file)) => Some(
+                tokio::task::spawn_blocking(move || {
+                    std::io::Write::write_all(&mut file, &info.sha256).map(|()| file)
+                })
+                .await
+                .map_err(|_| hasher_failed())?
+                .map_err(|e| write_failed(e, received))?,
+            ),
+        };
+        Ok((info, file))
     }
 
     /// Saves a snapshot to `path`: `Maintenance/Snapshot` into a temporary file in the same
@@ -374,15 +439,21 @@ impl Client {
         };
         let file = tokio::fs::File::create(&temp)
             .await
-            .map_err(|e| io("cannot create", e))?;
+            .map_err(|e| io("cannot create", e))?
+            .into_std()
+            .await;
         let cleanup = RemoveOnDrop(Some(temp.clone()));
-        // The stream's chunks are small (etcd sends 32 KiB): gathered into 1 MiB writes, the
-        // file sees one blocking-pool write per MiB instead of one per chunk.
-        let mut out = tokio::io::BufWriter::with_capacity(FILE_BUFFER, file);
-        let info = self.snapshot_with(&mut out, options).await?;
-        let file = out.into_inner();
-        file.sync_all().await.map_err(|e| io("cannot sync", e))?;
-        drop(file);
+        // The hashing thread writes each chunk where it already is (no write buffer, no
+        // hand-off per write), then the digest follows.
+        let (info, file) = self
+            .stream_snapshot(None::<&mut tokio::io::Sink>, Some(file), options)
+            .await?;
+        if let Some(file) = file {
+            tokio::task::spawn_blocking(move || file.sync_all())
+                .await
+                .map_err(|_| hasher_failed())?
+                .map_err(|e| io("cannot sync", e))?;
+        }
         tokio::fs::rename(&temp, path)
             .await
             .map_err(|e| io("cannot rename", e))?;
@@ -390,9 +461,6 @@ impl Client {
         Ok(info)
     }
 }
-
-/// How many bytes [`Client::snapshot_to_file`] gathers before each write to the file.
-const FILE_BUFFER: usize = 1 << 20;
 
 fn write_failed(e: std::io::Error, received: u64) -> Error {
     Error::invalid(
@@ -536,12 +604,12 @@ mod tests {
         async fn piped(
             messages: &[pb::SnapshotResponse],
         ) -> std::result::Result<SnapshotInfo, SnapshotFailure> {
-            let (mut v, hasher) = (Verifier::default(), Hasher::start());
+            let (mut v, hasher) = (Verifier::default(), Hasher::start(None));
             for m in messages {
                 let (_, chunks) = v.push(m.remaining_bytes, m.blob.clone());
-                hasher.feed(chunks).await.expect("hasher alive");
+                assert!(hasher.feed(chunks).await, "hasher alive");
             }
-            let digest = hasher.finish().await.expect("hasher alive");
+            let digest = hasher.finish().await.expect("hasher alive").digest;
             v.finish(digest)
         }
         for chunk in [1, 31, 32, 33, 100, 4096, 20_000] {
@@ -563,5 +631,31 @@ mod tests {
                 "chunk {chunk}"
             );
         }
+    }
+
+    /// Given a file, the hashing thread writes every database chunk to it, in order, and
+    /// hashes the same bytes: the file then holds the database and the digest checks out.
+    #[tokio::test]
+    async fn the_hashing_thread_writes_the_database_to_its_file() {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "etcd-lock-snapshot-unit-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _cleanup = RemoveOnDrop(Some(path.clone()));
+        let file = std::fs::File::create(&path).expect("temp file");
+        let messages = stream(&db(), 100);
+        let (mut v, hasher) = (Verifier::default(), Hasher::start(Some(file)));
+        for m in &messages {
+            let (_, chunks) = v.push(m.remaining_bytes, m.blob.clone());
+            assert!(hasher.feed(chunks).await, "hasher alive");
+        }
+        let hashed = hasher.finish().await.expect("hasher alive");
+        assert!(matches!(hashed.file, Some(Ok(_))));
+        drop(hashed.file);
+        let info = v.finish(hashed.digest).expect("valid stream");
+        assert_eq!(info.bytes, 10_032);
+        assert_eq!(std::fs::read(&path).expect("read back"), db());
     }
 }
