@@ -119,6 +119,19 @@ async fn wait_line(log: &Buffer, what: &str, want: impl Fn(&Value) -> bool) -> V
     }
 }
 
+/// Awaits `step`, failing the test (naming the step and the tap's live counts) when it takes
+/// longer than 20 s: a stalled stream fails here instead of hanging the suite.
+async fn within<T>(tap: &TapHandle, what: &str, step: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(20), step).await {
+        Ok(out) => out,
+        Err(_) => panic!(
+            "{what}: no progress in 20 s ({} connections, {} streams in the tap)",
+            tap.connections(),
+            tap.streams()
+        ),
+    }
+}
+
 fn tap_addr(tap: &TapHandle) -> String {
     format!("http://{}", tap.local_addr())
 }
@@ -374,28 +387,38 @@ async fn hundreds_of_streams_and_large_messages_do_not_stall(bin: &EtcdBinary) {
             })
             .await,
         );
-        let inbound = common::ok(watch.watch(tokio_stream_of(rx)).await).into_inner();
+        let inbound =
+            common::ok(within(&tap, "opening a watch", watch.watch(tokio_stream_of(rx))).await)
+                .into_inner();
         streams.push((tx, inbound));
     }
     for (_, inbound) in &mut streams {
-        let created = common::ok(inbound.message().await).expect("created");
+        let created =
+            common::ok(within(&tap, "watch created", inbound.message()).await).expect("created");
         assert!(created.created);
     }
     let mut kv = pb::kv_client::KvClient::new(channel.clone());
     let event_value = vec![b'e'; 20_000];
-    common::ok(
+    // The watchers read while the put is in flight, as a real client's would: 300 events of
+    // 20 KB are more than the client's 5 MiB connection window, so a client that read none
+    // until the put's answer came could wait for it forever (with or without the tap; the
+    // answer's DATA queues behind the unread events for the same window).
+    let put = within(
+        &tap,
+        "put of the watched key",
         kv.put(pb::PutRequest {
             key: b"tap/many".to_vec(),
             value: event_value.clone(),
             ..Default::default()
-        })
-        .await,
+        }),
     );
-    // Every watcher reads at once, as a real client's would (one unread stream holds its share
-    // of the connection window, with or without the tap).
-    let events =
-        futures_util::future::join_all(streams.iter_mut().map(|(_, inbound)| inbound.message()));
-    let events = common::ok(tokio::time::timeout(Duration::from_secs(30), events).await);
+    let events = within(
+        &tap,
+        "300 watch events",
+        futures_util::future::join_all(streams.iter_mut().map(|(_, inbound)| inbound.message())),
+    );
+    let (put, events) = tokio::join!(put, events);
+    common::ok(put);
     for event in events {
         let event = common::ok(event).expect("event");
         assert_eq!(
@@ -407,18 +430,26 @@ async fn hundreds_of_streams_and_large_messages_do_not_stall(bin: &EtcdBinary) {
         .map(|i| (i % 251) as u8)
         .collect::<Vec<u8>>();
     common::ok(
-        kv.put(pb::PutRequest {
-            key: b"tap/big".to_vec(),
-            value: value.clone(),
-            ..Default::default()
-        })
+        within(
+            &tap,
+            "1.5 MB put",
+            kv.put(pb::PutRequest {
+                key: b"tap/big".to_vec(),
+                value: value.clone(),
+                ..Default::default()
+            }),
+        )
         .await,
     );
     let got = common::ok(
-        kv.range(pb::RangeRequest {
-            key: b"tap/big".to_vec(),
-            ..Default::default()
-        })
+        within(
+            &tap,
+            "1.5 MB range",
+            kv.range(pb::RangeRequest {
+                key: b"tap/big".to_vec(),
+                ..Default::default()
+            }),
+        )
         .await,
     )
     .into_inner();

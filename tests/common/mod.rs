@@ -27,17 +27,17 @@ macro_rules! per_version {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn v3_5_1() {
                 let bin = $crate::common::binary("3.5.1");
-                super::$case(&bin).await;
+                $crate::common::watchdog(super::$case(&bin)).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn v3_4_23() {
                 let bin = $crate::common::binary("3.4.23");
-                super::$case(&bin).await;
+                $crate::common::watchdog(super::$case(&bin)).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn v3_5_latest() {
                 let bin = $crate::common::binary("3.5-latest");
-                super::$case(&bin).await;
+                $crate::common::watchdog(super::$case(&bin)).await;
             }
         }
     )+};
@@ -88,19 +88,19 @@ macro_rules! per_image {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn v3_5_1() {
                 if let Some(image) = $crate::common::image("3.5.1") {
-                    super::$case(&image).await;
+                    $crate::common::watchdog(super::$case(&image)).await;
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn v3_4_23() {
                 if let Some(image) = $crate::common::image("3.4.23") {
-                    super::$case(&image).await;
+                    $crate::common::watchdog(super::$case(&image)).await;
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn v3_5_latest() {
                 if let Some(image) = $crate::common::image("3.5-latest") {
-                    super::$case(&image).await;
+                    $crate::common::watchdog(super::$case(&image)).await;
                 }
             }
         }
@@ -133,6 +133,20 @@ pub fn image(version: &str) -> Option<String> {
     match ContainerCluster::image_for(version) {
         Ok(image) => Some(image),
         Err(e) => panic!("{e}"),
+    }
+}
+
+/// The longest any one test case may run: a case stuck on an `.await` fails with this
+/// message instead of holding the whole suite until CI's own limit.
+pub const CASE_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs one test case, failing it when it is still running after [`CASE_LIMIT`].
+pub async fn watchdog(case: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(CASE_LIMIT, case).await.is_err() {
+        panic!(
+            "the case was still running after {} s: an .await that never completes",
+            CASE_LIMIT.as_secs()
+        );
     }
 }
 
