@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::lease::{check_ttl, LeaseKeeper};
+use crate::support::BoxFuture;
 
 /// Default session TTL, as in Go's `concurrency.NewSession`: 60 s.
 pub const DEFAULT_TTL_SECS: i64 = 60;
@@ -201,38 +202,7 @@ impl Session {
     /// one `LeaseKeepAlive` to learn the lease's TTL; an unknown lease fails with
     /// [`Error::LeaseExpired`].
     pub async fn with_options(client: &Client, options: SessionOptions) -> Result<Session> {
-        let started = Instant::now();
-        let (lease, ttl, keeper) = match options.lease {
-            None => {
-                check_ttl(options.ttl)?;
-                let granted = client.lease_grant(options.ttl).await?;
-                (granted.id(), granted.ttl(), None)
-            }
-            Some(lease) => {
-                let (keeper, first) = client.lease_keep_alive(lease).await?;
-                (lease, first.ttl(), Some(keeper))
-            }
-        };
-        let (lost_tx, _) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            client: client.clone(),
-            lease,
-            ttl,
-            // The grant (or first keep-alive) was sent after `started`.
-            deadline_ms: AtomicU64::new(Duration::from_secs(ttl.max(0) as u64).as_millis() as u64),
-            epoch: started,
-            lost: AtomicBool::new(false),
-            lost_tx,
-            closed: AtomicBool::new(false),
-            gone_on_server: AtomicBool::new(false),
-            names: Mutex::new(HashMap::new()),
-            released: Notify::new(),
-            absent: Mutex::new(HashMap::new()),
-        });
-        let keeper = tokio::spawn(keep_alive(Arc::clone(&shared), keeper));
-        Ok(Session {
-            owner: Arc::new(Owner { shared, keeper }),
-        })
+        open(client, options).await
     }
 
     fn shared(&self) -> &Shared {
@@ -285,19 +255,7 @@ impl Session {
     /// Stops the keep-alive and revokes the lease (`Lease/LeaseRevoke`), which deletes every key
     /// of this session, including lock keys. Other clones see the session as lost.
     pub async fn close(self) -> Result<()> {
-        let s = self.shared();
-        self.owner.keeper.abort();
-        if s.closed.swap(true, Ordering::SeqCst) {
-            return Ok(());
-        }
-        let result = s.client.lease_revoke(s.lease).await;
-        s.mark_lost();
-        match result {
-            Ok(_) => Ok(()),
-            // Already gone: nothing left to revoke.
-            Err(e) if e.is_lease_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
+        close(self).await
     }
 
     /// Marks `name` as in use by this session. Fails with [`Error::AlreadyHeld`] if a guard or a
@@ -597,6 +555,64 @@ async fn refresh_until_lost(shared: &Shared, mut keeper: Option<LeaseKeeper>) {
             }
         }
     }
+}
+
+/// [`Session::with_options`]. Boxed, in a function that is not `async`: its state machine, and
+/// the ones it awaits, are compiled once, in this crate, not again in each calling crate.
+fn open(client: &Client, options: SessionOptions) -> BoxFuture<'_, Result<Session>> {
+    Box::pin(async move {
+        let started = Instant::now();
+        let (lease, ttl, keeper) = match options.lease {
+            None => {
+                check_ttl(options.ttl)?;
+                let granted = client.lease_grant(options.ttl).await?;
+                (granted.id(), granted.ttl(), None)
+            }
+            Some(lease) => {
+                let (keeper, first) = client.lease_keep_alive(lease).await?;
+                (lease, first.ttl(), Some(keeper))
+            }
+        };
+        let (lost_tx, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            lease,
+            ttl,
+            // The grant (or first keep-alive) was sent after `started`.
+            deadline_ms: AtomicU64::new(Duration::from_secs(ttl.max(0) as u64).as_millis() as u64),
+            epoch: started,
+            lost: AtomicBool::new(false),
+            lost_tx,
+            closed: AtomicBool::new(false),
+            gone_on_server: AtomicBool::new(false),
+            names: Mutex::new(HashMap::new()),
+            released: Notify::new(),
+            absent: Mutex::new(HashMap::new()),
+        });
+        let keeper = tokio::spawn(keep_alive(Arc::clone(&shared), keeper));
+        Ok(Session {
+            owner: Arc::new(Owner { shared, keeper }),
+        })
+    })
+}
+
+/// [`Session::close`], boxed like [`open`].
+fn close(session: Session) -> BoxFuture<'static, Result<()>> {
+    Box::pin(async move {
+        let s = session.shared();
+        session.owner.keeper.abort();
+        if s.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let result = s.client.lease_revoke(s.lease).await;
+        s.mark_lost();
+        match result {
+            Ok(_) => Ok(()),
+            // Already gone: nothing left to revoke.
+            Err(e) if e.is_lease_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -85,10 +85,7 @@ impl ClientBuilder {
     /// password fails the connect with the typed `AuthFailed` error; a cluster without auth
     /// is accepted (no token is sent until etcd asks for one).
     pub fn auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.credentials = Some(Credentials {
-            user: user.into(),
-            password: password.into(),
-        });
+        self.credentials = Some(Credentials::new(user.into(), password.into()));
         self
     }
 

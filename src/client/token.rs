@@ -12,6 +12,7 @@ use tonic::metadata::AsciiMetadataValue;
 use super::{Client, Retry};
 use crate::error::{Error, EtcdErrorKind, Result};
 use crate::proto::etcdserverpb as pb;
+use crate::support::BoxFuture;
 
 /// `Auth/Authenticate`: sent without a token, its request and answer carry secrets.
 pub(crate) const AUTHENTICATE: &str = "/etcdserverpb.Auth/Authenticate";
@@ -28,11 +29,33 @@ pub(crate) fn is_secret(method: &str) -> bool {
     matches!(method, AUTHENTICATE | USER_ADD | USER_CHANGE_PASSWORD)
 }
 
+/// Authenticates again for a client ([`Client::renew_token`] calls it). Held as a function
+/// pointer that only [`Credentials::new`] takes, so the renewal, `Auth/Authenticate` and its
+/// messages are only in a program that gives credentials (`ClientBuilder::auth`); without
+/// them the linker leaves them out.
+type Renewal = for<'a> fn(
+    &'a Client,
+    Option<&'a AsciiMetadataValue>,
+    Option<Instant>,
+) -> BoxFuture<'a, Result<()>>;
+
 /// User name and password; `Debug` does not print the password.
 #[derive(Clone)]
 pub(crate) struct Credentials {
     pub(crate) user: String,
     pub(crate) password: String,
+    /// How the client authenticates with them.
+    renew: Renewal,
+}
+
+impl Credentials {
+    pub(crate) fn new(user: String, password: String) -> Self {
+        Credentials {
+            user,
+            password,
+            renew: |client, stale, deadline| Box::pin(client.authenticate_again(stale, deadline)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -109,13 +132,26 @@ impl Client {
         self.inner.token.credentials.is_some() && error.wants_new_token()
     }
 
-    /// Authenticates again, unless another caller already replaced `stale` meanwhile.
+    /// Authenticates again (`Auth/Authenticate`), unless another caller already replaced
+    /// `stale` meanwhile; nothing without credentials.
     ///
     /// Bounded by `deadline` (the caller's; `None`: the client's request timeout from now),
     /// both while waiting for another caller's renewal and for `Authenticate` itself, so a
     /// server that never hands out a usable token fails the caller, never hangs it. The
     /// renewal never calls itself: `Client::unary` does not renew for `Authenticate`.
     pub(crate) async fn renew_token(
+        &self,
+        stale: Option<&AsciiMetadataValue>,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        match &self.inner.token.credentials {
+            Some(credentials) => (credentials.renew)(self, stale, deadline).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`Client::renew_token`] for a client with credentials (through [`Renewal`]).
+    async fn authenticate_again(
         &self,
         stale: Option<&AsciiMetadataValue>,
         deadline: Option<Instant>,
@@ -147,9 +183,11 @@ impl Client {
             },
             None => None,
         };
-        // Boxed: `unary` may call back into this function (for other methods than this one).
-        let token =
-            Box::pin(self.authenticate(&credentials.user, &credentials.password, left)).await?;
+        // `unary` may call back into `renew_token` (for other methods than this one): the
+        // boxed future `Renewal` returns keeps that recursion finite in size.
+        let token = self
+            .authenticate(&credentials.user, &credentials.password, left)
+            .await?;
         if let Ok(mut slot) = self.inner.token.token.write() {
             *slot = Some(token);
         }
@@ -209,10 +247,7 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_and_the_wire_log() {
-        let creds = Credentials {
-            user: "u".into(),
-            password: "hunter2".into(),
-        };
+        let creds = Credentials::new("u".into(), "hunter2".into());
         assert!(!format!("{creds:?}").contains("hunter2"));
         let state = TokenState::new(Some(creds));
         assert!(!format!("{state:?}").contains("hunter2"));

@@ -6,6 +6,7 @@ use crate::kv::PutOptions;
 use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
 
+use super::dynamic::BoxFuture;
 use super::owned::{delete_if_created_at, OwnedKey, Released};
 
 /// How the lock was taken (both are released the same way).
@@ -160,6 +161,14 @@ impl LockGuard {
     /// returned as it happened. Until that delete is done the session's claim on the name
     /// stays, so a new `lock()` of the same name on the same session waits for it.
     pub async fn unlock(self) -> Result<()> {
+        unlock(self).await
+    }
+}
+
+/// [`LockGuard::unlock`]. Boxed, in a function that is not `async`: its state machine, and the
+/// ones it awaits, are compiled once, in this crate, not again in each calling crate.
+fn unlock(guard: LockGuard) -> BoxFuture<'static, Result<()>> {
+    Box::pin(async move {
         let LockGuard {
             key,
             session,
@@ -168,7 +177,7 @@ impl LockGuard {
             // Read only by the `tracing` event below.
             name: _name,
             flavour: _,
-        } = self;
+        } = guard;
         // `owned` lives across the call: dropped with this future, it deletes in the background.
         let answer = delete_if_created_at(session.client(), key.clone(), token)
             .await
@@ -179,5 +188,5 @@ impl LockGuard {
         let result = owned.settle(&session, &key, answer).await;
         crate::trace::event!(INFO, "lock released", lock = %_name.escape_ascii(), key = %key.escape_ascii(), fencing_token = token, outcome = if result.is_ok() { "ok" } else { "error" });
         result
-    }
+    })
 }

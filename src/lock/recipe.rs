@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::kv::GetOptions;
 use crate::session::Session;
 
+use super::dynamic::BoxFuture;
 use super::guard::{Flavour, LockGuard};
 use super::owned::{delete_if_created_at, key_gone_error, OwnedKey};
 use super::queue::{join_txn, older_keys, owner_rev, predecessor, range_kvs, Older, Place, Turn};
@@ -42,11 +43,16 @@ impl RecipeLock {
 /// [`Locker::try_lock`] for both flavours: one `KV/Txn` (the recipe's join, as in
 /// [`Locker::lock`]); when another key is older, one more `KV/Txn If create_revision(key) ==
 /// token Then DeleteRange(key)` removes ours again and the result is [`Error::Locked`].
-pub(super) async fn try_lock(
-    session: &Session,
-    name: &[u8],
+pub(super) fn try_lock<'a>(
+    session: &'a Session,
+    name: &'a [u8],
     flavour: Flavour,
-) -> Result<LockGuard> {
+) -> BoxFuture<'a, Result<LockGuard>> {
+    Box::pin(try_lock_now(session, name, flavour))
+}
+
+/// [`try_lock`]'s steps; boxed there, so they are compiled once, in this crate.
+async fn try_lock_now(session: &Session, name: &[u8], flavour: Flavour) -> Result<LockGuard> {
     let attempt = Attempt::start(session, name, true).await?;
     if attempt.owner_rev == attempt.my_rev {
         return Ok(attempt.into_guard(flavour));
@@ -139,11 +145,11 @@ impl Attempt {
     }
 }
 
-impl Locker for RecipeLock {
-    /// Takes the lock with the recipe: one `KV/Txn` when free; otherwise waits on the client's
-    /// prefix watch for the older keys' DELETEs (see `lock::queue`).
-    async fn lock(&self, session: &Session, name: impl AsRef<[u8]> + Send) -> Result<LockGuard> {
-        let name = name.as_ref();
+/// [`Locker::lock`] of the recipe. Not generic and boxed: the lock's state machine, and the
+/// ones it awaits, are compiled once, in this crate, rather than again in every crate that
+/// calls `lock` with its own name type.
+fn lock<'a>(session: &'a Session, name: &'a [u8]) -> BoxFuture<'a, Result<LockGuard>> {
+    Box::pin(async move {
         let prefix = prefix_for(name)?;
         let client = session.client();
         // Before the txn: only a watch already open then has seen every later DELETE.
@@ -177,6 +183,14 @@ impl Locker for RecipeLock {
                 Err(key_gone_error(session, &key).await)
             }
         }
+    })
+}
+
+impl Locker for RecipeLock {
+    /// Takes the lock with the recipe: one `KV/Txn` when free; otherwise waits on the client's
+    /// prefix watch for the older keys' DELETEs (see `lock::queue`).
+    async fn lock(&self, session: &Session, name: impl AsRef<[u8]> + Send) -> Result<LockGuard> {
+        lock(session, name.as_ref()).await
     }
 
     /// One `KV/Txn`, and one more to remove our key when the lock is held: see

@@ -62,6 +62,7 @@ use crate::namespace;
 use crate::proto::v3lockpb as pb;
 use crate::session::Session;
 
+use super::dynamic::BoxFuture;
 use super::guard::{Flavour, LockGuard};
 use super::owned::{key_gone_error, OwnedKey};
 use super::{key_for, prefix_for, Locker};
@@ -87,7 +88,34 @@ impl Locker for ServiceLock {
     /// granted it: one `KV/Range(key)` reads its create revision, then `KV/Txn If
     /// create_revision(key) == that Then DeleteRange(key)`.
     async fn lock(&self, session: &Session, name: impl AsRef<[u8]> + Send) -> Result<LockGuard> {
-        let name = name.as_ref();
+        lock(session, name.as_ref()).await
+    }
+
+    /// Not a `Lock/Lock` call: etcd's `Lock` service has no try, and a `Lock/Lock` cancelled
+    /// after a short deadline is a wait that was abandoned, whose cleanup is the server's plain
+    /// delete (see the module docs). Instead the recipe's try, on the same key layout the
+    /// server uses: one `KV/Txn` that puts `NAME/<lease hex>` and reads the oldest key, and,
+    /// when the lock is held elsewhere, one conditional `KV/Txn` delete of our key, then
+    /// [`crate::Error::Locked`]. A lock taken this way excludes the service's waiters exactly
+    /// as one taken with `Lock/Lock` does (the server waits for older keys under `NAME/`), and
+    /// its guard releases the same way.
+    async fn try_lock(
+        &self,
+        session: &Session,
+        name: impl AsRef<[u8]> + Send,
+    ) -> Result<LockGuard> {
+        super::recipe::try_lock(session, name.as_ref(), Flavour::Service).await
+    }
+
+    fn flavour(&self) -> &'static str {
+        "service"
+    }
+}
+
+/// [`Locker::lock`] of the service flavour. Not generic and boxed: its state machine, and the
+/// ones it awaits, are compiled once, in this crate, whatever name type callers pass.
+fn lock<'a>(session: &'a Session, name: &'a [u8]) -> BoxFuture<'a, Result<LockGuard>> {
+    Box::pin(async move {
         let prefix = prefix_for(name)?;
         let claim = session.claim(name).await?;
         if session.is_lost() {
@@ -141,25 +169,5 @@ impl Locker for ServiceLock {
             Flavour::Service,
             owned,
         ))
-    }
-
-    /// Not a `Lock/Lock` call: etcd's `Lock` service has no try, and a `Lock/Lock` cancelled
-    /// after a short deadline is a wait that was abandoned, whose cleanup is the server's plain
-    /// delete (see the module docs). Instead the recipe's try, on the same key layout the
-    /// server uses: one `KV/Txn` that puts `NAME/<lease hex>` and reads the oldest key, and,
-    /// when the lock is held elsewhere, one conditional `KV/Txn` delete of our key, then
-    /// [`crate::Error::Locked`]. A lock taken this way excludes the service's waiters exactly
-    /// as one taken with `Lock/Lock` does (the server waits for older keys under `NAME/`), and
-    /// its guard releases the same way.
-    async fn try_lock(
-        &self,
-        session: &Session,
-        name: impl AsRef<[u8]> + Send,
-    ) -> Result<LockGuard> {
-        super::recipe::try_lock(session, name.as_ref(), Flavour::Service).await
-    }
-
-    fn flavour(&self) -> &'static str {
-        "service"
-    }
+    })
 }

@@ -11,9 +11,17 @@ pub(crate) mod sha256;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use tonic::metadata::AsciiMetadataValue;
 
 use crate::proto::etcdserverpb as pb;
+
+/// A boxed future. The public calls whose futures are big (`Session::with_options`, `lock`,
+/// `unlock`, ...) await one built by a plain function of this crate, so that their state
+/// machines are compiled once, here, and not again in every crate that awaits them.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The header etcd puts on every response, or an all-zero one if it was missing.
 pub(crate) fn header_of(h: &Option<pb::ResponseHeader>) -> &pb::ResponseHeader {
