@@ -9,6 +9,7 @@ use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
 
 use super::{check_value, service};
+use crate::support::BoxFuture;
 
 /// How leadership was won, which decides how it is proclaimed and resigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +193,14 @@ impl Leadership {
     /// a new campaign of this session for the same name waits until that is done. Either way
     /// no key of this leadership is left behind.
     pub async fn resign(self) -> Result<()> {
+        resign(self).await
+    }
+}
+
+/// [`Leadership::resign`]. Boxed, in a function that is not `async`: its state machine, and
+/// the ones it awaits, are compiled once, in this crate, not again in each calling crate.
+fn resign(leadership: Leadership) -> BoxFuture<'static, Result<()>> {
+    Box::pin(async move {
         let Leadership {
             name,
             key,
@@ -200,7 +209,7 @@ impl Leadership {
             flavour,
             owned,
             ..
-        } = self;
+        } = leadership;
         let client = session.client();
         // `owned` lives across the call: dropped with this future, it deletes in the background.
         let answer = match flavour {
@@ -227,5 +236,5 @@ impl Leadership {
         let result = owned.settle(&session, &key, answer).await;
         crate::trace::event!(INFO, "election resigned", key = %key.escape_ascii(), revision = rev, outcome = if result.is_ok() { "ok" } else { "error" });
         result
-    }
+    })
 }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use super::leadership::{Flavour, Leadership};
 use super::observe::{self, Observer};
 use super::{check_value, prefix_for, Elector, LeaderInfo};
+use crate::support::BoxFuture;
 
 /// The client-side election recipe (Go `concurrency.Election` compatible). Stateless and cheap:
 /// the per-prefix watch a candidate waits on belongs to the session's client.
@@ -159,7 +160,46 @@ impl Elector for RecipeElection {
         name: impl AsRef<[u8]> + Send,
         value: &[u8],
     ) -> Result<Leadership> {
+        campaign(session, name.as_ref(), value).await
+    }
+
+    /// `KV/Range(NAME/, sort by create revision ascending, limit 1)`.
+    async fn leader(
+        &self,
+        client: &Client,
+        name: impl AsRef<[u8]> + Send,
+    ) -> Result<Option<LeaderInfo>> {
         let name = name.as_ref();
+        let prefix = prefix_for(name)?;
+        let response = client.get_with(prefix, first_created()).await?;
+        Ok(response.into_inner().kvs.into_iter().next().map(Into::into))
+    }
+
+    /// A linearizable `KV/Range(NAME/, sort create asc, limit 1)` for the current leader as of
+    /// its header revision R, then one `WatchCreateRequest` on the client's shared watch stream
+    /// for `NAME/` (PUTs and DELETEs) from R + 1 (as Go's `Observe`: never a stale leader first,
+    /// even through a member that is behind). Later, one `KV/Range` at the DELETE's revision each time the leader key is deleted, to
+    /// find the next leader exactly as it was then. A broken watch is reopened from the last
+    /// revision seen; a compacted one falls back to reading the current leader.
+    async fn observe(&self, client: &Client, name: impl AsRef<[u8]> + Send) -> Result<Observer> {
+        let name = name.as_ref();
+        let prefix = prefix_for(name)?;
+        observe::recipe(client.clone(), prefix).await
+    }
+
+    fn flavour(&self) -> &'static str {
+        "recipe"
+    }
+}
+
+/// [`Elector::campaign`] of the recipe flavour. Not generic and boxed: its state machine, and the
+/// ones it awaits, are compiled once, in this crate, whatever name type callers pass.
+fn campaign<'a>(
+    session: &'a Session,
+    name: &'a [u8],
+    value: &'a [u8],
+) -> BoxFuture<'a, Result<Leadership>> {
+    Box::pin(async move {
         let prefix = prefix_for(name)?;
         check_value(value)?;
         let claim = session.claim(name).await?;
@@ -237,33 +277,5 @@ impl Elector for RecipeElection {
                 predecessor,
             )
             .await
-    }
-
-    /// `KV/Range(NAME/, sort by create revision ascending, limit 1)`.
-    async fn leader(
-        &self,
-        client: &Client,
-        name: impl AsRef<[u8]> + Send,
-    ) -> Result<Option<LeaderInfo>> {
-        let name = name.as_ref();
-        let prefix = prefix_for(name)?;
-        let response = client.get_with(prefix, first_created()).await?;
-        Ok(response.into_inner().kvs.into_iter().next().map(Into::into))
-    }
-
-    /// A linearizable `KV/Range(NAME/, sort create asc, limit 1)` for the current leader as of
-    /// its header revision R, then one `WatchCreateRequest` on the client's shared watch stream
-    /// for `NAME/` (PUTs and DELETEs) from R + 1 (as Go's `Observe`: never a stale leader first,
-    /// even through a member that is behind). Later, one `KV/Range` at the DELETE's revision each time the leader key is deleted, to
-    /// find the next leader exactly as it was then. A broken watch is reopened from the last
-    /// revision seen; a compacted one falls back to reading the current leader.
-    async fn observe(&self, client: &Client, name: impl AsRef<[u8]> + Send) -> Result<Observer> {
-        let name = name.as_ref();
-        let prefix = prefix_for(name)?;
-        observe::recipe(client.clone(), prefix).await
-    }
-
-    fn flavour(&self) -> &'static str {
-        "recipe"
-    }
+    })
 }

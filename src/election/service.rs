@@ -21,6 +21,7 @@ use crate::session::Session;
 use super::leadership::{Flavour, Leadership};
 use super::observe::Observer;
 use super::{check_value, prefix_for, Elector, LeaderInfo};
+use crate::support::BoxFuture;
 
 pub(crate) const CAMPAIGN: &str = "/v3electionpb.Election/Campaign";
 pub(crate) const PROCLAIM: &str = "/v3electionpb.Election/Proclaim";
@@ -157,58 +158,7 @@ impl Elector for ServiceElection {
         name: impl AsRef<[u8]> + Send,
         value: &[u8],
     ) -> Result<Leadership> {
-        let name = name.as_ref();
-        let prefix = prefix_for(name)?;
-        check_value(value)?;
-        let claim = session.claim(name).await?;
-        if session.is_lost() {
-            return Err(session.lost_error());
-        }
-        let client = session.client();
-        let mut owned = OwnedKey::new(key_for(&prefix, session.lease()), claim);
-        let req = pb::CampaignRequest {
-            name: namespace::election_name(client.namespace(), name.to_vec()),
-            lease: session.lease(),
-            value: value.to_vec(),
-        };
-        let call = client.unary_timeout(CAMPAIGN, Retry::NotSent, None, req);
-        let lost = session.lost();
-        let response = tokio::select! {
-            r = call => r,
-            _ = lost => return Err(session.lost_error()),
-        };
-        let leader = match response {
-            Ok(r) => r
-                .leader
-                .map(|k| namespace::leader_key_out(client.namespace(), k)),
-            Err(e) if e.is_lease_not_found() => {
-                owned.gone();
-                return Err(session.lost_error());
-            }
-            Err(e) => return Err(e),
-        };
-        let Some(leader) = leader else {
-            return Err(Error::Protocol(
-                "Campaign answered without a leader key".into(),
-            ));
-        };
-        owned.set_token(leader.rev);
-        let found = client
-            .get_with(leader.key.clone(), GetOptions::new().with_keys_only())
-            .await?;
-        if found.first().map(|kv| kv.create_revision) != Some(leader.rev) {
-            owned.gone();
-            return Err(key_gone_error(session, &leader.key).await);
-        }
-        Ok(Leadership::new(
-            name.to_vec(),
-            leader.key,
-            leader.rev,
-            value.to_vec(),
-            session.clone(),
-            Flavour::Service,
-            owned,
-        ))
+        campaign(session, name.as_ref(), value).await
     }
 
     /// `Election/Leader{name}`; etcd's "election: no leader" answer becomes `Ok(None)`.
@@ -323,5 +273,67 @@ fn observe_stream(client: Client, name: Vec<u8>) -> impl Stream<Item = Result<Le
             )),
             Err(status) => Some((Err(Error::from_status(status)), ObserveState::Done)),
         }
+    })
+}
+
+/// [`Elector::campaign`] of the service flavour. Not generic and boxed: its state machine, and the
+/// ones it awaits, are compiled once, in this crate, whatever name type callers pass.
+fn campaign<'a>(
+    session: &'a Session,
+    name: &'a [u8],
+    value: &'a [u8],
+) -> BoxFuture<'a, Result<Leadership>> {
+    Box::pin(async move {
+        let prefix = prefix_for(name)?;
+        check_value(value)?;
+        let claim = session.claim(name).await?;
+        if session.is_lost() {
+            return Err(session.lost_error());
+        }
+        let client = session.client();
+        let mut owned = OwnedKey::new(key_for(&prefix, session.lease()), claim);
+        let req = pb::CampaignRequest {
+            name: namespace::election_name(client.namespace(), name.to_vec()),
+            lease: session.lease(),
+            value: value.to_vec(),
+        };
+        let call = client.unary_timeout(CAMPAIGN, Retry::NotSent, None, req);
+        let lost = session.lost();
+        let response = tokio::select! {
+            r = call => r,
+            _ = lost => return Err(session.lost_error()),
+        };
+        let leader = match response {
+            Ok(r) => r
+                .leader
+                .map(|k| namespace::leader_key_out(client.namespace(), k)),
+            Err(e) if e.is_lease_not_found() => {
+                owned.gone();
+                return Err(session.lost_error());
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(leader) = leader else {
+            return Err(Error::Protocol(
+                "Campaign answered without a leader key".into(),
+            ));
+        };
+        owned.set_token(leader.rev);
+        let found = client
+            .get_with(leader.key.clone(), GetOptions::new().with_keys_only())
+            .await?;
+        if found.first().map(|kv| kv.create_revision) != Some(leader.rev) {
+            owned.gone();
+            return Err(key_gone_error(session, &leader.key).await);
+        }
+        Ok(Leadership::new(
+            name.to_vec(),
+            leader.key,
+            leader.rev,
+            value.to_vec(),
+            session.clone(),
+            Flavour::Service,
+            owned,
+        ))
     })
 }

@@ -6,8 +6,8 @@ use crate::kv::PutOptions;
 use crate::session::Session;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
 
-use super::dynamic::BoxFuture;
 use super::owned::{delete_if_created_at, OwnedKey, Released};
+use crate::support::BoxFuture;
 
 /// How the lock was taken (both are released the same way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,12 +21,12 @@ use crate::error::{Error, Result};
 use crate::kv::GetOptions;
 use crate::session::Session;
 
-use super::dynamic::BoxFuture;
 use super::guard::{Flavour, LockGuard};
 use super::owned::{delete_if_created_at, key_gone_error, OwnedKey};
 use super::queue::{join_txn, older_keys, owner_rev, predecessor, range_kvs, Older, Place, Turn};
 use super::waiters::Registry;
 use super::{key_for, prefix_for, Locker};
+use crate::support::BoxFuture;
 
 /// The client-side lock recipe (Go `concurrency.Mutex` compatible). Stateless and cheap: the
 /// per-prefix watch it waits on belongs to the session's client.

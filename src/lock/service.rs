@@ -62,10 +62,10 @@ use crate::namespace;
 use crate::proto::v3lockpb as pb;
 use crate::session::Session;
 
-use super::dynamic::BoxFuture;
 use super::guard::{Flavour, LockGuard};
 use super::owned::{key_gone_error, OwnedKey};
 use super::{key_for, prefix_for, Locker};
+use crate::support::BoxFuture;
 
 pub(crate) const LOCK: &str = "/v3lockpb.Lock/Lock";
 
