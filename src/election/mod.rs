@@ -52,7 +52,7 @@ use std::future::Future;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::proto::mvccpb::KeyValue;
-use crate::session::Session;
+use crate::session::{NameClaim, Session};
 
 /// Longest election name accepted (names are key prefixes; same limit as lock names).
 pub const MAX_NAME_LEN: usize = crate::lock::MAX_NAME_LEN;
@@ -175,6 +175,24 @@ pub(crate) fn check_value(value: &[u8]) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The start both flavours' campaigns share, before anything is sent: the name and value
+/// checked, then this session's claim on the name (waiting for a background delete of its
+/// earlier key there, see [`Session::claim`]); a session already lost fails here. Returns
+/// the key prefix `NAME/` and the claim.
+pub(crate) async fn start_campaign(
+    session: &Session,
+    name: &[u8],
+    value: &[u8],
+) -> Result<(Vec<u8>, NameClaim)> {
+    let prefix = prefix_for(name)?;
+    check_value(value)?;
+    let claim = session.claim(name).await?;
+    if session.is_lost() {
+        return Err(session.lost_error());
+    }
+    Ok((prefix, claim))
 }
 
 #[cfg(test)]

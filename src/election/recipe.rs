@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use super::leadership::{Flavour, Leadership};
 use super::observe::{self, Observer};
-use super::{check_value, prefix_for, Elector, LeaderInfo};
+use super::{prefix_for, start_campaign, Elector, LeaderInfo};
 use crate::support::BoxFuture;
 
 /// The client-side election recipe (Go `concurrency.Election` compatible). Stateless and cheap:
@@ -200,12 +200,7 @@ fn campaign<'a>(
     value: &'a [u8],
 ) -> BoxFuture<'a, Result<Leadership>> {
     Box::pin(async move {
-        let prefix = prefix_for(name)?;
-        check_value(value)?;
-        let claim = session.claim(name).await?;
-        if session.is_lost() {
-            return Err(session.lost_error());
-        }
+        let (prefix, claim) = start_campaign(session, name, value).await?;
         let lease = session.lease();
         let key = key_for(&prefix, lease);
         let mut owned = OwnedKey::new(key.clone(), claim);

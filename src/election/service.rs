@@ -20,7 +20,7 @@ use crate::session::Session;
 
 use super::leadership::{Flavour, Leadership};
 use super::observe::Observer;
-use super::{check_value, prefix_for, Elector, LeaderInfo};
+use super::{prefix_for, start_campaign, Elector, LeaderInfo};
 use crate::support::BoxFuture;
 
 pub(crate) const CAMPAIGN: &str = "/v3electionpb.Election/Campaign";
@@ -284,12 +284,7 @@ fn campaign<'a>(
     value: &'a [u8],
 ) -> BoxFuture<'a, Result<Leadership>> {
     Box::pin(async move {
-        let prefix = prefix_for(name)?;
-        check_value(value)?;
-        let claim = session.claim(name).await?;
-        if session.is_lost() {
-            return Err(session.lost_error());
-        }
+        let (prefix, claim) = start_campaign(session, name, value).await?;
         let client = session.client();
         let mut owned = OwnedKey::new(key_for(&prefix, session.lease()), claim);
         let req = pb::CampaignRequest {
