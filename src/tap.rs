@@ -50,10 +50,12 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::wire::WireSink;
 
-mod coalesce;
 mod conn;
-mod forward;
+mod frames;
+mod hpack;
+mod huffman;
 mod record;
+mod streams;
 pub mod tls;
 
 /// The member the tap forwards to.

@@ -1,19 +1,23 @@
-//! One client connection: its own HTTP/2 connection to the member, one task per stream, and
-//! the end of either connection passed on to the other (a GOAWAY with its error code, or the
-//! connection dropped when the other one was lost without one).
+//! One client connection: a connection of its own to the member, and the bytes of each
+//! direction copied to the other as they arrive, unchanged. Every frame, SETTINGS, PING and
+//! WINDOW_UPDATE included, reaches the other end as it was sent, so the client and the member
+//! negotiate with each other and flow control runs end to end: the tap holds no more than one
+//! read buffer per direction. Each piece is read (frames followed, messages logged) before it
+//! is written on, so a request is in the log before its answer can come back.
 
+use std::future::poll_fn;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use h2::Reason;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::task::JoinSet;
 
-use super::coalesce::Coalesced;
-use super::record::StreamRecord;
+use super::frames::FrameReader;
+use super::streams::Streams;
 use super::{Config, Counter, Live};
 use crate::wire::{ConnectionClose, Peer, WireEvent};
 
@@ -21,12 +25,116 @@ use crate::wire::{ConnectionClose, Peer, WireEvent};
 pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Stream window: per stream and direction, the most the tap holds before the reader reads.
-const STREAM_WINDOW: u32 = 1 << 20;
-/// Connection window, per connection and direction.
-const CONNECTION_WINDOW: u32 = 16 << 20;
-/// How long stream tasks get to write their close lines once both connections are gone.
+/// Bytes read at once, per direction.
+const BUFFER: usize = 32 << 10;
+/// How long the member gets to close its side after the client closed the connection.
 const DRAIN: Duration = Duration::from_secs(2);
+
+/// Why a direction stopped.
+#[derive(Debug)]
+enum End {
+    /// Its source closed the connection; the destination's writing side was shut down.
+    Closed,
+    /// Reading from the source failed.
+    ReadFailed(io::Error),
+    /// Writing to the destination failed.
+    WriteFailed(io::Error),
+}
+
+/// One direction: read from one side, write to the other.
+struct Pump {
+    buf: Box<[u8]>,
+    filled: usize,
+    written: usize,
+    /// Bytes were written since the destination was last flushed (TLS holds them until then).
+    unflushed: bool,
+    /// The source closed: flush and shut down the destination, then stop.
+    closing: bool,
+}
+
+impl Pump {
+    fn new() -> Self {
+        Pump {
+            buf: vec![0; BUFFER].into_boxed_slice(),
+            filled: 0,
+            written: 0,
+            unflushed: false,
+            closing: false,
+        }
+    }
+
+    /// Copies until the source has nothing more for now (`Pending`) or the direction ends.
+    /// `seen` reads each piece before it is written on.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut dyn Io,
+        to: &mut dyn Io,
+        mut seen: impl FnMut(&[u8]),
+    ) -> Poll<End> {
+        let mut from = Pin::new(from);
+        let mut to = Pin::new(to);
+        loop {
+            while self.written < self.filled {
+                match to
+                    .as_mut()
+                    .poll_write(cx, &self.buf[self.written..self.filled])
+                {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(End::WriteFailed(io::ErrorKind::WriteZero.into()))
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.written += n;
+                        self.unflushed = true;
+                    }
+                    Poll::Ready(Err(error)) => return Poll::Ready(End::WriteFailed(error)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if self.closing {
+                if let Err(error) = std::task::ready!(to.as_mut().poll_flush(cx)) {
+                    return Poll::Ready(End::WriteFailed(error));
+                }
+                // The peer may be gone already: the direction is over either way.
+                let _ = std::task::ready!(to.as_mut().poll_shutdown(cx));
+                return Poll::Ready(End::Closed);
+            }
+            let mut read = ReadBuf::new(&mut self.buf);
+            match from.as_mut().poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    let n = read.filled().len();
+                    if n == 0 {
+                        self.closing = true;
+                        continue;
+                    }
+                    seen(&self.buf[..n]);
+                    self.filled = n;
+                    self.written = 0;
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(End::ReadFailed(error)),
+                Poll::Pending => {
+                    if self.unflushed {
+                        match to.as_mut().poll_flush(cx) {
+                            Poll::Ready(Ok(())) => self.unflushed = false,
+                            Poll::Ready(Err(error)) => return Poll::Ready(End::WriteFailed(error)),
+                            Poll::Pending => {}
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// Which direction ended first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Client to member.
+    Up,
+    /// Member to client.
+    Down,
+}
 
 /// Serves one accepted TCP connection until it or its upstream connection ends.
 pub(super) async fn serve(
@@ -36,10 +144,9 @@ pub(super) async fn serve(
     live: Arc<Live>,
 ) {
     let _counted = Counter::new(&live.connections);
-    let connection = crate::wire::next_id();
     let _ = socket.set_nodelay(true);
     let mut peer = Peer {
-        connection,
+        connection: crate::wire::next_id(),
         client: client.to_string(),
         upstream: config.upstream.url.clone(),
         client_tls: None,
@@ -56,161 +163,136 @@ pub(super) async fn serve(
             }));
         }
     };
-    let client_io = match super::tls::accept(&config, socket).await {
+    let mut client_io = match super::tls::accept(&config, socket).await {
         Ok((io, tls)) => {
             peer.client_tls = tls;
             io
         }
         Err(error) => return lost(&peer, format!("client TLS handshake: {error}")),
     };
-    let (upstream_io, upstream_tls) = match super::tls::connect(&config).await {
-        Ok(pair) => pair,
+    let mut upstream_io = match super::tls::connect(&config).await {
+        Ok((io, tls)) => {
+            peer.upstream_tls = tls;
+            io
+        }
         Err(error) => return lost(&peer, format!("upstream: {error}")),
-    };
-    peer.upstream_tls = upstream_tls;
-    let (send_request, upstream_conn) = match h2::client::Builder::new()
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_pending_accept_reset_streams(1000)
-        .handshake::<_, Bytes>(Coalesced(upstream_io))
-        .await
-    {
-        Ok(pair) => pair,
-        Err(error) => return lost(&peer, format!("upstream HTTP/2 handshake: {error}")),
-    };
-    let server = h2::server::Builder::new()
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_pending_accept_reset_streams(1000)
-        .handshake::<_, Bytes>(Coalesced(client_io))
-        .await;
-    let mut server = match server {
-        Ok(server) => server,
-        Err(error) => return lost(&peer, format!("client HTTP/2 handshake: {error}")),
     };
     let peer = Arc::new(peer);
     if let Some(sink) = &config.sink {
         sink.record(&WireEvent::Connect(&peer));
     }
-    let connection_end = Arc::new(std::sync::OnceLock::new());
-    let mut streams = JoinSet::new();
-    // This connection's streams still being forwarded.
-    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut opened = 0u64;
-    let mut upstream_conn = Box::pin(upstream_conn);
-    let mut upstream_open = true;
-    // How the member ended its side, when it did so with a GOAWAY passed on to the client.
-    let mut upstream_end: Option<(&'static str, Option<Reason>)> = None;
-    let (how, reason, cause): (&'static str, Option<Reason>, Option<String>) = loop {
-        tokio::select! {
-            incoming = server.accept() => match incoming {
-                Some(Ok((request, respond))) => {
-                    opened += 1;
-                    // Reap finished stream tasks here rather than being woken for each one:
-                    // the set stays as small as the number of live streams.
-                    while streams.try_join_next().is_some() {}
-                    let log = config.sink.as_ref().map(|sink| {
-                        std::sync::Mutex::new(StreamRecord::open(
-                            Arc::clone(sink),
-                            Arc::clone(&peer),
-                            request.uri(),
-                            request.headers(),
-                            Arc::clone(&connection_end),
-                        ))
-                    });
-                    let upstream = send_request.clone();
-                    let live = Arc::clone(&live);
-                    let active = Arc::clone(&active);
-                    streams.spawn(async move {
-                        let _counted = Counter::new(&live.streams);
-                        let _active = Counter::new(&active);
-                        super::forward::forward(request, respond, upstream, log).await;
-                    });
-                }
-                Some(Err(error)) => break client_error(&error),
-                None => {
-                    let (how, reason) = upstream_end.unwrap_or(("closed", None));
-                    break (how, reason, None);
-                }
-            },
-            ended = &mut upstream_conn, if upstream_open => {
-                upstream_open = false;
-                match ended {
-                    // The member closed the connection with streams still open (killed, or
-                    // its GOAWAY's streams cut short): the client's connection goes the same
-                    // way, so the client sees a lost connection as it would directly.
-                    Ok(()) if active.load(std::sync::atomic::Ordering::SeqCst) > 0 => {
-                        break ("upstream_lost", None, Some("the member closed the connection".into()));
-                    }
-                    // The member closed its idle connection: a GOAWAY (NO_ERROR) tells the
-                    // client, which reconnects.
-                    Ok(()) => {
-                        upstream_end = Some(("upstream_closed", None));
-                        server.graceful_shutdown();
-                    }
-                    Err(error) => match error.reason() {
-                        Some(reason) if error.is_go_away() => {
-                            upstream_end = Some(("upstream_goaway", Some(reason)));
-                            server.abrupt_shutdown(reason);
-                        }
-                        // Lost without a GOAWAY: the client's connection is dropped too.
-                        _ => break ("upstream_lost", None, Some(error.to_string())),
-                    },
-                }
-            },
+    let mut streams = Streams::new(config.sink.clone(), Arc::clone(&peer), Arc::clone(&live));
+    let mut requests = FrameReader::new(true);
+    let mut responses = FrameReader::new(false);
+    let mut up = Pump::new();
+    let mut down = Pump::new();
+    // Both directions, until the first one ends.
+    let (up_end, down_end) = poll_fn(|cx| {
+        let up_end = up
+            .poll(cx, &mut *client_io, &mut *upstream_io, |bytes| {
+                requests.feed(bytes, &mut |event| streams.client(event))
+            })
+            .map(Some);
+        let down_end = down
+            .poll(cx, &mut *upstream_io, &mut *client_io, |bytes| {
+                responses.feed(bytes, &mut |event| streams.upstream(event))
+            })
+            .map(Some);
+        match (up_end, down_end) {
+            (Poll::Pending, Poll::Pending) => Poll::Pending,
+            (up, down) => Poll::Ready((
+                match up {
+                    Poll::Ready(end) => end,
+                    Poll::Pending => None,
+                },
+                match down {
+                    Poll::Ready(end) => end,
+                    Poll::Pending => None,
+                },
+            )),
         }
-    };
-    // Streams still open see their connections fail and log it, with the side that went.
-    let _ = connection_end.set(match (how, &cause) {
+    })
+    .await;
+
+    let (how, reason, mut cause) = ending(&up_end, &down_end, &streams);
+    // The client closed: the member, whose writing side was shut down, closes its own; its
+    // last frames still pass to the client and into the log.
+    if matches!(up_end, Some(End::Closed)) && down_end.is_none() {
+        let _ = tokio::time::timeout(
+            DRAIN,
+            poll_fn(|cx| {
+                down.poll(cx, &mut *upstream_io, &mut *client_io, |bytes| {
+                    responses.feed(bytes, &mut |event| streams.upstream(event))
+                })
+            }),
+        )
+        .await;
+    }
+    // Either side otherwise: both connections are dropped, so the other end sees its
+    // connection lost as it would without the tap.
+    drop(client_io);
+    drop(upstream_io);
+    streams.end(&match (how, &cause) {
         ("upstream_lost", Some(cause)) => format!("upstream: {cause}"),
         ("upstream_closed" | "upstream_goaway", _) => format!("upstream: {how}"),
         (_, Some(cause)) => format!("client: {cause}"),
         (how, None) => format!("client: connection {how}"),
     });
-    drop(server);
-    drop(send_request);
-    if how == "upstream_lost" {
-        drop(upstream_conn);
-        let _ = tokio::time::timeout(DRAIN, async {
-            while streams.join_next().await.is_some() {}
-        })
-        .await;
-    } else {
-        // The client went: its streams reset theirs upstream (CANCEL), as the member would
-        // see a client's closed connection end them; the upstream connection is driven until
-        // those resets are out.
-        let _ = tokio::time::timeout(DRAIN, async {
-            let mut upstream_conn = upstream_conn;
-            loop {
-                tokio::select! {
-                    next = streams.join_next() => if next.is_none() { break },
-                    _ = &mut upstream_conn, if upstream_open => upstream_open = false,
-                }
-            }
-            // Flush the resets: one more turn of the connection.
-            if upstream_open {
-                let _ = tokio::time::timeout(Duration::from_millis(50), upstream_conn).await;
-            }
-        })
-        .await;
+    // Bytes that stopped making sense as HTTP/2 were still forwarded, but not logged.
+    let unread = [("client", &requests), ("member", &responses)]
+        .into_iter()
+        .find_map(|(side, reader)| Some((side, reader.failed()?)));
+    if let Some((side, why)) = unread {
+        let note = format!("the log stopped following the {side}'s frames: {why}");
+        cause = Some(match cause {
+            Some(cause) => format!("{cause}; {note}"),
+            None => note,
+        });
     }
-    streams.abort_all();
     if let Some(sink) = &config.sink {
         sink.record(&WireEvent::Disconnect(ConnectionClose {
             peer: &peer,
             how,
-            reason: reason.map(u32::from),
+            reason,
             cause: cause.as_deref(),
-            streams: opened,
+            streams: streams.opened,
         }));
     }
 }
 
-/// How a failed client connection ended.
-fn client_error(error: &h2::Error) -> (&'static str, Option<Reason>, Option<String>) {
-    if error.is_go_away() {
-        ("goaway", error.reason(), None)
-    } else {
-        ("error", error.reason(), Some(error.to_string()))
+/// How the connection ended, from the direction that ended first: the `how` of the
+/// disconnect line, the GOAWAY's error code, and the failure.
+fn ending(
+    up: &Option<End>,
+    down: &Option<End>,
+    streams: &Streams,
+) -> (&'static str, Option<u32>, Option<String>) {
+    let (side, end) = match (up, down) {
+        (Some(end), _) => (Side::Up, end),
+        (None, Some(end)) => (Side::Down, end),
+        (None, None) => return ("error", None, Some("no direction ended".into())),
+    };
+    match (side, end) {
+        // The client closed, after a GOAWAY of its own or without one.
+        (Side::Up, End::Closed) => match streams.client_goaway {
+            Some(code) if code != 0 => ("goaway", Some(code), None),
+            _ => ("closed", None, None),
+        },
+        (Side::Up, End::ReadFailed(error)) | (Side::Down, End::WriteFailed(error)) => {
+            ("error", None, Some(error.to_string()))
+        }
+        // The member closed: with streams open it is lost to them.
+        (Side::Down, End::Closed) if streams.open_count() > 0 => (
+            "upstream_lost",
+            None,
+            Some("the member closed the connection".into()),
+        ),
+        (Side::Down, End::Closed) => match streams.upstream_goaway {
+            Some(code) if code != 0 => ("upstream_goaway", Some(code), None),
+            _ => ("upstream_closed", None, None),
+        },
+        (Side::Down, End::ReadFailed(error)) | (Side::Up, End::WriteFailed(error)) => {
+            ("upstream_lost", None, Some(error.to_string()))
+        }
     }
 }
