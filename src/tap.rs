@@ -3,15 +3,15 @@
 //! client's wire-log format, so the traffic of any client (Go's clientv3, `etcdctl`, this
 //! crate's own) can be audited.
 //!
-//! - **Forwarding.** Each client connection gets its own HTTP/2 connection to the member. Every
-//!   stream is sent on as it came: method, path, `:authority` and every header and metadata
-//!   entry; DATA bytes unchanged and in order; trailers; `RST_STREAM` with its reason, either
-//!   way; a GOAWAY from the member is passed to the client with its error code, and a member
-//!   connection lost without one drops the client's connection too. A DATA chunk is
-//!   acknowledged to its sender (its flow-control window released) only once the other side's
-//!   window took it, so hundreds of streams share the connections as they would directly.
-//!   PING and SETTINGS stay on their own hop.
-//! - **Log.** Messages are cut out of the exact DATA bytes (a length-prefixed gRPC message may
+//! - **Forwarding.** Each client connection gets its own connection to the member, and the
+//!   bytes of both directions are copied unchanged: every HTTP/2 frame (HEADERS with every
+//!   header and metadata entry, DATA, trailers, `RST_STREAM`, GOAWAY, and SETTINGS, PING and
+//!   WINDOW_UPDATE too), so the client and the member negotiate with each other and flow
+//!   control runs end to end. The tap holds one read buffer per direction; it reads each piece
+//!   (frames followed, messages logged) before writing it on. When either connection ends, the
+//!   other is closed too.
+//! - **Log.** Header blocks are decoded with HPACK as each side's compression context stands;
+//!   messages are cut out of the exact DATA bytes (a length-prefixed gRPC message may
 //!   span DATA frames) and decoded as [`JsonLines`](crate::wirelog::JsonLines) decodes the
 //!   client's own: unary methods give one `call` line, streams `open`, `send`, `recv` and
 //!   `close` lines. Every line also carries `conn` (a connection id) and `client` (the
