@@ -170,7 +170,7 @@ impl Drop for Owner {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let client = self.shared.client.clone();
             let lease = self.shared.lease;
-            handle.spawn(async move {
+            crate::support::spawn_on(&handle, async move {
                 let _ = client.lease_revoke(lease).await;
             });
         }
@@ -589,7 +589,7 @@ fn open(client: &Client, options: SessionOptions) -> BoxFuture<'_, Result<Sessio
             released: Notify::new(),
             absent: Mutex::new(HashMap::new()),
         });
-        let keeper = tokio::spawn(keep_alive(Arc::clone(&shared), keeper));
+        let keeper = crate::support::spawn(keep_alive(Arc::clone(&shared), keeper));
         Ok(Session {
             owner: Arc::new(Owner { shared, keeper }),
         })

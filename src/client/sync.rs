@@ -19,7 +19,7 @@ impl Client {
         let _ = self
             .inner
             .sync_task
-            .get_or_init(|| tokio::spawn(sync_loop(weak, interval)));
+            .get_or_init(|| crate::support::spawn(sync_loop(weak, interval)));
     }
 
     /// Replaces the endpoint list with the members' client URLs, keeping existing connections

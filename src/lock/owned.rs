@@ -95,7 +95,7 @@ impl Drop for OwnedKey {
         claim.cleaning();
         let key = std::mem::take(&mut self.key);
         let token = self.token;
-        handle.spawn(async move {
+        crate::support::spawn_on(&handle, async move {
             delete_while_session_lives(&claim, key, token).await;
             drop(claim);
         });

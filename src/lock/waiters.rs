@@ -581,7 +581,7 @@ impl PrefixWatch {
         self.stats.watches_opened.fetch_add(1, Ordering::Relaxed);
         let epoch = state.epoch;
         let router = Arc::downgrade(self);
-        let task = tokio::spawn(async move {
+        let task = crate::support::spawn(async move {
             let check = IDLE_CLOSE / 6;
             let mut idle_check =
                 tokio::time::interval_at(tokio::time::Instant::now() + check, check);

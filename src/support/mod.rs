@@ -23,6 +23,35 @@ use crate::proto::etcdserverpb as pb;
 /// machines are compiled once, here, and not again in every crate that awaits them.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Spawns `task` on the current runtime as a [`BoxFuture`]. Every task of this crate is then
+/// one type to tokio, whose per-task machinery (the harness, its poll, shutdown and join code)
+/// is compiled once instead of once per kind of task. Panics outside a runtime, as
+/// `tokio::spawn` does.
+pub(crate) fn spawn(
+    task: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    spawn_boxed(Box::pin(task))
+}
+
+fn spawn_boxed(task: BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(task)
+}
+
+/// [`spawn`] on the runtime of `handle`.
+pub(crate) fn spawn_on(
+    handle: &tokio::runtime::Handle,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    spawn_boxed_on(handle, Box::pin(task))
+}
+
+fn spawn_boxed_on(
+    handle: &tokio::runtime::Handle,
+    task: BoxFuture<'static, ()>,
+) -> tokio::task::JoinHandle<()> {
+    handle.spawn(task)
+}
+
 /// The header etcd puts on every response, or an all-zero one if it was missing.
 pub(crate) fn header_of(h: &Option<pb::ResponseHeader>) -> &pb::ResponseHeader {
     static EMPTY: pb::ResponseHeader = pb::ResponseHeader {

@@ -262,7 +262,7 @@ impl WatchHub {
     fn start(client: WeakClient) -> Self {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let deferred_cancels = Arc::new(Mutex::new(Vec::new()));
-        tokio::spawn(hub::run(client, rx, Arc::clone(&deferred_cancels)));
+        crate::support::spawn(hub::run(client, rx, Arc::clone(&deferred_cancels)));
         WatchHub {
             link: HubLink {
                 commands: tx,

@@ -59,7 +59,7 @@ impl Pump {
     /// Spawns the task that sends the rest of `body` on `stream`, then ends the stream.
     pub(super) fn spawn(body: tonic::body::Body, stream: h2::SendStream<Bytes>) -> Pump {
         let failure = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(pump(body, stream, Arc::clone(&failure))).abort_handle();
+        let task = crate::support::spawn(pump(body, stream, Arc::clone(&failure))).abort_handle();
         Pump { task, failure }
     }
 

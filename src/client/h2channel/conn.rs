@@ -103,7 +103,7 @@ pub(super) async fn open(
         keep_alive_timeout: settings.keep_alive_timeout,
     });
     let ping = connection.ping_pong();
-    tokio::spawn(drive(connection, ping, *settings, Arc::clone(&state)));
+    crate::support::spawn(drive(connection, ping, *settings, Arc::clone(&state)));
     Ok(Connection { send, state })
 }
 
