@@ -43,6 +43,19 @@ fn run(mut cmd: Command) -> String {
     text(&out.stdout)
 }
 
+/// Waits up to 10 s for `child` to exit; kills it and fails the test otherwise.
+fn wait_exit(child: &mut std::process::Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::ok(child.try_wait()).is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn first_line(child: &mut std::process::Child) -> String {
     let mut line = String::new();
     if let Some(out) = child.stdout.as_mut() {
@@ -169,10 +182,12 @@ async fn both_sides_of_the_tap_match_its_log(bin: &EtcdBinary) {
         c
     });
     assert_eq!(first_line(&mut watch).trim(), "PUT");
+    // SIGTERM, not SIGINT: `etcdctl watch` has no handler for either, so both end it the same
+    // way, but a suite started in the background (`scripts/test &`) passes SIGINT on ignored.
     let _ = Command::new("kill")
-        .args(["-INT", &watch.id().to_string()])
+        .args(["-TERM", &watch.id().to_string()])
         .status();
-    let _ = watch.wait();
+    wait_exit(&mut watch, "etcdctl watch after SIGTERM");
     // A contended lock: the holder's keep-alives and the waiter's watch cross the tap.
     let mut holder = common::ok(
         etcdctl(&cluster, &via)
