@@ -221,16 +221,8 @@ impl Decoder {
 
 #[cfg(test)]
 mod tests {
+    use super::super::huffman::hex;
     use super::*;
-
-    fn hex(text: &str) -> Vec<u8> {
-        let digits: Vec<u8> = text
-            .bytes()
-            .filter(u8::is_ascii_hexdigit)
-            .map(|d| (d as char).to_digit(16).unwrap_or(0) as u8)
-            .collect();
-        digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()
-    }
 
     fn fields(decoder: &mut Decoder, block: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();

@@ -135,18 +135,20 @@ pub(super) fn decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), BadHuffman> 
     Ok(())
 }
 
+/// Bytes from hex digits, spaces ignored (the RFC's examples are written that way).
+#[cfg(test)]
+pub(super) fn hex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .map(|d| (d as char).to_digit(16).unwrap_or(0) as u8)
+        .collect();
+    digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(text: &str) -> Vec<u8> {
-        let digits: Vec<u8> = text
-            .bytes()
-            .filter(u8::is_ascii_hexdigit)
-            .map(|d| (d as char).to_digit(16).unwrap_or(0) as u8)
-            .collect();
-        digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()
-    }
 
     fn decoded(text: &str) -> Result<Vec<u8>, BadHuffman> {
         let mut out = Vec::new();
