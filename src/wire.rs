@@ -116,9 +116,10 @@ pub struct ConnectionClose<'a> {
     pub peer: &'a Peer,
     /// Why it ended: `closed` (the client closed it), `goaway` (the client sent a GOAWAY with
     /// an error code), `error` (the client's connection failed), `upstream_closed` (the member
-    /// closed its side with a GOAWAY, passed on), `upstream_goaway` (the member's GOAWAY with an
-    /// error code, passed on) or `upstream_lost` (the member's connection failed without a
-    /// GOAWAY; the client's connection was dropped too).
+    /// ended the connection: it closed it with no stream open, or sent a GOAWAY without an
+    /// error, passed on, after which either side closed it), `upstream_goaway` (the member's
+    /// GOAWAY with an error code, passed on) or `upstream_lost` (the member's connection
+    /// failed or closed with streams still open; the client's connection was dropped too).
     pub how: &'static str,
     /// The HTTP/2 error code of a GOAWAY or connection error, when there was one.
     pub reason: Option<u32>,

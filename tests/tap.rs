@@ -30,6 +30,7 @@ per_version!(
     the_cli_tap_writes_the_log_file,
     cancelled_streams_and_abrupt_disconnects_leave_no_memory_behind,
     bytes_that_are_not_http2_pass_unchanged,
+    a_member_that_stops_gracefully_ends_the_connection_as_closed,
 );
 
 /// A `Write` the test can read back.
@@ -894,5 +895,39 @@ async fn bytes_that_are_not_http2_pass_unchanged(bin: &EtcdBinary) {
         "{gone}"
     );
     assert_eq!(gone["streams"], 0, "{gone}");
+    wait_idle(&tap).await;
+}
+
+/// The member stops with SIGTERM while a client's connection through the tap is idle: the
+/// client's HTTP/2 connection ends (the member's GOAWAY and close pass through), and the
+/// `disconnect` line says the member closed it, not that it was lost.
+async fn a_member_that_stops_gracefully_ends_the_connection_as_closed(bin: &EtcdBinary) {
+    let mut cluster = common::single(bin);
+    let (tap, log) = tap(&cluster).await;
+    let socket = common::ok(tokio::net::TcpStream::connect(tap.local_addr()).await);
+    let (send, conn) = common::ok(h2::client::handshake(socket).await);
+    let mut conn = tokio::spawn(conn);
+    // One watch opened and ended, so the connection is known to work and is idle.
+    {
+        let (mut stream, body) = open_watch(&send, "tap/graceful").await;
+        stream.send_reset(h2::Reason::CANCEL);
+        drop(body);
+    }
+    wait_line(&log, "close", |l| l["kind"] == "close").await;
+    common::ok(
+        tokio::task::spawn_blocking(move || {
+            let result = cluster.member_mut(0).terminate();
+            (cluster, result)
+        })
+        .await,
+    )
+    .1
+    .unwrap_or_else(|e| panic!("terminate: {e}"));
+    let ended = within(&tap, "the client's connection ends", &mut conn).await;
+    assert!(ended.is_ok(), "{ended:?}");
+    let gone = wait_line(&log, "disconnect", |l| l["kind"] == "disconnect").await;
+    assert_eq!(gone["how"], "upstream_closed", "{gone}");
+    assert_eq!(gone["streams"], 1, "{gone}");
+    drop(send);
     wait_idle(&tap).await;
 }

@@ -273,10 +273,14 @@ fn ending(
         (None, None) => return ("error", None, Some("no direction ended".into())),
     };
     match (side, end) {
-        // The client closed, after a GOAWAY of its own or without one.
-        (Side::Up, End::Closed) => match streams.client_goaway {
-            Some(code) if code != 0 => ("goaway", Some(code), None),
-            _ => ("closed", None, None),
+        // The client closed. After the member's GOAWAY that is the member ending the
+        // connection (a client with nothing in flight closes as soon as it reads the GOAWAY,
+        // often before the member's own close arrives).
+        (Side::Up, End::Closed) => match (streams.upstream_goaway, streams.client_goaway) {
+            (Some(0), _) => ("upstream_closed", None, None),
+            (Some(code), _) => ("upstream_goaway", Some(code), None),
+            (None, Some(code)) if code != 0 => ("goaway", Some(code), None),
+            (None, _) => ("closed", None, None),
         },
         (Side::Up, End::ReadFailed(error)) | (Side::Down, End::WriteFailed(error)) => {
             ("error", None, Some(error.to_string()))
