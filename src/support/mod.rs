@@ -1,8 +1,8 @@
 //! Small helpers shared by the service wrappers and the client, with nothing of ours below
 //! them but [`crate::proto`]: the response header accessor, the response newtype macro, the
 //! prefix range end, etcd's require-leader stream metadata, SHA-256 (snapshot digests, the wire
-//! log's snapshot chunks), and (feature `tls`) the reading
-//! of rustls failures out of transport errors.
+//! log's snapshot chunks), the one function every task of the crate is spawned through, and
+//! (feature `tls`) the reading of rustls failures out of transport errors.
 //!
 //! They live here rather than in `kv` or `tls` so that every layer can use them without
 //! importing a module at its own level or above (see `ARCHITECTURE.md`, section 1).
