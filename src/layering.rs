@@ -25,14 +25,16 @@ const ABOVE_CLIENT: [&str; 12] = [
 ];
 
 /// The tap sits beside `client`, on the layer of the wire log it feeds: it may use only these.
-const TAP_USES: [&str; 4] = ["wire", "wirelog", "error", "proto"];
+const TAP_USES: [&str; 5] = ["wire", "wirelog", "error", "proto", "http2"];
 
 /// Modules with nothing of ours below them but `proto` and each other, as listed.
-const FLOOR: [(&str, &[&str]); 3] = [
+const FLOOR: [(&str, &[&str]); 4] = [
     ("error", &["support"]),
     ("support", &["proto"]),
-    // `wire::Failure` carries the crate's own `error::Code`.
-    ("wire", &["error"]),
+    // HTTP/2's wire format: nothing of ours below it.
+    ("http2", &[]),
+    // `wire::Failure` carries the crate's own `error::Code`; `CloseHow` reads HTTP/2 errors.
+    ("wire", &["error", "http2"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

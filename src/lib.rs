@@ -33,6 +33,7 @@ pub mod client;
 pub mod cluster;
 pub mod election;
 pub mod error;
+mod http2;
 pub mod kv;
 #[cfg(test)]
 mod layering;

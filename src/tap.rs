@@ -52,8 +52,6 @@ use crate::wire::WireSink;
 
 mod conn;
 mod frames;
-mod hpack;
-mod huffman;
 mod record;
 mod streams;
 pub mod tls;

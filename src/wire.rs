@@ -43,6 +43,8 @@ use futures_util::Stream;
 use prost::bytes::Bytes;
 use prost::Message as _;
 
+use crate::http2::{Http2Error, Reason};
+
 pub(crate) mod codec;
 
 /// Receives one [`WireEvent`] per call attempt and per stream event.
@@ -258,25 +260,20 @@ impl CloseHow {
     }
 
     /// Tells from a stream's error how it ended, from the error's types: an HTTP/2 reset
-    /// received from the peer is `Reset`; a GOAWAY or an I/O error is `ConnectionLost`; another
-    /// h2 error with reason `CANCEL` is `Cancelled`; a status without a transport source came
-    /// in trailers; any other transport failure is `ConnectionLost`.
+    /// received from the peer is `Reset`; our own reset with `CANCEL` is `Cancelled`; a status
+    /// without a transport source came in trailers; any other transport failure (a GOAWAY, an
+    /// I/O error, a PING unanswered) is `ConnectionLost`.
     pub(crate) fn of(status: &tonic::Status) -> Self {
         let mut next = std::error::Error::source(status);
         if next.is_none() {
             return CloseHow::Trailers;
         }
         while let Some(error) = next {
-            if let Some(h2) = error.downcast_ref::<h2::Error>() {
-                if h2.is_go_away() || h2.is_io() {
-                    return CloseHow::ConnectionLost;
-                }
-                if h2.is_reset() && h2.is_remote() {
-                    return CloseHow::Reset;
-                }
-                if h2.reason() == Some(h2::Reason::CANCEL) {
-                    return CloseHow::Cancelled;
-                }
+            match error.downcast_ref::<Http2Error>() {
+                Some(Http2Error::Reset(_)) => return CloseHow::Reset,
+                Some(Http2Error::LocalReset(Reason::CANCEL)) => return CloseHow::Cancelled,
+                Some(_) => return CloseHow::ConnectionLost,
+                None => {}
             }
             next = error.source();
         }

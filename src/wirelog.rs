@@ -1258,9 +1258,13 @@ mod tests {
             CloseHow::of(&tonic::Status::unavailable("etcdserver: no leader")),
             CloseHow::Trailers
         );
-        let reset = tonic::Status::from_error(Box::new(h2::Error::from(h2::Reason::CANCEL)));
-        // A reason built locally (not received) is our own reset.
+        let cancel = crate::http2::Http2Error::LocalReset(crate::http2::Reason::CANCEL);
+        let reset = tonic::Status::from_error(Box::new(cancel));
+        // Our own reset.
         assert_eq!(CloseHow::of(&reset), CloseHow::Cancelled);
+        let received = crate::http2::Http2Error::Reset(crate::http2::Reason::CANCEL);
+        let reset = tonic::Status::from_error(Box::new(received));
+        assert_eq!(CloseHow::of(&reset), CloseHow::Reset);
         let io = tonic::Status::from_error(Box::new(io::Error::from(io::ErrorKind::BrokenPipe)));
         assert_eq!(CloseHow::of(&io), CloseHow::ConnectionLost);
         let failure = Failure::from_status(&io);

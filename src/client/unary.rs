@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use super::h2channel::{Channel, TransportError};
+use crate::http2::Http2Error;
 use prost::bytes::Bytes;
 
 use super::rpc::{RawCodec, UnaryRequest};
@@ -326,9 +327,9 @@ pub(super) fn is_transport_failure(status: &tonic::Status) -> bool {
 ///   handed to HTTP/2; an I/O error of kind `ConnectionRefused` says the same;
 /// - an HTTP/2 `RST_STREAM` with `REFUSED_STREAM`: the server states it did not process the
 ///   stream (RFC 9113, section 8.7);
-/// - an HTTP/2 GOAWAY received from the server: h2 gives the stream that error only when its
-///   id is above the GOAWAY's last-stream-id, or when the stream was to be opened after the
-///   GOAWAY arrived; streams the server accepted end with a reset or an I/O error instead.
+/// - an HTTP/2 GOAWAY whose last-stream-id is below the stream's id (RFC 9113, section 6.8);
+///   streams the server accepted end with a reset or an I/O error instead, even after a
+///   GOAWAY.
 fn never_sent(status: &tonic::Status) -> bool {
     let mut next = std::error::Error::source(status);
     while let Some(error) = next {
@@ -343,12 +344,11 @@ fn never_sent(status: &tonic::Status) -> bool {
                 return true;
             }
         }
-        if let Some(h2) = error.downcast_ref::<h2::Error>() {
-            if h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-                || (h2.is_go_away() && h2.is_remote())
-            {
-                return true;
-            }
+        if error
+            .downcast_ref::<Http2Error>()
+            .is_some_and(Http2Error::not_processed)
+        {
+            return true;
         }
         next = error.source();
     }
@@ -359,6 +359,7 @@ fn never_sent(status: &tonic::Status) -> bool {
 mod tests {
     use super::*;
     use crate::client::h2channel::Stage;
+    use crate::http2::Reason;
     use tonic::{Code, Status};
 
     /// Whether a write, then a read, failing with `status` would be sent again.
@@ -430,8 +431,7 @@ mod tests {
         // No cause at all (the connect timed out): the stage alone is the proof.
         assert_eq!(retried(at(Stage::Connect, None)), (true, true));
         // A connection found closed before the request was handed to HTTP/2.
-        let closed = h2::Error::from(h2::Reason::NO_ERROR);
-        let not_sent = at(Stage::NotSent, Some(std::sync::Arc::new(closed)));
+        let not_sent = at(Stage::NotSent, None);
         assert_eq!(retried(not_sent), (true, true));
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert!(retried(caused_by(refused)).0);
@@ -451,12 +451,18 @@ mod tests {
 
     #[test]
     fn only_a_refused_stream_among_http2_errors_repeats_writes() {
-        let refused = caused_by(h2::Error::from(h2::Reason::REFUSED_STREAM));
+        let refused = caused_by(Http2Error::Reset(Reason::REFUSED_STREAM));
         assert_eq!(refused.code(), Code::Unavailable);
         assert_eq!(retried(refused), (true, true));
-        // A reset or a broken connection: the server may have run the request.
-        let cancel = caused_by(h2::Error::from(h2::Reason::INTERNAL_ERROR));
-        assert!(!retried(cancel).0);
+        // A GOAWAY that left the stream out, by its last-stream-id.
+        let left_out = caused_by(Http2Error::Refused(Reason::from(0)));
+        assert_eq!(retried(left_out), (true, true));
+        // A reset, a GOAWAY after the stream was accepted, or a broken connection: the server
+        // may have run the request.
+        let internal = caused_by(Http2Error::Reset(Reason::from(2)));
+        assert!(!retried(internal).0);
+        let after_goaway = caused_by(Http2Error::GoAway(Reason::from(0)));
+        assert!(!retried(after_goaway).0);
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert!(!retried(caused_by(reset)).0);
     }

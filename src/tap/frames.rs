@@ -7,23 +7,14 @@
 //! Frames that carry nothing the log needs (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, and
 //! unknown types) are skipped.
 
-/// What a client sends first on a connection, before any frame.
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+use crate::http2::{
+    header_fragment, Head, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS,
+    PADDED, PREFACE, PUSH_PROMISE, RST_STREAM,
+};
+
 /// Header blocks and control frames larger than this are not gathered (the bytes still pass);
 /// their direction stops being read. SETTINGS_MAX_HEADER_LIST_SIZE is far below this in gRPC.
 const MAX_BLOCK: usize = 4 << 20;
-
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const PUSH_PROMISE: u8 = 0x5;
-const GOAWAY: u8 = 0x7;
-const CONTINUATION: u8 = 0x9;
-
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const PADDED: u8 = 0x8;
-const PRIORITY: u8 = 0x20;
 
 /// Something a direction said, in the order it said it.
 #[derive(Debug, PartialEq, Eq)]
@@ -174,10 +165,12 @@ impl FrameReader {
 
     /// A frame header was read.
     fn start_frame(&mut self, each: &mut dyn FnMut(Event<'_>)) {
-        let h = self.head;
-        let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
-        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
-        let (kind, flags) = (h[3], h[4]);
+        let Head {
+            len,
+            kind,
+            flags,
+            stream,
+        } = Head::parse(&self.head);
         if self.block_of.is_some() && kind != CONTINUATION {
             self.failed = Some("a header block interrupted by another frame");
             return;
@@ -218,18 +211,7 @@ impl FrameReader {
             }
             HEADERS | PUSH_PROMISE => {
                 let promise = frame.kind == PUSH_PROMISE;
-                let mut skip = 0;
-                let mut pad = 0;
-                if frame.flags & PADDED != 0 {
-                    pad = usize::from(payload.first().copied().unwrap_or(0));
-                    skip += 1;
-                }
-                if promise {
-                    skip += 4;
-                } else if frame.flags & PRIORITY != 0 {
-                    skip += 5;
-                }
-                let Some(fragment) = payload.get(skip..payload.len().saturating_sub(pad)) else {
+                let Some(fragment) = header_fragment(frame.kind, frame.flags, &payload) else {
                     self.failed = Some("a header frame shorter than its padding");
                     return;
                 };
@@ -306,6 +288,7 @@ fn gathered(kind: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http2::PRIORITY;
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let len = payload.len();

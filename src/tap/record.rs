@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use h2::Reason;
+use crate::http2::Reason;
 
 use crate::wire::{
     self, CallRecord, CloseHow, Failure, Peer, StreamClose, StreamMessage, StreamOpen, WireEvent,

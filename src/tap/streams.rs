@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use h2::Reason;
+use crate::http2::Reason;
 
 use super::frames::Event;
-use super::hpack::Decoder;
+use crate::http2::hpack::Decoder;
 use super::record::{status_of, Outcome, StreamRecord};
 use super::Live;
 use crate::wire::{Failure, Peer, WireSink};

@@ -1,5 +1,5 @@
-//! The bodies of one call: the request body pumped into HTTP/2 within the stream's flow-control
-//! window, and the response body read from HTTP/2, handing capacity back as data goes up.
+//! The bodies of one call: the request body pumped into the stream within its flow-control
+//! window, and the response body read from the stream, handing window back as data goes up.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -10,7 +10,9 @@ use http_body::{Body, Frame};
 use prost::bytes::Bytes;
 use tokio::task::AbortHandle;
 
-use super::conn::ConnState;
+use super::conn::{Sender, StreamRef};
+use super::state::Received;
+use crate::http2::Http2Error;
 
 /// What a request body had ready at once: its data frames, and whether it ended.
 #[derive(Debug, Default)]
@@ -56,15 +58,15 @@ pub(super) struct Pump {
 }
 
 impl Pump {
-    /// Spawns the task that sends the rest of `body` on `stream`, then ends the stream.
-    pub(super) fn spawn(body: tonic::body::Body, stream: h2::SendStream<Bytes>) -> Pump {
+    /// Spawns the task that sends the rest of `body` on the stream, then ends the request.
+    pub(super) fn spawn(body: tonic::body::Body, sender: Sender) -> Pump {
         let failure = Arc::new(Mutex::new(None));
-        let task = crate::support::spawn(pump(body, stream, Arc::clone(&failure))).abort_handle();
+        let task = crate::support::spawn(pump(body, sender, Arc::clone(&failure))).abort_handle();
         Pump { task, failure }
     }
 
     /// The request body's own error (e.g. a message over the encode limit), once.
-    fn failure(&self) -> Option<tonic::Status> {
+    pub(super) fn failure(&self) -> Option<tonic::Status> {
         self.failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -73,97 +75,74 @@ impl Pump {
 }
 
 impl Drop for Pump {
-    /// The call is over (or given up): the task stops, its `SendStream` goes, and h2 resets a
-    /// stream still open with `CANCEL`.
+    /// The call is over (or given up): the task stops. The stream itself is reset by the
+    /// response body's [`StreamRef`] when it goes.
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-/// Sends `body`'s frames on `stream` as the peer's window allows; ends the stream when the
-/// body ends; resets it (`CANCEL`) when the body fails. Stops when the peer resets the stream.
+/// Sends `body`'s frames as the stream's window allows, one message at a time; ends the
+/// request when the body ends; resets the stream (`CANCEL`) when the body fails. Stops when
+/// the stream is over (reset, or the call given up).
 async fn pump(
     mut body: tonic::body::Body,
-    mut stream: h2::SendStream<Bytes>,
+    sender: Sender,
     failure: Arc<Mutex<Option<tonic::Status>>>,
 ) {
     loop {
+        if sender.ready().await.is_err() {
+            return;
+        }
         let frame = tokio::select! {
             frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => frame,
-            _ = poll_fn(|cx| stream.poll_reset(cx)) => return,
+            // The stream ended while the body had nothing to send.
+            () = sender.ended() => return,
         };
-        let data = match frame {
-            None => {
-                let _ = stream.send_data(Bytes::new(), true);
-                return;
-            }
+        let (data, end) = match frame {
+            None => (Bytes::new(), true),
             Some(Err(status)) => {
                 *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(status);
-                stream.send_reset(h2::Reason::CANCEL);
+                sender.cancel();
                 return;
             }
+            // A gRPC client sends no trailers; a trailers frame ends the request.
             Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => data,
-                Err(_) => {
-                    let _ = stream.send_data(Bytes::new(), true);
-                    return;
-                }
+                Ok(data) => (data, false),
+                Err(_) => (Bytes::new(), true),
             },
         };
-        if send_within_window(&mut stream, data).await.is_err() {
+        if sender.send(data, end).is_err() || end {
             return;
         }
     }
-}
-
-/// Sends `data` in pieces no larger than the capacity h2 assigns (the peer's window).
-async fn send_within_window(
-    stream: &mut h2::SendStream<Bytes>,
-    mut data: Bytes,
-) -> Result<(), h2::Error> {
-    while !data.is_empty() {
-        stream.reserve_capacity(data.len());
-        match poll_fn(|cx| stream.poll_capacity(cx)).await {
-            Some(Ok(0)) => {}
-            Some(Ok(n)) => {
-                let piece = data.split_to(n.min(data.len()));
-                stream.send_data(piece, false)?;
-            }
-            Some(Err(e)) => return Err(e),
-            None => return Err(h2::Error::from(h2::Reason::STREAM_CLOSED)),
-        }
-    }
-    Ok(())
 }
 
 /// A response body over an HTTP/2 stream: DATA frames, then the trailers (grpc-status).
 /// Dropping it before the end resets the stream with `CANCEL` and stops the request pump.
 #[derive(Debug)]
 pub(crate) struct ResponseBody {
-    recv: h2::RecvStream,
-    state: Arc<ConnState>,
-    data_done: bool,
-    done: bool,
+    // Dropped first: the pump stops before the stream is released.
     pump: Option<Pump>,
+    stream: StreamRef,
+    done: bool,
 }
 
 impl ResponseBody {
-    pub(super) fn new(recv: h2::RecvStream, state: Arc<ConnState>, pump: Option<Pump>) -> Self {
+    pub(super) fn new(stream: StreamRef, pump: Option<Pump>) -> Self {
         ResponseBody {
-            recv,
-            state,
-            data_done: false,
-            done: false,
             pump,
+            stream,
+            done: false,
         }
     }
 
-    fn failed(&mut self, error: h2::Error) -> tonic::Status {
+    fn failed(&mut self, error: Http2Error) -> tonic::Status {
         self.done = true;
         if let Some(status) = self.pump.as_ref().and_then(Pump::failure) {
             return status;
         }
-        self.state.lost(error).into_status()
+        self.stream.connection.lost(error).into_status()
     }
 }
 
@@ -179,21 +158,15 @@ impl Body for ResponseBody {
         if this.done {
             return Poll::Ready(None);
         }
-        if !this.data_done {
-            match std::task::ready!(this.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    // Handed up: the peer may send that much more (h2 batches WINDOW_UPDATEs).
-                    let _ = this.recv.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(e)) => return Poll::Ready(Some(Err(this.failed(e)))),
-                None => this.data_done = true,
-            }
-        }
-        match std::task::ready!(this.recv.poll_trailers(cx)) {
-            Ok(trailers) => {
+        match std::task::ready!(this.stream.poll_received(cx)) {
+            Ok(Received::Data(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            Ok(Received::Trailers(trailers)) => {
                 this.done = true;
-                Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))))
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+            Ok(Received::End) => {
+                this.done = true;
+                Poll::Ready(None)
             }
             Err(e) => Poll::Ready(Some(Err(this.failed(e)))),
         }

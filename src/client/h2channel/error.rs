@@ -6,6 +6,8 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::http2::{Http2Error, Reason};
+
 /// How far a failed call got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
@@ -13,6 +15,9 @@ pub(crate) enum Stage {
     Connect,
     /// The connection was found closed before the request was handed to HTTP/2.
     NotSent,
+    /// The server said it did not process the request: REFUSED_STREAM, or a GOAWAY whose
+    /// last-stream-id is below the stream's.
+    Refused,
     /// The connection or the stream failed after the request may have left.
     Sent,
 }
@@ -47,20 +52,18 @@ impl TransportError {
 
     /// True when the request provably never left this client.
     pub(crate) fn never_sent(&self) -> bool {
-        matches!(self.stage, Stage::Connect | Stage::NotSent)
+        matches!(self.stage, Stage::Connect | Stage::NotSent | Stage::Refused)
     }
 
     /// The gRPC status a call fails with: `Unavailable` for a broken or missing connection
     /// (as gRPC specifies for a connection lost or a PING left unanswered), the code gRPC maps
-    /// an HTTP/2 reset reason to when the server reset the stream. The status's source is this
-    /// error.
+    /// an HTTP/2 reset reason to when the stream was reset. The status's source is this error.
     pub(crate) fn into_status(self) -> tonic::Status {
         let code = self
             .source
             .as_deref()
-            .and_then(|s| s.downcast_ref::<h2::Error>())
-            .filter(|h2| !h2.is_go_away() && !h2.is_io())
-            .and_then(h2::Error::reason)
+            .and_then(|s| s.downcast_ref::<Http2Error>())
+            .and_then(Http2Error::reset_reason)
             .map_or(tonic::Code::Unavailable, code_of_reset);
         let mut status = tonic::Status::new(code, self.to_string());
         status.set_source(Arc::new(self));
@@ -69,12 +72,12 @@ impl TransportError {
 }
 
 /// gRPC's code for a stream reset with `reason` (gRPC's HTTP/2 protocol mapping).
-fn code_of_reset(reason: h2::Reason) -> tonic::Code {
+fn code_of_reset(reason: Reason) -> tonic::Code {
     match reason {
-        h2::Reason::REFUSED_STREAM => tonic::Code::Unavailable,
-        h2::Reason::CANCEL => tonic::Code::Cancelled,
-        h2::Reason::ENHANCE_YOUR_CALM => tonic::Code::ResourceExhausted,
-        h2::Reason::INADEQUATE_SECURITY => tonic::Code::PermissionDenied,
+        Reason::REFUSED_STREAM => tonic::Code::Unavailable,
+        Reason::CANCEL => tonic::Code::Cancelled,
+        Reason::ENHANCE_YOUR_CALM => tonic::Code::ResourceExhausted,
+        Reason::INADEQUATE_SECURITY => tonic::Code::PermissionDenied,
         _ => tonic::Code::Internal,
     }
 }
@@ -116,12 +119,19 @@ mod tests {
         let source = StdError::source(&status).and_then(|s| s.downcast_ref::<TransportError>());
         assert_eq!(source.map(TransportError::stage), Some(Stage::Connect));
 
-        let reset = h2::Error::from(h2::Reason::CANCEL);
+        let reset = Http2Error::Reset(Reason::CANCEL);
         let e = TransportError::new(Stage::Sent, "stream reset", Some(Arc::new(reset)));
         assert!(!e.never_sent());
         assert_eq!(e.into_status().code(), tonic::Code::Cancelled);
-        let refused = h2::Error::from(h2::Reason::REFUSED_STREAM);
-        let e = TransportError::new(Stage::Sent, "stream reset", Some(Arc::new(refused)));
+        let refused = Http2Error::Reset(Reason::REFUSED_STREAM);
+        let e = TransportError::new(Stage::Refused, "stream reset", Some(Arc::new(refused)));
+        assert!(e.never_sent());
+        assert_eq!(e.into_status().code(), tonic::Code::Unavailable);
+        let internal = Http2Error::Reset(Reason::from(2));
+        let e = TransportError::new(Stage::Sent, "stream reset", Some(Arc::new(internal)));
+        assert_eq!(e.into_status().code(), tonic::Code::Internal);
+        let goaway = Http2Error::GoAway(Reason::ENHANCE_YOUR_CALM);
+        let e = TransportError::new(Stage::Sent, "closed", Some(Arc::new(goaway)));
         assert_eq!(e.into_status().code(), tonic::Code::Unavailable);
     }
 }

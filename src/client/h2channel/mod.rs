@@ -1,10 +1,13 @@
-//! The client's HTTP/2 channel to one endpoint, on h2 directly: a `tower_service::Service` over
-//! `http` requests that tonic's generated clients and `tonic::client::Grpc` call as they would
-//! call tonic's own channel, without a buffer task or hyper's dispatcher in between: each call
-//! opens its HTTP/2 stream from the caller's task.
+//! The client's HTTP/2 channel to one endpoint, with its own HTTP/2 client (RFC 9113, the
+//! parts gRPC uses): a `tower_service::Service` over `http` requests that tonic's generated
+//! clients and `tonic::client::Grpc` call as they would call tonic's own channel. Each call
+//! opens its stream from the caller's task; one task per connection reads and writes.
 //!
 //! - `dial.rs`: TCP (`TCP_NODELAY`) and TLS (feature `tls`), one byte-stream type;
-//! - `conn.rs`: the HTTP/2 handshake (window sizes), the connection task and keep-alive PINGs;
+//! - `state.rs`: the connection's HTTP/2 state without I/O: streams, flow control both ways,
+//!   header compression, the frames to write;
+//! - `driver.rs`: the connection task: reads frames, writes, keep-alive PINGs;
+//! - `conn.rs`: opening a connection (prefaces, SETTINGS), the handles on it and its streams;
 //! - `body.rs`: the request body pumped within flow control, the response body;
 //! - `error.rs`: how far a failed call got (the retry rule reads it).
 //!
@@ -16,7 +19,9 @@
 mod body;
 mod conn;
 mod dial;
+mod driver;
 mod error;
+mod state;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,6 +37,7 @@ pub(crate) use dial::Destination;
 pub(crate) use error::{innermost, Stage, TransportError};
 
 use conn::Connection;
+use state::RequestHead;
 
 /// The `user-agent` every request carries.
 const USER_AGENT: &str = concat!("etcd-lock/", env!("CARGO_PKG_VERSION"));
@@ -92,7 +98,7 @@ impl Shared {
             .connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        current.as_ref().filter(|c| !c.state.is_closed()).cloned()
+        current.as_ref().filter(|c| !c.is_closed()).cloned()
     }
 
     /// The open connection, or a new one; waits at most the connect timeout. Boxed: the
@@ -152,9 +158,19 @@ impl Shared {
         request: http::Request<tonic::body::Body>,
     ) -> Result<http::Response<ResponseBody>, tonic::Status> {
         let (parts, mut body) = request.into_parts();
+        let ready = body::ready_now(&mut body)?;
+        let end = ready.ended;
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let head = RequestHead {
+            scheme: self.dest.scheme.as_str(),
+            authority: self.dest.authority.as_str(),
+            path,
+            headers: &parts.headers,
+            user_agent: USER_AGENT,
+        };
         // A connection found closed here never carried the request: try a new one, once.
         let mut again = true;
-        let (mut send, state) = loop {
+        let stream = loop {
             let connection = match self.live() {
                 Some(connection) => connection,
                 None => self
@@ -162,15 +178,15 @@ impl Shared {
                     .await
                     .map_err(TransportError::into_status)?,
             };
-            match connection.send.ready().await {
-                Ok(send) => break (send, connection.state),
-                Err(e) => {
-                    connection.state.close();
+            match connection.open_stream(&head, &ready.data, end).await {
+                Ok(stream) => break stream,
+                Err(()) => {
+                    connection.close();
                     if !again {
                         let failure = TransportError::new(
                             Stage::NotSent,
                             "the connection closed before the request was sent",
-                            Some(Arc::new(e)),
+                            None,
                         );
                         return Err(failure.into_status());
                     }
@@ -178,51 +194,20 @@ impl Shared {
                 }
             }
         };
-        let uri = http::Uri::builder()
-            .scheme(self.dest.scheme.clone())
-            .authority(self.dest.authority.clone())
-            .path_and_query(
-                parts
-                    .uri
-                    .path_and_query()
-                    .cloned()
-                    .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-            )
-            .build()
-            .map_err(|e| tonic::Status::internal(format!("request URI: {e}")))?;
-        let mut head = http::Request::new(());
-        *head.method_mut() = parts.method;
-        *head.uri_mut() = uri;
-        *head.headers_mut() = parts.headers;
-        head.headers_mut().insert(
-            http::header::USER_AGENT,
-            http::HeaderValue::from_static(USER_AGENT),
-        );
-        let ready = body::ready_now(&mut body)?;
-        let end = ready.ended && ready.data.is_empty();
-        let (response, mut stream) = send.send_request(head, end).map_err(|e| {
-            state.close();
-            TransportError::new(
-                Stage::NotSent,
-                "the connection closed before the request was sent",
-                Some(Arc::new(e)),
-            )
-            .into_status()
-        })?;
-        let last = ready.data.len();
-        for (i, data) in ready.data.into_iter().enumerate() {
-            // Queued beyond the window if need be: the bytes are in memory already.
-            if let Err(e) = stream.send_data(data, ready.ended && i + 1 == last) {
-                return Err(state.lost(e).into_status());
+        let pump = (!end).then(|| body::Pump::spawn(body, stream.sender()));
+        let (status, headers) = match stream.response_head().await {
+            Ok(head) => head,
+            Err(e) => {
+                if let Some(status) = pump.as_ref().and_then(body::Pump::failure) {
+                    return Err(status);
+                }
+                return Err(stream.connection.lost(e).into_status());
             }
-        }
-        let pump = (!ready.ended).then(|| body::Pump::spawn(body, stream));
-        let response = response.await.map_err(|e| state.lost(e).into_status())?;
-        let (parts, recv) = response.into_parts();
-        Ok(http::Response::from_parts(
-            parts,
-            ResponseBody::new(recv, state, pump),
-        ))
+        };
+        let mut response = http::Response::new(ResponseBody::new(stream, pump));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Ok(response)
     }
 }
 

@@ -1,8 +1,9 @@
-//! HPACK header-block decoding (RFC 7541), for reading the header blocks the tap forwards.
+//! HPACK header-block decoding (RFC 7541): the response headers the client's channel receives,
+//! and both directions of the connections the tap relays.
 //!
-//! The tap passes every byte through unchanged, so both ends keep their own compression
-//! contexts; a [`Decoder`] per direction follows the sender's dynamic table by applying the same
-//! blocks in the same order. It never encodes anything.
+//! A [`Decoder`] follows the sender's dynamic table by applying the same blocks in the same
+//! order. The tap passes every byte through unchanged, so both ends keep their own compression
+//! contexts and the tap keeps one decoder per direction.
 
 use std::collections::VecDeque;
 
@@ -10,15 +11,15 @@ use super::huffman;
 
 /// The dynamic table's size before any size update (SETTINGS_HEADER_TABLE_SIZE's default).
 const DEFAULT_TABLE_SIZE: usize = 4096;
-/// The largest table a size update may ask for: the tap holds at most this much per direction
-/// even if a peer advertises more.
+/// The largest table a size update may ask for by default: the tap holds at most this much per
+/// direction even if a peer advertises more.
 const MAX_TABLE_SIZE: usize = 1 << 20;
 /// What an entry costs in the table beyond its name and value (RFC 7541, 4.1).
-const ENTRY_OVERHEAD: usize = 32;
+pub(super) const ENTRY_OVERHEAD: usize = 32;
 
 /// The static table (RFC 7541, Appendix A); index 1 is the first entry.
 #[rustfmt::skip]
-const STATIC: [(&str, &str); 61] = [
+pub(super) const STATIC: [(&str, &str); 61] = [
     (":authority", ""), (":method", "GET"), (":method", "POST"), (":path", "/"),
     (":path", "/index.html"), (":scheme", "http"), (":scheme", "https"), (":status", "200"),
     (":status", "204"), (":status", "206"), (":status", "304"), (":status", "400"),
@@ -40,7 +41,7 @@ const STATIC: [(&str, &str); 61] = [
 /// Why a header block could not be decoded. After one, the decoder's table may no longer match
 /// the sender's, so the caller stops decoding that direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum HpackError {
+pub(crate) enum HpackError {
     /// The block ended inside a representation.
     Truncated,
     /// An integer too large for this decoder.
@@ -49,28 +50,27 @@ pub(super) enum HpackError {
     BadIndex,
     /// A Huffman-coded string that is not valid.
     BadHuffman,
-    /// A size update above [`MAX_TABLE_SIZE`], or one after the first header field.
+    /// A size update above the decoder's limit, or one after the first header field.
     BadSizeUpdate,
 }
 
 /// One direction's decoding context: its dynamic table.
 #[derive(Debug)]
-pub(super) struct Decoder {
+pub(crate) struct Decoder {
     /// Newest entry first: dynamic index 62 is `table[0]`.
     table: VecDeque<(Vec<u8>, Vec<u8>)>,
     /// Sum of the entries' sizes.
     size: usize,
     /// The table's current maximum size.
     max: usize,
+    /// The largest size a size update may set.
+    limit: usize,
 }
 
 impl Default for Decoder {
+    /// A decoder that accepts tables up to 1 MiB.
     fn default() -> Self {
-        Decoder {
-            table: VecDeque::new(),
-            size: 0,
-            max: DEFAULT_TABLE_SIZE,
-        }
+        Decoder::with_limit(MAX_TABLE_SIZE)
     }
 }
 
@@ -129,9 +129,20 @@ impl Input<'_> {
 }
 
 impl Decoder {
+    /// A decoder that refuses size updates above `limit` (the SETTINGS_HEADER_TABLE_SIZE the
+    /// receiver advertised).
+    pub(crate) fn with_limit(limit: usize) -> Self {
+        Decoder {
+            table: VecDeque::new(),
+            size: 0,
+            max: DEFAULT_TABLE_SIZE.min(limit),
+            limit,
+        }
+    }
+
     /// Decodes one complete header block, calling `each` with every field in order and
     /// updating the dynamic table as the sender did.
-    pub(super) fn decode(
+    pub(crate) fn decode(
         &mut self,
         block: &[u8],
         mut each: impl FnMut(&[u8], &[u8]),
@@ -154,7 +165,7 @@ impl Decoder {
             } else if first & 0xe0 == 0x20 {
                 // Dynamic table size update: only at the start of a block.
                 let size = input.integer(5)?;
-                if size > MAX_TABLE_SIZE || fields > 0 {
+                if size > self.limit || fields > 0 {
                     return Err(HpackError::BadSizeUpdate);
                 }
                 self.max = size;
@@ -339,6 +350,13 @@ mod tests {
             decoder.decode(&[0x82, 0x20], &mut ignore),
             Err(HpackError::BadSizeUpdate)
         );
+        // A client that advertised the default table refuses a larger one.
+        let mut client = Decoder::with_limit(4096);
+        assert_eq!(
+            client.decode(&[0x3f, 0xe2, 0x1f], &mut ignore),
+            Err(HpackError::BadSizeUpdate)
+        );
+        assert_eq!(client.decode(&[0x3f, 0xe1, 0x1f], &mut ignore), Ok(()));
         assert_eq!(
             decoder.decode(&[0x40, 0x81, 0x00, 0x00], &mut ignore),
             Err(HpackError::BadHuffman)

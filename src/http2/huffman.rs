@@ -106,10 +106,10 @@ static CODE: Code = Code::build();
 /// A Huffman-coded string that is not valid: EOS inside it, or padding that is longer than 7
 /// bits or not a prefix of EOS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct BadHuffman;
+pub(crate) struct BadHuffman;
 
 /// Decodes a Huffman-coded string literal, appending its bytes to `out`.
-pub(super) fn decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), BadHuffman> {
+pub(crate) fn decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), BadHuffman> {
     let mut code = 0u32;
     let mut len = 0usize;
     for &byte in input {
@@ -137,7 +137,7 @@ pub(super) fn decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), BadHuffman> 
 
 /// Bytes from hex digits, spaces ignored (the RFC's examples are written that way).
 #[cfg(test)]
-pub(super) fn hex(text: &str) -> Vec<u8> {
+pub(crate) fn hex(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text
         .bytes()
         .filter(u8::is_ascii_hexdigit)
