@@ -86,7 +86,9 @@ impl Reason {
             "INADEQUATE_SECURITY",
             "HTTP_1_1_REQUIRED",
         ];
-        usize::try_from(self.0).ok().and_then(|i| NAMES.get(i).copied())
+        usize::try_from(self.0)
+            .ok()
+            .and_then(|i| NAMES.get(i).copied())
     }
 }
 
@@ -203,7 +205,10 @@ mod tests {
         let padded = [2, 9, 9, 0, 0];
         assert_eq!(header_fragment(HEADERS, PADDED, &padded), Some(&[9, 9][..]));
         let prioritised = [0, 0, 0, 1, 16, 7];
-        assert_eq!(header_fragment(HEADERS, PRIORITY, &prioritised), Some(&[7][..]));
+        assert_eq!(
+            header_fragment(HEADERS, PRIORITY, &prioritised),
+            Some(&[7][..])
+        );
         let promise = [0, 0, 0, 2, 5];
         assert_eq!(header_fragment(PUSH_PROMISE, 0, &promise), Some(&[5][..]));
         assert_eq!(header_fragment(HEADERS, PADDED, &[4, 1]), None);

@@ -8,8 +8,8 @@
 //! unknown types) are skipped.
 
 use crate::http2::{
-    header_fragment, Head, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS,
-    PADDED, PREFACE, PUSH_PROMISE, RST_STREAM,
+    header_fragment, Head, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PADDED,
+    PREFACE, PUSH_PROMISE, RST_STREAM,
 };
 
 /// Header blocks and control frames larger than this are not gathered (the bytes still pass);

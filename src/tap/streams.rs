@@ -14,9 +14,9 @@ use std::sync::{Arc, OnceLock};
 use crate::http2::Reason;
 
 use super::frames::Event;
-use crate::http2::hpack::Decoder;
 use super::record::{status_of, Outcome, StreamRecord};
 use super::Live;
+use crate::http2::hpack::Decoder;
 use crate::wire::{Failure, Peer, WireSink};
 
 /// One open stream; `record` is `None` without a sink.

@@ -250,11 +250,7 @@ impl Sender {
     /// Waits until the data sent before has gone out within the window; `Err` once the stream
     /// is over (reset, or released).
     pub(super) async fn ready(&self) -> Result<(), ()> {
-        poll_fn(|cx| {
-            self.shared
-                .with(|inner| inner.poll_send_ready(self.id, cx))
-        })
-        .await
+        poll_fn(|cx| self.shared.with(|inner| inner.poll_send_ready(self.id, cx))).await
     }
 
     /// Resolves once the stream is over for sending (reset, ended, or released).

@@ -194,7 +194,11 @@ impl Driver {
                 inner.frame_queued();
                 std::mem::swap(write, &mut inner.out);
                 inner.dirty = false;
-                if !inner.driver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                if !inner
+                    .driver
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
                     inner.driver = Some(cx.waker().clone());
                 }
             });

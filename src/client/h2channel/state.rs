@@ -573,7 +573,11 @@ impl Inner {
 
     /// Handles one frame read from the server. An error is a connection error: the caller
     /// sends GOAWAY with its code and closes the connection.
-    pub(super) fn on_frame(&mut self, head: Head, payload: &[u8]) -> Result<(), (Reason, &'static str)> {
+    pub(super) fn on_frame(
+        &mut self,
+        head: Head,
+        payload: &[u8],
+    ) -> Result<(), (Reason, &'static str)> {
         if self.block.is_some() && head.kind != CONTINUATION {
             return Err((Reason::PROTOCOL_ERROR, "a header block interrupted"));
         }
@@ -581,7 +585,10 @@ impl Inner {
             DATA => self.on_data(head, payload),
             HEADERS => {
                 let Some(fragment) = header_fragment(head.kind, head.flags, payload) else {
-                    return Err((Reason::PROTOCOL_ERROR, "a HEADERS frame shorter than its padding"));
+                    return Err((
+                        Reason::PROTOCOL_ERROR,
+                        "a HEADERS frame shorter than its padding",
+                    ));
                 };
                 if head.stream == 0 {
                     return Err((Reason::PROTOCOL_ERROR, "HEADERS on stream 0"));
@@ -706,7 +713,10 @@ impl Inner {
         let len = payload.len();
         self.conn_recv_window -= len as i64;
         if self.conn_recv_window < 0 {
-            return Err((Reason::FLOW_CONTROL_ERROR, "DATA beyond the connection window"));
+            return Err((
+                Reason::FLOW_CONTROL_ERROR,
+                "DATA beyond the connection window",
+            ));
         }
         let data = if head.flags & PADDED != 0 {
             let pad = usize::from(*payload.first().unwrap_or(&0));
@@ -756,7 +766,7 @@ impl Inner {
         if head.flags & ACK != 0 {
             return Ok(());
         }
-        if payload.len() % 6 != 0 {
+        if !payload.len().is_multiple_of(6) {
             return Err((Reason::FRAME_SIZE_ERROR, "SETTINGS of the wrong size"));
         }
         for setting in payload.chunks_exact(6) {
@@ -819,7 +829,12 @@ impl Inner {
                     }
                 }
             })
-            .map_err(|_| (Reason::COMPRESSION_ERROR, "a header block that does not decode"))?;
+            .map_err(|_| {
+                (
+                    Reason::COMPRESSION_ERROR,
+                    "a header block that does not decode",
+                )
+            })?;
         let id = block.stream;
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
@@ -859,8 +874,7 @@ impl Inner {
 fn connection_specific(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade"
-            | "host"
+        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "host"
     )
 }
 
