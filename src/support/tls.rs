@@ -3,8 +3,8 @@
 //! a handshake failure from an unreachable endpoint; it lives below both so that neither
 //! `error` nor `tls` has to import the other.
 
-/// Texts rustls (and tokio-rustls) start their errors with. h2 keeps only the text of an I/O
-/// error, so a rustls error that went through an HTTP/2 connection is recognised by its text.
+/// Texts rustls (and tokio-rustls) start their errors with: a rustls error that reaches us as
+/// text only (an I/O error rebuilt from its message by a layer in between) is recognised by it.
 const RUSTLS_TEXTS: [&str; 6] = [
     "tls handshake eof",
     "received fatal alert: ",
@@ -80,7 +80,7 @@ mod tests {
         let text = failure_in(&io).unwrap_or_default();
         assert!(text.contains("trusted CA"), "{text}");
         assert!(failure_in(&std::io::Error::other("plain")).is_none());
-        // What h2 hands back: only the text survives.
+        // Only the text survived.
         let io = std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "received fatal alert: BadCertificate",

@@ -52,7 +52,7 @@ Without a password from the sources above, etcd-lock asks for it on the terminal
 attached). A password given on the command line is accepted with a warning.
 
 Logging: warnings only by default, always on stderr. RUST_LOG takes a list of target=level
-(e.g. RUST_LOG=etcd_lock=debug,h2=info); -v raises etcd-lock's own level on top of it.
+(e.g. RUST_LOG=etcd_lock=debug,tokio=info); -v raises etcd-lock's own level on top of it.
 
 With --cacert, --cert or --key, endpoints without a scheme use TLS (https://), as etcdctl does.
 
