@@ -209,13 +209,9 @@ async fn fake(garbage: bool) -> Fake {
     Fake { port, task }
 }
 
-/// A timeout that names what the last attempt ran into (the server hanging up), with the
-/// failure also reachable through `source()`.
-fn timed_out_with_cause(e: &Error) -> bool {
-    matches!(e, Error::Timeout { last_error: Some(last), .. }
-        if matches!(**last, Error::Status { .. })
-            && e.to_string().contains("the last attempt failed")
-            && std::error::Error::source(e).is_some())
+/// A connect failure whose reason says `what`.
+fn connect_failed_with(what: &'static str) -> impl Fn(&Error) -> bool {
+    move |e: &Error| matches!(e, Error::Connect { reason, .. } if reason.contains(what))
 }
 
 fn fake_options() -> ClientOptions {
@@ -304,12 +300,14 @@ async fn sweep(bin: &EtcdBinary) {
         Client::connect_with([format!("127.0.0.1:{closed_port}")], fake_options()),
     )
     .await;
+    // A connection counts once the server's SETTINGS arrived: a server that is not HTTP/2
+    // fails the connect, saying what it did.
     let accept_close = fake(false).await;
     s.row(
         "Client::connect + get",
         "a TCP server that accepts and closes",
         FAKE,
-        timed_out_with_cause,
+        connect_failed_with("the server closed the connection"),
         connect_and_get(format!("127.0.0.1:{}", accept_close.port)),
     )
     .await;
@@ -318,7 +316,7 @@ async fn sweep(bin: &EtcdBinary) {
         "Client::connect + get",
         "a TCP server that answers garbage",
         FAKE,
-        timed_out_with_cause,
+        connect_failed_with("does not speak HTTP/2"),
         connect_and_get(format!("127.0.0.1:{}", garbage.port)),
     )
     .await;

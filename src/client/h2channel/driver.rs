@@ -15,7 +15,7 @@ use tokio::time::{Instant, Sleep};
 use super::conn::{Settings, Shared};
 use super::dial::Io;
 use super::state::KEEP_ALIVE_PING;
-use crate::http2::{Head, Http2Error, Reason, DEFAULT_MAX_FRAME, GOAWAY, PING};
+use crate::http2::{Head, Http2Error, Reason, DEFAULT_MAX_FRAME, GOAWAY, PING, SETTINGS};
 
 /// Room for a few frames of the largest size this client accepts (SETTINGS_MAX_FRAME_SIZE is
 /// left at its default).
@@ -153,6 +153,14 @@ impl Driver {
                 let mut h = [0u8; 9];
                 h.copy_from_slice(head);
                 let head = Head::parse(&h);
+                if !inner.settings_received && head.kind != SETTINGS {
+                    // A server's preface is a SETTINGS frame (RFC 9113, section 3.4).
+                    failure = Some((
+                        Reason::PROTOCOL_ERROR,
+                        "the server does not speak HTTP/2: its first frame is not SETTINGS",
+                    ));
+                    break;
+                }
                 if head.len > DEFAULT_MAX_FRAME {
                     failure = Some((Reason::FRAME_SIZE_ERROR, "a frame over 16 KiB"));
                     break;
