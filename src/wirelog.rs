@@ -561,23 +561,7 @@ fn write_tls(side: &str, tls: Option<&TlsPeer>, s: &mut String) {
 
 /// An HTTP/2 error code by its RFC 9113 name (`"CANCEL"`), or its number when unnamed.
 fn write_reason(code: u32, s: &mut String) {
-    const NAMES: [&str; 14] = [
-        "NO_ERROR",
-        "PROTOCOL_ERROR",
-        "INTERNAL_ERROR",
-        "FLOW_CONTROL_ERROR",
-        "SETTINGS_TIMEOUT",
-        "STREAM_CLOSED",
-        "FRAME_SIZE_ERROR",
-        "REFUSED_STREAM",
-        "CANCEL",
-        "COMPRESSION_ERROR",
-        "CONNECT_ERROR",
-        "ENHANCE_YOUR_CALM",
-        "INADEQUATE_SECURITY",
-        "HTTP_1_1_REQUIRED",
-    ];
-    match usize::try_from(code).ok().and_then(|i| NAMES.get(i)) {
+    match crate::http2::Reason::from(code).name() {
         Some(name) => {
             let _ = write!(s, "\"{name}\"");
         }

@@ -7,9 +7,7 @@
 //! every call (`grpc-timeout`) and long values are sent without indexing. Strings go out raw,
 //! not Huffman-coded.
 
-use std::collections::VecDeque;
-
-use super::hpack::{ENTRY_OVERHEAD, STATIC};
+use super::hpack::{Table, ENTRY_OVERHEAD, STATIC};
 
 /// The dynamic table size the encoder uses when the peer allows that much (the default of
 /// SETTINGS_HEADER_TABLE_SIZE).
@@ -29,10 +27,7 @@ pub(crate) enum Indexing {
 /// One direction's encoding context: the dynamic table the peer's decoder mirrors.
 #[derive(Debug)]
 pub(crate) struct Encoder {
-    /// Newest entry first: dynamic index 62 is `table[0]`.
-    table: VecDeque<(Vec<u8>, Vec<u8>)>,
-    size: usize,
-    max: usize,
+    table: Table,
     /// A size change to announce at the start of the next block.
     announce: Option<usize>,
 }
@@ -40,9 +35,7 @@ pub(crate) struct Encoder {
 impl Default for Encoder {
     fn default() -> Self {
         Encoder {
-            table: VecDeque::new(),
-            size: 0,
-            max: TABLE_SIZE,
+            table: Table::new(TABLE_SIZE),
             announce: None,
         }
     }
@@ -53,9 +46,8 @@ impl Encoder {
     /// 4 KiB), and the next block announces the new size.
     pub(crate) fn set_peer_limit(&mut self, limit: usize) {
         let max = limit.min(TABLE_SIZE);
-        if max != self.max {
-            self.max = max;
-            self.evict();
+        if max != self.table.max {
+            self.table.set_max(max);
             self.announce = Some(max);
         }
     }
@@ -76,7 +68,7 @@ impl Encoder {
         }
         let index = how == Indexing::Index
             && value.len() <= MAX_INDEXED_VALUE
-            && name.len() + value.len() + ENTRY_OVERHEAD <= self.max;
+            && name.len() + value.len() + ENTRY_OVERHEAD <= self.table.max;
         if index {
             integer(out, 0x40, 6, name_index);
         } else {
@@ -87,7 +79,7 @@ impl Encoder {
         }
         string(out, value);
         if index {
-            self.insert(name, value);
+            self.table.insert(name.to_vec(), value.to_vec());
         }
     }
 
@@ -105,7 +97,7 @@ impl Encoder {
                 }
             }
         }
-        for (i, (n, v)) in self.table.iter().enumerate() {
+        for (i, (n, v)) in self.table.entries.iter().enumerate() {
             if n == name {
                 if v == value {
                     return (Some(i + 62), i + 62);
@@ -116,21 +108,6 @@ impl Encoder {
             }
         }
         (None, name_index)
-    }
-
-    fn insert(&mut self, name: &[u8], value: &[u8]) {
-        self.size += name.len() + value.len() + ENTRY_OVERHEAD;
-        self.table.push_front((name.to_vec(), value.to_vec()));
-        self.evict();
-    }
-
-    fn evict(&mut self) {
-        while self.size > self.max {
-            match self.table.pop_back() {
-                Some((name, value)) => self.size -= name.len() + value.len() + ENTRY_OVERHEAD,
-                None => self.size = 0,
-            }
-        }
     }
 }
 
@@ -223,11 +200,11 @@ mod tests {
         encoder.begin(&mut block);
         encoder.field(&mut block, b"token", &[b'x'; 100], Indexing::Index);
         decoded(&mut decoder, &block);
-        assert_eq!(encoder.table.len(), 1);
+        assert_eq!(encoder.table.entries.len(), 1);
 
         // The peer allows 64 bytes: the entry (137 bytes) is evicted and the size announced.
         encoder.set_peer_limit(64);
-        assert!(encoder.table.is_empty());
+        assert!(encoder.table.entries.is_empty());
         let mut block = Vec::new();
         encoder.begin(&mut block);
         encoder.field(&mut block, b"token", &[b'x'; 100], Indexing::Index);
@@ -238,7 +215,7 @@ mod tests {
         assert_eq!(fields.len(), 3);
         assert_eq!(fields[2], (b"a".to_vec(), b"b".to_vec()));
         // Too large for the table, the token went out as a literal and was not stored.
-        assert_eq!(encoder.table.len(), 1);
+        assert_eq!(encoder.table.entries.len(), 1);
         assert_eq!(*block.last().unwrap_or(&0), 0xbe);
     }
 }

@@ -54,15 +54,60 @@ pub(crate) enum HpackError {
     BadSizeUpdate,
 }
 
+/// A dynamic table (RFC 7541, 2.3.2), as the encoder keeps it and the decoder mirrors it.
+#[derive(Debug)]
+pub(super) struct Table {
+    /// Newest entry first: dynamic index 62 is `entries[0]`.
+    pub(super) entries: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// Sum of the entries' sizes.
+    pub(super) size: usize,
+    /// The table's current maximum size.
+    pub(super) max: usize,
+}
+
+impl Table {
+    pub(super) fn new(max: usize) -> Self {
+        Table {
+            entries: VecDeque::new(),
+            size: 0,
+            max,
+        }
+    }
+
+    /// Adds an entry, evicting the oldest ones to make room.
+    pub(super) fn insert(&mut self, name: Vec<u8>, value: Vec<u8>) {
+        let size = name.len() + value.len() + ENTRY_OVERHEAD;
+        if size > self.max {
+            // An entry larger than the table empties it and is not added (RFC 7541, 4.4).
+            self.entries.clear();
+            self.size = 0;
+            return;
+        }
+        self.size += size;
+        self.entries.push_front((name, value));
+        self.evict();
+    }
+
+    /// A new maximum size; entries that no longer fit are evicted.
+    pub(super) fn set_max(&mut self, max: usize) {
+        self.max = max;
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        while self.size > self.max {
+            match self.entries.pop_back() {
+                Some((name, value)) => self.size -= name.len() + value.len() + ENTRY_OVERHEAD,
+                None => self.size = 0,
+            }
+        }
+    }
+}
+
 /// One direction's decoding context: its dynamic table.
 #[derive(Debug)]
 pub(crate) struct Decoder {
-    /// Newest entry first: dynamic index 62 is `table[0]`.
-    table: VecDeque<(Vec<u8>, Vec<u8>)>,
-    /// Sum of the entries' sizes.
-    size: usize,
-    /// The table's current maximum size.
-    max: usize,
+    table: Table,
     /// The largest size a size update may set.
     limit: usize,
 }
@@ -133,9 +178,7 @@ impl Decoder {
     /// receiver advertised).
     pub(crate) fn with_limit(limit: usize) -> Self {
         Decoder {
-            table: VecDeque::new(),
-            size: 0,
-            max: DEFAULT_TABLE_SIZE.min(limit),
+            table: Table::new(DEFAULT_TABLE_SIZE.min(limit)),
             limit,
         }
     }
@@ -160,7 +203,7 @@ impl Decoder {
                 // Literal with incremental indexing.
                 let (name, value) = self.literal(&mut input, 6)?;
                 each(&name, &value);
-                self.insert(name, value);
+                self.table.insert(name, value);
                 fields += 1;
             } else if first & 0xe0 == 0x20 {
                 // Dynamic table size update: only at the start of a block.
@@ -168,8 +211,7 @@ impl Decoder {
                 if size > self.limit || fields > 0 {
                     return Err(HpackError::BadSizeUpdate);
                 }
-                self.max = size;
-                self.evict();
+                self.table.set_max(size);
             } else {
                 // Literal without indexing (0000) or never indexed (0001).
                 let (name, value) = self.literal(&mut input, 4)?;
@@ -201,31 +243,10 @@ impl Decoder {
             }
             _ => self
                 .table
+                .entries
                 .get(index - 62)
                 .map(|(name, value)| (name.as_slice(), value.as_slice()))
                 .ok_or(HpackError::BadIndex),
-        }
-    }
-
-    fn insert(&mut self, name: Vec<u8>, value: Vec<u8>) {
-        let size = name.len() + value.len() + ENTRY_OVERHEAD;
-        if size > self.max {
-            // An entry larger than the table empties it and is not added (RFC 7541, 4.4).
-            self.table.clear();
-            self.size = 0;
-            return;
-        }
-        self.size += size;
-        self.table.push_front((name, value));
-        self.evict();
-    }
-
-    fn evict(&mut self) {
-        while self.size > self.max {
-            match self.table.pop_back() {
-                Some((name, value)) => self.size -= name.len() + value.len() + ENTRY_OVERHEAD,
-                None => self.size = 0,
-            }
         }
     }
 }
@@ -266,7 +287,7 @@ mod tests {
                 (":authority", "www.example.com"),
             ])
         );
-        assert_eq!(decoder.size, 57);
+        assert_eq!(decoder.table.size, 57);
         assert_eq!(
             fields(&mut decoder, "8286 84be 5886 a8eb 1064 9cbf"),
             pairs(&[
@@ -277,7 +298,7 @@ mod tests {
                 ("cache-control", "no-cache"),
             ])
         );
-        assert_eq!(decoder.size, 110);
+        assert_eq!(decoder.table.size, 110);
         assert_eq!(
             fields(
                 &mut decoder,
@@ -291,7 +312,7 @@ mod tests {
                 ("custom-key", "custom-value"),
             ])
         );
-        assert_eq!(decoder.size, 164);
+        assert_eq!(decoder.table.size, 164);
     }
 
     #[test]
@@ -299,7 +320,7 @@ mod tests {
         // RFC 7541, C.5: responses with a 256-byte table, entries evicted as they go.
         let mut decoder = Decoder::default();
         assert_eq!(fields(&mut decoder, "3fe1 01"), Vec::new());
-        assert_eq!(decoder.max, 256);
+        assert_eq!(decoder.table.max, 256);
         let first = fields(
             &mut decoder,
             "4803 3330 3258 0770 7269 7661 7465 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133 \
@@ -307,7 +328,7 @@ mod tests {
              6c65 2e63 6f6d",
         );
         assert_eq!(first[0], (":status".into(), "302".into()));
-        assert_eq!(decoder.size, 222);
+        assert_eq!(decoder.table.size, 222);
         assert_eq!(
             fields(&mut decoder, "4803 3330 37c1 c0bf"),
             pairs(&[
@@ -318,8 +339,8 @@ mod tests {
             ])
         );
         // ":status: 302" was evicted to make room for ":status: 307".
-        assert_eq!(decoder.size, 222);
-        assert_eq!(decoder.table.len(), 4);
+        assert_eq!(decoder.table.size, 222);
+        assert_eq!(decoder.table.entries.len(), 4);
     }
 
     #[test]

@@ -72,7 +72,9 @@ impl Driver {
     pub(super) async fn handshake(&mut self) -> Result<(), Http2Error> {
         poll_fn(|cx| {
             if let Poll::Ready(result) = self.poll_drive(cx) {
-                return Poll::Ready(result.and(Err(Http2Error::Closed)));
+                // Over before it began: the server's GOAWAY says why, if it sent one.
+                let refusal = self.shared.lock().refusal();
+                return Poll::Ready(result.and(Err(refusal)));
             }
             if self.shared.lock().settings_received {
                 return Poll::Ready(Ok(()));
@@ -201,6 +203,7 @@ impl Driver {
             self.shared.with(|inner| {
                 inner.frame_queued();
                 std::mem::swap(write, &mut inner.out);
+                inner.owed = 0;
                 inner.dirty = false;
                 if !inner
                     .driver

@@ -33,6 +33,11 @@ pub(super) const CONNECTION_WINDOW: u32 = 4 << 20;
 const HEADER_TABLE: usize = 4096;
 /// The largest response header block this client gathers (headers or trailers).
 const MAX_HEADER_BLOCK: usize = 1 << 20;
+/// The largest header list (decoded) a response may carry; a larger one resets its stream.
+const MAX_HEADER_LIST: usize = 1 << 20;
+/// Answers this client owes the server (PING and SETTINGS acknowledgements) may wait unwritten
+/// up to this many bytes; a server that keeps asking without reading ends the connection.
+const MAX_OWED: usize = 1 << 20;
 /// The highest stream id a client may open.
 const MAX_STREAM_ID: u32 = MAX_WINDOW;
 /// Queued frames beyond this wait for the next write (request data stays with its stream).
@@ -151,6 +156,8 @@ struct Block {
 pub(super) struct Inner {
     /// Frames ready to be written, in order.
     pub(super) out: Vec<u8>,
+    /// Bytes of acknowledgements in `out` (reset when the connection task takes `out`).
+    pub(super) owed: usize,
     /// Set when `out` or a stream's queued data changed: the connection task has work.
     pub(super) dirty: bool,
     streams: HashMap<u32, Stream>,
@@ -197,6 +204,7 @@ impl Inner {
     pub(super) fn new() -> Self {
         let mut inner = Inner {
             out: Vec::with_capacity(1024),
+            owed: 0,
             dirty: true,
             streams: HashMap::new(),
             next_id: 1,
@@ -238,6 +246,14 @@ impl Inner {
             CONNECTION_WINDOW - DEFAULT_WINDOW,
         );
         inner
+    }
+
+    /// Why new streams are refused here: the server's GOAWAY, if it sent one.
+    pub(super) fn refusal(&self) -> Http2Error {
+        match self.goaway {
+            Some((_, reason)) => Http2Error::Refused(reason),
+            None => Http2Error::Closed,
+        }
     }
 
     /// True when the connection task may stop: nobody can open a stream on it and none is

@@ -77,8 +77,15 @@ impl Inner {
                         self.ping_acked = true;
                     }
                 } else {
+                    if self.owed > MAX_OWED {
+                        return Err((
+                            Reason::ENHANCE_YOUR_CALM,
+                            "the server sends PINGs faster than it reads the answers",
+                        ));
+                    }
                     Head::write(&mut self.out, 8, PING, ACK, 0);
                     self.out.extend_from_slice(payload);
+                    self.owed += 17;
                     self.dirty = true;
                 }
                 Ok(())
@@ -198,6 +205,12 @@ impl Inner {
         if head.flags & ACK != 0 {
             return Ok(());
         }
+        if self.owed > MAX_OWED {
+            return Err((
+                Reason::ENHANCE_YOUR_CALM,
+                "the server sends SETTINGS faster than it reads the answers",
+            ));
+        }
         if !payload.len().is_multiple_of(6) {
             return Err((Reason::FRAME_SIZE_ERROR, "SETTINGS of the wrong size"));
         }
@@ -232,6 +245,7 @@ impl Inner {
             }
         }
         Head::write(&mut self.out, 0, SETTINGS, ACK, 0);
+        self.owed += 9;
         self.settings_received = true;
         self.dirty = true;
         Ok(())
@@ -245,10 +259,16 @@ impl Inner {
         let mut status = None;
         let mut headers = HeaderMap::new();
         let mut malformed = false;
+        // Decoded size as RFC 9113 counts it (6.5.2): small blocks can expand a lot through
+        // the dynamic table, so the fields kept are bounded too.
+        let mut list_size = 0usize;
         // Always decoded, also for a stream we forgot: the table must follow the server's.
         self.decoder
             .decode(&block.bytes, |name, value| {
-                if name == b":status" {
+                list_size += name.len() + value.len() + 32;
+                if list_size > MAX_HEADER_LIST {
+                    malformed = true;
+                } else if name == b":status" {
                     status = StatusCode::from_bytes(value).ok();
                 } else if name.first() == Some(&b':') {
                     malformed = true;

@@ -77,6 +77,17 @@ fn open(inner: &mut Inner, data: &[u8], end: bool) -> u32 {
     }
 }
 
+/// A request head with short names, for calls whose headers do not matter.
+fn short_head(headers: &HeaderMap) -> RequestHead<'_> {
+    RequestHead {
+        scheme: "http",
+        authority: "a",
+        path: "/p",
+        headers,
+        user_agent: "u",
+    }
+}
+
 /// A header block, as a server encodes it.
 fn block(encoder: &mut Encoder, fields: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -269,13 +280,7 @@ fn goaway_refuses_the_streams_above_its_last_id() {
     assert!(head_of(&mut inner, 3).is_pending());
     assert!(inner.draining);
     let headers = request_headers();
-    let head = RequestHead {
-        scheme: "http",
-        authority: "a",
-        path: "/p",
-        headers: &headers,
-        user_agent: "u",
-    };
+    let head = short_head(&headers);
     assert_eq!(inner.open(&head, &[], true), Err(OpenError::Closed));
     // The connection then breaks: the accepted streams may have run.
     let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
@@ -435,14 +440,65 @@ fn the_servers_stream_limit_holds_new_streams() {
     feed(&mut inner, SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 1]);
     let first = open(&mut inner, b"x", true);
     let headers = request_headers();
-    let head = RequestHead {
-        scheme: "http",
-        authority: "a",
-        path: "/p",
-        headers: &headers,
-        user_agent: "u",
-    };
+    let head = short_head(&headers);
     assert_eq!(inner.open(&head, &[], true), Err(OpenError::Full));
     inner.release(first);
     assert!(inner.open(&head, &[], true).is_ok());
+}
+
+#[test]
+fn a_header_list_that_expands_past_its_bound_resets_only_its_stream() {
+    let mut inner = connected();
+    let id = open(&mut inner, b"x", true);
+    inner.out.clear();
+    // One 500-byte field added to the table, then referenced 2100 times (1 byte each):
+    // 1.1 MB of headers from a 2.6 KB block.
+    let mut server = Encoder::default();
+    let mut bomb = block(
+        &mut server,
+        &[(":status", "200"), ("x-big", &"b".repeat(500))],
+    );
+    bomb.extend(std::iter::repeat_n(0xbe, 2100));
+    feed(&mut inner, HEADERS, END_HEADERS, id, &bomb);
+    assert_eq!(
+        written(&mut inner),
+        [(head(RST_STREAM, 0, id, 4), 1u32.to_be_bytes().to_vec())]
+    );
+    let Poll::Ready(Err(error)) = head_of(&mut inner, id) else {
+        panic!("the stream was not reset");
+    };
+    assert_eq!(error.reset_reason(), Some(Reason::PROTOCOL_ERROR));
+    // The connection goes on, its table in step with the server's.
+    let next_id = open(&mut inner, b"x", true);
+    let small = block(
+        &mut server,
+        &[(":status", "200"), ("x-big", &"b".repeat(500))],
+    );
+    assert!(small.len() < 4, "the field is indexed now");
+    feed(&mut inner, HEADERS, END_HEADERS, next_id, &small);
+    assert!(matches!(head_of(&mut inner, next_id), Poll::Ready(Ok(_))));
+}
+
+#[test]
+fn a_server_that_asks_without_reading_ends_the_connection() {
+    let mut inner = connected();
+    let ping = head(PING, 0, 0, 8);
+    let mut answered = 0;
+    let error = loop {
+        match inner.on_frame(ping, b"flooding") {
+            Ok(()) => answered += 1,
+            Err(error) => break error,
+        }
+        assert!(answered < 100_000, "the answers grew without bound");
+    };
+    assert_eq!(error.0, Reason::ENHANCE_YOUR_CALM);
+    // A server that reads its answers may ping as often as it likes.
+    let mut inner = connected();
+    for _ in 0..100_000 {
+        assert_eq!(inner.on_frame(ping, b"flooding"), OK);
+        if inner.out.len() > 64 << 10 {
+            inner.out.clear();
+            inner.owed = 0;
+        }
+    }
 }
