@@ -395,7 +395,7 @@ fn code_named(name: &str) -> Option<Code> {
 /// Its text is `gRPC error CODE: MESSAGE` (the message left out when it only repeats the
 /// cause's text). Its [`source`](std::error::Error::source) is what tonic gives as the status's
 /// cause, for a transport failure the chain down to the I/O error; the types in that chain
-/// follow tonic's and h2's versions, this one does not.
+/// are private to this crate or follow tonic's version, this one does not.
 #[derive(Debug)]
 pub struct GrpcStatus(tonic::Status);
 
