@@ -248,6 +248,11 @@ impl Inner {
         inner
     }
 
+    /// The failure of a stream this state no longer holds: the connection's end, if it ended.
+    fn gone(&self) -> Http2Error {
+        self.ended.clone().unwrap_or(Http2Error::Closed)
+    }
+
     /// Why new streams are refused here: the server's GOAWAY, if it sent one.
     pub(super) fn refusal(&self) -> Http2Error {
         match self.goaway {
@@ -420,11 +425,9 @@ impl Inner {
 
     /// Queues more request data on stream `id`; the request ends after it when `end`.
     pub(super) fn send(&mut self, id: u32, data: Bytes, end: bool) -> Result<(), Http2Error> {
-        let ended = self.ended.clone();
-        let stream = self
-            .streams
-            .get_mut(&id)
-            .ok_or_else(|| ended.unwrap_or(Http2Error::Closed))?;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Err(self.gone());
+        };
         if let Some(error) = &stream.error {
             return Err(error.clone());
         }
@@ -488,9 +491,8 @@ impl Inner {
         id: u32,
         cx: &Context<'_>,
     ) -> Poll<Result<(StatusCode, HeaderMap), Http2Error>> {
-        let ended = self.ended.clone();
         let Some(stream) = self.streams.get_mut(&id) else {
-            return Poll::Ready(Err(ended.unwrap_or(Http2Error::Closed)));
+            return Poll::Ready(Err(self.gone()));
         };
         if let Some(head) = stream.head.take() {
             return Poll::Ready(Ok(head));
@@ -509,9 +511,8 @@ impl Inner {
         id: u32,
         cx: &Context<'_>,
     ) -> Poll<Result<Received, Http2Error>> {
-        let ended = self.ended.clone();
         let Some(stream) = self.streams.get_mut(&id) else {
-            return Poll::Ready(Err(ended.unwrap_or(Http2Error::Closed)));
+            return Poll::Ready(Err(self.gone()));
         };
         if let Some(data) = stream.data.pop_front() {
             let n = data.len();
